@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up everything Headwater's demo and tests need on this machine:
+#   - PostgreSQL server binaries (Debian package) when missing
+#   - a Python virtualenv in .venv with pinned dependencies (requirements/constraints.txt)
+#   - the local control plane binaries (hack/build-tools.sh; slow the first time, cached after)
+# Idempotent: a second run only checks.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+have_postgres() {
+  command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
+if ! have_postgres; then
+  command -v apt-get >/dev/null || die "PostgreSQL server binaries (initdb, pg_ctl) are missing; install PostgreSQL 15+"
+  log "installing PostgreSQL from Debian packages"
+  sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_="sudo"
+  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq postgresql >/dev/null
+fi
+if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --no-create-home postgres
+fi
+
+python="${PYTHON:-python3}"
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python 3.11+ is needed (found $("$python" --version))"
+stamp=".venv/.installed-$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  log "creating .venv and installing Headwater with pinned dependencies"
+  [[ -x .venv/bin/python ]] || "$python" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+  rm -f .venv/.installed-* && touch "$stamp"
+fi
+
+bash hack/build-tools.sh
+log "ready"

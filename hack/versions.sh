@@ -1,0 +1,12 @@
+# Versions of the local control plane and tools, sourced by the hack/ scripts.
+# Each is built from Go modules once and cached by version outside the repository.
+KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+HELM_VERSION="${HELM_VERSION:-v3.21.4}"
+HEADWATER_CACHE="${HEADWATER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/headwater}"
+
+k8s_bin_dir()  { echo "$HEADWATER_CACHE/k8s/$KUBERNETES_VERSION/bin"; }
+etcd_bin_dir() { echo "$HEADWATER_CACHE/etcd/$ETCD_VERSION/bin"; }
+kwok_bin_dir() { echo "$HEADWATER_CACHE/kwok/$KWOK_VERSION/bin"; }
+helm_bin_dir() { echo "$HEADWATER_CACHE/helm/$HELM_VERSION/bin"; }

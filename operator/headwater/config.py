@@ -1,0 +1,50 @@
+"""Operator settings, read once at start from ``HEADWATER_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Every tunable of the operator, validated at start; an invalid value stops the process with a clear error."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_", extra="ignore", frozen=True)
+
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Namespaces to watch (comma-separated); empty means cluster-wide.",
+    )
+    step_image: str = Field(
+        default="ghcr.io/headwater-dev/headwater:0.1.0",
+        description="Image that runs sql steps (`headwater step sql`) when a step names none.",
+    )
+    job_ttl_seconds: int | None = Field(
+        default=86400, ge=0,
+        description="ttlSecondsAfterFinished of step Jobs; unset keeps finished Jobs until their run is deleted.",
+    )
+    resync_seconds: float = Field(
+        default=30.0, gt=0, description="Safety re-reconcile interval of unfinished runs."
+    )
+    schedule_interval_seconds: float = Field(
+        default=10.0, gt=0, description="How often cron schedules are checked."
+    )
+    database_url: str | None = Field(default=None, description="PostgreSQL URL of the lineage store.")
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 disables it.")
+    api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the lineage HTTP API; 0 disables it.")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [ns.strip() for ns in value.split(",") if ns.strip()]
+        return value
+
+
+def load_settings() -> Settings:
+    """Settings from the environment."""
+    return Settings()

@@ -1,0 +1,21 @@
+"""Names of Headwater's API objects, labels and annotations, in one place."""
+
+from typing import Final
+
+GROUP: Final = "headwater.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+PIPELINE_KIND: Final = "Pipeline"
+PIPELINE_PLURAL: Final = "pipelines"
+PIPELINERUN_KIND: Final = "PipelineRun"
+PIPELINERUN_PLURAL: Final = "pipelineruns"
+
+LABEL_PIPELINE: Final = f"{GROUP}/pipeline"
+LABEL_RUN: Final = f"{GROUP}/run"
+LABEL_STEP: Final = f"{GROUP}/step"
+LABEL_TRIGGER: Final = f"{GROUP}/trigger"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGER: Final = "headwater"
+
+FIELD_MANAGER: Final = "headwater-operator"

@@ -1,0 +1,153 @@
+"""Shared test helpers: polling, the local cluster and the throwaway PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+HACK = ROOT / "hack"
+
+T = TypeVar("T")
+
+
+class WaitTimeout(AssertionError):
+    """A condition polled by :func:`wait_for` did not hold in time."""
+
+
+def wait_for(
+    condition: Callable[[], T | None],
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    message: str = "condition",
+) -> T:
+    """Poll ``condition`` until it returns a truthy value and return that value.
+
+    Exceptions raised by the condition count as "not yet"; the last one is
+    reported if time runs out.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = condition()
+        except Exception as exc:  # the condition is re-tried until the deadline
+            last_error, value = exc, None
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise WaitTimeout(f"timed out after {timeout}s waiting for {message}{detail}")
+        time.sleep(interval)
+
+
+def _tool(name: str) -> str:
+    """Path of a tool built by hack/build-tools.sh (kubectl of the cluster's version, helm, ...)."""
+    out = subprocess.run(
+        ["bash", "-c", f"source {HACK}/versions.sh && echo \"$(k8s_bin_dir)\" \"$(helm_bin_dir)\""],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    for directory in out:
+        candidate = Path(directory) / name
+        if candidate.exists():
+            return str(candidate)
+    raise FileNotFoundError(f"{name} is not built: run hack/build-tools.sh")
+
+
+@dataclass
+class Cluster:
+    """A running Kubernetes cluster reached through ``kubeconfig``."""
+
+    kubeconfig: str
+    kubectl_path: str = field(default_factory=lambda: _tool("kubectl"))
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; raise with its stderr when ``check`` and it fails."""
+        proc = subprocess.run(
+            [self.kubectl_path, "--kubeconfig", self.kubeconfig, *args],
+            input=input, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    def apply(self, *objects: dict[str, Any], namespace: str | None = None) -> None:
+        """Server-side apply of manifest dicts."""
+        ns = ["-n", namespace] if namespace else []
+        self.kubectl(*ns, "apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(objects))
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        ns = ["-n", namespace] if namespace else []
+        out = self.kubectl(*ns, "get", kind, name, "-o", "json").stdout
+        return yaml.safe_load(out)  # JSON is YAML
+
+    def list(self, kind: str, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+        sel = ["-l", selector] if selector else []
+        out = self.kubectl("-n", namespace, "get", kind, *sel, "-o", "json").stdout
+        items: list[dict[str, Any]] = yaml.safe_load(out)["items"]
+        return items
+
+
+def start_cluster(name: str) -> Cluster:
+    """Bring up (or reuse) the local control plane named ``name``."""
+    proc = subprocess.run(
+        ["bash", str(HACK / "cluster.sh"), "up", name], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"hack/cluster.sh up {name} failed:\n{proc.stderr[-4000:]}")
+    return Cluster(kubeconfig=proc.stdout.strip().splitlines()[-1])
+
+
+def stop_cluster(name: str) -> None:
+    subprocess.run(["bash", str(HACK / "cluster.sh"), "down", name], capture_output=True, check=False)
+
+
+@dataclass
+class ThrowawayPostgres:
+    """A PostgreSQL server in a temporary directory (see hack/postgres.sh)."""
+
+    directory: Path
+    url: str = ""
+
+    def start(self) -> str:
+        proc = subprocess.run(
+            ["bash", str(HACK / "postgres.sh"), "start", str(self.directory)],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"could not start PostgreSQL: {proc.stderr}")
+        self.url = proc.stdout.strip()
+        return self.url
+
+    def stop(self) -> None:
+        """Stop the server and keep its data (start() brings it back on the same URL)."""
+        subprocess.run(["bash", str(HACK / "postgres.sh"), "stop", str(self.directory)], check=True)
+
+    def destroy(self) -> None:
+        subprocess.run(["bash", str(HACK / "postgres.sh"), "destroy", str(self.directory)], check=True)
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    """Start a PostgreSQL server for the duration of the block; stop it and remove its files after."""
+    parent = Path(tempfile.mkdtemp(prefix="headwater-pg-"))
+    os.chmod(parent, 0o755)  # the server may run as the 'postgres' user
+    server = ThrowawayPostgres(parent / "pg")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+        shutil.rmtree(parent, ignore_errors=True)
