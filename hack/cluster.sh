@@ -45,20 +45,8 @@ options:
   kubectlBinary: "$(k8s_bin_dir)/kubectl"
   kwokControllerBinary: "$(kwok_bin_dir)/kwok"
   etcdBinary: "$(etcd_bin_dir)/etcd"
+  bindAddress: 127.0.0.1
   quietPull: true
-componentsPatches:
-- name: kube-apiserver
-  extraArgs:
-  - key: bind-address
-    value: 127.0.0.1
-- name: kube-controller-manager
-  extraArgs:
-  - key: bind-address
-    value: 127.0.0.1
-- name: kube-scheduler
-  extraArgs:
-  - key: bind-address
-    value: 127.0.0.1
 ---
 YAML
   cat "$here/kwok/stages.yaml" >>"$cfg"
