@@ -1,0 +1,149 @@
+"""The run engine's side of reconciliation: read, call the planner, apply the plan.
+
+Every trigger ends in :meth:`RunEngine.reconcile`, which re-reads the run and
+its Jobs from the API server, so the outcome never depends on which event
+arrived first or on a stale cached copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from headwater import constants as c
+from headwater import history, planning
+from headwater.jobs import JobObservation, JobSettings, RunRef, observe_job
+from headwater.k8s import Kube
+from headwater.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, StepPhase
+
+__all__ = ["EventSink", "RunEngine"]
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[dict[str, Any], str, str, str], None]
+"""Posts a Kubernetes Event: (object, type, reason, message)."""
+
+
+def _dump(status: PipelineRunStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class RunEngine:
+    """Reconciles PipelineRuns into step Jobs; safe to call from many threads at once."""
+
+    def __init__(self, kube: Kube, settings: JobSettings, post_event: EventSink,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.post_event = post_event
+        self.clock = clock
+        self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[(namespace, name)]
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._locks_guard:
+            self._locks.pop((namespace, name), None)
+
+    def reconcile(self, namespace: str, name: str) -> planning.Plan | None:
+        """Bring one run one step closer to done. Returns the plan applied (None if the run is gone)."""
+        with self._lock(namespace, name):
+            for _ in range(3):
+                run = self.kube.get_run(namespace, name)
+                if run is None:
+                    self.forget(namespace, name)
+                    return None
+                try:
+                    return self._reconcile(run)
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                    log.info("PipelineRun %s/%s changed while reconciling; retrying", namespace, name)
+            raise RuntimeError(f"PipelineRun {namespace}/{name}: status kept conflicting")
+
+    def _reconcile(self, run: dict[str, Any]) -> planning.Plan:
+        meta = run["metadata"]
+        spec = PipelineRunSpec.model_validate(run.get("spec") or {})
+        raw_status = run.get("status") or {}
+        if not raw_status.get("pipelineSpec") and raw_status.get("phase") not in ("Failed", "Cancelled"):
+            started = self._start(run, spec)
+            if started is None:
+                return planning.Plan()
+            run = self.kube.replace_run_status(run, _dump(started))
+            raw_status = run["status"]
+        status = PipelineRunStatus.model_validate(raw_status)
+        ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
+        observed = self._observe(ref, status)
+        out = planning.plan(ref, spec, status, observed, self.clock(), self.settings)
+        self._apply(run, ref, out)
+        return out
+
+    def _start(self, run: dict[str, Any], spec: PipelineRunSpec) -> PipelineRunStatus | None:
+        """The first status of a run, or None while its Pipeline does not exist yet."""
+        meta = run["metadata"]
+        pipeline = self.kube.get_pipeline(meta["namespace"], spec.pipeline_ref.name)
+        if pipeline is None:
+            self.post_event(run, "Warning", "PipelineNotFound",
+                            f"Pipeline {spec.pipeline_ref.name} does not exist; the run waits for it")
+            return None
+        earlier = None
+        if spec.retry_of:
+            other = self.kube.get_run(meta["namespace"], spec.retry_of)
+            if other is not None:
+                earlier = PipelineRunStatus.model_validate(other.get("status") or {})
+        pipeline_spec = PipelineSpec.model_validate(pipeline["spec"])
+        status = planning.start(spec, pipeline_spec, self.clock(), earlier, meta.get("generation"))
+        self.post_event(run, "Normal", "Started",
+                        f"Running pipeline {spec.pipeline_ref.name} ({len(pipeline_spec.steps)} steps)")
+        return status
+
+    def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
+        """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended."""
+        settled = {s.name for s in status.steps if s.phase in planning.TERMINAL_STEP}
+        observed: dict[str, JobObservation] = {}
+        for job in self.kube.list_jobs(ref.namespace, ref.name):
+            step = job["metadata"].get("labels", {}).get(c.LABEL_STEP)
+            if not step or step in settled:
+                continue
+            seen = observe_job(job, [])
+            if seen.phase in (StepPhase.SUCCEEDED, StepPhase.FAILED):
+                seen = observe_job(job, self.kube.list_job_pods(ref.namespace, seen.job))
+            observed[step] = seen
+        return observed
+
+    def _apply(self, run: dict[str, Any], ref: RunRef, out: planning.Plan) -> None:
+        for manifest in out.create:
+            if self.kube.create_job(manifest):
+                log.info("Created Job %s/%s", ref.namespace, manifest["metadata"]["name"])
+        for job in out.delete:
+            self.kube.delete_job(ref.namespace, job)
+            log.info("Deleted Job %s/%s", ref.namespace, job)
+        if out.status is not None:
+            self.kube.replace_run_status(run, _dump(out.status))
+        for event in out.events:
+            self.post_event(run, event.type, event.reason, event.message)
+        if out.finished and out.status is not None:
+            self._after_finish(ref, out.status)
+
+    def _after_finish(self, ref: RunRef, status: PipelineRunStatus) -> None:
+        """Record the outcome on the Pipeline and trim its run history."""
+        pipeline = self.kube.get_pipeline(ref.namespace, ref.pipeline)
+        if pipeline is None:
+            return
+        self.kube.patch_pipeline_status(ref.namespace, ref.pipeline, {
+            "lastRun": ref.name, "lastRunPhase": status.phase.value})
+        spec = PipelineSpec.model_validate(pipeline["spec"])
+        runs = self.kube.list_runs(ref.namespace, f"{c.LABEL_PIPELINE}={ref.pipeline}")
+        for name in history.runs_to_delete(runs, spec.successful_runs_history_limit,
+                                           spec.failed_runs_history_limit):
+            self.kube.delete_run(ref.namespace, name)
+            log.info("Deleted PipelineRun %s/%s (history limit)", ref.namespace, name)

@@ -1,0 +1,138 @@
+"""kopf registration: each handler parses what it was given, asks the engine, and returns.
+
+Only event handlers are used (no kopf progress or finalizers on our objects):
+every event is a hint to re-read and re-plan, so nothing depends on
+which event arrives, or on whether one was missed while the operator was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from headwater import constants as c
+from headwater import pipelines
+from headwater.config import Settings, load_settings
+from headwater.engine import RunEngine
+from headwater.jobs import JobSettings
+from headwater.k8s import Kube, post_event
+from headwater.scheduler import schedule_pipeline
+
+log = logging.getLogger(__name__)
+
+_TERMINAL = {"Succeeded", "Failed", "Cancelled"}
+
+
+class Runtime:
+    """Everything the handlers share, kept in kopf's memo."""
+
+    def __init__(self, settings: Settings, api_client: client.ApiClient) -> None:
+        self.settings = settings
+        self.kube = Kube(api_client)
+        self.engine = RunEngine(self.kube, JobSettings(settings.step_image, settings.job_ttl_seconds),
+                                partial(post_event, self.kube))
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def scopes(self) -> list[str | None]:
+        return list(self.settings.namespaces) or [None]
+
+
+def _api_client(pool: int) -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = pool
+    return client.ApiClient(configuration)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    own = load_settings()
+    settings.posting.enabled = False  # we post our own Events, with our own reasons
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.GROUP)
+    settings.execution.max_workers = 32
+    settings.batching.batch_window = 0.05
+    runtime = Runtime(own, _api_client(64))
+    memo.runtime = runtime
+    runtime.tasks = [
+        asyncio.create_task(_every(own.resync_seconds, partial(_resync, runtime))),
+        asyncio.create_task(_every(own.schedule_interval_seconds, partial(_schedule, runtime))),
+    ]
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    for task in runtime.tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    runtime.kube.api_client.close()
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.PIPELINERUN_PLURAL)
+def run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    meta = body["metadata"]
+    if event["type"] == "DELETED":
+        runtime.engine.forget(meta["namespace"], meta["name"])
+    elif (body.get("status") or {}).get("phase") not in _TERMINAL:
+        runtime.engine.reconcile(meta["namespace"], meta["name"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_RUN: kopf.PRESENT})
+def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if event["type"] == "DELETED":
+        return
+    runtime: Runtime = memo.runtime
+    runtime.engine.reconcile(body["metadata"]["namespace"], body["metadata"]["labels"][c.LABEL_RUN])
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.PIPELINE_PLURAL)
+def pipeline_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if event["type"] == "DELETED":
+        return
+    runtime: Runtime = memo.runtime
+    meta = body["metadata"]
+    status = pipelines.pipeline_status(dict(body["spec"]), dict(body.get("status") or {}),
+                                       meta.get("generation"), datetime.now(UTC))
+    if status is not None:
+        runtime.kube.patch_pipeline_status(meta["namespace"], meta["name"], status)
+        ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
+        if ready["status"] == "False":
+            post_event(runtime.kube, dict(body), "Warning", ready["reason"], ready["message"])
+
+
+async def _every(seconds: float, work: Any) -> None:
+    """Run ``work`` in a worker thread every ``seconds``; an error is logged and the loop goes on."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await asyncio.to_thread(work)
+        except Exception:
+            log.exception("periodic %s failed", getattr(work, "func", work).__name__)
+
+
+def _resync(runtime: Runtime) -> None:
+    """Safety net: re-plan every unfinished run, whatever events were missed."""
+    for scope in runtime.scopes():
+        for run in runtime.kube.list_runs(scope):
+            if (run.get("status") or {}).get("phase") not in _TERMINAL:
+                runtime.engine.reconcile(run["metadata"]["namespace"], run["metadata"]["name"])
+
+
+def _schedule(runtime: Runtime) -> None:
+    for scope in runtime.scopes():
+        for pipeline in runtime.kube.list_pipelines(scope):
+            if (pipeline.get("spec") or {}).get("schedule"):
+                schedule_pipeline(runtime.kube, pipeline, post_event=partial(post_event, runtime.kube))

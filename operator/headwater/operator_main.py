@@ -1,0 +1,24 @@
+"""Run the kopf operator: the run engine, schedules, and (when configured) the lineage API and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+
+from headwater.config import load_settings
+
+__all__ = ["run_operator"]
+
+
+def run_operator(namespaces: list[str] | None = None, *, verbose: bool = False) -> None:
+    """Block running the operator, cluster-wide or limited to ``namespaces``."""
+    import headwater.handlers  # noqa: F401  (registers the handlers)
+
+    settings = load_settings()
+    scope = list(namespaces or settings.namespaces)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf").setLevel(logging.INFO if verbose else logging.WARNING)
+    asyncio.run(kopf.operator(standalone=True, clusterwide=not scope, namespaces=scope or None))
