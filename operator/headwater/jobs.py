@@ -204,7 +204,7 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservati
                               broken.get("lastTransitionTime"), broken.get("reason") or "Failed", message, result)
     if active or status.get("ready"):
         return JobObservation(name, StepPhase.RUNNING, failed + active, started)
-    return JobObservation(name, StepPhase.PENDING, failed, started)
+    return JobObservation(name, StepPhase.PENDING, failed, started, reason="JobCreated")
 
 
 def job_datetime(value: str | None) -> datetime | None:
