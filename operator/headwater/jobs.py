@@ -179,11 +179,21 @@ def _pods_by_phase(pods: list[dict[str, Any]], phase: str) -> list[dict[str, Any
     return sorted(chosen, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "")
 
 
+def _counts(status: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """Failed, succeeded and active pods, including those the Job controller has not counted yet."""
+    uncounted = status.get("uncountedTerminatedPods") or {}
+    failed = status.get("failed", 0) + len(uncounted.get("failed") or [])
+    succeeded = status.get("succeeded", 0) + len(uncounted.get("succeeded") or [])
+    failed = max(failed, len(_pods_by_phase(pods, "Failed")))
+    succeeded = max(succeeded, len(_pods_by_phase(pods, "Succeeded")))
+    return failed, succeeded, status.get("active", 0)
+
+
 def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservation:
     """The step's state as its Job reports it; ``pods`` are read for the result or the failure message."""
     name = job["metadata"]["name"]
     status = job.get("status") or {}
-    failed, succeeded, active = status.get("failed", 0), status.get("succeeded", 0), status.get("active", 0)
+    failed, succeeded, active = _counts(status, pods)
     started = status.get("startTime")
     done = _condition(job, "Complete", "SuccessCriteriaMet")
     if done:

@@ -21,4 +21,4 @@ def run_operator(namespaces: list[str] | None = None, *, verbose: bool = False) 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf").setLevel(logging.INFO if verbose else logging.WARNING)
-    asyncio.run(kopf.operator(standalone=True, clusterwide=not scope, namespaces=scope or None))
+    asyncio.run(kopf.operator(standalone=True, clusterwide=not scope, namespaces=scope))

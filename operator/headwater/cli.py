@@ -1,0 +1,111 @@
+"""The ``headwater`` command (also installed as ``kubectl-headwater``, so ``kubectl headwater ...`` works).
+
+One small function per subcommand, ``_cmd_<name>(args) -> exit code``, registered in
+:func:`_build_parser`; add a subcommand by adding both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from headwater import __version__
+from headwater.crdgen import crds, render
+from headwater.validation import validate_paths
+
+__all__ = ["main"]
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Check manifests offline; 0 when all are valid, 1 when anything is wrong."""
+    stdin = sys.stdin.read() if "-" in args.files else None
+    findings, documents = validate_paths(args.files, stdin=stdin)
+    for finding in findings:
+        print(finding)
+    if not args.quiet:
+        verdict = f"{len(findings)} problem(s)" if findings else "all valid"
+        print(f"checked {documents} document(s): {verdict}", file=sys.stderr)
+    return 1 if findings else 0
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    """Print the CRDs generated from this version's models (pipe into kubectl apply -f -)."""
+    print("---\n".join(render(crd) for crd in crds().values()), end="")
+    return 0
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    """Run the operator until interrupted."""
+    from headwater.operator_main import run_operator  # noqa: PLC0415 (imported only when the subcommand runs)
+
+    run_operator(args.namespace, verbose=args.verbose)
+    return 0
+
+
+def _cmd_step_sql(args: argparse.Namespace) -> int:
+    """Run a sql step inside its Job (configured by environment variables)."""
+    from headwater.steps import sql  # noqa: PLC0415 (imported only when the subcommand runs)
+
+    return sql.main([])
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Start a PipelineRun of a Pipeline and print its name."""
+    from headwater.manual import start_run  # noqa: PLC0415 (imported only when the subcommand runs)
+
+    name = start_run(args.pipeline, args.namespace, from_step=args.from_step, retry_of=args.retry_of)
+    print(f"pipelinerun.headwater.dev/{name} created")
+    return 0
+
+
+def _add_runtime_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    op = commands.add_parser("operator", help="run the operator (the run engine and schedules)")
+    op.add_argument("-n", "--namespace", action="append", default=[],
+                    help="watch only this namespace (repeatable); default: all, or HEADWATER_NAMESPACES")
+    op.add_argument("-v", "--verbose", action="store_true", help="log kopf's own activity too")
+    op.set_defaults(func=_cmd_operator)
+
+    step = commands.add_parser("step", help="run a step inside its Job")
+    kinds = step.add_subparsers(dest="kind", required=True, metavar="KIND")
+    kinds.add_parser("sql", help="execute HEADWATER_SQL against HEADWATER_DATABASE_URL").set_defaults(
+        func=_cmd_step_sql)
+
+    run = commands.add_parser("run", help="start a PipelineRun of PIPELINE now")
+    run.add_argument("pipeline", metavar="PIPELINE")
+    run.add_argument("-n", "--namespace", default=None, help="namespace (default: the kubeconfig's)")
+    run.add_argument("--from-step", default=None, help="re-run this step and everything downstream of it")
+    run.add_argument("--retry-of", default=None, help="re-run only the failed and skipped steps of this run")
+    run.set_defaults(func=_cmd_run)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="headwater", description="Data pipelines as dependency-ordered Kubernetes Jobs, with lineage."
+    )
+    parser.add_argument("--version", action="version", version=f"headwater {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate", help="check Pipeline and PipelineRun manifests offline",
+        description="Check Pipeline and PipelineRun manifests with the same rules as the apiserver and the "
+        "operator (including dependency cycles). Prints file:document: Kind/name: field: problem; exits 1 "
+        "when anything is wrong.",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help="a YAML file, a directory or - (stdin)")
+    validate.add_argument("-q", "--quiet", action="store_true", help="print only the problems")
+    validate.set_defaults(func=_cmd_validate)
+
+    commands.add_parser("crds", help="print the CustomResourceDefinitions").set_defaults(func=_cmd_crds)
+    _add_runtime_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

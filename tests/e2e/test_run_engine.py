@@ -1,0 +1,142 @@
+"""The operator runs PipelineRuns as dependency-ordered Jobs on the real control plane."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from conftest_e2e import fail_label, pipeline, run, step, wait_run
+from helpers import Cluster, wait_for
+
+pytestmark = pytest.mark.e2e
+
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+def steps_by_name(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in obj["status"]["steps"]}
+
+
+def run_jobs(cluster: Cluster, namespace: str, run_name: str) -> dict[str, dict[str, Any]]:
+    jobs = cluster.list("jobs", namespace, f"headwater.dev/run={run_name}")
+    return {j["metadata"]["labels"]["headwater.dev/step"]: j for j in jobs}
+
+
+def test_diamond_runs_in_dependency_order_with_parallel_branches(cluster: Cluster, namespace: str,
+                                                                 operator: Any) -> None:
+    slow = {"annotations": {"headwater.dev/test-duration": "3s"}}
+    cluster.apply(pipeline("diamond", [step("a"), step("b", "a", podMetadata=slow),
+                                       step("c", "a", podMetadata=slow), step("d", "b", "c")]),
+                  run("diamond-1", "diamond"), namespace=namespace)
+    done = wait_run(cluster, namespace, "diamond-1")
+    assert done["status"]["phase"] == "Succeeded"
+    assert done["status"]["progress"] == "4/4"
+    s = steps_by_name(done)
+    assert s["a"]["finishedAt"] <= s["b"]["startedAt"] and s["a"]["finishedAt"] <= s["c"]["startedAt"]
+    assert max(s["b"]["finishedAt"], s["c"]["finishedAt"]) <= s["d"]["startedAt"]
+    assert s["b"]["startedAt"] < s["c"]["finishedAt"] and s["c"]["startedAt"] < s["b"]["finishedAt"]
+    jobs = run_jobs(cluster, namespace, "diamond-1")
+    assert sorted(jobs) == ["a", "b", "c", "d"]
+    assert jobs["a"]["metadata"]["ownerReferences"][0]["name"] == "diamond-1"
+    table = cluster.kubectl("-n", namespace, "get", "pipelineruns").stdout
+    assert table.split()[:6] == ["NAME", "PIPELINE", "PHASE", "PROGRESS", "STARTED", "DURATION"]
+    assert "Succeeded" in table and "4/4" in table
+
+
+def test_a_step_failing_once_then_succeeding_ends_succeeded_with_two_attempts(
+        cluster: Cluster, namespace: str, operator: Any) -> None:
+    # The first pod is created within a few seconds and fails; the Job controller's back-off
+    # (10 s) puts the second one after this instant, so it succeeds.
+    until = (datetime.now(UTC) + timedelta(seconds=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    flaky = {"annotations": {"headwater.dev/test-fail-until": until}}
+    cluster.apply(pipeline("flaky", [step("load", retries=2, podMetadata=flaky)]),
+                  run("flaky-1", "flaky"), namespace=namespace)
+    done = wait_run(cluster, namespace, "flaky-1", timeout=120)
+    load = steps_by_name(done)["load"]
+    assert (done["status"]["phase"], load["phase"], load["attempts"]) == ("Succeeded", "Succeeded", 2)
+
+
+def test_a_step_failing_past_its_retries_fails_and_skips_downstream_but_not_independent_steps(
+        cluster: Cluster, namespace: str, operator: Any) -> None:
+    cluster.apply(pipeline("broken", [step("extract", retries=1, podMetadata=fail_label()),
+                                      step("transform", "extract"), step("other")]),
+                  run("broken-1", "broken"), namespace=namespace)
+    done = wait_run(cluster, namespace, "broken-1", timeout=120)
+    s = steps_by_name(done)
+    assert done["status"]["phase"] == "Failed"
+    assert (s["extract"]["phase"], s["extract"]["reason"], s["extract"]["attempts"]) == (
+        "Failed", "BackoffLimitExceeded", 2)
+    assert "simulated failure" in s["extract"]["message"]
+    assert (s["transform"]["phase"], s["transform"]["reason"]) == ("Skipped", "UpstreamFailed")
+    assert s["other"]["phase"] == "Succeeded"
+    assert "transform" not in run_jobs(cluster, namespace, "broken-1")
+    events = cluster.kubectl("-n", namespace, "get", "events", "--field-selector",
+                             "involvedObject.name=broken-1", "-o", "jsonpath={.items[*].message}").stdout
+    assert "Step extract failed: BackoffLimitExceeded" in events
+
+
+def test_a_step_exceeding_its_timeout_fails_with_deadline_exceeded(cluster: Cluster, namespace: str,
+                                                                   operator: Any) -> None:
+    slow = {"annotations": {"headwater.dev/test-duration": "300s"}}
+    cluster.apply(pipeline("slow", [step("wait", timeoutSeconds=2, retries=0, podMetadata=slow)]),
+                  run("slow-1", "slow"), namespace=namespace)
+    done = wait_run(cluster, namespace, "slow-1", timeout=90)
+    wait_step = steps_by_name(done)["wait"]
+    assert (done["status"]["phase"], wait_step["phase"], wait_step["reason"]) == (
+        "Failed", "Failed", "DeadlineExceeded")
+
+
+def test_cancel_mid_run_deletes_running_jobs_and_ends_cancelled(cluster: Cluster, namespace: str,
+                                                                operator: Any) -> None:
+    slow = {"annotations": {"headwater.dev/test-duration": "300s"}}
+    cluster.apply(pipeline("long", [step("a", podMetadata=slow), step("b", "a")]),
+                  run("long-1", "long"), namespace=namespace)
+    wait_for(lambda: steps_by_name(cluster.get("pipelinerun", "long-1", namespace))["a"]["phase"] == "Running",
+             timeout=60, message="step a to run")
+    cluster.kubectl("-n", namespace, "patch", "pipelinerun", "long-1", "--type=merge",
+                    "-p", '{"spec":{"cancel":true}}')
+    done = wait_run(cluster, namespace, "long-1", timeout=60)
+    s = steps_by_name(done)
+    assert (done["status"]["phase"], s["a"]["phase"], s["b"]["phase"]) == ("Cancelled", "Cancelled", "Cancelled")
+    wait_for(lambda: not run_jobs(cluster, namespace, "long-1"), timeout=60, message="the Job to be deleted")
+
+
+def test_retry_of_runs_only_the_failed_and_skipped_steps(cluster: Cluster, namespace: str, operator: Any) -> None:
+    steps = [step("a"), step("b", "a", retries=0, podMetadata=fail_label()), step("c", "a"), step("d", "b", "c")]
+    cluster.apply(pipeline("retry", steps), run("retry-1", "retry"), namespace=namespace)
+    assert wait_run(cluster, namespace, "retry-1")["status"]["phase"] == "Failed"
+    steps[1] = step("b", "a", retries=0)  # the fix
+    cluster.apply(pipeline("retry", steps), namespace=namespace)
+    cluster.apply(run("retry-2", "retry", retryOf="retry-1", trigger="retry"), namespace=namespace)
+    done = wait_run(cluster, namespace, "retry-2")
+    assert done["status"]["phase"] == "Succeeded"
+    assert sorted(run_jobs(cluster, namespace, "retry-2")) == ["b", "d"]
+    assert steps_by_name(done)["a"]["reason"] == "Reused"
+
+
+def test_from_step_runs_exactly_the_downstream_closure(cluster: Cluster, namespace: str, operator: Any) -> None:
+    cluster.apply(pipeline("closure", [step("a"), step("b", "a"), step("c", "a"), step("d", "b"), step("e", "c")]),
+                  run("closure-1", "closure", fromStep="b"), namespace=namespace)
+    done = wait_run(cluster, namespace, "closure-1")
+    assert done["status"]["phase"] == "Succeeded"
+    assert done["status"]["progress"] == "2/2"
+    assert sorted(run_jobs(cluster, namespace, "closure-1")) == ["b", "d"]
+
+
+def test_an_invalid_pipeline_is_not_ready_and_its_runs_never_create_jobs(cluster: Cluster, namespace: str,
+                                                                         operator: Any) -> None:
+    cluster.apply(pipeline("cyclic", [step("a", "c"), step("b", "a"), step("c", "b")]), namespace=namespace)
+
+    def ready_condition() -> dict[str, Any] | None:
+        conds = (cluster.get("pipeline", "cyclic", namespace).get("status") or {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == "Ready"), None)
+
+    ready = wait_for(ready_condition, timeout=30, message="the Ready condition")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidDAG")
+    assert "dependency cycle: a -> b -> c -> a" in ready["message"] or "dependency cycle:" in ready["message"]
+    cluster.apply(run("cyclic-1", "cyclic"), namespace=namespace)
+    done = wait_run(cluster, namespace, "cyclic-1", timeout=30)
+    assert done["status"]["phase"] == "Failed"
+    assert "dependency cycle" in done["status"]["conditions"][0]["message"]
+    assert run_jobs(cluster, namespace, "cyclic-1") == {}
