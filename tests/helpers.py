@@ -21,7 +21,7 @@ HACK = ROOT / "hack"
 T = TypeVar("T")
 
 
-class WaitTimeout(AssertionError):
+class WaitTimeoutError(AssertionError):
     """A condition polled by :func:`wait_for` did not hold in time."""
 
 
@@ -47,7 +47,7 @@ def wait_for(
             return value
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_error!r})" if last_error else ""
-            raise WaitTimeout(f"timed out after {timeout}s waiting for {message}{detail}")
+            raise WaitTimeoutError(f"timed out after {timeout}s waiting for {message}{detail}")
         time.sleep(interval)
 
 
@@ -77,7 +77,7 @@ class Cluster:
         """Run kubectl against this cluster; raise with its stderr when ``check`` and it fails."""
         proc = subprocess.run(
             [self.kubectl_path, "--kubeconfig", self.kubeconfig, *args],
-            input=input, capture_output=True, text=True, timeout=timeout,
+            input=input, capture_output=True, text=True, timeout=timeout, check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
@@ -103,7 +103,7 @@ class Cluster:
 def start_cluster(name: str) -> Cluster:
     """Bring up (or reuse) the local control plane named ``name``."""
     proc = subprocess.run(
-        ["bash", str(HACK / "cluster.sh"), "up", name], capture_output=True, text=True
+        ["bash", str(HACK / "cluster.sh"), "up", name], capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
         raise RuntimeError(f"hack/cluster.sh up {name} failed:\n{proc.stderr[-4000:]}")
@@ -124,7 +124,7 @@ class ThrowawayPostgres:
     def start(self) -> str:
         proc = subprocess.run(
             ["bash", str(HACK / "postgres.sh"), "start", str(self.directory)],
-            capture_output=True, text=True,
+            capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"could not start PostgreSQL: {proc.stderr}")

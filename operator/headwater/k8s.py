@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -128,15 +130,11 @@ class Kube:
 
 
 def _event_name(obj: dict[str, Any]) -> str:
-    import uuid
-
     return f"{obj['metadata']['name'][:200]}.{uuid.uuid4().hex[:12]}"
 
 
 def post_event(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
     """Post a Kubernetes Event about ``obj``; a failure to post is logged, never raised."""
-    from datetime import UTC, datetime
-
     meta = obj["metadata"]
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = {

@@ -7,6 +7,7 @@ import logging
 
 import kopf
 
+import headwater.handlers  # noqa: F401  (importing registers the kopf handlers)
 from headwater.config import load_settings
 
 __all__ = ["run_operator"]
@@ -14,8 +15,6 @@ __all__ = ["run_operator"]
 
 def run_operator(namespaces: list[str] | None = None, *, verbose: bool = False) -> None:
     """Block running the operator, cluster-wide or limited to ``namespaces``."""
-    import headwater.handlers  # noqa: F401  (registers the handlers)
-
     settings = load_settings()
     scope = list(namespaces or settings.namespaces)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from manifests import step
 
 from headwater.jobs import JobObservation, JobSettings, RunRef
 from headwater.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase
 from headwater.planning import plan, start
+from manifests import step
 
 pytestmark = pytest.mark.unit
 
@@ -85,7 +85,8 @@ def test_only_steps_whose_dependencies_succeeded_get_jobs() -> None:
 def test_planning_twice_on_the_same_observation_changes_nothing_the_second_time() -> None:
     first = plan(RUN, run_spec(), start(run_spec(), diamond(), NOW), {}, NOW, SETTINGS)
     assert first.status is not None
-    second = plan(RUN, run_spec(), first.status, {"a": JobObservation("rev-1-a", StepPhase.PENDING, reason="JobCreated")}, NOW, SETTINGS)
+    pending = {"a": JobObservation("rev-1-a", StepPhase.PENDING, reason="JobCreated")}
+    second = plan(RUN, run_spec(), first.status, pending, NOW, SETTINGS)
     assert second.status is None
     assert second.create == []
 

@@ -1,0 +1,122 @@
+"""Pipeline manifests shared by the unit tests (headwater validate) and the e2e tests (the apiserver).
+
+``BAD_CASES`` is the list of invalid manifests every layer must reject, each with the field the
+error must name and the words that must explain it, as the apiserver and as ``headwater
+validate`` put it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+API_VERSION = "headwater.dev/v1alpha1"
+
+
+def step(step_id: str, type_: str = "sql", **fields: Any) -> dict[str, Any]:
+    """A valid step of ``type_`` (sql steps get sql, others an image) with ``fields`` on top."""
+    base: dict[str, Any] = {"id": step_id, "type": type_}
+    if type_ == "sql":
+        base["sql"] = "SELECT 1"
+    else:
+        base["image"] = "python:3.12-slim"
+    return {**base, **fields}
+
+
+def pipeline(name: str = "orders", steps: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
+    """A valid Pipeline (extract -> transform -> load) unless ``steps``/``spec`` say otherwise."""
+    if steps is None:
+        steps = [
+            step("extract", outputs=[{"namespace": "postgres://warehouse", "name": "raw.orders"}]),
+            step("transform", dependsOn=["extract"]),
+            step("load", "container", dependsOn=["transform"]),
+        ]
+    return {"apiVersion": API_VERSION, "kind": "Pipeline", "metadata": {"name": name},
+            "spec": {"owner": "data-team@company.com", **spec, "steps": steps}}
+
+
+def run(name: str = "orders-1", pipeline_name: str = "orders", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "PipelineRun", "metadata": {"name": name},
+            "spec": {"pipelineRef": {"name": pipeline_name}, **spec}}
+
+
+def _with_step(index: int, **fields: Any) -> dict[str, Any]:
+    manifest = pipeline()
+    manifest["spec"]["steps"][index].update(fields)
+    return manifest
+
+
+def _without(index: int, key: str) -> dict[str, Any]:
+    manifest = pipeline()
+    del manifest["spec"]["steps"][index][key]
+    return manifest
+
+
+@dataclass(frozen=True)
+class BadCase:
+    """An invalid manifest and how each layer must describe the problem."""
+
+    id: str
+    manifest: dict[str, Any]
+    field: str                   # the field headwater validate names
+    validate_words: str          # words headwater validate uses
+    api_field: str | None        # the field the apiserver names; None: the apiserver accepts it (cycle)
+    api_words: str = ""          # words the apiserver uses
+    same_message: bool = False   # a headwater.rules rule: both layers print the very same message
+
+    def copy(self) -> dict[str, Any]:
+        return copy.deepcopy(self.manifest)
+
+
+BAD_CASES: list[BadCase] = [
+    BadCase("duplicate-step-id", _with_step(2, id="extract", dependsOn=[]), "spec.steps[2].id",
+            "step id 'extract' is used by more than one step; step ids must be unique",
+            "spec.steps", "step ids must be unique"),
+    BadCase("unknown-dependency", _with_step(1, dependsOn=["extrct"]), "spec.steps[1].dependsOn",
+            "step 'transform' depends on unknown step 'extrct'; known steps: extract, transform, load",
+            "spec.steps", "every dependsOn entry must be the id of a step of this pipeline"),
+    BadCase("self-dependency", _with_step(1, dependsOn=["transform"]), "spec.steps[1].dependsOn",
+            "step 'transform' depends on itself",
+            "spec.steps[1].dependsOn", "step 'transform' depends on itself", same_message=True),
+    BadCase("cycle-of-three", _with_step(0, dependsOn=["load"]), "spec.steps",
+            "dependency cycle: extract -> transform -> load -> extract", None),
+    BadCase("garbage-cron", pipeline(schedule="every day at six"), "spec.schedule",
+            "must be 5 cron fields", "spec.schedule", "should match"),
+    BadCase("out-of-range-cron", pipeline(schedule="61 6 * * *"), "spec.schedule",
+            "'61 6 * * *' is not a valid cron schedule", None),
+    BadCase("negative-retries", _with_step(0, retries=-1), "spec.steps[0].retries",
+            "should be greater than or equal to 0",
+            "spec.steps[0].retries", "should be greater than or equal to 0"),
+    BadCase("zero-timeout", _with_step(0, timeoutSeconds=0), "spec.steps[0].timeoutSeconds",
+            "should be greater than or equal to 1", "spec.steps[0].timeoutSeconds",
+            "should be greater than or equal to 1"),
+    BadCase("container-step-without-image", _without(2, "image"), "spec.steps[2].image",
+            "step 'load' of type container needs an image", "spec.steps[2].image",
+            "step 'load' of type container needs an image", same_message=True),
+    BadCase("sql-step-without-sql", _without(0, "sql"), "spec.steps[0].sql",
+            "step 'extract' of type sql needs sql",
+            "spec.steps[0].sql", "step 'extract' of type sql needs sql", same_message=True),
+    BadCase("dataset-name-with-spaces",
+            _with_step(0, outputs=[{"namespace": "postgres://warehouse", "name": "raw orders"}]),
+            "spec.steps[0].outputs[0].name", "without spaces",
+            "spec.steps[0].outputs[0].name", "should match"),
+    BadCase("dataset-namespace-without-scheme",
+            _with_step(0, outputs=[{"namespace": "warehouse", "name": "raw.orders"}]),
+            "spec.steps[0].outputs[0].namespace", "scheme://authority", "spec.steps[0].outputs[0].namespace",
+            "should match"),
+    BadCase("unknown-field", _with_step(2, imagePullPolicy="Always"), "spec.steps[2].imagePullPolicy",
+            "unknown field", "spec.steps[2].imagePullPolicy", "unknown field"),
+    BadCase("too-many-steps", pipeline(steps=[step(f"s{i}") for i in range(201)]), "spec.steps",
+            "must have at most 200 items", "spec.steps", "must have at most 200 items"),
+    BadCase("owner-not-an-email", pipeline(owner="data-team"), "spec.owner", "must be an email address",
+            "spec.owner", "should match"),
+    BadCase("freshness-with-both-max-age-and-deadline",
+            _with_step(0, outputs=[{"namespace": "postgres://warehouse", "name": "raw.orders",
+                                    "freshness": {"maxAge": "6h", "deadline": "07:00"}}]),
+            "spec.steps[0].outputs[0].freshness", "set exactly one of maxAge or deadline",
+            "spec.steps[0].outputs[0].freshness", "set exactly one of maxAge or deadline", same_message=True),
+    BadCase("retry-without-retry-of", run(trigger="retry"), "spec.retryOf",
+            "trigger: retry needs retryOf", "spec.retryOf", "trigger: retry needs retryOf",
+            same_message=True),
+]
