@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from helpers import ROOT, Cluster, start_cluster, stop_cluster, throwaway_postgres, wait_for
 
 CLUSTER_NAME = os.environ.get("HEADWATER_TEST_CLUSTER", "headwater-test")

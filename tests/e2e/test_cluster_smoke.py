@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import Cluster, wait_for
 from kubernetes import client, config
+
+from helpers import Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 import psycopg
 import pytest
+
 from helpers import throwaway_postgres
 
 pytestmark = pytest.mark.integration

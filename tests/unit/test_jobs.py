@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from manifests import step
 
 from headwater.jobs import JobSettings, RunRef, build_job, job_name, observe_job
 from headwater.models import StepPhase, StepSpec
+from manifests import step
 
 pytestmark = pytest.mark.unit
 
