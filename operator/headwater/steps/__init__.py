@@ -1,0 +1,1 @@
+"""Runners of the built-in step types, executed inside step Jobs (``headwater step <type>``)."""
