@@ -1,6 +1,6 @@
 """Cron schedules of Pipelines: which slot is due, what its run is called, what to do about running ones.
 
-Policy for slots missed while the operator was down (documented in docs/scheduling.md):
+Policy for slots missed while the operator was down (documented in docs/runs.md):
 only the most recent slot that has passed is considered; it runs if it is no
 older than ``startingDeadlineSeconds`` (when set), otherwise it is recorded
 as missed.  Earlier missed slots are never run.  A run's name is derived from
