@@ -1,0 +1,339 @@
+"""Lineage store benchmark: traversal on a large synthetic graph, the naive per-run query, and ingest.
+
+    .venv/bin/python benchmarks/lineage_bench.py [--scale 0.1] [--database-url URL]
+
+The graph has ``--datasets`` datasets in layers; every dataset past the first layer is written by its
+own job reading 1-3 datasets of the layer before (near its own position, as real pipelines are
+local).  ``--records`` run-level lineage records are spread over the distinct edges (each edge is
+seen in several runs).  They are bulk-loaded (COPY) into both the store's deduplicated
+``lineage_edges`` and, for comparison, a ``data_lineage`` table with one row per run as in the use
+case, queried with the use case's recursive CTE (``UNION ALL`` over per-run rows).  Without
+``--database-url`` (or DATABASE_URL) a throwaway server is started with hack/postgres.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from headwater.api import create_app
+from headwater.lineage import DatasetRef, EdgeRecord, LineageStore, build_run_event, migrate, step_run_uuid
+from headwater.lineage.records import dataset_key
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = "postgres://bench"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+NAIVE_TABLE = """
+CREATE TABLE data_lineage (run_id text, step_id text, source text, source_table text, destination text,
+                           destination_table text, recorded_at timestamptz);
+"""
+NAIVE_INDEXES = """
+CREATE INDEX ON data_lineage (destination_table);
+CREATE INDEX ON data_lineage (source_table);
+"""
+NAIVE_UPSTREAM = """
+WITH RECURSIVE upstream AS (
+  SELECT source, source_table, destination, destination_table, step_id, 1 as depth
+  FROM data_lineage WHERE destination_table = %(table)s
+  UNION ALL
+  SELECT l.source, l.source_table, l.destination, l.destination_table, l.step_id, u.depth + 1
+  FROM data_lineage l JOIN upstream u ON l.destination_table = u.source_table
+  WHERE u.depth < %(depth)s
+)
+SELECT DISTINCT source, source_table, destination, destination_table, depth
+FROM upstream ORDER BY depth
+"""
+NAIVE_DOWNSTREAM = """
+WITH RECURSIVE downstream AS (
+  SELECT source, source_table, destination, destination_table, step_id, 1 as depth
+  FROM data_lineage WHERE source_table = %(table)s
+  UNION ALL
+  SELECT l.source, l.source_table, l.destination, l.destination_table, l.step_id, d.depth + 1
+  FROM data_lineage l JOIN downstream d ON l.source_table = d.destination_table
+  WHERE d.depth < %(depth)s
+)
+SELECT DISTINCT source, source_table, destination, destination_table, depth
+FROM downstream ORDER BY depth
+"""
+
+
+@dataclass(frozen=True)
+class Graph:
+    layers: list[list[str]]
+    jobs: list[tuple[str, str, list[str]]]  # (output, step, inputs)
+
+    @property
+    def edges(self) -> list[tuple[str, str, str]]:
+        return [(i, step, out) for out, step, inputs in self.jobs for i in inputs]
+
+
+def make_graph(datasets: int, layers: int, seed: int) -> Graph:
+    rng = random.Random(seed)
+    width = datasets // layers
+    names = [[f"l{layer:02d}.t{i:06d}" for i in range(width)] for layer in range(layers)]
+    jobs = []
+    window = max(3, width // 200)
+    for layer in range(1, layers):
+        for i, out in enumerate(names[layer]):
+            fan_in = rng.choices((1, 2, 3), weights=(4, 4, 2))[0]
+            near = [min(width - 1, max(0, i + rng.randint(-window, window))) for _ in range(fan_in)]
+            inputs = sorted({names[layer - 1][j] for j in near})
+            jobs.append((out, f"build-{out}", inputs))
+    return Graph(names, jobs)
+
+
+@contextmanager
+def database(server_url: str | None) -> Iterator[str]:
+    """A fresh database on the given server, or on a throwaway server started for the benchmark."""
+    if server_url:
+        yield from _fresh(server_url)
+        return
+    directory = Path(tempfile.mkdtemp(prefix="headwater-bench-"))
+    os.chmod(directory, 0o755)
+    script = str(ROOT / "hack" / "postgres.sh")
+    url = subprocess.run(["bash", script, "start", str(directory / "pg")], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    try:
+        yield from _fresh(url)
+    finally:
+        subprocess.run(["bash", script, "destroy", str(directory / "pg")], check=False)
+
+
+def _fresh(server_url: str) -> Iterator[str]:
+    name = f"hw_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(server_url, dbname=name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _copy(conn: psycopg.Connection[Any], statement: str, rows: Iterator[tuple[Any, ...]]) -> None:
+    with conn.cursor() as cur, cur.copy(statement.encode()) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def load(url: str, graph: Graph, records: int) -> dict[str, float]:
+    """Bulk-load the store's tables and the naive per-run table; seconds per phase."""
+    timings: dict[str, float] = {}
+    edges = graph.edges
+    runs = max(1, records // len(edges))
+    migrate(url)
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        all_names = [n for layer in graph.layers for n in layer]
+        _copy(conn, "COPY datasets (ident, namespace, name) FROM STDIN",
+              ((dataset_key(NAMESPACE, n), NAMESPACE, n) for n in all_names))
+        ids = {str(n): int(i) for i, n in conn.execute("SELECT id, name FROM datasets")}
+        _copy(conn, "COPY jobs (ident, pipeline, step) FROM STDIN",
+              ((dataset_key(_pipeline(s), s), _pipeline(s), s) for _, s, _ in graph.jobs))
+        job_ids = {str(s): int(i) for i, s in conn.execute("SELECT id, step FROM jobs")}
+        last = T0 + timedelta(days=runs - 1)
+        _copy(conn, "COPY lineage_edges (input_id, job_id, output_id, first_seen, last_seen, last_run_id) "
+              "FROM STDIN", ((ids[i], job_ids[s], ids[o], T0, last, f"run-{runs - 1}") for i, s, o in edges))
+        _copy(conn, "COPY dataset_versions (dataset_id, run_id, pipeline, step, written_at, row_count) "
+              "FROM STDIN", ((ids[o], f"run-{r}", _pipeline(s), s, T0 + timedelta(days=r), 1000 + r)
+                             for r in range(runs) for o, s, _ in graph.jobs))
+        conn.commit()
+        timings["store_load_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        conn.execute(NAIVE_TABLE)
+        _copy(conn, "COPY data_lineage FROM STDIN", (
+            (f"run-{k // len(edges)}", s, NAMESPACE, i, NAMESPACE, o, T0 + timedelta(days=k // len(edges)))
+            for k, (i, s, o) in ((k, edges[k % len(edges)]) for k in range(records))))
+        conn.execute(NAIVE_INDEXES)
+        conn.commit()
+        timings["naive_load_s"] = time.perf_counter() - started
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return timings
+
+
+def _pipeline(step: str) -> str:
+    return f"pipeline-{step[6:9]}"
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {"n": len(ordered), "p50_ms": round(statistics.median(ordered) * 1000, 2),
+            "p99_ms": round(p99 * 1000, 2), "max_ms": round(ordered[-1] * 1000, 2)}
+
+
+def bench_store(store: LineageStore, names: list[str], direction: str, depth: int) -> dict[str, Any]:
+    method = store.upstream if direction == "upstream" else store.downstream
+    sizes: list[int] = []
+    times: list[float] = []
+    for name in names:
+        started = time.perf_counter()
+        sizes.append(len(method(name, namespace=NAMESPACE, depth=depth).nodes))
+        times.append(time.perf_counter() - started)
+    return {**percentiles(times), "median_nodes": statistics.median(sizes)}
+
+
+def bench_naive(url: str, names: list[str], direction: str, depth: int, timeout_ms: int) -> dict[str, Any]:
+    query = NAIVE_UPSTREAM if direction == "upstream" else NAIVE_DOWNSTREAM
+    times: list[float] = []
+    timeouts = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
+        for name in names:
+            started = time.perf_counter()
+            try:
+                conn.execute(query, {"table": name, "depth": depth}).fetchall()
+                times.append(time.perf_counter() - started)
+            except psycopg.errors.QueryCanceled:
+                timeouts += 1
+    result: dict[str, Any] = percentiles(times) if times else {"n": 0}
+    return {**result, "timeouts": timeouts, "timeout_ms": timeout_ms}
+
+
+def _events(count: int, graph: Graph, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for k in range(count):
+        target, step, inputs = graph.jobs[rng.randrange(len(graph.jobs))]
+        refs = [DatasetRef(NAMESPACE, n) for n in inputs]
+        output = DatasetRef(NAMESPACE, target)
+        out.append(build_run_event("COMPLETE", run_id=f"ingest/run-{k}", pipeline=_pipeline(step), step=step,
+                                   event_time=T0 + timedelta(seconds=k), inputs=refs, outputs=[output],
+                                   row_counts={output: 100 + k}))
+    return out
+
+
+def bench_ingest(store: LineageStore, events: list[dict[str, Any]]) -> float:
+    started = time.perf_counter()
+    for event in events:
+        store.ingest_openlineage(event)
+    return len(events) / (time.perf_counter() - started)
+
+
+def bench_http_ingest(store: LineageStore, events: list[dict[str, Any]], concurrency: int) -> float:
+    async def main() -> float:
+        async with TestServer(create_app(store), host="127.0.0.1") as server, ClientSession() as session:
+            queue = list(events)
+            url = str(server.make_url("/api/v1/lineage"))
+
+            async def worker() -> None:
+                while queue:
+                    async with session.post(url, data=json.dumps(queue.pop())) as response:
+                        assert response.status == 201, await response.text()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return len(events) / (time.perf_counter() - started)
+
+    return asyncio.run(main())
+
+
+def bench_record_writes(store: LineageStore, graph: Graph, count: int) -> float:
+    jobs = graph.jobs[:count]
+    started = time.perf_counter()
+    for out, step, inputs in jobs:
+        store.record_lineage(EdgeRecord(step_run_uuid("writes", step), _pipeline(step), step,
+                                        tuple(DatasetRef(NAMESPACE, n) for n in inputs),
+                                        (DatasetRef(NAMESPACE, out),), seen_at=T0 + timedelta(days=400)))
+    return len(jobs) / (time.perf_counter() - started)
+
+
+def _samples(graph: Graph, direction: str, depth: int, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    layers = graph.layers[depth:] if direction == "upstream" else graph.layers[: len(graph.layers) - depth]
+    pool = [n for layer in (layers or graph.layers) for n in layer]
+    return [rng.choice(pool) for _ in range(count)]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    datasets, records = int(args.datasets * args.scale), int(args.records * args.scale)
+    graph = make_graph(datasets, args.layers, args.seed)
+    report: dict[str, Any] = {"datasets": datasets, "records": records, "distinct_edges": len(graph.edges),
+                              "depth": args.depth}
+    with database(args.database_url) as url:
+        report["machine"] = _machine(url)
+        report["load"] = load(url, graph, records)
+        with LineageStore.open(url, max_size=8) as store:
+            for direction in ("upstream", "downstream"):
+                names = _samples(graph, direction, args.depth, args.queries, args.seed)
+                report[f"store_{direction}"] = bench_store(store, names, direction, args.depth)
+                naive = names[: args.naive_queries]
+                report[f"naive_{direction}"] = bench_naive(url, naive, direction, args.depth, args.timeout_ms)
+                report[f"store_{direction}_d3"] = bench_store(store, naive, direction, 3)
+                report[f"naive_{direction}_d3"] = bench_naive(url, naive, direction, 3, args.timeout_ms)
+            events = _events(args.events, graph, args.seed)
+            report["ingest_events_per_s"] = round(bench_ingest(store, events[: len(events) // 2]), 1)
+            report["http_ingest_events_per_s"] = round(
+                bench_http_ingest(store, events[len(events) // 2:], args.concurrency), 1)
+            report["record_lineage_per_s"] = round(bench_record_writes(store, graph, args.writes), 1)
+            report["counts"] = dict(store.counts())
+    return report
+
+
+def _machine(url: str) -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.exists() else []
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
+            "cpu": models[0] if models else platform.processor(), "python": platform.python_version(),
+            "postgres": row[0] if row else "?", "system": platform.platform()}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--datasets", type=int, default=100_000)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--layers", type=int, default=20)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply --datasets and --records")
+    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--naive-queries", type=int, default=20)
+    parser.add_argument("--timeout-ms", type=int, default=5000, help="statement timeout of a naive query")
+    parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--writes", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = run(args)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Root-cause view of a dataset: its upstream tree, each node scored by how likely it explains a problem.
+
+Signals and their scores (a node's score is its strongest signal; see docs/lineage.md):
+
+======================  =====================================================================
+producer_failed    100  the latest run of a step that writes the dataset failed
+producer_skipped    90  ... was skipped or cancelled (often because something upstream failed)
+row_count_drop   56-80  the latest write has ≥ 20 % fewer rows than the one before: 50 + 0.3 x drop %
+schema_changed      40  the schema fingerprint differs from the previous write's
+row_count_spike     30  the latest write has at least twice the rows of the one before
+stale / never       20  the latest write is older than ``stale_after``, or a producer never wrote it
+======================  =====================================================================
+
+Nodes are ordered by score, then by the number of signals, then deepest first (the further
+upstream, the closer to the origin of a problem that propagates down), then by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+
+from headwater.lineage.queries import DEFAULT_DEPTH, LineageEdge, VersionInfo, check_depth, resolve, subgraph
+from headwater.lineage.records import DatasetRef
+
+__all__ = [
+    "DEFAULT_STALE_AFTER", "DROP_THRESHOLD_PCT", "ExplainNode", "Explanation", "NodeFacts", "Reason",
+    "StepOutcome", "explain", "rank", "score",
+]
+
+Conn = psycopg.Connection[Any]
+DEFAULT_STALE_AFTER: Final = timedelta(hours=24)
+DROP_THRESHOLD_PCT: Final = 20.0
+SPIKE_THRESHOLD_PCT: Final = 100.0
+_PROBLEM_PHASES: Final = {"Failed": ("producer_failed", 100.0), "Skipped": ("producer_skipped", 90.0),
+                          "Cancelled": ("producer_skipped", 90.0)}
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    score: float
+    message: str
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """The latest run of a step that writes a dataset."""
+
+    pipeline: str
+    step: str
+    run_id: str
+    phase: str
+    error: str | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the store knows about one upstream dataset, before scoring."""
+
+    dataset: DatasetRef
+    depth: int
+    latest: VersionInfo | None
+    previous: VersionInfo | None
+    run_phase: str | None
+    producers: tuple[StepOutcome, ...]
+    has_producer: bool
+
+
+@dataclass(frozen=True)
+class ExplainNode:
+    dataset: DatasetRef
+    depth: int
+    score: float
+    reasons: tuple[Reason, ...]
+    latest_version: VersionInfo | None
+    producer_run_phase: str | None
+    age_seconds: float | None
+    row_count_change_pct: float | None
+    schema_changed: bool
+    failed_steps: tuple[StepOutcome, ...]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    dataset: DatasetRef
+    generated_at: datetime
+    depth: int
+    nodes: tuple[ExplainNode, ...]
+    edges: tuple[LineageEdge, ...]
+
+
+def _change_pct(latest: VersionInfo | None, previous: VersionInfo | None) -> float | None:
+    if latest is None or previous is None or latest.row_count is None or not previous.row_count:
+        return None
+    return round((latest.row_count - previous.row_count) * 100.0 / previous.row_count, 2)
+
+
+def _schema_changed(latest: VersionInfo | None, previous: VersionInfo | None) -> bool:
+    if latest is None or previous is None:
+        return False
+    fingerprints = (latest.schema_fingerprint, previous.schema_fingerprint)
+    return None not in fingerprints and fingerprints[0] != fingerprints[1]
+
+
+def _step_reasons(failed: Iterable[StepOutcome]) -> list[Reason]:
+    reasons = []
+    for outcome in failed:
+        code, points = _PROBLEM_PHASES[outcome.phase]
+        detail = f": {outcome.error}" if outcome.error else ""
+        where = f"step {outcome.step} of {outcome.pipeline}"
+        reasons.append(Reason(code, points, f"{where} is {outcome.phase} in run {outcome.run_id}{detail}"))
+    return reasons
+
+
+def _write_reasons(facts: NodeFacts, change: float | None, age: float | None,
+                   stale_after: timedelta) -> list[Reason]:
+    reasons = []
+    if change is not None and change <= -DROP_THRESHOLD_PCT:
+        drop = min(-change, 100.0)
+        reasons.append(Reason("row_count_drop", round(50.0 + 0.3 * drop, 2),
+                              f"{drop:g}% fewer rows than the previous write"))
+    if change is not None and change >= SPIKE_THRESHOLD_PCT:
+        reasons.append(Reason("row_count_spike", 30.0, f"{change:g}% more rows than the previous write"))
+    if _schema_changed(facts.latest, facts.previous):
+        reasons.append(Reason("schema_changed", 40.0, "schema differs from the previous write"))
+    if age is not None and age > stale_after.total_seconds():
+        reasons.append(Reason("stale", 20.0, f"last written {timedelta(seconds=int(age))} ago"))
+    if facts.latest is None and facts.has_producer:
+        reasons.append(Reason("never_written", 20.0, "a step writes it but no write was recorded"))
+    return reasons
+
+
+def score(facts: NodeFacts, now: datetime, stale_after: timedelta = DEFAULT_STALE_AFTER) -> ExplainNode:
+    """Score one node (pure): its signals, strongest first, and the figures behind them."""
+    change = _change_pct(facts.latest, facts.previous)
+    age = (now - facts.latest.written_at).total_seconds() if facts.latest else None
+    failed = tuple(p for p in facts.producers if p.phase in _PROBLEM_PHASES)
+    reasons = sorted(_step_reasons(failed) + _write_reasons(facts, change, age, stale_after),
+                     key=lambda r: -r.score)
+    return ExplainNode(
+        dataset=facts.dataset, depth=facts.depth, score=reasons[0].score if reasons else 0.0,
+        reasons=tuple(reasons), latest_version=facts.latest, producer_run_phase=facts.run_phase,
+        age_seconds=age, row_count_change_pct=change,
+        schema_changed=_schema_changed(facts.latest, facts.previous), failed_steps=failed,
+    )
+
+
+def rank(nodes: Iterable[ExplainNode]) -> list[ExplainNode]:
+    """Most likely cause first (see the module docstring)."""
+    return sorted(nodes, key=lambda n: (-n.score, -len(n.reasons), -n.depth, n.dataset))
+
+
+_VERSIONS = """
+SELECT n.id, v.run_id, v.pipeline, v.step, v.written_at, v.row_count, v.schema_fingerprint, r.phase
+FROM unnest(%s::bigint[]) AS n (id)
+CROSS JOIN LATERAL (
+    SELECT * FROM dataset_versions v WHERE v.dataset_id = n.id ORDER BY v.written_at DESC, v.id DESC LIMIT 2
+) v
+LEFT JOIN pipeline_runs r ON r.id = v.run_id
+ORDER BY n.id, v.written_at DESC, v.id DESC
+"""
+_PRODUCER_JOBS = """
+SELECT DISTINCT e.output_id, j.pipeline, j.step
+FROM lineage_edges e JOIN jobs j ON j.id = e.job_id WHERE e.output_id = ANY(%s)
+"""
+_LATEST_STEP_RUNS = """
+SELECT x.id, x.pipeline, x.step, s.run_id, s.phase, s.error, s.finished_at
+FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS x (id, pipeline, step)
+JOIN LATERAL (
+    SELECT * FROM step_runs s WHERE s.pipeline = x.pipeline AND s.step = x.step
+    ORDER BY coalesce(s.started_at, s.created_at) DESC LIMIT 1
+) s ON true
+"""
+
+
+def _versions(conn: Conn, ids: list[int]) -> dict[int, list[tuple[VersionInfo, str | None]]]:
+    out: dict[int, list[tuple[VersionInfo, str | None]]] = {i: [] for i in ids}
+    for node, *version, phase in conn.execute(_VERSIONS, (ids,)).fetchall():
+        out[int(node)].append((VersionInfo(*version), phase))
+    return out
+
+
+def _producers(conn: Conn, ids: list[int], versions: dict[int, list[tuple[VersionInfo, str | None]]]
+               ) -> tuple[dict[int, list[StepOutcome]], set[int]]:
+    jobs = {(int(i), str(p), str(s)) for i, p, s in conn.execute(_PRODUCER_JOBS, (ids,)).fetchall()}
+    with_edges = {i for i, _, _ in jobs}
+    jobs |= {(i, v[0][0].pipeline, v[0][0].step) for i, v in versions.items() if v}
+    ordered = sorted(jobs)
+    rows = conn.execute(_LATEST_STEP_RUNS, ([j[0] for j in ordered], [j[1] for j in ordered],
+                                            [j[2] for j in ordered])).fetchall()
+    out: dict[int, list[StepOutcome]] = {i: [] for i in ids}
+    for node, *outcome in rows:
+        out[int(node)].append(StepOutcome(*outcome))
+    return out, with_edges
+
+
+def explain(conn: Conn, name: str, *, namespace: str | None = None, depth: int = DEFAULT_DEPTH,
+            now: datetime, stale_after: timedelta = DEFAULT_STALE_AFTER) -> Explanation:
+    """The upstream tree of a dataset (itself at depth 0), most likely cause of a problem first."""
+    root, ref = resolve(conn, name, namespace)
+    graph, nodes = subgraph(conn, root, ref, "upstream", check_depth(depth))
+    ids = list(nodes)
+    versions = _versions(conn, ids)
+    producers, with_edges = _producers(conn, ids, versions)
+    scored = []
+    for node_id, node in nodes.items():
+        history = versions[node_id] + [(None, None), (None, None)]
+        facts = NodeFacts(
+            dataset=node.dataset, depth=node.depth, latest=history[0][0], previous=history[1][0],
+            run_phase=history[0][1], producers=tuple(producers[node_id]), has_producer=node_id in with_edges,
+        )
+        scored.append(score(facts, now, stale_after))
+    return Explanation(graph.dataset, now, depth, tuple(rank(scored)), graph.edges)

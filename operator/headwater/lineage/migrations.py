@@ -1,0 +1,174 @@
+"""Versioned schema of the lineage store, applied by :func:`migrate` (idempotent, safe to run concurrently).
+
+Each migration is a numbered SQL script; ``schema_migrations`` records the ones applied.  ``migrate``
+takes a transaction-scoped advisory lock first, so two operators (or an operator and
+``headwater db migrate``) starting together apply every script exactly once; the whole run is one
+transaction, so a failing script leaves the schema as it was.  Never edit a released migration:
+add the next number.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+import psycopg
+
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration", "applied_versions", "migrate"]
+
+log = logging.getLogger(__name__)
+
+_LOCK_ID: Final = 0x48_57_4C_49_4E  # "HWLIN": any constant shared by every migrator of this schema
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+_RUNS_SQL = """
+CREATE FUNCTION hw_phase_rank(phase text) RETURNS int
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT CASE phase WHEN 'Pending' THEN 0 WHEN 'Running' THEN 1 ELSE 2 END $$;
+
+CREATE TABLE pipeline_runs (
+    id          text PRIMARY KEY,
+    pipeline    text NOT NULL,
+    namespace   text NOT NULL,
+    phase       text NOT NULL,
+    trigger     text NOT NULL,
+    source      text NOT NULL DEFAULT 'headwater',
+    started_at  timestamptz,
+    finished_at timestamptz,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX pipeline_runs_pipeline_idx ON pipeline_runs (pipeline, started_at DESC);
+
+CREATE TABLE step_runs (
+    run_id        text NOT NULL,
+    step          text NOT NULL,
+    pipeline      text NOT NULL,
+    phase         text NOT NULL,
+    attempts      integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    started_at    timestamptz,
+    finished_at   timestamptz,
+    rows_affected bigint,
+    error         text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, step)
+);
+CREATE INDEX step_runs_job_idx ON step_runs (pipeline, step, (coalesce(started_at, created_at)) DESC);
+"""
+
+_LINEAGE_SQL = """
+CREATE TABLE datasets (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ident      bytea NOT NULL UNIQUE,
+    namespace  text NOT NULL,
+    name       text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX datasets_name_idx ON datasets USING hash (name);
+
+CREATE TABLE jobs (
+    id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ident    bytea NOT NULL UNIQUE,
+    pipeline text NOT NULL,
+    step     text NOT NULL
+);
+
+CREATE TABLE lineage_edges (
+    input_id    bigint NOT NULL REFERENCES datasets (id),
+    job_id      bigint NOT NULL REFERENCES jobs (id),
+    output_id   bigint NOT NULL REFERENCES datasets (id),
+    first_seen  timestamptz NOT NULL,
+    last_seen   timestamptz NOT NULL,
+    last_run_id text NOT NULL,
+    PRIMARY KEY (input_id, job_id, output_id)
+);
+CREATE INDEX lineage_edges_upstream_idx ON lineage_edges (output_id, input_id);
+
+CREATE TABLE dataset_versions (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    dataset_id         bigint NOT NULL REFERENCES datasets (id),
+    run_id             text NOT NULL,
+    pipeline           text NOT NULL,
+    step               text NOT NULL,
+    written_at         timestamptz NOT NULL,
+    row_count          bigint CHECK (row_count >= 0),
+    schema_fingerprint text,
+    UNIQUE (dataset_id, run_id, step)
+);
+CREATE INDEX dataset_versions_latest_idx ON dataset_versions (dataset_id, written_at DESC, id DESC);
+CREATE INDEX dataset_versions_run_idx ON dataset_versions (run_id);
+"""
+
+_OPENLINEAGE_SQL = """
+CREATE TABLE openlineage_events (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    digest        bytea NOT NULL UNIQUE,
+    event_type    text NOT NULL,
+    event_time    timestamptz NOT NULL,
+    run_id        text NOT NULL,
+    job_namespace text NOT NULL,
+    job_name      text NOT NULL,
+    received_at   timestamptz NOT NULL DEFAULT now(),
+    event         jsonb NOT NULL
+);
+CREATE INDEX openlineage_events_run_idx ON openlineage_events (run_id, event_time);
+
+CREATE FUNCTION hw_refuse_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+END $$;
+CREATE TRIGGER openlineage_events_append_only BEFORE UPDATE ON openlineage_events
+    FOR EACH ROW EXECUTE FUNCTION hw_refuse_update();
+"""
+
+MIGRATIONS: Final = (
+    Migration(1, "runs and step runs", _RUNS_SQL),
+    Migration(2, "datasets, jobs, lineage edges and dataset versions", _LINEAGE_SQL),
+    Migration(3, "raw OpenLineage events", _OPENLINEAGE_SQL),
+)
+LATEST_VERSION: Final = MIGRATIONS[-1].version
+
+_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def applied_versions(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
+    """Versions recorded in ``schema_migrations`` (empty when the table does not exist yet)."""
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return []
+    return [int(str(v)) for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+def migrate(url: str) -> list[int]:
+    """Bring the database at ``url`` to the latest schema; return the versions applied now (often none)."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        conn.execute(_CREATE_TABLE)
+        done = set(applied_versions(conn))
+        applied: list[int] = []
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            conn.execute(migration.sql.encode())
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+            log.info("Applied lineage migration %d (%s)", migration.version, migration.name)
+            applied.append(migration.version)
+    return applied

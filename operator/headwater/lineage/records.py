@@ -1,0 +1,219 @@
+"""What the operator tells the lineage store: immutable records with stable idempotency keys.
+
+Every record is a frozen dataclass that can be turned into plain JSON (:func:`record_to_json`) and
+back (:func:`record_from_json`), so the operator can queue records durably while PostgreSQL is away
+and replay them later.  ``record.key`` identifies the fact a record states: two records with the
+same key state the same fact, so a queue can drop duplicates, and the store writes every record
+idempotently anyway (replaying one twice changes nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+__all__ = [
+    "RUN_PHASES", "STEP_PHASES", "TERMINAL_PHASES", "DatasetRef", "DatasetVersionRecord", "EdgeRecord",
+    "Record", "RunRecord", "StepRecord", "dataset_key", "jsonable", "record_from_json",
+    "record_to_json",
+]
+
+RUN_PHASES: Final = frozenset({"Pending", "Running", "Succeeded", "Failed", "Cancelled"})
+STEP_PHASES: Final = RUN_PHASES | {"Skipped"}
+TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed", "Cancelled", "Skipped"})
+
+
+def _check_phase(phase: str, allowed: frozenset[str], what: str) -> None:
+    if phase not in allowed:
+        raise ValueError(f"{what} phase {phase!r} is not one of {', '.join(sorted(allowed))}")
+
+
+def _check_aware(value: datetime | None, what: str) -> None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{what} must carry a time zone (got {value.isoformat()})")
+
+
+def _digest(kind: str, *parts: object) -> str:
+    canonical = json.dumps([kind, *parts], separators=(",", ":"), ensure_ascii=False, default=str)
+    return f"{kind}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
+
+
+def dataset_key(namespace: str, name: str) -> bytes:
+    """The unique key of a dataset in the store: sha256 of namespace, NUL, name (text never holds NUL)."""
+    return hashlib.sha256(namespace.encode() + b"\0" + name.encode()).digest()
+
+
+@dataclass(frozen=True, order=True)
+class DatasetRef:
+    """A dataset named the OpenLineage way: ``namespace`` (postgres://warehouse) and ``name`` (raw.orders)."""
+
+    namespace: str
+    name: str
+
+    def __post_init__(self) -> None:
+        if not self.namespace or not self.name:
+            raise ValueError("a dataset needs a non-empty namespace and name")
+        if "\0" in self.namespace or "\0" in self.name:
+            raise ValueError("a dataset namespace or name cannot contain NUL characters")
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A PipelineRun as it is now; ``run_id`` is the caller's id (namespace/name or uid)."""
+
+    run_id: str
+    pipeline: str
+    namespace: str
+    phase: str
+    trigger: str = "manual"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    source: str = "headwater"
+
+    def __post_init__(self) -> None:
+        _check_phase(self.phase, RUN_PHASES, "run")
+        _check_aware(self.started_at, "started_at")
+        _check_aware(self.finished_at, "finished_at")
+
+    @property
+    def key(self) -> str:
+        return _digest("run", self.run_id, self.phase, self.started_at, self.finished_at)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of a run as it is now; a terminal phase, once stored, is final."""
+
+    run_id: str
+    pipeline: str
+    step: str
+    phase: str
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    rows_affected: int | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_phase(self.phase, STEP_PHASES, "step")
+        _check_aware(self.started_at, "started_at")
+        _check_aware(self.finished_at, "finished_at")
+        if self.attempts < 0:
+            raise ValueError("attempts cannot be negative")
+
+    @property
+    def key(self) -> str:
+        return _digest("step", self.run_id, self.step, self.phase, self.attempts)
+
+
+@dataclass(frozen=True)
+class EdgeRecord:
+    """A step of a run read ``inputs`` and wrote ``outputs``: each input → (pipeline, step) → each output."""
+
+    run_id: str
+    pipeline: str
+    step: str
+    inputs: tuple[DatasetRef, ...]
+    outputs: tuple[DatasetRef, ...]
+    seen_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        _check_aware(self.seen_at, "seen_at")
+        object.__setattr__(self, "inputs", tuple(sorted(set(self.inputs))))
+        object.__setattr__(self, "outputs", tuple(sorted(set(self.outputs))))
+
+    @property
+    def key(self) -> str:
+        names = [[d.namespace, d.name] for d in (*self.inputs, *self.outputs)]
+        return _digest("edge", self.run_id, self.pipeline, self.step, len(self.inputs), names)
+
+
+@dataclass(frozen=True)
+class DatasetVersionRecord:
+    """A successful write of ``dataset`` by a step of a run (one per dataset, run and step)."""
+
+    dataset: DatasetRef
+    run_id: str
+    pipeline: str
+    step: str
+    written_at: datetime
+    row_count: int | None = None
+    schema_fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_aware(self.written_at, "written_at")
+        if self.row_count is not None and self.row_count < 0:
+            raise ValueError("row_count cannot be negative")
+
+    @property
+    def key(self) -> str:
+        return _digest("version", self.dataset.namespace, self.dataset.name, self.run_id, self.step)
+
+
+Record = RunRecord | StepRecord | EdgeRecord | DatasetVersionRecord
+_KINDS: Final[dict[str, type[Record]]] = {
+    "run": RunRecord, "step": StepRecord, "edge": EdgeRecord, "version": DatasetVersionRecord,
+}
+
+
+def record_to_json(record: Record) -> dict[str, Any]:
+    """A plain-JSON form of ``record`` (``kind`` plus its fields; times as ISO 8601)."""
+    kind = next(name for name, cls in _KINDS.items() if isinstance(record, cls))
+    fields = {f.name: _to_plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    return {"kind": kind, **fields}
+
+
+def _to_plain(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, DatasetRef):
+        return {"namespace": value.namespace, "name": value.name}
+    if isinstance(value, tuple):
+        return [_to_plain(item) for item in value]
+    return value
+
+
+def record_from_json(data: Mapping[str, Any]) -> Record:
+    """The record that :func:`record_to_json` turned into ``data``."""
+    cls = _KINDS.get(str(data.get("kind")))
+    if cls is None:
+        raise ValueError(f"unknown record kind {data.get('kind')!r}")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        raw = data[f.name]
+        if f.name in {"started_at", "finished_at", "seen_at", "written_at"} and raw is not None:
+            raw = datetime.fromisoformat(raw)
+        elif f.name == "dataset":
+            raw = DatasetRef(**raw)
+        elif f.name in {"inputs", "outputs"}:
+            raw = tuple(DatasetRef(**item) for item in raw)
+        values[f.name] = raw
+    return cls(**values)
+
+
+def jsonable(value: object) -> Any:
+    """``value`` as JSON-ready data: dataclasses become dicts with camelCase keys, times RFC 3339 UTC."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {_camel(f.name): jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -1,0 +1,193 @@
+"""The lineage store: a psycopg 3 connection pool over the PostgreSQL schema of ``migrations``.
+
+Synchronous on purpose: the operator calls it from worker threads and the HTTP API from
+``asyncio.to_thread``.  Each public call is one transaction; writes are idempotent (see
+``headwater.lineage.writes``), so a caller that does not know whether a write landed simply
+writes again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from headwater.lineage import explain as _explain
+from headwater.lineage import queries
+from headwater.lineage.migrations import migrate
+from headwater.lineage.openlineage import ParsedEvent, parse_run_event
+from headwater.lineage.records import DatasetVersionRecord, EdgeRecord, Record, RunRecord, StepRecord
+from headwater.lineage.writes import write_record
+
+__all__ = ["IngestResult", "LineageStore"]
+
+log = logging.getLogger(__name__)
+
+_INSERT_EVENT = """
+INSERT INTO openlineage_events (digest, event_type, event_time, run_id, job_namespace, job_name, event)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (digest) DO NOTHING
+RETURNING id
+"""
+
+
+_TABLES = ("pipeline_runs", "step_runs", "datasets", "jobs", "lineage_edges", "dataset_versions",
+           "openlineage_events")
+_COUNTS = """
+SELECT (SELECT count(*) FROM pipeline_runs), (SELECT count(*) FROM step_runs),
+       (SELECT count(*) FROM datasets), (SELECT count(*) FROM jobs), (SELECT count(*) FROM lineage_edges),
+       (SELECT count(*) FROM dataset_versions), (SELECT count(*) FROM openlineage_events)
+"""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What an accepted OpenLineage event did: ``duplicate`` when the same event was stored before."""
+
+    event_type: str
+    run_id: str
+    duplicate: bool
+    records: int
+
+
+class LineageStore:
+    """Writes and reads lineage through a connection pool; close it (or use ``with``) when done."""
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+        self._pool = pool
+
+    @classmethod
+    def open(cls, url: str, *, min_size: int = 1, max_size: int = 4, apply_migrations: bool = True,
+             timeout: float = 30.0) -> Self:
+        """Migrate the database at ``url`` (unless told not to) and open a pool on it."""
+        if apply_migrations:
+            migrate(url)
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False, name="headwater-lineage"
+        )
+        pool.open(wait=True, timeout=timeout)
+        return cls(pool)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self, *, pipelined: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside one transaction (committed at the end, rolled back on error).
+
+        ``pipelined`` sends statements whose results nobody waits for without waiting for them
+        (libpq pipeline mode): a write of many records then costs a few round trips, not one each.
+        """
+        with self._pool.connection() as conn, conn.transaction():
+            if not pipelined:
+                yield conn
+                return
+            with conn.pipeline():
+                yield conn
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            with self.transaction() as conn:
+                return conn.execute("SELECT 1").fetchone() == (1,)
+        except psycopg.Error:
+            return False
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def record(self, *records: Record) -> None:
+        """Write ``records`` in one transaction, in order; every write is idempotent."""
+        with self.transaction(pipelined=True) as conn:
+            for record in records:
+                write_record(conn, record)
+
+    def record_run(self, run: RunRecord) -> None:
+        """Insert or advance a run; a terminal phase, once stored, is final."""
+        self.record(run)
+
+    def record_step(self, step: StepRecord) -> None:
+        """Insert or advance a step of a run; a terminal phase, once stored, is final."""
+        self.record(step)
+
+    def record_lineage(self, lineage: EdgeRecord) -> None:
+        """Register the datasets and the deduplicated edges inputs → (pipeline, step) → outputs."""
+        self.record(lineage)
+
+    def record_dataset_version(self, version: DatasetVersionRecord) -> None:
+        """Record a successful write of a dataset (once per dataset, run and step)."""
+        self.record(version)
+
+    def ingest_openlineage(self, event: object) -> IngestResult:
+        """Validate and store an OpenLineage RunEvent in one transaction (raises ``InvalidEventError``)."""
+        parsed = parse_run_event(event)
+        records = parsed.records()
+        with self.transaction(pipelined=True) as conn:
+            inserted = self._insert_event(conn, parsed)
+            for record in records:
+                write_record(conn, record)
+            duplicate = inserted.fetchone() is None
+        return IngestResult(parsed.event_type, parsed.run_id, duplicate, len(records))
+
+    @staticmethod
+    def _insert_event(conn: psycopg.Connection[Any], parsed: ParsedEvent) -> psycopg.Cursor[Any]:
+        """Append the raw event; the cursor yields its new id, or nothing when it was stored before."""
+        return conn.execute(_INSERT_EVENT, (
+            parsed.digest, parsed.event_type, parsed.event_time, parsed.run_id, parsed.job_namespace,
+            parsed.job_name, Jsonb(dict(parsed.raw)),
+        ))
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def upstream(self, name: str, *, namespace: str | None = None,
+                 depth: int = queries.DEFAULT_DEPTH) -> queries.LineageGraph:
+        """What feeds the dataset, within ``depth`` hops (1-100)."""
+        with self.transaction() as conn:
+            return queries.traverse(conn, name, "upstream", namespace=namespace, depth=depth)
+
+    def downstream(self, name: str, *, namespace: str | None = None,
+                   depth: int = queries.DEFAULT_DEPTH) -> queries.LineageGraph:
+        """What the dataset feeds, within ``depth`` hops (1-100)."""
+        with self.transaction() as conn:
+            return queries.traverse(conn, name, "downstream", namespace=namespace, depth=depth)
+
+    def explain(self, name: str, *, namespace: str | None = None, depth: int = queries.DEFAULT_DEPTH,
+                now: datetime | None = None,
+                stale_after: timedelta = _explain.DEFAULT_STALE_AFTER) -> _explain.Explanation:
+        """The root-cause view of a dataset (see ``headwater.lineage.explain``)."""
+        with self.transaction() as conn:
+            return _explain.explain(conn, name, namespace=namespace, depth=depth,
+                                    now=now or datetime.now(UTC), stale_after=stale_after)
+
+    def dataset(self, name: str, *, namespace: str | None = None) -> queries.DatasetDetail:
+        with self.transaction() as conn:
+            return queries.dataset_detail(conn, name, namespace=namespace)
+
+    def datasets(self, *, limit: int = 1000, offset: int = 0) -> list[queries.DatasetSummary]:
+        with self.transaction() as conn:
+            return queries.datasets(conn, limit=limit, offset=offset)
+
+    def run(self, run_id: str) -> queries.RunDetail:
+        with self.transaction() as conn:
+            return queries.run_detail(conn, run_id)
+
+    def counts(self) -> Mapping[str, int]:
+        """Rows per table (for tests, the benchmark and operators' curiosity)."""
+        with self.transaction() as conn:
+            row = conn.execute(_COUNTS).fetchone()
+        assert row is not None
+        return dict(zip(_TABLES, (int(v) for v in row), strict=True))

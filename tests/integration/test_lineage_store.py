@@ -1,0 +1,213 @@
+"""The lineage store against a real PostgreSQL: migrations, idempotent writes, hostile names, ingest."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from test_lineage_support import REVENUE_STEPS, WAREHOUSE, fresh_database, pipeline_run_records, wh
+
+from headwater.lineage import (
+    DatasetRef,
+    DatasetVersionRecord,
+    EdgeRecord,
+    InvalidEventError,
+    LineageStore,
+    RunRecord,
+    StepRecord,
+    build_run_event,
+    migrate,
+    record_from_json,
+    record_to_json,
+)
+from headwater.lineage.migrations import LATEST_VERSION, applied_versions
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def empty_db(database_url: str) -> Iterator[str]:
+    with fresh_database(database_url) as url:
+        yield url
+
+
+@pytest.fixture
+def store(empty_db: str) -> Iterator[LineageStore]:
+    with LineageStore.open(empty_db) as opened:
+        yield opened
+
+
+def _versions(url: str) -> list[int]:
+    with psycopg.connect(url) as conn:
+        return applied_versions(conn)
+
+
+def test_migrating_twice_applies_every_migration_once(empty_db: str) -> None:
+    assert migrate(empty_db) == list(range(1, LATEST_VERSION + 1))
+    assert migrate(empty_db) == []
+    assert _versions(empty_db) == list(range(1, LATEST_VERSION + 1))
+
+
+def test_concurrent_migrations_apply_each_version_exactly_once(empty_db: str) -> None:
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=30)
+            results.append(migrate(empty_db))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(results, key=len) == [[]] * 5 + [list(range(1, LATEST_VERSION + 1))]
+    assert _versions(empty_db) == list(range(1, LATEST_VERSION + 1))
+
+
+def test_recording_the_same_run_twice_leaves_the_same_rows(store: LineageStore) -> None:
+    records = pipeline_run_records("data/revenue-1", REVENUE_STEPS, T0)
+    store.record(*records)
+    once = store.counts()
+    store.record(*records)
+    for record in records:  # one by one, through the typed methods, as a replaying queue would
+        store.record(record)
+    assert store.counts() == once
+    assert once["lineage_edges"] == 5 and once["dataset_versions"] == 4 and once["step_runs"] == 4
+
+
+def test_writers_racing_on_the_same_records_write_them_once(store: LineageStore) -> None:
+    records = pipeline_run_records("data/revenue-1", REVENUE_STEPS, T0)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def write() -> None:
+        try:
+            barrier.wait(timeout=30)
+            store.record(*records)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    counts = store.counts()
+    assert (counts["datasets"], counts["lineage_edges"], counts["dataset_versions"]) == (6, 5, 4)
+
+
+def test_a_replayed_queue_of_json_records_is_written_once(store: LineageStore) -> None:
+    records = pipeline_run_records("data/revenue-1", REVENUE_STEPS, T0)
+    queued = [record_to_json(r) for r in records]
+    for _ in range(3):
+        store.record(*(record_from_json(item) for item in queued))
+    assert store.counts()["dataset_versions"] == 4
+    assert [record_from_json(item) for item in queued] == records
+
+
+def test_a_terminal_step_phase_is_final(store: LineageStore) -> None:
+    store.record_step(StepRecord("r", "p", "s", "Running", attempts=1, started_at=T0))
+    store.record_step(StepRecord("r", "p", "s", "Failed", attempts=3, finished_at=T0, error="exit 1"))
+    store.record_step(StepRecord("r", "p", "s", "Running", attempts=4))
+    store.record_step(StepRecord("r", "p", "s", "Succeeded", attempts=4))
+    with store.transaction() as conn:
+        row = conn.execute("SELECT phase, attempts, started_at, error FROM step_runs").fetchone()
+    assert row == ("Failed", 3, T0, "exit 1")
+
+
+def test_a_run_moves_forward_only(store: LineageStore) -> None:
+    store.record_run(RunRecord("ns/run", "p", "ns", "Running", started_at=T0))
+    store.record_run(RunRecord("ns/run", "p", "ns", "Pending"))
+    assert store.run("ns/run").phase == "Running"
+    store.record_run(RunRecord("ns/run", "p", "ns", "Succeeded", finished_at=T0 + timedelta(minutes=5)))
+    store.record_run(RunRecord("ns/run", "p", "ns", "Failed"))
+    run = store.run("ns/run")
+    assert (run.phase, run.started_at, run.finished_at) == ("Succeeded", T0, T0 + timedelta(minutes=5))
+
+
+def test_an_edge_seen_by_many_runs_is_one_row_with_first_and_last_seen(store: LineageStore) -> None:
+    for day in (3, 1, 2):
+        store.record_lineage(EdgeRecord(f"run-{day}", "p", "s", (wh("a"),), (wh("b"),),
+                                        seen_at=T0 + timedelta(days=day)))
+    edges = store.upstream("b").edges
+    assert len(edges) == 1
+    assert (edges[0].first_seen, edges[0].last_seen) == (T0 + timedelta(days=1), T0 + timedelta(days=3))
+    assert edges[0].last_run_id == "run-3"
+
+
+HOSTILE_NAMES = [
+    "o'brien\"; DROP TABLE datasets; --",
+    "robert'); DELETE FROM lineage_edges; --",
+    "таблица.заказы 💸 ünïcödé",
+    "%s %(name)s {0} $1 \\x00-ish \\ backslash",
+    "x" * 10_240,
+    "ünï " * 2_600,
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=["quotes", "semicolons", "unicode", "placeholders",
+                                                     "10kB-ascii", "10kB-unicode"])
+def test_hostile_dataset_names_are_stored_and_queried_verbatim(store: LineageStore, name: str) -> None:
+    source = DatasetRef(f"postgres://{name[:300]}", name)
+    target = wh(name + " copy")
+    store.record(EdgeRecord("r", "p", "s", (source,), (target,), seen_at=T0),
+                 DatasetVersionRecord(target, "r", "p", "s", T0, 7))
+    assert [n.dataset for n in store.upstream(target.name).nodes] == [source]
+    assert [n.dataset for n in store.downstream(source.name, namespace=source.namespace).nodes] == [target]
+    assert store.dataset(target.name, namespace=WAREHOUSE).versions[0].row_count == 7
+    assert store.counts()["datasets"] == 2  # nothing was executed, nothing was dropped
+
+
+def _event(**changes: object) -> dict[str, object]:
+    event = build_run_event("COMPLETE", run_id="ns/r", pipeline="etl", step="load", event_time=T0,
+                            inputs=[wh("raw.a")], outputs=[wh("clean.a")], row_counts={wh("clean.a"): 42})
+    event.update(changes)
+    return event
+
+
+def test_a_complete_event_becomes_edges_a_version_and_a_step_run(store: LineageStore) -> None:
+    result = store.ingest_openlineage(_event())
+    assert not result.duplicate
+    graph = store.upstream("clean.a")
+    assert [(e.input.name, e.pipeline, e.step) for e in graph.edges] == [("raw.a", "etl", "load")]
+    assert store.dataset("clean.a").versions[0].row_count == 42
+    assert store.run(result.run_id).steps[0].phase == "Succeeded"
+
+
+def test_the_same_event_sent_twice_is_stored_once(store: LineageStore) -> None:
+    store.ingest_openlineage(_event())
+    assert store.ingest_openlineage(_event()).duplicate
+    assert store.counts()["openlineage_events"] == 1
+
+
+def test_a_malformed_event_writes_nothing(store: LineageStore) -> None:
+    bad = _event(outputs=[{"namespace": WAREHOUSE, "name": "clean.a"}, {"namespace": WAREHOUSE}])
+    with pytest.raises(InvalidEventError, match=r"outputs\[1\]\.name: required"):
+        store.ingest_openlineage(bad)
+    assert set(store.counts().values()) == {0}
+
+
+def test_a_database_error_midway_rolls_the_whole_event_back(store: LineageStore) -> None:
+    with store.transaction() as conn:  # make the version insert fail after the raw event and edges
+        conn.execute("ALTER TABLE dataset_versions ADD CONSTRAINT no_big CHECK (row_count < 10)")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        store.ingest_openlineage(_event())
+    assert set(store.counts().values()) == {0}
+
+
+def test_raw_events_are_append_only(store: LineageStore) -> None:
+    store.ingest_openlineage(_event())
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"), store.transaction() as conn:
+        conn.execute("UPDATE openlineage_events SET event_type = 'OTHER'")
