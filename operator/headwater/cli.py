@@ -7,6 +7,7 @@ One small function per subcommand, ``_cmd_<name>(args) -> exit code``, registere
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -59,6 +60,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    """Query the lineage API and print a tree (or JSON)."""
+    from headwater import lineage_cli  # noqa: PLC0415
+
+    path = {"upstream": "/v1/lineage/upstream/", "downstream": "/v1/lineage/downstream/",
+            "explain": "/v1/explain/"}[args.query] + lineage_cli.dataset_path(args.dataset)
+    try:
+        answer = lineage_cli.fetch(path, api=args.api, namespace=args.dataset_namespace, depth=args.depth)
+    except lineage_cli.LineageApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(answer, indent=2))
+    elif args.query == "explain":
+        print(lineage_cli.render_explain(answer))
+    else:
+        print(lineage_cli.render_graph(answer))
+    return 0
+
+
+def _add_lineage_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lineage = commands.add_parser("lineage", help="trace a dataset upstream or downstream, or explain it",
+                                  description="Query the lineage API (HEADWATER_API_URL, default "
+                                  "http://127.0.0.1:8080; HEADWATER_API_TOKEN when it needs a token).")
+    lineage.add_argument("query", choices=["upstream", "downstream", "explain"])
+    lineage.add_argument("dataset", metavar="DATASET", help="dataset name, e.g. analytics.daily_revenue")
+    lineage.add_argument("--dataset-namespace", default=None,
+                         help="dataset namespace (e.g. postgres://warehouse) when the name alone is ambiguous")
+    lineage.add_argument("--depth", type=int, default=None, help="how many hops to follow (1-100, default 20)")
+    lineage.add_argument("-o", "--output", choices=["tree", "json"], default="tree")
+    lineage.add_argument("--api", default=None, help="base URL of the lineage API")
+    lineage.set_defaults(func=_cmd_lineage)
+
+
 def _add_runtime_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     op = commands.add_parser("operator", help="run the operator (the run engine and schedules)")
     op.add_argument("-n", "--namespace", action="append", default=[],
@@ -98,6 +133,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("crds", help="print the CustomResourceDefinitions").set_defaults(func=_cmd_crds)
     _add_runtime_commands(commands)
+    _add_lineage_command(commands)
     return parser
 
 

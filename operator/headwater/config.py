@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="PostgreSQL URL of the lineage store.")
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 disables it.")
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the lineage HTTP API; 0 disables it.")
+    api_host: str = Field(default="0.0.0.0", description="Address the lineage HTTP API listens on.")
+    api_token: str | None = Field(default=None, description="Bearer token the API's read routes require.")
+    record_rescan_seconds: float = Field(
+        default=30.0, gt=0, description="How often finished runs not yet in the lineage store are looked for."
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod

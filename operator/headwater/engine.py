@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +21,10 @@ from headwater import constants as c
 from headwater import history, planning
 from headwater.jobs import JobObservation, JobSettings, RunRef, observe_job
 from headwater.k8s import Kube
+from headwater.metrics import Metrics
 from headwater.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, StepPhase
+from headwater.recording import Recorder, is_recorded
+from headwater.status import parse_time
 
 __all__ = ["EventSink", "RunEngine"]
 
@@ -38,8 +42,12 @@ class RunEngine:
     """Reconciles PipelineRuns into step Jobs; safe to call from many threads at once."""
 
     def __init__(self, kube: Kube, settings: JobSettings, post_event: EventSink,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 recorder: Recorder | None = None, metrics: Metrics | None = None) -> None:
         self.kube = kube
+        self.recorder = recorder
+        self.metrics = metrics or Metrics()
+        self._succeeded_at: dict[tuple[str, str], dict[str, float]] = {}
         self.settings = settings
         self.post_event = post_event
         self.clock = clock
@@ -53,6 +61,7 @@ class RunEngine:
     def forget(self, namespace: str, name: str) -> None:
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
+            self._succeeded_at.pop((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> planning.Plan | None:
         """Bring one run one step closer to done. Returns the plan applied (None if the run is gone)."""
@@ -66,6 +75,7 @@ class RunEngine:
                     return self._reconcile(run)
                 except ApiException as exc:
                     if exc.status != 409:
+                        self.metrics.reconcile_errors.labels("PipelineRun").inc()
                         raise
                     log.info("PipelineRun %s/%s changed while reconciling; retrying", namespace, name)
             raise RuntimeError(f"PipelineRun {namespace}/{name}: status kept conflicting")
@@ -85,6 +95,7 @@ class RunEngine:
         observed = self._observe(ref, status)
         out = planning.plan(ref, spec, status, observed, self.clock(), self.settings)
         self._apply(run, ref, out)
+        self._measure(ref, status, out)
         return out
 
     def _start(self, run: dict[str, Any], spec: PipelineRunSpec) -> PipelineRunStatus | None:
@@ -132,7 +143,40 @@ class RunEngine:
         for event in out.events:
             self.post_event(run, event.type, event.reason, event.message)
         if out.finished and out.status is not None:
+            if self.recorder is not None:
+                self.recorder.notify(ref.namespace, ref.name)
             self._after_finish(ref, out.status)
+
+    def _measure(self, ref: RunRef, old: PipelineRunStatus, out: planning.Plan) -> None:
+        """Step durations, attempts, handoff latency and run outcomes, from the transition just applied."""
+        if out.status is None:
+            return
+        now = time.monotonic()
+        seen = self._succeeded_at.setdefault((ref.namespace, ref.name), {})
+        before = {s.name: s.phase for s in old.steps}
+        for step in out.status.steps:
+            if step.phase == before.get(step.name) or step.phase not in planning.TERMINAL_STEP:
+                continue
+            if step.phase == StepPhase.SUCCEEDED:
+                seen[step.name] = now
+            if step.started_at and step.finished_at and step.reason != planning.REASON_REUSED:
+                elapsed = (parse_time(step.finished_at) - parse_time(step.started_at)).total_seconds()
+                self.metrics.step_duration.labels(ref.pipeline, step.name).observe(elapsed)
+                self.metrics.step_attempts.labels(ref.pipeline, step.name).inc(step.attempts)
+                self.metrics.step_retries.labels(ref.pipeline, step.name).inc(max(step.attempts - 1, 0))
+        spec = out.status.pipeline_spec
+        deps = {s.id: s.depends_on for s in spec.steps} if spec else {}
+        for manifest in out.create:
+            step_id = manifest["metadata"]["labels"][c.LABEL_STEP]
+            times = [seen[d] for d in deps.get(step_id, []) if d in seen]
+            if times and len(times) == len(deps[step_id]):
+                self.metrics.handoff.labels(ref.pipeline).observe(now - max(times))
+        if out.finished:
+            self.metrics.runs.labels(ref.pipeline, out.status.phase.value).inc()
+            if out.status.started_at and out.status.finished_at:
+                total = parse_time(out.status.finished_at) - parse_time(out.status.started_at)
+                self.metrics.run_duration.labels(ref.pipeline).observe(total.total_seconds())
+            self._succeeded_at.pop((ref.namespace, ref.name), None)
 
     def _after_finish(self, ref: RunRef, status: PipelineRunStatus) -> None:
         """Record the outcome on the Pipeline and trim its run history."""
@@ -143,7 +187,8 @@ class RunEngine:
             "lastRun": ref.name, "lastRunPhase": status.phase.value})
         spec = PipelineSpec.model_validate(pipeline["spec"])
         runs = self.kube.list_runs(ref.namespace, f"{c.LABEL_PIPELINE}={ref.pipeline}")
+        unrecorded = (lambda r: not is_recorded(r)) if self.recorder is not None else (lambda _: False)
         for name in history.runs_to_delete(runs, spec.successful_runs_history_limit,
-                                           spec.failed_runs_history_limit):
+                                           spec.failed_runs_history_limit, unrecorded):
             self.kube.delete_run(ref.namespace, name)
             log.info("Deleted PipelineRun %s/%s (history limit)", ref.namespace, name)

@@ -16,13 +16,18 @@ from typing import Any
 
 import kopf
 from kubernetes import client, config
+from prometheus_client import start_http_server
 
 from headwater import constants as c
 from headwater import pipelines
+from headwater.api import start_api
 from headwater.config import Settings, load_settings
 from headwater.engine import RunEngine
 from headwater.jobs import JobSettings
 from headwater.k8s import Kube, post_event
+from headwater.lineage.store import LineageStore
+from headwater.metrics import Metrics
+from headwater.recording import Recorder
 from headwater.scheduler import schedule_pipeline
 
 log = logging.getLogger(__name__)
@@ -36,8 +41,11 @@ class Runtime:
     def __init__(self, settings: Settings, api_client: client.ApiClient) -> None:
         self.settings = settings
         self.kube = Kube(api_client)
+        self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
+                                 settings.record_rescan_seconds) if settings.database_url else None
+        self.metrics = Metrics()
         self.engine = RunEngine(self.kube, JobSettings(settings.step_image, settings.job_ttl_seconds),
-                                partial(post_event, self.kube))
+                                partial(post_event, self.kube), recorder=self.recorder, metrics=self.metrics)
         self.tasks: list[asyncio.Task[None]] = []
 
     def scopes(self) -> list[str | None]:
@@ -64,10 +72,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.batching.batch_window = 0.05
     runtime = Runtime(own, _api_client(64))
     memo.runtime = runtime
+    if own.metrics_port:
+        start_http_server(own.metrics_port, registry=runtime.metrics.registry)
     runtime.tasks = [
         asyncio.create_task(_every(own.resync_seconds, partial(_resync, runtime))),
         asyncio.create_task(_every(own.schedule_interval_seconds, partial(_schedule, runtime))),
     ]
+    if runtime.recorder is not None:
+        recorder = runtime.recorder
+        runtime.metrics.lineage_backlog.set_function(lambda: recorder.backlog)
+        recorder.start()
+        if own.api_port:
+            runtime.tasks.append(asyncio.create_task(_serve_api(own)))
 
 
 @kopf.on.cleanup()
@@ -77,6 +93,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    if runtime.recorder is not None:
+        await asyncio.to_thread(runtime.recorder.stop)
     runtime.kube.api_client.close()
 
 
@@ -111,6 +129,26 @@ def pipeline_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: 
         ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
         if ready["status"] == "False":
             post_event(runtime.kube, dict(body), "Warning", ready["reason"], ready["message"])
+
+
+async def _serve_api(settings: Settings) -> None:
+    """Serve the lineage API from this process once the store can be opened (retrying until then)."""
+    assert settings.database_url is not None
+    delay = 1.0
+    while True:
+        try:
+            store = await asyncio.to_thread(LineageStore.open, settings.database_url)
+            break
+        except Exception as exc:
+            log.warning("lineage API waits for the database: %s; retrying in %.0fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    runner = await start_api(store, host=settings.api_host, port=settings.api_port, token=settings.api_token)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        store.close()
 
 
 async def _every(seconds: float, work: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["runs_to_delete"]
@@ -10,10 +11,15 @@ _SUCCESS = {"Succeeded"}
 _FAILURE = {"Failed", "Cancelled"}
 
 
-def runs_to_delete(runs: list[dict[str, Any]], keep_successful: int, keep_failed: int) -> list[str]:
-    """Names of the oldest finished runs beyond the limits; unfinished runs are never chosen."""
+def runs_to_delete(runs: list[dict[str, Any]], keep_successful: int, keep_failed: int,
+                   protected: Callable[[dict[str, Any]], bool] = lambda _: False) -> list[str]:
+    """Names of the oldest finished runs beyond the limits.
+
+    Unfinished runs are never chosen, nor runs for which ``protected`` is true (e.g. not yet in
+    the lineage store).
+    """
     def newest_first(phases: set[str]) -> list[dict[str, Any]]:
-        chosen = [r for r in runs if (r.get("status") or {}).get("phase") in phases]
+        chosen = [r for r in runs if (r.get("status") or {}).get("phase") in phases and not protected(r)]
         return sorted(chosen, key=lambda r: (r["metadata"].get("creationTimestamp") or "", r["metadata"]["name"]),
                       reverse=True)
 

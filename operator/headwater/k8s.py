@@ -77,6 +77,10 @@ class Kube:
             c.GROUP, c.VERSION, meta["namespace"], c.PIPELINERUN_PLURAL, meta["name"], body)
         return out
 
+    def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"status": status})
+
     def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object_status(
             c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL, name, {"status": status})

@@ -1,0 +1,44 @@
+"""Every Prometheus metric of the operator, in one place.
+
+Labels are bounded: pipeline names, phases and step ids; never run ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+_HANDOFF_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+
+
+class Metrics:
+    """The operator's metrics on their own registry (so tests and embedded use never collide)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.runs = Counter("headwater_runs", "PipelineRuns that reached a final phase.", ["pipeline", "phase"],
+                            registry=r)
+        self.run_duration = Histogram("headwater_run_duration_seconds", "Duration of finished runs.",
+                                      ["pipeline"], buckets=_DURATION_BUCKETS, registry=r)
+        self.step_duration = Histogram("headwater_step_duration_seconds", "Duration of finished steps.",
+                                       ["pipeline", "step"], buckets=_DURATION_BUCKETS, registry=r)
+        self.step_attempts = Counter("headwater_step_attempts", "Attempts (pods) of finished steps.",
+                                     ["pipeline", "step"], registry=r)
+        self.step_retries = Counter("headwater_step_retries", "Attempts beyond the first of finished steps.",
+                                    ["pipeline", "step"], registry=r)
+        self.handoff = Histogram("headwater_step_handoff_seconds",
+                                 "From the operator seeing a step's last dependency succeed to creating its Job.",
+                                 ["pipeline"], buckets=_HANDOFF_BUCKETS, registry=r)
+        self.reconcile_errors = Counter("headwater_reconcile_errors", "Reconciles that raised an error.",
+                                        ["kind"], registry=r)
+        self.lineage_backlog = Gauge("headwater_lineage_backlog",
+                                     "Finished runs not yet written to the lineage store.", registry=r)
+        self.dataset_last_updated = Gauge("headwater_dataset_last_updated_timestamp_seconds",
+                                          "When a dataset was last written successfully.", ["dataset"], registry=r)
+        self.dataset_sla = Gauge("headwater_dataset_freshness_sla_seconds",
+                                 "The freshness SLA of a dataset (maximum age).", ["dataset"], registry=r)
+        self.dataset_stale = Gauge("headwater_dataset_stale", "1 when a dataset is past its freshness SLA.",
+                                   ["dataset"], registry=r)

@@ -1,0 +1,155 @@
+"""The operator records runs and lineage in PostgreSQL, and never loses a record while it is down."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from conftest_e2e import pipeline, run, step, wait_run
+
+from conftest import OperatorProcess
+from headwater.lineage.store import LineageStore
+from helpers import ROOT, Cluster, throwaway_postgres, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def lineage_url(database_url: str) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL server."""
+    name = f"lineage_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield database_url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def with_results(manifest: dict[str, Any], rows: dict[str, int]) -> dict[str, Any]:
+    """The example with simulated step results (rows written), as the steps would report them."""
+    for s in manifest["spec"]["steps"]:
+        annotations = s.setdefault("podMetadata", {}).setdefault("annotations", {})
+        annotations["headwater.dev/test-termination-message"] = json.dumps({"rowsAffected": rows.get(s["id"], 10)})
+    return manifest
+
+
+def example(name: str) -> dict[str, Any]:
+    docs = [d for d in yaml.safe_load_all((ROOT / "examples" / name).read_text()) if d]
+    return with_results(docs[0], {})
+
+
+def recorded(cluster: Cluster, namespace: str, name: str) -> bool:
+    conds = (cluster.get("pipelinerun", name, namespace).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Recorded" and c["status"] == "True" for c in conds)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_recording_operator(cluster: Cluster, namespace: str, tmp_path: Path, url: str,
+                             api_port: int = 0, metrics_port: int = 0) -> OperatorProcess:
+    proc = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_DATABASE_URL=url,
+                           HEADWATER_RECORD_RESCAN_SECONDS="2", HEADWATER_API_PORT=str(api_port),
+                           HEADWATER_API_HOST="127.0.0.1", HEADWATER_METRICS_PORT=str(metrics_port))
+    proc.start()
+    return proc
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The operator's /metrics as {series: value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def headwater(*args: str) -> str:
+    """Run the ``headwater`` CLI of this environment; its stdout when it succeeds."""
+    proc = subprocess.run([str(Path(sys.executable).parent / "headwater"), *args], capture_output=True,
+                          text=True, check=False, timeout=60)
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def test_the_revenue_examples_lineage_is_traced_upstream_and_downstream_across_pipelines(
+        cluster: Cluster, namespace: str, lineage_url: str, tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    operator = start_recording_operator(cluster, namespace, tmp_path, lineage_url, api_port=port,
+                                        metrics_port=metrics_port)
+    try:
+        cluster.apply(example("revenue-pipeline.yaml"), example("revenue-reporting.yaml"), namespace=namespace)
+        cluster.apply(run("revenue-1", "revenue"), namespace=namespace)
+        assert wait_run(cluster, namespace, "revenue-1")["status"]["phase"] == "Succeeded"
+        cluster.apply(run("reporting-1", "revenue-reporting"), namespace=namespace)
+        assert wait_run(cluster, namespace, "reporting-1")["status"]["phase"] == "Succeeded"
+        for name in ("revenue-1", "reporting-1"):
+            wait_for(lambda name=name: recorded(cluster, namespace, name), timeout=60, message=f"{name} recorded")
+        tree = wait_for(lambda: headwater("lineage", "upstream", "analytics.business_metrics",
+                                          "--api", f"http://127.0.0.1:{port}"),
+                        timeout=30, message="the operator's lineage API to answer")
+        assert tree.splitlines()[0] == "postgres://warehouse/analytics.business_metrics"
+        assert "postgres://warehouse/analytics.daily_revenue  <- revenue/aggregate-metrics" in tree
+        assert "api://stripe/payments  <- revenue/extract-payments" in tree
+        metrics = scrape(metrics_port)
+        assert metrics['headwater_runs_total{phase="Succeeded",pipeline="revenue"}'] == 1.0
+        assert metrics['headwater_step_handoff_seconds_count{pipeline="revenue"}'] == 2.0
+        assert metrics["headwater_lineage_backlog"] == 0.0
+    finally:
+        operator.stop()
+    with LineageStore.open(lineage_url) as store:
+        up = {(n.dataset.name, n.depth) for n in store.upstream("analytics.business_metrics").nodes}
+        assert {("analytics.daily_revenue", 1), ("raw.orders", 2), ("raw.stripe_payments", 2),
+                ("public.orders", 3), ("payments", 3)} <= up
+        down = {n.dataset.name for n in store.downstream("raw.stripe_payments").nodes}
+        assert {"analytics.daily_revenue", "analytics.business_metrics", "reporting.finance_daily"} <= down
+        assert store.run(f"{namespace}/revenue-1").phase == "Succeeded"
+
+
+def test_runs_finish_while_postgres_is_down_and_are_recorded_exactly_once_when_it_returns(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    chain = [step("extract", outputs=[{"namespace": "postgres://warehouse", "name": "raw.events"}]),
+             step("load", "extract", inputs=[{"namespace": "postgres://warehouse", "name": "raw.events"}],
+                  outputs=[{"namespace": "postgres://warehouse", "name": "analytics.events"}])]
+    names = [f"outage-{i}" for i in range(5)]
+    with throwaway_postgres() as server:
+        LineageStore.open(server.url).close()  # migrated while up
+        operator = start_recording_operator(cluster, namespace, tmp_path, server.url)
+        try:
+            server.stop()
+            down_for = threading.Event()
+            timer = threading.Timer(60, down_for.set)
+            timer.start()
+            cluster.apply(pipeline("outage", chain), *[run(n, "outage") for n in names], namespace=namespace)
+            finished = [wait_run(cluster, namespace, n, timeout=90) for n in names]
+            assert [r["status"]["phase"] for r in finished] == ["Succeeded"] * 5
+            assert not any(recorded(cluster, namespace, n) for n in names)
+            down_for.wait(timeout=70)  # keep the database away for 60 s in all
+            assert not any(recorded(cluster, namespace, n) for n in names)
+            server.start()
+            wait_for(lambda: all(recorded(cluster, namespace, n) for n in names), timeout=120, interval=1,
+                     message="every run to be recorded after the database returned")
+        finally:
+            operator.stop()
+        with psycopg.connect(server.url) as conn:
+            runs = conn.execute("SELECT id, count(*) FROM pipeline_runs GROUP BY id").fetchall()
+            steps = conn.execute("SELECT count(*), count(DISTINCT (run_id, step)) FROM step_runs").fetchone()
+            edges = conn.execute("SELECT count(*) FROM lineage_edges").fetchone()
+            versions = conn.execute("SELECT count(*) FROM dataset_versions").fetchone()
+        assert sorted(runs) == sorted((f"{namespace}/{n}", 1) for n in names)
+        assert steps == (10, 10)
+        assert edges == (1,)  # raw.events -> load -> analytics.events, deduplicated across the 5 runs
+        assert versions == (10,)

@@ -1,0 +1,63 @@
+"""What the operator writes to the lineage store for a finished run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from headwater.lineage.records import DatasetRef, DatasetVersionRecord, EdgeRecord, RunRecord, StepRecord
+from headwater.recording import is_recorded, records_for_run
+from manifests import step
+
+pytestmark = pytest.mark.unit
+
+WAREHOUSE = "postgres://warehouse"
+
+
+def finished_run(**status: Any) -> dict[str, Any]:
+    steps = [step("extract", inputs=[{"namespace": "api://stripe", "name": "payments"}],
+                  outputs=[{"namespace": WAREHOUSE, "name": "raw.payments"}]),
+             step("load", dependsOn=["extract"], inputs=[{"namespace": WAREHOUSE, "name": "raw.payments"}],
+                  outputs=[{"namespace": WAREHOUSE, "name": "analytics.revenue"}])]
+    return {
+        "metadata": {"name": "rev-1", "namespace": "data"},
+        "spec": {"pipelineRef": {"name": "rev"}, "trigger": "manual"},
+        "status": {"phase": "Failed", "startedAt": "2026-11-23T06:00:00Z", "finishedAt": "2026-11-23T06:01:00Z",
+                   "pipelineSpec": {"steps": steps},
+                   "steps": [
+                       {"name": "extract", "phase": "Succeeded", "attempts": 1, "startedAt": "2026-11-23T06:00:00Z",
+                        "finishedAt": "2026-11-23T06:00:30Z", "result": {"rowsAffected": 120}},
+                       {"name": "load", "phase": "Failed", "attempts": 3, "reason": "BackoffLimitExceeded",
+                        "message": "relation raw.payments is locked"}],
+                   **status},
+    }
+
+
+def test_a_finished_run_becomes_its_run_steps_edges_and_dataset_versions() -> None:
+    records = records_for_run(finished_run())
+    runs = [r for r in records if isinstance(r, RunRecord)]
+    steps = {r.step: r for r in records if isinstance(r, StepRecord)}
+    edges = [r for r in records if isinstance(r, EdgeRecord)]
+    versions = [r for r in records if isinstance(r, DatasetVersionRecord)]
+    assert [(r.run_id, r.pipeline, r.phase) for r in runs] == [("data/rev-1", "rev", "Failed")]
+    assert steps["extract"].rows_affected == 120
+    assert steps["load"].error == "relation raw.payments is locked"
+    assert [(e.step, e.inputs, e.outputs) for e in edges] == [
+        ("extract", (DatasetRef("api://stripe", "payments"),), (DatasetRef(WAREHOUSE, "raw.payments"),))]
+    assert [(v.dataset.name, v.row_count) for v in versions] == [("raw.payments", 120)]
+
+
+def test_a_reused_step_of_a_retry_is_not_written_again() -> None:
+    run = finished_run()
+    run["status"]["steps"][0]["reason"] = "Reused"
+    records = records_for_run(run)
+    assert not [r for r in records if isinstance(r, EdgeRecord | DatasetVersionRecord)]
+
+
+def test_only_a_true_recorded_condition_counts() -> None:
+    run = finished_run(conditions=[{"type": "Recorded", "status": "False", "reason": "Pending", "message": "",
+                                    "lastTransitionTime": "2026-11-23T06:02:00Z"}])
+    assert not is_recorded(run)
+    run["status"]["conditions"][0]["status"] = "True"
+    assert is_recorded(run)
