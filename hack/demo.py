@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,10 +48,10 @@ class Kubectl:
         return sh(self.path, "--kubeconfig", self.kubeconfig, *args, input=input)
 
 
-def simulated(manifest: dict[str, Any]) -> dict[str, Any]:
+def simulated(manifest: dict[str, Any], rows: dict[str, int] | None = None) -> dict[str, Any]:
     """The example with each step's simulated result, as the step would write it to its termination log."""
     for step in manifest.get("spec", {}).get("steps", []):
-        result = {"rowsAffected": ROWS.get(step["id"], 100)}
+        result = {"rowsAffected": {**ROWS, **(rows or {})}.get(step["id"], 100)}
         meta = step.setdefault("podMetadata", {})
         meta.setdefault("annotations", {})["headwater.dev/test-termination-message"] = json.dumps(result)
     return manifest
@@ -76,8 +78,18 @@ def wait_runs(kubectl: Kubectl, names: list[str], timeout: float = 300) -> None:
     raise SystemExit(f"runs did not finish within {timeout}s")
 
 
-def start_operator(kubeconfig: str, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "HEADWATER_METRICS_PORT": "0", "HEADWATER_API_PORT": "0"}
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_operator(kubeconfig: str, log_path: Path, database_url: str, api_port: int,
+                   metrics_port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "HEADWATER_DATABASE_URL": database_url,
+           "HEADWATER_API_HOST": "127.0.0.1", "HEADWATER_API_PORT": str(api_port),
+           "HEADWATER_METRICS_PORT": str(metrics_port), "HEADWATER_RECORD_RESCAN_SECONDS": "2"}
     with log_path.open("wb") as log:
         return subprocess.Popen([str(Path(sys.executable).parent / "headwater"), "operator", "-n", NAMESPACE],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -95,43 +107,77 @@ def main() -> int:
     kubectl("wait", "--for=condition=Established", "-f", str(ROOT / "crds"))
     kubectl("apply", "-f", "-", input=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
                                                        "metadata": {"name": NAMESPACE}}))
-    log_path = Path(os.environ.get("HEADWATER_CACHE", Path.home() / ".cache/headwater")) / "demo-operator.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    operator = start_operator(kubeconfig, log_path)
-    say(f"operator started (pid {operator.pid}, log {log_path})")
+    cache = Path(os.environ.get("HEADWATER_CACHE", Path.home() / ".cache/headwater"))
+    cache.mkdir(parents=True, exist_ok=True)
+    say("starting PostgreSQL for the lineage store")
+    pg_dir = Path(tempfile.gettempdir()) / "headwater-demo-postgres"  # the server may run as 'postgres'
+    database_url = sh("bash", str(HACK / "postgres.sh"), "start", str(pg_dir)).strip()
+    api = f"http://127.0.0.1:{free_port()}"
+    log_path = cache / "demo-operator.log"
+    operator = start_operator(kubeconfig, log_path, database_url, int(api.rsplit(":", 1)[1]), free_port())
+    say(f"operator started (pid {operator.pid}, log {log_path}), lineage API on {api}")
     try:
-        return _demo(kubectl)
+        return _demo(kubectl, api)
     finally:
         operator.terminate()
         operator.wait(timeout=30)
-        say(f"done. The cluster keeps running: export KUBECONFIG={kubeconfig}; "
-            f"kubectl -n {NAMESPACE} get pipelines,pipelineruns; stop it with: bash hack/cluster.sh down {args.cluster}")
+        say(f"done. The cluster keeps running: export KUBECONFIG={kubeconfig}; kubectl -n {NAMESPACE} get "
+            f"pipelines,pipelineruns. Stop it: bash hack/cluster.sh down {args.cluster}; "
+            f"bash hack/postgres.sh destroy {pg_dir}")
 
 
-def _demo(kubectl: Kubectl) -> int:
-    pipelines = [simulated(d) for d in load("revenue-pipeline.yaml") + load("revenue-reporting.yaml")]
-    stamp = time.strftime("%Y%m%d%H%M%S")
-    runs = [{"apiVersion": "headwater.dev/v1alpha1", "kind": "PipelineRun",
-             "metadata": {"name": f"{p['metadata']['name']}-demo-{stamp}"},
-             "spec": {"pipelineRef": {"name": p["metadata"]["name"]}}} for p in pipelines]
+def headwater(*args: str) -> str:
+    return sh(str(Path(sys.executable).parent / "headwater"), *args)
+
+
+def wait_recorded(kubectl: Kubectl, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = json.loads(kubectl("-n", NAMESPACE, "get", "pipelinerun", name, "-o", "json")).get("status", {})
+        if any(c["type"] == "Recorded" and c["status"] == "True" for c in status.get("conditions", [])):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"{name} was not recorded in the lineage store within {timeout}s")
+
+
+def run_once(kubectl: Kubectl, pipeline: str, suffix: str) -> str:
+    name = f"{pipeline}-{suffix}-{time.strftime('%H%M%S')}"
+    body = {"apiVersion": "headwater.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": name},
+            "spec": {"pipelineRef": {"name": pipeline}}}
+    kubectl("-n", NAMESPACE, "create", "-f", "-", input=yaml.safe_dump(body))
+    wait_runs(kubectl, [name])
+    wait_recorded(kubectl, name)
+    return name
+
+
+def _demo(kubectl: Kubectl, api: str) -> int:
+    revenue, reporting = load("revenue-pipeline.yaml")[0], load("revenue-reporting.yaml")[0]
     say("applying the revenue pipeline and the revenue-reporting pipeline that consumes it")
-    kubectl("-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump_all(pipelines))
-    say("running the revenue pipeline")
-    kubectl("-n", NAMESPACE, "create", "-f", "-", input=yaml.safe_dump(runs[0]))
-    wait_runs(kubectl, [runs[0]["metadata"]["name"]])
-    say("running revenue-reporting on the fresh revenue tables")
-    kubectl("-n", NAMESPACE, "create", "-f", "-", input=yaml.safe_dump(runs[1]))
-    wait_runs(kubectl, [runs[1]["metadata"]["name"]])
+    kubectl("-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump_all([simulated(revenue), simulated(reporting)]))
+    say("day 1: running revenue, then revenue-reporting on its fresh tables")
+    first = run_once(kubectl, "revenue", "day1")
+    run_once(kubectl, "revenue-reporting", "day1")
     print()
     print(kubectl("-n", NAMESPACE, "get", "pipelines,pipelineruns"))
-    steps = kubectl("-n", NAMESPACE, "get", "pipelinerun", runs[0]["metadata"]["name"], "-o",
+    steps = kubectl("-n", NAMESPACE, "get", "pipelinerun", first, "-o",
                     "jsonpath={range .status.steps[*]}{.name}{'\\t'}{.phase}{'\\t'}{.attempts}{'\\t'}"
                     "{.result.rowsAffected}{'\\n'}{end}")
     print("STEP\tPHASE\tATTEMPTS\tROWS\n" + steps)
-    ok = all(json.loads(kubectl("-n", NAMESPACE, "get", "pipelinerun", r["metadata"]["name"], "-o", "json"))
-             ["status"]["phase"] == "Succeeded" for r in runs)
-    say("both runs succeeded" if ok else "a run did not succeed; see the operator log")
-    return 0 if ok else 1
+    say("where does analytics.business_metrics come from?  headwater lineage upstream analytics.business_metrics")
+    print(headwater("lineage", "upstream", "analytics.business_metrics", "--api", api))
+    say("day 2: Stripe's API changed its pagination; extract-payments quietly writes 40% fewer rows")
+    fewer = round(ROWS["extract-payments"] * 0.6)
+    kubectl("-n", NAMESPACE, "apply", "-f", "-",
+            input=yaml.safe_dump(simulated(load("revenue-pipeline.yaml")[0], {"extract-payments": fewer})))
+    run_once(kubectl, "revenue", "day2")
+    run_once(kubectl, "revenue-reporting", "day2")
+    say("the revenue dashboard looks low: headwater lineage explain analytics.business_metrics")
+    explanation = headwater("lineage", "explain", "analytics.business_metrics", "--api", api)
+    print(explanation)
+    found = "raw.stripe_payments" in explanation.splitlines()[1] if len(explanation.splitlines()) > 1 else False
+    say("explain points at raw.stripe_payments (extract-payments) first" if found
+        else "explain did not point at raw.stripe_payments first")
+    return 0 if found else 1
 
 
 if __name__ == "__main__":

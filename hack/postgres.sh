@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for tests and the demo.
 #
-#   hack/postgres.sh start DIR     initdb into DIR (if new), start on 127.0.0.1, print its DATABASE_URL
+#   hack/postgres.sh start DIR     initdb into DIR (if new), start on 127.0.0.1 (if stopped), print its DATABASE_URL
 #   hack/postgres.sh stop DIR      stop the server, keep DIR
 #   hack/postgres.sh destroy DIR   stop the server and remove DIR
 #
@@ -50,7 +50,7 @@ case "$cmd" in
       free_port >"$dir/port"
     fi
     port="$(cat "$dir/port")"
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1 || as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=200" start >/dev/null \
       || die "the server did not start: $(tail -5 "$dir/server.log")"
     if ! as_owner "$bin/psql" -h 127.0.0.1 -p "$port" -U headwater -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='headwater'" | grep -q 1; then
