@@ -80,6 +80,44 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_api(args: argparse.Namespace) -> int:
+    """Serve the lineage API alone (without the operator)."""
+    from headwater import api  # noqa: PLC0415
+
+    argv = [f"--{k}={v}" for k, v in (("database-url", args.database_url), ("host", args.host),
+                                       ("port", args.port), ("token", args.token)) if v is not None]
+    return api.main(argv)
+
+
+def _cmd_db_migrate(args: argparse.Namespace) -> int:
+    """Apply the lineage store's migrations (idempotent; safe to run concurrently)."""
+    from headwater.config import load_settings  # noqa: PLC0415
+    from headwater.lineage.migrations import migrate  # noqa: PLC0415
+
+    url = args.database_url or load_settings().database_url
+    if not url:
+        print("error: give --database-url or set HEADWATER_DATABASE_URL", file=sys.stderr)
+        return 2
+    applied = migrate(url)
+    print(f"applied migrations {', '.join(map(str, applied))}" if applied else "the schema is up to date")
+    return 0
+
+
+def _add_store_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    api = commands.add_parser("api", help="serve the lineage HTTP API alone")
+    api.add_argument("--database-url", default=None, help="default: HEADWATER_DATABASE_URL")
+    api.add_argument("--host", default=None, help="address to listen on (default 0.0.0.0)")
+    api.add_argument("--port", type=int, default=None, help="port (default HEADWATER_API_PORT or 8080)")
+    api.add_argument("--token", default=None, help="bearer token for every route but /healthz "
+                     "(default HEADWATER_API_TOKEN)")
+    api.set_defaults(func=_cmd_api)
+    db = commands.add_parser("db", help="lineage store administration")
+    actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate = actions.add_parser("migrate", help="apply the schema migrations")
+    migrate.add_argument("--database-url", default=None, help="default: HEADWATER_DATABASE_URL")
+    migrate.set_defaults(func=_cmd_db_migrate)
+
+
 def _add_lineage_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lineage = commands.add_parser("lineage", help="trace a dataset upstream or downstream, or explain it",
                                   description="Query the lineage API (HEADWATER_API_URL, default "
@@ -134,6 +172,7 @@ def _build_parser() -> argparse.ArgumentParser:
     commands.add_parser("crds", help="print the CustomResourceDefinitions").set_defaults(func=_cmd_crds)
     _add_runtime_commands(commands)
     _add_lineage_command(commands)
+    _add_store_commands(commands)
     return parser
 
 

@@ -8,11 +8,13 @@ from typing import Any
 from croniter import croniter
 from pydantic import ValidationError
 
-from headwater import dag, scheduling
-from headwater.models import Condition, PipelineSpec, PipelineStatus
+from headwater import dag, scheduling, sqllineage
+from headwater.models import Condition, PipelineSpec, PipelineStatus, StepType
 from headwater.status import isotime, set_condition
 
-__all__ = ["pipeline_status"]
+__all__ = ["CONDITION_SQL_LINEAGE", "pipeline_status"]
+
+CONDITION_SQL_LINEAGE = "SqlLineageConsistent"
 
 
 def _problems(raw_spec: dict[str, Any]) -> tuple[PipelineSpec | None, str, str]:
@@ -44,6 +46,14 @@ def pipeline_status(
         set_condition(conditions, "Ready", "False", reason, message, now, generation)
     else:
         set_condition(conditions, "Ready", "True", "Valid", "the pipeline can run", now, generation)
+    drift = sqllineage.mismatches(spec) if spec and not reason else []
+    if drift:
+        set_condition(conditions, CONDITION_SQL_LINEAGE, "False", "UndeclaredDatasets",
+                      "the SQL of these steps disagrees with their declared datasets: " + " | ".join(drift),
+                      now, generation)
+    elif spec and any(s.type == StepType.SQL for s in spec.steps) and not reason:
+        set_condition(conditions, CONDITION_SQL_LINEAGE, "True", "Consistent",
+                      "the declared datasets match what the SQL of every sql step reads and writes", now, generation)
     status.conditions = conditions
     status.observed_generation = generation
     status.steps = len(spec.steps) if spec else None

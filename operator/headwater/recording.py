@@ -17,8 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from headwater import sqllineage
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord, EdgeRecord, Record, RunRecord, StepRecord
-from headwater.models import PipelineRunStatus, StepPhase
+from headwater.models import PipelineRunStatus, StepPhase, StepSpec
 from headwater.status import isotime, parse_time
 
 __all__ = ["CONDITION_RECORDED", "Recorder", "is_recorded", "records_for_run", "run_id"]
@@ -48,6 +49,19 @@ def _rows(result: dict[str, Any] | None) -> int | None:
     return value if isinstance(value, int) and value >= 0 else None
 
 
+def _datasets(step: StepSpec) -> tuple[tuple[DatasetRef, ...], tuple[DatasetRef, ...]]:
+    """Declared datasets, plus for sql steps the tables their SQL reads or writes that were not declared
+    (placed in the namespace of the step's declared outputs, the database the SQL runs in)."""
+    inputs = {DatasetRef(d.namespace, d.name) for d in step.inputs}
+    outputs = {DatasetRef(d.namespace, d.name) for d in step.outputs}
+    home = next((d.namespace for d in step.outputs), None)
+    if home:
+        reads, writes = sqllineage.undeclared(step)
+        inputs |= {DatasetRef(home, t) for t in reads}
+        outputs |= {DatasetRef(home, t) for t in writes}
+    return tuple(sorted(inputs)), tuple(sorted(outputs))
+
+
 def records_for_run(run: dict[str, Any]) -> list[Record]:
     """Everything the store should know about a run: the run, its steps, and for each succeeded step
     its lineage edges and a version of each dataset it wrote."""
@@ -65,8 +79,7 @@ def records_for_run(run: dict[str, Any]) -> list[Record]:
         declared = snapshot.get(step.name)
         if declared is None or step.phase != StepPhase.SUCCEEDED or step.reason == "Reused":
             continue
-        inputs = tuple(DatasetRef(d.namespace, d.name) for d in declared.inputs)
-        outputs = tuple(DatasetRef(d.namespace, d.name) for d in declared.outputs)
+        inputs, outputs = _datasets(declared)
         written = _time(step.finished_at) or datetime.now(UTC)
         if inputs or outputs:
             out.append(EdgeRecord(rid, pipeline, step.name, inputs, outputs, written))

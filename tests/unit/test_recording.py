@@ -61,3 +61,12 @@ def test_only_a_true_recorded_condition_counts() -> None:
     assert not is_recorded(run)
     run["status"]["conditions"][0]["status"] = "True"
     assert is_recorded(run)
+
+
+def test_tables_a_sql_step_reads_without_declaring_them_still_become_lineage() -> None:
+    run = finished_run()
+    run["status"]["pipelineSpec"]["steps"][0]["sql"] = (
+        "INSERT INTO raw.payments SELECT * FROM staging.refunds JOIN staging.fx USING (currency)")
+    edges = [r for r in records_for_run(run) if isinstance(r, EdgeRecord)]
+    assert {d.name for d in edges[0].inputs} == {"payments", "staging.refunds", "staging.fx"}
+    assert {d.namespace for d in edges[0].inputs if d.name.startswith("staging.")} == {WAREHOUSE}
