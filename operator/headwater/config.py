@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the lineage HTTP API; 0 disables it.")
     api_host: str = Field(default="0.0.0.0", description="Address the lineage HTTP API listens on.")
     api_token: str | None = Field(default=None, description="Bearer token the API's read routes require.")
+    openlineage_url: str | None = Field(
+        default=None, description="Endpoint (e.g. Marquez's /api/v1/lineage) that receives a RunEvent per step."
+    )
+    openlineage_api_key: str | None = Field(default=None, description="Bearer token for openlineage_url.")
     record_rescan_seconds: float = Field(
         default=30.0, gt=0, description="How often finished runs not yet in the lineage store are looked for."
     )

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from headwater import constants as c
 from headwater import history, planning
+from headwater.emitting import OpenLineageEmitter, step_events
 from headwater.jobs import JobObservation, JobSettings, RunRef, observe_job
 from headwater.k8s import Kube
 from headwater.metrics import Metrics
@@ -43,8 +44,10 @@ class RunEngine:
 
     def __init__(self, kube: Kube, settings: JobSettings, post_event: EventSink,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 recorder: Recorder | None = None, metrics: Metrics | None = None) -> None:
+                 recorder: Recorder | None = None, metrics: Metrics | None = None,
+                 emitter: OpenLineageEmitter | None = None) -> None:
         self.kube = kube
+        self.emitter = emitter
         self.recorder = recorder
         self.metrics = metrics or Metrics()
         self._succeeded_at: dict[tuple[str, str], dict[str, float]] = {}
@@ -96,6 +99,9 @@ class RunEngine:
         out = planning.plan(ref, spec, status, observed, self.clock(), self.settings)
         self._apply(run, ref, out)
         self._measure(ref, status, out)
+        if self.emitter is not None and out.status is not None:
+            for event in step_events(ref.namespace, ref.name, ref.pipeline, status, out.status, self.clock()):
+                self.emitter.emit(event)
         return out
 
     def _start(self, run: dict[str, Any], spec: PipelineRunSpec) -> PipelineRunStatus | None:

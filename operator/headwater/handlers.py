@@ -22,6 +22,7 @@ from headwater import constants as c
 from headwater import pipelines
 from headwater.api import start_api
 from headwater.config import Settings, load_settings
+from headwater.emitting import OpenLineageEmitter
 from headwater.engine import RunEngine
 from headwater.jobs import JobSettings
 from headwater.k8s import Kube, post_event
@@ -44,8 +45,11 @@ class Runtime:
         self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
                                  settings.record_rescan_seconds) if settings.database_url else None
         self.metrics = Metrics()
+        self.emitter = OpenLineageEmitter(settings.openlineage_url, settings.openlineage_api_key) \
+            if settings.openlineage_url else None
         self.engine = RunEngine(self.kube, JobSettings(settings.step_image, settings.job_ttl_seconds),
-                                partial(post_event, self.kube), recorder=self.recorder, metrics=self.metrics)
+                                partial(post_event, self.kube), recorder=self.recorder, metrics=self.metrics,
+                                emitter=self.emitter)
         self.tasks: list[asyncio.Task[None]] = []
 
     def scopes(self) -> list[str | None]:
@@ -78,6 +82,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         asyncio.create_task(_every(own.resync_seconds, partial(_resync, runtime))),
         asyncio.create_task(_every(own.schedule_interval_seconds, partial(_schedule, runtime))),
     ]
+    if runtime.emitter is not None:
+        runtime.emitter.start()
     if runtime.recorder is not None:
         recorder = runtime.recorder
         runtime.metrics.lineage_backlog.set_function(lambda: recorder.backlog)
@@ -95,6 +101,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
             await task
     if runtime.recorder is not None:
         await asyncio.to_thread(runtime.recorder.stop)
+    if runtime.emitter is not None:
+        await asyncio.to_thread(runtime.emitter.stop)
     runtime.kube.api_client.close()
 
 

@@ -1,0 +1,73 @@
+"""The operator sends an OpenLineage RunEvent for every step transition to a configured endpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest_e2e import fail_label, pipeline, run, step, wait_run
+
+from conftest import OperatorProcess
+from headwater.lineage.openlineage import step_run_uuid
+from helpers import Cluster, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+class Receiver(ThreadingHTTPServer):
+    """A loopback HTTP endpoint that keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.events.append(json.loads(body))
+                self.send_response(201)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                return
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_every_step_transition_reaches_the_openlineage_endpoint_with_stable_run_ids(
+        cluster: Cluster, namespace: str, tmp_path: Path, receiver: Receiver) -> None:
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/api/v1/lineage"
+    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_OPENLINEAGE_URL=url)
+    operator.start()
+    try:
+        cluster.apply(pipeline("ol", [step("extract", outputs=[{"namespace": "postgres://wh", "name": "raw.x"}]),
+                                      step("load", "extract", retries=0, podMetadata=fail_label())]),
+                      run("ol-1", "ol"), namespace=namespace)
+        assert wait_run(cluster, namespace, "ol-1")["status"]["phase"] == "Failed"
+
+        def seen() -> list[tuple[str, str]]:
+            return sorted((e["job"]["name"], e["eventType"]) for e in receiver.events)
+
+        expected = [("extract", "COMPLETE"), ("extract", "START"), ("load", "FAIL"), ("load", "START")]
+        assert wait_for(lambda: seen() == expected and seen(), timeout=30, message="four events") == expected
+    finally:
+        operator.stop()
+    ids = {(e["job"]["name"], e["run"]["runId"]) for e in receiver.events}
+    assert ids == {("extract", step_run_uuid(f"{namespace}/ol-1", "extract")),
+                   ("load", step_run_uuid(f"{namespace}/ol-1", "load"))}
+    assert all(e["job"]["namespace"] == "ol" for e in receiver.events)

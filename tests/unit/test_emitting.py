@@ -1,0 +1,52 @@
+"""OpenLineage RunEvents for step transitions, with stable run ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from headwater.emitting import step_events
+from headwater.jobs import JobObservation, JobSettings, RunRef
+from headwater.lineage.openlineage import parse_run_event, step_run_uuid
+from headwater.models import PipelineRunSpec, PipelineSpec, StepPhase
+from headwater.planning import plan, start
+from manifests import step
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+RUN = RunRef("rev-1", "data", "uid", "rev")
+SPEC = PipelineRunSpec.model_validate({"pipelineRef": {"name": "rev"}})
+PIPELINE = PipelineSpec.model_validate({"steps": [
+    step("extract", "container", outputs=[{"namespace": "postgres://wh", "name": "raw.orders"}]),
+    step("load", "container", dependsOn=["extract"], inputs=[{"namespace": "postgres://wh", "name": "raw.orders"}])]})
+
+
+def test_a_step_emits_start_when_its_job_is_created_and_complete_with_its_row_count() -> None:
+    first = start(SPEC, PIPELINE, NOW)
+    created = plan(RUN, SPEC, first, {}, NOW, JobSettings("img")).status
+    assert created is not None
+    events = step_events("data", "rev-1", "rev", first, created, NOW)
+    assert [(e["eventType"], e["job"]["name"]) for e in events] == [("START", "extract")]
+    assert events[0]["run"]["runId"] == step_run_uuid("data/rev-1", "extract")
+    done = JobObservation("rev-1-extract", StepPhase.SUCCEEDED, 1, result={"rowsAffected": 42})
+    after = plan(RUN, SPEC, created, {"extract": done}, NOW, JobSettings("img")).status
+    assert after is not None
+    events = step_events("data", "rev-1", "rev", created, after, NOW)
+    assert [(e["eventType"], e["job"]["name"]) for e in events] == [("COMPLETE", "extract"), ("START", "load")]
+    complete = parse_run_event(events[0])  # a valid OpenLineage event by our own strict parser
+    assert complete.event_type == "COMPLETE"
+    assert events[0]["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == 42
+
+
+def test_a_failed_step_emits_fail_with_its_message_and_skipped_steps_emit_nothing() -> None:
+    first = start(SPEC, PIPELINE, NOW)
+    created = plan(RUN, SPEC, first, {}, NOW, JobSettings("img")).status
+    assert created is not None
+    broken = JobObservation("rev-1-extract", StepPhase.FAILED, 3, reason="BackoffLimitExceeded", message="boom")
+    after = plan(RUN, SPEC, created, {"extract": broken}, NOW, JobSettings("img")).status
+    assert after is not None
+    events = step_events("data", "rev-1", "rev", created, after, NOW)
+    assert [(e["eventType"], e["job"]["name"]) for e in events] == [("FAIL", "extract")]
+    assert events[0]["run"]["facets"]["errorMessage"]["message"] == "boom"
