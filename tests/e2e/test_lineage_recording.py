@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import psycopg
 import pytest
 import yaml
 from conftest_e2e import pipeline, run, step, wait_run
+from lineage_support import fresh_database
 
 from conftest import OperatorProcess
 from headwater.lineage.store import LineageStore
@@ -28,12 +28,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def lineage_url(database_url: str) -> Iterator[str]:
     """A fresh database on the session's PostgreSQL server."""
-    name = f"lineage_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield database_url.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(database_url) as url:
+        yield url
 
 
 def with_results(manifest: dict[str, Any], rows: dict[str, int]) -> dict[str, Any]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from test_lineage_support import WAREHOUSE, fresh_database, record_revenue_day, wh
+from lineage_support import WAREHOUSE, record_revenue_day, wh
 
 from headwater.api import create_app
 from headwater.lineage import DatasetRef, EdgeRecord, LineageStore, build_run_event
@@ -22,12 +22,6 @@ T = TypeVar("T")
 Client = TestClient[Any, Any]
 DAY = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[LineageStore]:
-    with fresh_database(database_url) as url, LineageStore.open(url) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from lineage_support import WAREHOUSE
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import output_statistics_output_dataset, schema_dataset
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
-from test_lineage_support import WAREHOUSE, fresh_database
 
 from headwater.api import create_app
 from headwater.lineage import LineageStore
@@ -22,12 +21,6 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "client-token"
 TIME = "2026-11-23T06:00:00.000Z"
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[LineageStore]:
-    with fresh_database(database_url) as url, LineageStore.open(url) as opened:
-        yield opened
 
 
 def _events(run_id: str) -> list[RunEvent]:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_lineage_support import (
+from lineage_support import (
     ORDERS_SOURCE,
     STRIPE_SOURCE,
     WAREHOUSE,
-    fresh_database,
     record_revenue_day,
     wh,
 )
@@ -31,12 +29,6 @@ pytestmark = pytest.mark.integration
 
 DAY1 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[LineageStore]:
-    with fresh_database(database_url) as url, LineageStore.open(url) as opened:
-        yield opened
 
 
 @pytest.fixture

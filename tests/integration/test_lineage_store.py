@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from test_lineage_support import REVENUE_STEPS, WAREHOUSE, fresh_database, pipeline_run_records, wh
+from lineage_support import REVENUE_STEPS, WAREHOUSE, fresh_database, pipeline_run_records, wh
 
 from headwater.lineage import (
     DatasetRef,
