@@ -91,6 +91,10 @@ class RunEngine:
             started = self._start(run, spec)
             if started is None:
                 return planning.Plan()
+            if meta.get("labels", {}).get(c.LABEL_PIPELINE) != spec.pipeline_ref.name:
+                # runs created by hand carry no pipeline label; schedules and history limits find runs by it
+                self.kube.label_run(meta["namespace"], meta["name"], {c.LABEL_PIPELINE: spec.pipeline_ref.name})
+                run = self.kube.get_run(meta["namespace"], meta["name"]) or run
             run = self.kube.replace_run_status(run, _dump(started))
             raw_status = run["status"]
         status = PipelineRunStatus.model_validate(raw_status)

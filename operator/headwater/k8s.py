@@ -95,6 +95,10 @@ class Kube:
             raise
         return True
 
+    def label_run(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"metadata": {"labels": labels}})
+
     def patch_run_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"spec": spec})

@@ -141,3 +141,33 @@ def test_an_invalid_pipeline_is_not_ready_and_its_runs_never_create_jobs(cluster
     assert done["status"]["phase"] == "Failed"
     assert "dependency cycle" in done["status"]["conditions"][0]["message"]
     assert run_jobs(cluster, namespace, "cyclic-1") == {}
+
+
+def test_editing_the_pipeline_during_a_run_does_not_change_the_run(cluster: Cluster, namespace: str,
+                                                                   operator: Any) -> None:
+    slow = {"annotations": {"headwater.dev/test-duration": "4s"}}
+    cluster.apply(pipeline("snap", [step("a", podMetadata=slow), step("b", "a")]), run("snap-1", "snap"),
+                  namespace=namespace)
+    wait_for(lambda: steps_by_name(cluster.get("pipelinerun", "snap-1", namespace))["a"]["phase"] == "Running",
+             timeout=60, message="step a to run")
+    cluster.apply(pipeline("snap", [step("a", podMetadata=slow), step("b", "a", image="changed:2"),
+                                    step("c", "b")]), namespace=namespace)
+    done = wait_run(cluster, namespace, "snap-1")
+    assert done["status"]["phase"] == "Succeeded"
+    assert [s["name"] for s in done["status"]["steps"]] == ["a", "b"]
+    jobs = run_jobs(cluster, namespace, "snap-1")
+    assert sorted(jobs) == ["a", "b"]
+    assert jobs["b"]["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox"
+
+
+def test_history_limits_delete_the_oldest_finished_runs(cluster: Cluster, namespace: str, operator: Any) -> None:
+    cluster.apply(pipeline("hist", [step("a")], successfulRunsHistoryLimit=2), namespace=namespace)
+    for i in range(4):
+        cluster.apply(run(f"hist-{i}", "hist"), namespace=namespace)
+        assert wait_run(cluster, namespace, f"hist-{i}")["status"]["phase"] == "Succeeded"
+
+    def remaining() -> list[str]:
+        return sorted(r["metadata"]["name"] for r in cluster.list("pipelineruns", namespace))
+
+    assert wait_for(lambda: remaining() == ["hist-2", "hist-3"] and remaining(), timeout=30,
+                    message="only the two newest runs to remain") == ["hist-2", "hist-3"]
