@@ -1,0 +1,266 @@
+"""The Helm chart against the real control plane: the apiserver accepts it, and its RBAC runs a pipeline.
+
+The operator's access is tested for real: the chart's ServiceAccount and RBAC are installed, the
+operator runs as a subprocess with a kubeconfig holding that ServiceAccount's token (and nothing
+else), and a pipeline must run to the end; `kubectl auth can-i` with the same token then shows that
+nothing broader was granted.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest_e2e import pipeline, run, step, wait_run
+
+from conftest import OperatorProcess
+from helpers import ROOT, Cluster, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CHART = ROOT / "charts" / "headwater"
+HACK = ROOT / "hack"
+# An RBAC denial, or kopf falling back because it may not list or watch something.
+RBAC_DENIED = re.compile(r'forbidden: User \\?"system:serviceaccount:|Not enough permissions', re.IGNORECASE)
+
+
+def _helm_path() -> Path:
+    out = subprocess.run(["bash", "-c", f'source "{HACK}/versions.sh" && helm_bin_dir'],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    return Path(out) / "helm"
+
+
+HELM = _helm_path()
+
+
+def helm(cluster: Cluster, *args: str) -> str:
+    """Run the built helm against the test cluster; fail with its stderr."""
+    if not HELM.exists():
+        pytest.fail(f"helm is not built ({HELM} is missing): run hack/build-tools.sh")
+    proc = subprocess.run([str(HELM), "--kubeconfig", cluster.kubeconfig, *args],
+                          capture_output=True, text=True, check=False, timeout=180)
+    assert proc.returncode == 0, f"helm {' '.join(args)} failed: {proc.stderr}"
+    return proc.stdout
+
+
+def template(cluster: Cluster, release: str, namespace: str, *args: str) -> str:
+    return helm(cluster, "template", release, str(CHART), "--namespace", namespace, *args)
+
+
+@dataclass
+class ChartAccess:
+    """The chart's ServiceAccount and RBAC, installed, and a kubeconfig that authenticates as it."""
+
+    cluster: Cluster
+    namespace: str
+    service_account: str
+    kubeconfig: Path
+
+    def can_i(self, *args: str) -> str:
+        """`kubectl auth can-i` as the ServiceAccount (its own token): "yes" or "no"."""
+        proc = subprocess.run([self.cluster.kubectl_path, "--kubeconfig", str(self.kubeconfig), "auth", "can-i",
+                               *args], capture_output=True, text=True, check=False, timeout=60)
+        answer = proc.stdout.strip()
+        assert answer in ("yes", "no"), f"kubectl auth can-i {' '.join(args)}: {proc.stdout}{proc.stderr}"
+        return answer
+
+
+def _token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
+    """A kubeconfig with the test cluster's server and CA and only ``token`` as credentials."""
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
+    server = next(c["cluster"] for c in admin["clusters"] if c["name"] == context["cluster"])
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "chart-sa",
+        "clusters": [{"name": "test", "cluster": server}],
+        "users": [{"name": "chart-sa", "user": {"token": token}}],
+        "contexts": [{"name": "chart-sa", "context": {"cluster": "test", "user": "chart-sa"}}],
+    }))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(params=["namespaced", "cluster-wide"])
+def chart_access(request: pytest.FixtureRequest, cluster: Cluster, namespace: str, tmp_path: Path
+                 ) -> Iterator[ChartAccess]:
+    """Only the chart's ServiceAccount and RBAC, rendered for the test namespace (the release's namespace)."""
+    release = namespace  # unique, so that the cluster-scoped objects of parallel sessions never collide
+    scope = ["--set", f"watchNamespaces={{{namespace}}}"] if request.param == "namespaced" else []
+    manifests = template(cluster, release, namespace, *scope,
+                         "--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml")
+    objects = [doc for doc in yaml.safe_load_all(manifests) if doc]
+    assert {o["kind"] for o in objects} >= {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=manifests)
+    [account] = [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"]
+    token = cluster.kubectl("-n", namespace, "create", "token", account, "--duration=1h").stdout.strip()
+    access = ChartAccess(cluster, namespace, account, _token_kubeconfig(cluster, token, tmp_path / "sa.kubeconfig"))
+    # RBAC changes reach the authorizer's cache within moments; wait until the token works.
+    wait_for(lambda: access.can_i("list", "pipelineruns.headwater.dev", "-n", namespace) == "yes",
+             timeout=30, message="the chart's RBAC to take effect")
+    yield access
+    cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=manifests, check=False)
+
+
+class ClusterWideOperator(OperatorProcess):
+    """``headwater operator`` without ``-n``: it watches every namespace, as the chart's default does."""
+
+    def start(self) -> None:
+        headwater = Path(sys.executable).parent / "headwater"
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([str(headwater), "operator"], env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        self.starts += 1
+
+
+def _assert_no_rbac_denials(operator: OperatorProcess) -> None:
+    denials = [line for line in operator.logs().splitlines() if RBAC_DENIED.search(line)]
+    assert not denials, "the operator was denied access:\n" + "\n".join(denials[:20])
+
+
+# --- (1) the apiserver accepts the rendered chart ------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", ["defaults-with-dashboard", "external-database", "namespaced"])
+def test_the_rendered_chart_is_accepted_by_the_apiserver(cluster: Cluster, namespace: str, variant: str) -> None:
+    values = {
+        "defaults-with-dashboard": ["--set", "metrics.dashboard.enabled=true"],
+        "external-database": ["--set", "postgresql.enabled=false", "--set", "database.existingSecret=lineage-db"],
+        "namespaced": ["--set", f"watchNamespaces={{{namespace}}}"],
+    }[variant]
+    # The CRDs first, for real (they exist already; applying them again must be a no-op that succeeds).
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CHART / "crds"))
+    # The apiserver's PodSecurity admission warns about any workload that is not "restricted".
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
+                    "pod-security.kubernetes.io/warn=restricted")
+    manifests = template(cluster, namespace, namespace, *values)
+    proc = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", input=manifests)
+    kinds = {line.split("/")[0] for line in proc.stdout.splitlines()}
+    assert "deployment.apps" in kinds and "serviceaccount" in kinds, proc.stdout
+    assert "PodSecurity" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet"])
+def test_the_charts_pods_are_admitted_where_the_restricted_pod_security_standard_is_enforced(
+        cluster: Cluster, namespace: str, kind: str) -> None:
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    docs = [d for d in yaml.safe_load_all(template(cluster, namespace, namespace)) if d]
+    cluster.apply(*[d for d in docs if d["kind"] == "ServiceAccount"], namespace=namespace)
+    [workload] = [d for d in docs if d["kind"] == kind]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"chart-{kind.lower()}"},
+           "spec": workload["spec"]["template"]["spec"]}
+    if kind == "StatefulSet":  # the claim template's volume, as the StatefulSet controller adds it
+        pod["spec"]["volumes"].append({"name": "data", "emptyDir": {}})
+    proc = cluster.kubectl("-n", namespace, "apply", "--server-side", "--dry-run=server", "-f", "-",
+                           input=yaml.safe_dump(pod), check=False)
+    assert proc.returncode == 0 and "PodSecurity" not in proc.stderr, proc.stderr
+
+
+# --- (2) the chart's RBAC is enough to run a pipeline ---------------------------------------------------------
+
+@pytest.fixture
+def chart_operator(cluster: Cluster, namespace: str, chart_access: ChartAccess, tmp_path: Path,
+                   request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+    """The operator as a subprocess authenticated only by the chart's ServiceAccount token.
+
+    Namespaced RBAC: it watches the test namespace. Cluster-wide RBAC: it watches every namespace.
+    """
+    cluster_wide = request.node.callspec.params["chart_access"] == "cluster-wide"
+    kind = ClusterWideOperator if cluster_wide else OperatorProcess
+    operator = kind(cluster, namespace, tmp_path / "operator.log", KUBECONFIG=str(chart_access.kubeconfig),
+                    HEADWATER_NAMESPACES="" if cluster_wide else namespace, HEADWATER_DATABASE_URL="")
+    operator.start()
+    yield operator
+    operator.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(f"--- operator log ({operator.log_path}) ---\n{operator.logs()[-20000:]}")
+
+
+def test_the_charts_rbac_is_enough_for_the_operator_to_run_a_pipeline(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    cluster.apply(pipeline("chart-rbac", [step("extract"), step("load", "extract")]),
+                  run("chart-rbac-1", "chart-rbac"), namespace=namespace)
+    done = wait_run(cluster, namespace, "chart-rbac-1", timeout=120)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert done["status"]["progress"] == "2/2"
+    jobs = cluster.list("jobs", namespace, "headwater.dev/run=chart-rbac-1")
+    assert sorted(j["metadata"]["labels"]["headwater.dev/step"] for j in jobs) == ["extract", "load"]
+    ready = wait_for(lambda: _ready_condition(cluster, namespace, "chart-rbac"), timeout=30,
+                     message="the Pipeline's Ready condition")
+    assert ready["status"] == "True"
+    events = cluster.kubectl("-n", namespace, "get", "events", "-o", "json",
+                             "--field-selector", "involvedObject.name=chart-rbac-1").stdout
+    assert yaml.safe_load(events)["items"], "the operator could not post Events about the run"
+    _assert_no_rbac_denials(chart_operator)
+
+
+def _ready_condition(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    conditions = (cluster.get("pipeline", name, namespace).get("status") or {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == "Ready"), None)
+
+
+# --- (3) and nothing broader -----------------------------------------------------------------------------
+
+def test_the_charts_rbac_grants_nothing_broader(chart_access: ChartAccess, request: pytest.FixtureRequest) -> None:
+    ns = chart_access.namespace
+    can = chart_access.can_i
+    # What the operator needs, in its namespace.
+    for verb, resource in [("watch", "pipelines.headwater.dev"), ("delete", "pipelineruns.headwater.dev"),
+                           ("update", "pipelineruns.headwater.dev/status"), ("create", "jobs.batch"),
+                           ("list", "pods"), ("create", "events"), ("create", "events.events.k8s.io")]:
+        assert can(verb, resource, "-n", ns) == "yes", f"{verb} {resource}"
+    assert can("watch", "customresourcedefinitions.apiextensions.k8s.io") == "yes"
+    # Never: Secrets, other workloads, writing pods, RBAC, CRDs.
+    for verb, resource in [("get", "secrets"), ("list", "secrets"), ("watch", "secrets"),
+                           ("create", "deployments.apps"), ("create", "pods"), ("delete", "pods"),
+                           ("update", "jobs.batch"), ("create", "roles.rbac.authorization.k8s.io"),
+                           ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+                           ("create", "serviceaccounts/token")]:
+        assert can(verb, resource, "-n", ns) == "no", f"{verb} {resource}"
+    assert can("get", "secrets", "--all-namespaces") == "no"
+    assert can("create", "namespaces") == "no" and can("delete", "namespaces") == "no"
+    if request.node.callspec.params["chart_access"] == "namespaced":
+        # Nothing outside the watched namespace (kopf may list and watch namespaces, to match its patterns).
+        assert can("get", "pipelines.headwater.dev", "-n", "default") == "no"
+        assert can("create", "jobs.batch", "-n", "default") == "no"
+        assert can("list", "pods", "-n", "default") == "no"
+        assert can("list", "pipelineruns.headwater.dev", "--all-namespaces") == "no"
+        assert can("watch", "namespaces") == "yes"
+    else:
+        # Cluster-wide, kopf never looks at namespaces.
+        assert can("get", "pipelines.headwater.dev", "-n", "default") == "yes"
+        assert can("list", "namespaces") == "no"
+
+
+# --- the chart installed with helm ---------------------------------------------------------------------------
+
+def test_helm_install_and_upgrade_keep_the_generated_postgresql_password(cluster: Cluster, namespace: str) -> None:
+    release = namespace
+    values = ["--namespace", namespace, "--set", f"watchNamespaces={{{namespace}}}"]
+    helm(cluster, "install", release, str(CHART), *values)
+    try:
+        secret = f"{release}-headwater-postgresql"
+        before = cluster.get("secret", secret, namespace)["data"]
+        helm(cluster, "upgrade", release, str(CHART), *values, "--set", "operator.resyncSeconds=15")
+        after = cluster.get("secret", secret, namespace)["data"]
+        assert after == before, "the upgrade changed the PostgreSQL password"
+        password = base64.b64decode(after["postgres-password"]).decode()
+        assert password in base64.b64decode(after["database-url"]).decode()
+        deployment = cluster.get("deployment", f"{release}-headwater", namespace)
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["HEADWATER_RESYNC_SECONDS"] == "15"
+        assert env["HEADWATER_NAMESPACES"] == namespace
+    finally:
+        helm(cluster, "uninstall", release, "--namespace", namespace)
+    # The password Secret outlives the release, like the data volume initialised with it.
+    assert cluster.get("secret", f"{release}-headwater-postgresql", namespace)["data"] == after
+    leftovers = cluster.kubectl("get", "clusterroles", "-o", "name", "-l", f"app.kubernetes.io/instance={release}")
+    assert not leftovers.stdout.strip()
