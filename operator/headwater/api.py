@@ -190,6 +190,22 @@ async def _healthz(request: web.Request) -> web.Response:
     return _error(503, "store_unavailable", "the lineage store is not reachable")
 
 
+async def _livez(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _waiting(request: web.Request) -> web.Response:
+    return _error(503, "store_unavailable", "the lineage store has not been reached yet")
+
+
+def waiting_app() -> web.Application:
+    """What the port serves until the lineage store opens: /livez answers, everything else is 503."""
+    app = web.Application()
+    app.router.add_get("/livez", _livez)
+    app.router.add_route("*", "/{tail:.*}", _waiting)
+    return app
+
+
 def create_app(store: LineageStore, *, token: str | None = None, max_body_bytes: int = _MAX_BODY
                ) -> web.Application:
     """The API over ``store``; with ``token``, every route but /healthz needs that bearer token."""
@@ -198,6 +214,7 @@ def create_app(store: LineageStore, *, token: str | None = None, max_body_bytes:
     if token:
         app[_TOKEN] = token
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/livez", _livez)
     app.router.add_get("/v1/lineage/upstream/{name:.+}", _upstream)
     app.router.add_get("/v1/lineage/downstream/{name:.+}", _downstream)
     app.router.add_get("/v1/explain/{name:.+}", _explain)
@@ -208,9 +225,14 @@ def create_app(store: LineageStore, *, token: str | None = None, max_body_bytes:
     return app
 
 
-async def start_api(store: LineageStore, *, host: str, port: int, token: str | None = None) -> web.AppRunner:
-    """Serve the API in the running event loop (e.g. the operator's); ``await runner.cleanup()`` stops it."""
-    runner = web.AppRunner(create_app(store, token=token), access_log=None)
+async def start_api(store: LineageStore | None, *, host: str, port: int, token: str | None = None
+                    ) -> web.AppRunner:
+    """Serve the API in the running event loop (e.g. the operator's); ``await runner.cleanup()`` stops it.
+
+    Without a store (not reachable yet) only /livez answers, so a liveness probe never restarts an
+    operator whose database is away."""
+    app = waiting_app() if store is None else create_app(store, token=token)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("Serving the lineage API on %s:%d", host, port)

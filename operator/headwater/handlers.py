@@ -74,6 +74,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.GROUP)
     settings.execution.max_workers = 32
     settings.batching.batch_window = 0.05
+    settings.scanning.disabled = True  # our resources are known: no CRD or namespace discovery needed
     runtime = Runtime(own, _api_client(64))
     memo.runtime = runtime
     if own.metrics_port:
@@ -143,6 +144,7 @@ async def _serve_api(settings: Settings) -> None:
     """Serve the lineage API from this process once the store can be opened (retrying until then)."""
     assert settings.database_url is not None
     delay = 1.0
+    waiting = await start_api(None, host=settings.api_host, port=settings.api_port)
     while True:
         try:
             store = await asyncio.to_thread(LineageStore.open, settings.database_url)
@@ -151,6 +153,7 @@ async def _serve_api(settings: Settings) -> None:
             log.warning("lineage API waits for the database: %s; retrying in %.0fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+    await waiting.cleanup()
     runner = await start_api(store, host=settings.api_host, port=settings.api_port, token=settings.api_token)
     try:
         await asyncio.Event().wait()

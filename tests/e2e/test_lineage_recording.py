@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,14 @@ def start_recording_operator(cluster: Cluster, namespace: str, tmp_path: Path, u
     return proc
 
 
+def http_status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def scrape(port: int) -> dict[str, float]:
     """The operator's /metrics as {series: value}."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
@@ -123,9 +132,12 @@ def test_runs_finish_while_postgres_is_down_and_are_recorded_exactly_once_when_i
     names = [f"outage-{i}" for i in range(5)]
     with throwaway_postgres() as server:
         LineageStore.open(server.url).close()  # migrated while up
-        operator = start_recording_operator(cluster, namespace, tmp_path, server.url)
+        server.stop()
+        port = free_port()
+        operator = start_recording_operator(cluster, namespace, tmp_path, server.url, api_port=port)
         try:
-            server.stop()
+            assert wait_for(lambda: http_status(port, "/livez") == 200, timeout=30, message="/livez")
+            assert http_status(port, "/healthz") == 503  # the operator is alive; its store is not reachable
             down_for = threading.Event()
             timer = threading.Timer(60, down_for.set)
             timer.start()
