@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         default=None, description="Endpoint (e.g. Marquez's /api/v1/lineage) that receives a RunEvent per step."
     )
     openlineage_api_key: str | None = Field(default=None, description="Bearer token for openlineage_url.")
+    freshness_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often freshness SLAs are evaluated."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="Slack-compatible or generic webhook that receives one message per incident."
+    )
+    alert_webhook_token: str | None = Field(default=None, description="Bearer token for alert_webhook_url.")
     record_rescan_seconds: float = Field(
         default=30.0, gt=0, description="How often finished runs not yet in the lineage store are looked for."
     )

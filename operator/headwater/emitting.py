@@ -9,16 +9,12 @@ holds up reconciliation; an event still undeliverable after its retries is dropp
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
-import threading
-import urllib.error
-import urllib.request
 from datetime import datetime
 from functools import partial
 from typing import Any
 
+from headwater.delivery import JsonPoster
 from headwater.lineage.openlineage import build_run_event
 from headwater.lineage.records import DatasetRef
 from headwater.models import PipelineRunStatus, StepPhase, StepStatus
@@ -57,56 +53,11 @@ def step_events(namespace: str, name: str, pipeline: str, old: PipelineRunStatus
     return events
 
 
-class OpenLineageEmitter:
-    """Posts RunEvents to ``url`` from a background thread, retrying with back-off."""
+class OpenLineageEmitter(JsonPoster):
+    """Posts RunEvents to the configured OpenLineage endpoint (see :class:`JsonPoster`)."""
 
-    def __init__(self, url: str, api_key: str | None = None, *, attempts: int = 8, timeout: float = 10.0) -> None:
-        self.url, self.api_key, self.attempts, self.timeout = url, api_key, attempts, timeout
-        self.sent = self.dropped = 0
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=100_000)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="openlineage-emitter", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        super().__init__(url, api_key, name="openlineage-emitter")
 
     def emit(self, event: dict[str, Any]) -> None:
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.dropped += 1
-            log.warning("OpenLineage queue full; dropped a %s event", event.get("eventType"))
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            event = self._queue.get()
-            if event is not None:
-                self._deliver(event)
-
-    def _deliver(self, event: dict[str, Any]) -> None:
-        delay = 0.5
-        for attempt in range(1, self.attempts + 1):
-            try:
-                self._post(event)
-                self.sent += 1
-                return
-            except (urllib.error.URLError, OSError) as exc:
-                if attempt == self.attempts or self._stop.wait(delay):
-                    log.warning("dropped OpenLineage %s event for %s after %d attempts: %s",
-                                event.get("eventType"), event["job"]["name"], attempt, exc)
-                    self.dropped += 1
-                    return
-                delay = min(delay * 2, 30.0)
-
-    def _post(self, event: dict[str, Any]) -> None:
-        request = urllib.request.Request(self.url, data=json.dumps(event).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
-        if self.api_key:
-            request.add_header("Authorization", f"Bearer {self.api_key}")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            response.read()
+        self.send(event)

@@ -45,8 +45,10 @@ class RunEngine:
     def __init__(self, kube: Kube, settings: JobSettings, post_event: EventSink,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  recorder: Recorder | None = None, metrics: Metrics | None = None,
-                 emitter: OpenLineageEmitter | None = None) -> None:
+                 emitter: OpenLineageEmitter | None = None,
+                 on_finish: Callable[[RunRef, PipelineRunStatus], None] | None = None) -> None:
         self.kube = kube
+        self.on_finish = on_finish
         self.emitter = emitter
         self.recorder = recorder
         self.metrics = metrics or Metrics()
@@ -195,6 +197,8 @@ class RunEngine:
             return
         self.kube.patch_pipeline_status(ref.namespace, ref.pipeline, {
             "lastRun": ref.name, "lastRunPhase": status.phase.value})
+        if self.on_finish is not None:
+            self.on_finish(ref, status)
         spec = PipelineSpec.model_validate(pipeline["spec"])
         runs = self.kube.list_runs(ref.namespace, f"{c.LABEL_PIPELINE}={ref.pipeline}")
         unrecorded = (lambda r: not is_recorded(r)) if self.recorder is not None else (lambda _: False)

@@ -22,6 +22,7 @@ from headwater import constants as c
 from headwater import pipelines
 from headwater.api import start_api
 from headwater.config import Settings, load_settings
+from headwater.delivery import JsonPoster
 from headwater.emitting import OpenLineageEmitter
 from headwater.engine import RunEngine
 from headwater.jobs import JobSettings
@@ -30,6 +31,7 @@ from headwater.lineage.store import LineageStore
 from headwater.metrics import Metrics
 from headwater.recording import Recorder
 from headwater.scheduler import schedule_pipeline
+from headwater.sla import SlaMonitor
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,12 @@ class Runtime:
         self.metrics = Metrics()
         self.emitter = OpenLineageEmitter(settings.openlineage_url, settings.openlineage_api_key) \
             if settings.openlineage_url else None
+        self.alerts = JsonPoster(settings.alert_webhook_url, settings.alert_webhook_token, name="alerts") \
+            if settings.alert_webhook_url else None
+        self.sla = SlaMonitor(self.kube, self.metrics, partial(post_event, self.kube), self.alerts, self.scopes())
         self.engine = RunEngine(self.kube, JobSettings(settings.step_image, settings.job_ttl_seconds),
                                 partial(post_event, self.kube), recorder=self.recorder, metrics=self.metrics,
-                                emitter=self.emitter)
+                                emitter=self.emitter, on_finish=self.sla.run_finished)
         self.tasks: list[asyncio.Task[None]] = []
 
     def scopes(self) -> list[str | None]:
@@ -83,8 +88,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         asyncio.create_task(_every(own.resync_seconds, partial(_resync, runtime))),
         asyncio.create_task(_every(own.schedule_interval_seconds, partial(_schedule, runtime))),
     ]
-    if runtime.emitter is not None:
-        runtime.emitter.start()
+    runtime.tasks.append(asyncio.create_task(_every(own.freshness_interval_seconds, runtime.sla.evaluate_all)))
+    for poster in (runtime.emitter, runtime.alerts):
+        if poster is not None:
+            poster.start()
     if runtime.recorder is not None:
         recorder = runtime.recorder
         runtime.metrics.lineage_backlog.set_function(lambda: recorder.backlog)
@@ -102,8 +109,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
             await task
     if runtime.recorder is not None:
         await asyncio.to_thread(runtime.recorder.stop)
-    if runtime.emitter is not None:
-        await asyncio.to_thread(runtime.emitter.stop)
+    for poster in (runtime.emitter, runtime.alerts):
+        if poster is not None:
+            await asyncio.to_thread(poster.stop)
     runtime.kube.api_client.close()
 
 

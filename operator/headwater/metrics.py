@@ -40,5 +40,8 @@ class Metrics:
                                           "When a dataset was last written successfully.", ["dataset"], registry=r)
         self.dataset_sla = Gauge("headwater_dataset_freshness_sla_seconds",
                                  "The freshness SLA of a dataset (maximum age).", ["dataset"], registry=r)
+        self.dataset_at_risk = Gauge("headwater_dataset_at_risk",
+                                     "1 when a dataset is downstream of a failed step or a stale source.",
+                                     ["dataset"], registry=r)
         self.dataset_stale = Gauge("headwater_dataset_stale", "1 when a dataset is past its freshness SLA.",
                                    ["dataset"], registry=r)

@@ -320,6 +320,20 @@ class Condition(StatusModel):
 _CONDITIONS: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
 
 
+class DatasetStatus(StatusModel):
+    """Freshness of one output dataset of the pipeline."""
+
+    namespace: str = Field(description="Dataset namespace, e.g. postgres://warehouse.", max_length=253)
+    name: str = Field(description="Dataset name, e.g. analytics.daily_revenue.", max_length=512)
+    last_updated: Timestamp | None = optional("When a run of this pipeline last wrote the dataset successfully.")
+    last_run: Name | None = optional("The PipelineRun of that write.")
+    stale: bool = Field(False, description="True while the dataset is past its freshness SLA.")
+    at_risk: str | None = optional("Why the dataset is at risk (an upstream failure or stale source), if it is.",
+                                   max_length=1024)
+    at_risk_source: str | None = optional("The pipeline whose failure or stale output put the dataset at risk; "
+                                          "its next successful run clears the risk.", max_length=253)
+
+
 class PipelineStatus(StatusModel):
     """Observed state of a Pipeline, written by the operator."""
 
@@ -334,6 +348,10 @@ class PipelineStatus(StatusModel):
     last_schedule_time: Timestamp | None = optional("Time slot of the last scheduled run.")
     next_schedule_time: Timestamp | None = optional("Time slot of the next scheduled run.")
     steps: int | None = optional("Number of steps in the spec.", ge=0)
+    datasets: list[DatasetStatus] = Field(
+        default_factory=list, max_length=256,
+        description="Output datasets: when each was last written, and whether it is stale or at risk.",
+    )
 
 
 class PipelineRef(SpecModel):

@@ -1,0 +1,90 @@
+"""Freshness SLAs flip within one evaluation interval; a failing source sends one grouped alert."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest_e2e import fail_label, pipeline, run, step, wait_run
+from test_openlineage_out import Receiver, receiver  # noqa: F401  (fixture)
+
+from conftest import OperatorProcess
+from helpers import Cluster, wait_for
+
+pytestmark = pytest.mark.e2e
+
+WH = "postgres://warehouse"
+INTERVAL = 1.0
+
+
+def ds(name: str, **extra: Any) -> dict[str, Any]:
+    return {"namespace": WH, "name": name, **extra}
+
+
+def datasets(cluster: Cluster, namespace: str, name: str) -> dict[str, dict[str, Any]]:
+    status = cluster.get("pipeline", name, namespace).get("status") or {}
+    return {d["name"]: d for d in status.get("datasets") or []}
+
+
+def test_a_dataset_past_its_sla_turns_stale_within_one_evaluation_interval(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log",
+                               HEADWATER_FRESHNESS_INTERVAL_SECONDS=str(INTERVAL))
+    operator.start()
+    try:
+        cluster.apply(pipeline("fresh", [step("load", outputs=[ds("analytics.events", freshness={"maxAge": "6s"})])]),
+                      namespace=namespace)
+        wait_for(lambda: datasets(cluster, namespace, "fresh").get("analytics.events", {}).get("stale"),
+                 timeout=30, message="a never-written dataset to be stale")
+        cluster.apply(run("fresh-1", "fresh"), namespace=namespace)
+        assert wait_run(cluster, namespace, "fresh-1")["status"]["phase"] == "Succeeded"
+        fresh = wait_for(lambda: (d := datasets(cluster, namespace, "fresh")["analytics.events"]).get("stale") is False
+                         and d, timeout=30, message="the dataset to be fresh after the run")
+        written = fresh["lastUpdated"]
+        stale = wait_for(lambda: datasets(cluster, namespace, "fresh")["analytics.events"].get("stale"),
+                         timeout=30, interval=0.1, message="the dataset to turn stale")
+        flipped = time.time()
+        assert stale is True
+        deadline = datetime.fromisoformat(written.replace("Z", "+00:00")).timestamp() + 6
+        assert flipped - deadline <= INTERVAL + 2.0  # one interval, plus a second of timestamp rounding and polling
+        conds = {c["type"]: c for c in cluster.get("pipeline", "fresh", namespace)["status"]["conditions"]}
+        assert conds["Fresh"]["status"] == "False"
+        assert "postgres://warehouse/analytics.events" in conds["Fresh"]["message"]
+    finally:
+        operator.stop()
+
+
+def test_a_failing_source_sends_one_grouped_notification_naming_every_downstream_dataset(
+        cluster: Cluster, namespace: str, tmp_path: Path, receiver: Receiver) -> None:  # noqa: F811
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hooks/alerts"
+    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_ALERT_WEBHOOK_URL=url,
+                               HEADWATER_FRESHNESS_INTERVAL_SECONDS="600")
+    operator.start()
+    try:
+        cluster.apply(
+            pipeline("revenue", [
+                step("extract-payments", retries=0, podMetadata=fail_label(), outputs=[ds("raw.stripe_payments")]),
+                step("transform", "extract-payments", inputs=[ds("raw.stripe_payments")],
+                     outputs=[ds("analytics.daily_revenue")])]),
+            pipeline("reporting", [step("report", inputs=[ds("analytics.daily_revenue")],
+                                        outputs=[ds("reporting.finance_daily")])],
+                     owner="finance@example.com"),
+            namespace=namespace)
+        cluster.apply(run("revenue-1", "revenue"), namespace=namespace)
+        assert wait_run(cluster, namespace, "revenue-1")["status"]["phase"] == "Failed"
+        wait_for(lambda: receiver.events, timeout=30, message="the alert")
+        at_risk = wait_for(lambda: datasets(cluster, namespace, "reporting")["reporting.finance_daily"].get("atRisk"),
+                           timeout=30, message="the reporting dataset to be marked at risk")
+        assert "revenue/extract-payments failed" in at_risk
+        operator.stop()  # nothing more can arrive from this operator: exactly one message was sent
+    finally:
+        operator.stop()
+    assert len(receiver.events) == 1
+    incident = receiver.events[0]["incident"]
+    assert [d["name"] for d in incident["affectedDatasets"]] == [
+        "raw.stripe_payments", "analytics.daily_revenue", "reporting.finance_daily"]
+    assert incident["owners"] == ["data-team@example.com", "finance@example.com"]
+    assert "revenue/extract-payments failed in run" in receiver.events[0]["text"]

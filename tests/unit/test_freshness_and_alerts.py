@@ -1,0 +1,65 @@
+"""Freshness SLAs and the datasets a cascading alert names."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from headwater.alerts import DatasetGraph, Incident, notification
+from headwater.freshness import evaluate
+from headwater.models import Freshness
+
+pytestmark = pytest.mark.unit
+
+WH = "postgres://warehouse"
+NOW = datetime(2026, 11, 23, 7, 30, tzinfo=UTC)  # 08:30 in Berlin
+
+
+def test_max_age_is_stale_once_older_than_allowed_or_never_written() -> None:
+    rule = Freshness.model_validate({"maxAge": "6h"})
+    assert not evaluate(rule, NOW - timedelta(hours=5), NOW).stale
+    assert evaluate(rule, NOW - timedelta(hours=6, seconds=1), NOW).stale
+    assert evaluate(rule, None, NOW).stale
+    assert evaluate(rule, NOW, NOW).sla_seconds == 6 * 3600
+
+
+def test_a_daily_deadline_needs_a_write_in_the_day_before_the_last_deadline() -> None:
+    rule = Freshness.model_validate({"deadline": "07:00", "timeZone": "Europe/Berlin"})
+    today_0600_berlin = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
+    yesterday_0600_berlin = today_0600_berlin - timedelta(days=1)
+    assert not evaluate(rule, today_0600_berlin, NOW).stale
+    assert evaluate(rule, yesterday_0600_berlin, NOW).stale  # today's 07:00 passed without a write
+    before_deadline = datetime(2026, 11, 23, 5, 30, tzinfo=UTC)  # 06:30 in Berlin
+    assert not evaluate(rule, yesterday_0600_berlin, before_deadline).stale
+    assert "07:00 Europe/Berlin" in evaluate(rule, None, NOW).message
+
+
+def _pipeline(name: str, owner: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "data"}, "spec": {"owner": owner, "steps": steps}}
+
+
+def _step(step_id: str, inputs: list[str], outputs: list[str]) -> dict[str, Any]:
+    return {"id": step_id, "type": "sql", "sql": "SELECT 1",
+            "inputs": [{"namespace": WH, "name": n} for n in inputs],
+            "outputs": [{"namespace": WH, "name": n} for n in outputs]}
+
+
+GRAPH = DatasetGraph.from_pipelines([
+    _pipeline("revenue", "data@co.com", [_step("extract", [], ["raw.payments"]),
+                                          _step("transform", ["raw.payments"], ["analytics.revenue"])]),
+    _pipeline("reporting", "finance@co.com", [_step("report", ["analytics.revenue"], ["reporting.daily"]),
+                                              _step("loop", ["reporting.daily"], ["analytics.revenue"])]),
+])
+
+
+def test_an_incident_reaches_every_downstream_dataset_across_pipelines_and_their_owners() -> None:
+    incident = Incident.build(GRAPH, "revenue/extract failed", "data/revenue", [(WH, "raw.payments")])
+    assert [name for _, name in incident.affected] == ["raw.payments", "analytics.revenue", "reporting.daily"]
+    assert incident.owners == ("data@co.com", "finance@co.com")
+    message = notification(incident)
+    assert "revenue/extract failed" in message["text"]
+    assert "3 dataset(s) at risk" in message["text"]
+    assert [d["name"] for d in message["incident"]["affectedDatasets"]] == [
+        "raw.payments", "analytics.revenue", "reporting.daily"]
