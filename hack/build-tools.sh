@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the local control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok, kwokctl) and helm from Go modules,
+# kube-scheduler, kubectl, etcd, kwok, kwokctl), helm and promtool from Go modules,
 # once per version, into $HEADWATER_CACHE (default ~/.cache/headwater).
 #
 #   hack/build-tools.sh            build whatever is missing
@@ -21,7 +21,7 @@ have_all() {
   local d
   for d in "$(k8s_bin_dir)/kube-apiserver" "$(k8s_bin_dir)/kube-controller-manager" \
            "$(k8s_bin_dir)/kube-scheduler" "$(k8s_bin_dir)/kubectl" "$(etcd_bin_dir)/etcd" \
-           "$(kwok_bin_dir)/kwok" "$(kwok_bin_dir)/kwokctl" "$(helm_bin_dir)/helm"; do
+           "$(kwok_bin_dir)/kwok" "$(kwok_bin_dir)/kwokctl" "$(helm_bin_dir)/helm" "$(promtool_bin_dir)/promtool"; do
     [[ -x "$d" ]] || return 1
   done
 }
@@ -86,6 +86,15 @@ build_helm() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+build_promtool() {
+  local out; out="$(promtool_bin_dir)"
+  [[ -x "$out/promtool" ]] && { log "promtool $PROMETHEUS_VERSION cached in $out"; return; }
+  mkdir -p "$out.tmp"
+  GOBIN="$out.tmp" run_build "promtool $PROMETHEUS_VERSION" \
+    go install -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 # k8s.io/kubernetes points its staging modules at ./staging/src/...; as a
 # dependency each needs a replace to the matching v0.x.y release.  The list is
 # derived from the go.mod that the module proxy serves for this version.
@@ -117,5 +126,6 @@ build_etcd
 build_kwok
 build_kubernetes
 build_helm
+build_promtool
 rm -rf "$HEADWATER_CACHE/build"
 log "all tools ready under $HEADWATER_CACHE (${SECONDS}s total)"

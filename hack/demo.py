@@ -14,7 +14,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +88,37 @@ def free_port() -> int:
         return port
 
 
+class AlertInbox(ThreadingHTTPServer):
+    """A local webhook that stands in for Slack: it keeps the messages the operator sends."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                inbox.messages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                return
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/slack"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
 def start_operator(kubeconfig: str, log_path: Path, database_url: str, api_port: int,
-                   metrics_port: int) -> subprocess.Popen[bytes]:
+                   metrics_port: int, alert_url: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KUBECONFIG": kubeconfig, "HEADWATER_DATABASE_URL": database_url,
            "HEADWATER_API_HOST": "127.0.0.1", "HEADWATER_API_PORT": str(api_port),
-           "HEADWATER_METRICS_PORT": str(metrics_port), "HEADWATER_RECORD_RESCAN_SECONDS": "2"}
+           "HEADWATER_METRICS_PORT": str(metrics_port), "HEADWATER_RECORD_RESCAN_SECONDS": "2",
+           "HEADWATER_ALERT_WEBHOOK_URL": alert_url, "HEADWATER_FRESHNESS_INTERVAL_SECONDS": "2"}
     with log_path.open("wb") as log:
         return subprocess.Popen([str(Path(sys.executable).parent / "headwater"), "operator", "-n", NAMESPACE],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -97,10 +126,15 @@ def start_operator(kubeconfig: str, log_path: Path, database_url: str, api_port:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cluster", default="headwater-demo")
+    parser.add_argument("--cluster", default="headwater-demo", help="name of the local cluster to start or reuse")
+    parser.add_argument("--kubeconfig", default=None, help="use this cluster instead of starting one")
+    parser.add_argument("--database-url", default=None, help="use this PostgreSQL instead of starting one")
+    parser.add_argument("--metrics-out", default=None, help="write the operator's /metrics here at the end")
     args = parser.parse_args()
-    say("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok nodes)")
-    kubeconfig = sh("bash", str(HACK / "cluster.sh"), "up", args.cluster).strip().splitlines()[-1]
+    kubeconfig = args.kubeconfig
+    if kubeconfig is None:
+        say("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok nodes)")
+        kubeconfig = sh("bash", str(HACK / "cluster.sh"), "up", args.cluster).strip().splitlines()[-1]
     kubectl = Kubectl(kubeconfig)
     say("installing the Pipeline and PipelineRun CRDs")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
@@ -109,16 +143,25 @@ def main() -> int:
                                                        "metadata": {"name": NAMESPACE}}))
     cache = Path(os.environ.get("HEADWATER_CACHE", Path.home() / ".cache/headwater"))
     cache.mkdir(parents=True, exist_ok=True)
-    say("starting PostgreSQL for the lineage store")
     pg_dir = Path(tempfile.gettempdir()) / "headwater-demo-postgres"  # the server may run as 'postgres'
-    database_url = sh("bash", str(HACK / "postgres.sh"), "start", str(pg_dir)).strip()
-    api = f"http://127.0.0.1:{free_port()}"
+    database_url = args.database_url
+    if database_url is None:
+        say("starting PostgreSQL for the lineage store")
+        database_url = sh("bash", str(HACK / "postgres.sh"), "start", str(pg_dir)).strip()
+    api, metrics_port, alerts = f"http://127.0.0.1:{free_port()}", free_port(), AlertInbox()
     log_path = cache / "demo-operator.log"
-    operator = start_operator(kubeconfig, log_path, database_url, int(api.rsplit(":", 1)[1]), free_port())
+    operator = start_operator(kubeconfig, log_path, database_url, int(api.rsplit(":", 1)[1]), metrics_port,
+                              alerts.url)
     say(f"operator started (pid {operator.pid}, log {log_path}), lineage API on {api}")
     try:
-        return _demo(kubectl, api)
+        code = _demo(kubectl, api)
+        code = code or _break_a_source(kubectl, alerts)
+        if args.metrics_out:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+                Path(args.metrics_out).write_bytes(response.read())
+        return code
     finally:
+        alerts.close()
         operator.terminate()
         operator.wait(timeout=30)
         say(f"done. The cluster keeps running: export KUBECONFIG={kubeconfig}; kubectl -n {NAMESPACE} get "
@@ -178,6 +221,29 @@ def _demo(kubectl: Kubectl, api: str) -> int:
     say("explain points at raw.stripe_payments (extract-payments) first" if found
         else "explain did not point at raw.stripe_payments first")
     return 0 if found else 1
+
+
+def _break_a_source(kubectl: Kubectl, alerts: AlertInbox) -> int:
+    say("day 3: the Stripe API key was rotated; extract-payments fails (retries set to 0 for the demo)")
+    broken = simulated(load("revenue-pipeline.yaml")[0])
+    for step in broken["spec"]["steps"]:
+        if step["id"] == "extract-payments":
+            step["retries"] = 0
+            step["podMetadata"].setdefault("labels", {})["headwater.dev/test-fail"] = "true"
+    kubectl("-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(broken))
+    run_once(kubectl, "revenue", "day3")
+    deadline = time.monotonic() + 30
+    while not alerts.messages and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if len(alerts.messages) != 1:
+        say(f"expected one grouped alert, received {len(alerts.messages)}")
+        return 1
+    say("the alert every downstream owner received at once:")
+    print(alerts.messages[0]["text"] + "\n")
+    say("datasets at risk, as the Pipelines' status shows them:")
+    at_risk = "{range .items[*]}{range .status.datasets[?(@.atRisk)]}{.namespace}/{.name}{'\\n'}{end}{end}"
+    print(kubectl("-n", NAMESPACE, "get", "pipelines", "-o", f"jsonpath={at_risk}"))
+    return 0
 
 
 if __name__ == "__main__":

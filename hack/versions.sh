@@ -4,9 +4,12 @@ KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
+# Prometheus 3.16.0 is published as the Go module version v0.316.0; only promtool is built.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 HEADWATER_CACHE="${HEADWATER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/headwater}"
 
 k8s_bin_dir()  { echo "$HEADWATER_CACHE/k8s/$KUBERNETES_VERSION/bin"; }
 etcd_bin_dir() { echo "$HEADWATER_CACHE/etcd/$ETCD_VERSION/bin"; }
 kwok_bin_dir() { echo "$HEADWATER_CACHE/kwok/$KWOK_VERSION/bin"; }
 helm_bin_dir() { echo "$HEADWATER_CACHE/helm/$HELM_VERSION/bin"; }
+promtool_bin_dir() { echo "$HEADWATER_CACHE/prometheus/$PROMETHEUS_VERSION/bin"; }

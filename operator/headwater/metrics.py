@@ -34,6 +34,7 @@ class Metrics:
                                  ["pipeline"], buckets=_HANDOFF_BUCKETS, registry=r)
         self.reconcile_errors = Counter("headwater_reconcile_errors", "Reconciles that raised an error.",
                                         ["kind"], registry=r)
+        self.reconcile_errors.labels("PipelineRun")  # exported as 0 before the first error
         self.lineage_backlog = Gauge("headwater_lineage_backlog",
                                      "Finished runs not yet written to the lineage store.", registry=r)
         self.dataset_last_updated = Gauge("headwater_dataset_last_updated_timestamp_seconds",

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest_e2e import pipeline, run, step, wait_run
 
 from conftest import OperatorProcess
+from conftest_e2e import pipeline, run, step, wait_run
 from helpers import ROOT, Cluster, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_e2e import fail_label, pipeline, run, step, wait_run
-from test_openlineage_out import Receiver, receiver  # noqa: F401  (fixture)
 
 from conftest import OperatorProcess
+from conftest_e2e import fail_label, pipeline, run, step, wait_run
 from helpers import Cluster, wait_for
+from test_openlineage_out import Receiver, receiver  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e
 

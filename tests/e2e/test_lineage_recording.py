@@ -16,12 +16,12 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from conftest_e2e import pipeline, run, step, wait_run
-from lineage_support import fresh_database
 
 from conftest import OperatorProcess
+from conftest_e2e import pipeline, run, step, wait_run
 from headwater.lineage.store import LineageStore
 from helpers import ROOT, Cluster, throwaway_postgres, wait_for
+from lineage_support import fresh_database
 
 pytestmark = pytest.mark.e2e
 

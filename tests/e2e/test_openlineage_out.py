@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_e2e import fail_label, pipeline, run, step, wait_run
 
 from conftest import OperatorProcess
+from conftest_e2e import fail_label, pipeline, run, step, wait_run
 from headwater.lineage.openlineage import step_run_uuid
 from helpers import Cluster, wait_for
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest_e2e import fail_label, pipeline, run, step, wait_run
 
+from conftest_e2e import fail_label, pipeline, run, step, wait_run
 from helpers import Cluster, wait_for
 
 pytestmark = pytest.mark.e2e

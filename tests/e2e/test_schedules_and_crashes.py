@@ -7,9 +7,9 @@ import threading
 from typing import Any
 
 import pytest
-from conftest_e2e import pipeline, run, step, wait_run
 
 from conftest import OperatorProcess
+from conftest_e2e import pipeline, run, step, wait_run
 from helpers import Cluster, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from lineage_support import fresh_database
 
 from headwater.lineage.store import LineageStore
+from lineage_support import fresh_database
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from lineage_support import WAREHOUSE
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import output_statistics_output_dataset, schema_dataset
@@ -16,6 +15,7 @@ from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, H
 
 from headwater.api import create_app
 from headwater.lineage import LineageStore
+from lineage_support import WAREHOUSE
 
 pytestmark = pytest.mark.integration
 

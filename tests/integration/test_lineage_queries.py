@@ -6,13 +6,6 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from lineage_support import (
-    ORDERS_SOURCE,
-    STRIPE_SOURCE,
-    WAREHOUSE,
-    record_revenue_day,
-    wh,
-)
 
 from headwater.lineage import (
     AmbiguousDatasetError,
@@ -23,6 +16,13 @@ from headwater.lineage import (
     LineageGraph,
     LineageStore,
     RunNotFoundError,
+)
+from lineage_support import (
+    ORDERS_SOURCE,
+    STRIPE_SOURCE,
+    WAREHOUSE,
+    record_revenue_day,
+    wh,
 )
 
 pytestmark = pytest.mark.integration

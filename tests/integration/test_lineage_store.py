@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from lineage_support import REVENUE_STEPS, WAREHOUSE, fresh_database, pipeline_run_records, wh
 
 from headwater.lineage import (
     DatasetRef,
@@ -24,6 +23,7 @@ from headwater.lineage import (
     record_to_json,
 )
 from headwater.lineage.migrations import LATEST_VERSION, applied_versions
+from lineage_support import REVENUE_STEPS, WAREHOUSE, fresh_database, pipeline_run_records, wh
 
 pytestmark = pytest.mark.integration
 
