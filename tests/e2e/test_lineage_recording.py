@@ -17,8 +17,7 @@ import psycopg
 import pytest
 import yaml
 
-from conftest import OperatorProcess
-from conftest_e2e import pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, pipeline, run, step, wait_run
 from headwater.lineage.store import LineageStore
 from helpers import ROOT, Cluster, throwaway_postgres, wait_for
 from lineage_support import fresh_database

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import OperatorProcess
-from conftest_e2e import fail_label, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, fail_label, pipeline, run, step, wait_run
 from headwater.lineage.openlineage import step_run_uuid
 from helpers import Cluster, wait_for
 

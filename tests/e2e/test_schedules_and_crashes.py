@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import OperatorProcess
-from conftest_e2e import pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, pipeline, run, step, wait_run
 from helpers import Cluster, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import OperatorProcess
-from conftest_e2e import fail_label, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, fail_label, pipeline, run, step, wait_run
 from helpers import Cluster, wait_for
 from test_openlineage_out import Receiver, receiver  # noqa: F401  (fixture)
 

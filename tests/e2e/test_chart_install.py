@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import OperatorProcess
-from conftest_e2e import pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, pipeline, run, step, wait_run
 from helpers import ROOT, Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
