@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     freshness_interval_seconds: float = Field(
         default=30.0, gt=0, description="How often freshness SLAs are evaluated."
     )
+    freshness_window_seconds: float = Field(
+        default=7 * 86400, gt=0, description="Window of headwater_freshness_sla_met_ratio (the '99.5 %' figure)."
+    )
     alert_webhook_url: str | None = Field(
         default=None, description="Slack-compatible or generic webhook that receives one message per incident."
     )

@@ -51,7 +51,8 @@ class Runtime:
             if settings.openlineage_url else None
         self.alerts = JsonPoster(settings.alert_webhook_url, settings.alert_webhook_token, name="alerts") \
             if settings.alert_webhook_url else None
-        self.sla = SlaMonitor(self.kube, self.metrics, partial(post_event, self.kube), self.alerts, self.scopes())
+        self.sla = SlaMonitor(self.kube, self.metrics, partial(post_event, self.kube), self.alerts, self.scopes(),
+                              settings.freshness_window_seconds)
         self.engine = RunEngine(self.kube, JobSettings(settings.step_image, settings.job_ttl_seconds),
                                 partial(post_event, self.kube), recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished)

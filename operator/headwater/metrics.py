@@ -44,5 +44,9 @@ class Metrics:
         self.dataset_at_risk = Gauge("headwater_dataset_at_risk",
                                      "1 when a dataset is downstream of a failed step or a stale source.",
                                      ["dataset"], registry=r)
+        self.freshness_met_ratio = Gauge(
+            "headwater_freshness_sla_met_ratio",
+            "Share of freshness checks that found their dataset fresh, over HEADWATER_FRESHNESS_WINDOW_SECONDS "
+            "(since the operator started, when that is shorter).", registry=r)
         self.dataset_stale = Gauge("headwater_dataset_stale", "1 when a dataset is past its freshness SLA.",
                                    ["dataset"], registry=r)

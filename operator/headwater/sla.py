@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -50,9 +51,11 @@ class SlaMonitor:
     """Evaluates freshness, raises incidents and keeps Pipeline.status.datasets; thread-safe."""
 
     def __init__(self, kube: Kube, metrics: Metrics, post_event: Callable[..., None],
-                 alerts: JsonPoster | None, scopes: list[str | None]) -> None:
+                 alerts: JsonPoster | None, scopes: list[str | None], window_seconds: float = 7 * 86400) -> None:
         self.kube, self.metrics, self.post_event, self.alerts, self.scopes = kube, metrics, post_event, alerts, scopes
         self._lock = threading.Lock()
+        self.window_seconds = window_seconds
+        self._samples: deque[tuple[float, int, int]] = deque()  # (time, datasets met, datasets with an SLA)
 
     def _update(self, namespace: str, name: str, mutate: Mutation, now: datetime) -> None:
         with self._lock:
@@ -68,6 +71,11 @@ class SlaMonitor:
             set_condition(conditions, "Fresh", "False" if stale else "True", "Stale" if stale else "Fresh",
                           f"past their freshness SLA: {', '.join(stale)}" if stale
                           else "every output with a freshness SLA is fresh", now)
+            risky = [d for d in datasets if d.at_risk]
+            set_condition(conditions, "AtRisk", "True" if risky else "False",
+                          "UpstreamIncident" if risky else "NoIncident",
+                          "; ".join(f"{d.namespace}/{d.name}: {d.at_risk}" for d in risky)[:4096] if risky
+                          else "no output is downstream of a failed step or a stale dataset", now)
             if datasets != status.datasets or conditions != status.conditions:
                 dump = PipelineStatus(datasets=datasets, conditions=conditions).model_dump(
                     by_alias=True, exclude_none=True, mode="json", include={"datasets", "conditions"})
@@ -125,7 +133,7 @@ class SlaMonitor:
             self._update(meta["namespace"], meta["name"], check, now)
             for key, rule in went_stale:
                 self._stale(obj, key, rule, now)
-        self._export(self._pipelines())
+        self._export(self._pipelines(), now)
 
     def _stale(self, pipeline: dict[str, Any], key: Key, rule: str, now: datetime) -> None:
         label = f"{key[0]}/{key[1]}"
@@ -161,13 +169,28 @@ class SlaMonitor:
     def _pipelines(self) -> list[dict[str, Any]]:
         return [p for scope in self.scopes for p in self.kube.list_pipelines(scope)]
 
-    def _export(self, pipelines: list[dict[str, Any]]) -> None:
-        """Dataset metrics from the Pipelines' status (level-based: right after a restart too)."""
+    def _export(self, pipelines: list[dict[str, Any]], now: datetime) -> None:
+        """Dataset metrics from the Pipelines' status (level-based: right after a restart too), and the
+        share of SLA checks met over the window."""
+        met = total = 0
         for obj in pipelines:
+            with_sla = {(o.namespace, o.name) for s in PipelineSpec.model_validate(obj["spec"]).steps
+                        for o in s.outputs if o.freshness}
             for d in PipelineStatus.model_validate(obj.get("status") or {}).datasets:
+                if (d.namespace, d.name) in with_sla:
+                    total, met = total + 1, met + (0 if d.stale else 1)
                 label = f"{d.namespace}/{d.name}"
                 if d.last_updated:
                     self.metrics.dataset_last_updated.labels(label).set(parse_time(d.last_updated).timestamp())
                 self.metrics.dataset_stale.labels(label).set(1 if d.stale else 0)
                 self.metrics.dataset_at_risk.labels(label).set(1 if d.at_risk else 0)
+        self.metrics.freshness_met_ratio.set(self.record_sample(now.timestamp(), met, total))
+
+    def record_sample(self, at: float, met: int, total: int) -> float:
+        """Add one evaluation; the share of (dataset, evaluation) pairs that met their SLA in the window."""
+        self._samples.append((at, met, total))
+        while self._samples and self._samples[0][0] < at - self.window_seconds:
+            self._samples.popleft()
+        checked = sum(t for _, _, t in self._samples)
+        return sum(m for _, m, _ in self._samples) / checked if checked else 1.0
 

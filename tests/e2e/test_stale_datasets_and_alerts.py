@@ -78,6 +78,8 @@ def test_a_failing_source_sends_one_grouped_notification_naming_every_downstream
         at_risk = wait_for(lambda: datasets(cluster, namespace, "reporting")["reporting.finance_daily"].get("atRisk"),
                            timeout=30, message="the reporting dataset to be marked at risk")
         assert "revenue/extract-payments failed" in at_risk
+        conds = {c["type"]: c for c in cluster.get("pipeline", "reporting", namespace)["status"]["conditions"]}
+        assert (conds["AtRisk"]["status"], conds["AtRisk"]["reason"]) == ("True", "UpstreamIncident")
         operator.stop()  # nothing more can arrive from this operator: exactly one message was sent
     finally:
         operator.stop()

@@ -63,3 +63,15 @@ def test_an_incident_reaches_every_downstream_dataset_across_pipelines_and_their
     assert "3 dataset(s) at risk" in message["text"]
     assert [d["name"] for d in message["incident"]["affectedDatasets"]] == [
         "raw.payments", "analytics.revenue", "reporting.daily"]
+
+
+def test_the_sla_met_share_counts_checks_inside_the_window_only() -> None:
+    from headwater.metrics import Metrics  # noqa: PLC0415
+    from headwater.sla import SlaMonitor  # noqa: PLC0415
+
+    monitor = SlaMonitor(kube=None, metrics=Metrics(), post_event=print, alerts=None, scopes=[None],  # type: ignore[arg-type]
+                         window_seconds=100)
+    assert monitor.record_sample(0, met=0, total=4) == 0.0
+    assert monitor.record_sample(50, met=4, total=4) == 0.5
+    assert monitor.record_sample(150, met=4, total=4) == 1.0  # the check at t=0 left the window
+    assert monitor.record_sample(151, met=0, total=0) == 1.0
