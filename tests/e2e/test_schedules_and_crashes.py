@@ -76,7 +76,8 @@ def test_sigkill_at_random_moments_during_concurrent_runs_loses_nothing_and_neve
     print(f"random seed: {seed}")
     rng = random.Random(seed)
     runs = [f"crash-{i:02d}" for i in range(24)]
-    cluster.apply(pipeline("crash", [step("a"), step("b", "a"), step("c", "a"), step("d", "b", "c")]),
+    cluster.apply(pipeline("crash", [step("a"), step("b", "a"), step("c", "a"), step("d", "b", "c")],
+                           successfulRunsHistoryLimit=100),
                   namespace=namespace)
     with JobWatcher(cluster, namespace) as watcher:
         cluster.apply(*[run(name, "crash") for name in runs], namespace=namespace)
