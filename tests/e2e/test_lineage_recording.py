@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 import yaml
 
-from conftest_e2e import OperatorProcess, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, free_port, pipeline, run, scrape, step, wait_run
 from headwater.lineage.store import LineageStore
 from helpers import ROOT, Cluster, throwaway_postgres, wait_for
 from lineage_support import fresh_database
@@ -50,13 +49,6 @@ def recorded(cluster: Cluster, namespace: str, name: str) -> bool:
     return any(c["type"] == "Recorded" and c["status"] == "True" for c in conds)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def start_recording_operator(cluster: Cluster, namespace: str, tmp_path: Path, url: str,
                              api_port: int = 0, metrics_port: int = 0) -> OperatorProcess:
     proc = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_DATABASE_URL=url,
@@ -72,14 +64,6 @@ def http_status(port: int, path: str) -> int:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The operator's /metrics as {series: value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line and not line.startswith("#")}
 
 
 def headwater(*args: str) -> str:

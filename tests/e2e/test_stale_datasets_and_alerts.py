@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest_e2e import OperatorProcess, fail_label, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, fail_label, free_port, pipeline, run, scrape, step, wait_run
 from helpers import Cluster, wait_for
 from test_openlineage_out import Receiver, receiver  # noqa: F401  (fixture)
 
@@ -30,8 +30,10 @@ def datasets(cluster: Cluster, namespace: str, name: str) -> dict[str, dict[str,
 
 def test_a_dataset_past_its_sla_turns_stale_within_one_evaluation_interval(
         cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    metrics_port = free_port()
     operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log",
-                               HEADWATER_FRESHNESS_INTERVAL_SECONDS=str(INTERVAL))
+                               HEADWATER_FRESHNESS_INTERVAL_SECONDS=str(INTERVAL),
+                               HEADWATER_METRICS_PORT=str(metrics_port))
     operator.start()
     try:
         cluster.apply(pipeline("fresh", [step("load", outputs=[ds("analytics.events", freshness={"maxAge": "6s"})])]),
@@ -49,6 +51,9 @@ def test_a_dataset_past_its_sla_turns_stale_within_one_evaluation_interval(
         assert stale is True
         deadline = datetime.fromisoformat(written.replace("Z", "+00:00")).timestamp() + 6
         assert flipped - deadline <= INTERVAL + 2.0  # one interval, plus a second of timestamp rounding and polling
+        series = 'headwater_dataset_stale{dataset="postgres://warehouse/analytics.events"}'
+        assert wait_for(lambda: scrape(metrics_port).get(series) == 1.0, timeout=INTERVAL + 2,
+                        message="the stale metric to follow the status")
         conds = {c["type"]: c for c in cluster.get("pipeline", "fresh", namespace)["status"]["conditions"]}
         assert conds["Fresh"]["status"] == "False"
         assert "postgres://warehouse/analytics.events" in conds["Fresh"]["message"]
