@@ -113,6 +113,8 @@ class SlaMonitor:
         now = now or datetime.now(UTC)
         pipelines = self._pipelines()
         for obj in pipelines:
+            if not any(o.get("freshness") for s in obj["spec"].get("steps", []) for o in s.get("outputs", [])):
+                continue  # no SLA to evaluate: skip the read and the write
             went_stale: list[tuple[Key, str]] = []
 
             def check(spec: PipelineSpec, datasets: list[DatasetStatus], out: list[tuple[Key, str]] = went_stale
@@ -133,7 +135,7 @@ class SlaMonitor:
             self._update(meta["namespace"], meta["name"], check, now)
             for key, rule in went_stale:
                 self._stale(obj, key, rule, now)
-        self._export(self._pipelines(), now)
+        self._export(self._pipelines(), now)  # after this pass's writes
 
     def _stale(self, pipeline: dict[str, Any], key: Key, rule: str, now: datetime) -> None:
         label = f"{key[0]}/{key[1]}"
