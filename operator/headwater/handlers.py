@@ -15,61 +15,20 @@ from functools import partial
 from typing import Any
 
 import kopf
-from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from headwater import constants as c
 from headwater import pipelines
 from headwater.api import start_api
 from headwater.config import Settings, load_settings
-from headwater.delivery import JsonPoster
-from headwater.emitting import OpenLineageEmitter
-from headwater.engine import RunEngine
-from headwater.jobs import JobSettings
-from headwater.k8s import Kube, post_event
+from headwater.k8s import post_event
 from headwater.lineage.store import LineageStore
-from headwater.metrics import Metrics
-from headwater.recording import Recorder
+from headwater.runtime import Runtime, api_client
 from headwater.scheduler import schedule_pipeline
-from headwater.sla import SlaMonitor
 
 log = logging.getLogger(__name__)
 
 _TERMINAL = {"Succeeded", "Failed", "Cancelled"}
-
-
-class Runtime:
-    """Everything the handlers share, kept in kopf's memo."""
-
-    def __init__(self, settings: Settings, api_client: client.ApiClient) -> None:
-        self.settings = settings
-        self.kube = Kube(api_client)
-        self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
-                                 settings.record_rescan_seconds) if settings.database_url else None
-        self.metrics = Metrics()
-        self.emitter = OpenLineageEmitter(settings.openlineage_url, settings.openlineage_api_key) \
-            if settings.openlineage_url else None
-        self.alerts = JsonPoster(settings.alert_webhook_url, settings.alert_webhook_token, name="alerts") \
-            if settings.alert_webhook_url else None
-        self.sla = SlaMonitor(self.kube, self.metrics, partial(post_event, self.kube), self.alerts, self.scopes(),
-                              settings.freshness_window_seconds)
-        self.engine = RunEngine(self.kube, JobSettings(settings.step_image, settings.job_ttl_seconds),
-                                partial(post_event, self.kube), recorder=self.recorder, metrics=self.metrics,
-                                emitter=self.emitter, on_finish=self.sla.run_finished)
-        self.tasks: list[asyncio.Task[None]] = []
-
-    def scopes(self) -> list[str | None]:
-        return list(self.settings.namespaces) or [None]
-
-
-def _api_client(pool: int) -> client.ApiClient:
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    configuration = client.Configuration.get_default_copy()
-    configuration.connection_pool_maxsize = pool
-    return client.ApiClient(configuration)
 
 
 @kopf.on.startup()
@@ -81,7 +40,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.execution.max_workers = 32
     settings.batching.batch_window = 0.05
     settings.scanning.disabled = True  # our resources are known: no CRD or namespace discovery needed
-    runtime = Runtime(own, _api_client(64))
+    runtime = Runtime(own, api_client(64))
     memo.runtime = runtime
     if own.metrics_port:
         start_http_server(own.metrics_port, registry=runtime.metrics.registry)
