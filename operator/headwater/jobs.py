@@ -212,8 +212,10 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservati
             message = f"{message}; last attempt: {detail}" if message else str(detail)
         return JobObservation(name, StepPhase.FAILED, max(failed, 1), started,
                               broken.get("lastTransitionTime"), broken.get("reason") or "Failed", message, result)
-    if active or status.get("ready"):
-        return JobObservation(name, StepPhase.RUNNING, failed + active, started)
+    if active or status.get("ready") or failed or succeeded:
+        # pods ran and the Job is not finished: a pod is running, a retry is due, or the Job
+        # controller has yet to record a pod's success -- all still Running, never back to Pending
+        return JobObservation(name, StepPhase.RUNNING, failed + active + succeeded, started)
     return JobObservation(name, StepPhase.PENDING, failed, started, reason="JobCreated")
 
 

@@ -110,3 +110,15 @@ def test_a_job_with_an_active_pod_is_running_and_counts_earlier_failures() -> No
 
 def test_a_job_without_pods_yet_is_pending() -> None:
     assert observe_job(_job(), []).phase == StepPhase.PENDING
+
+
+def test_a_job_between_a_failed_attempt_and_its_retry_stays_running() -> None:
+    seen = observe_job(_job(failed=1), [])
+    assert (seen.phase, seen.attempts) == (StepPhase.RUNNING, 1)
+
+
+def test_a_succeeded_pod_not_yet_counted_by_the_job_controller_keeps_the_step_running() -> None:
+    job = _job()
+    job["status"]["uncountedTerminatedPods"] = {"succeeded": ["uid-1"]}
+    seen = observe_job(job, [])
+    assert (seen.phase, seen.attempts) == (StepPhase.RUNNING, 1)
