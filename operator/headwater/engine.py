@@ -3,22 +3,26 @@
 Every trigger ends in :meth:`RunEngine.reconcile`, which re-reads the run and
 its Jobs from the API server, so the outcome never depends on which event
 arrived first or on a stale cached copy.
+
+Reconciles of one run never overlap and never queue (:class:`~headwater.dedup.Coalescer`),
+and :attr:`RunEngine.memory` lets handlers drop events that cannot change a run
+(:class:`~headwater.dedup.RunMemory`).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from headwater import constants as c
 from headwater import history, planning
+from headwater.dedup import Coalescer, RunMemory
 from headwater.emitting import OpenLineageEmitter, step_events
 from headwater.jobs import JobObservation, JobSettings, RunRef, observe_job
 from headwater.k8s import Kube
@@ -56,34 +60,35 @@ class RunEngine:
         self.settings = settings
         self.post_event = post_event
         self.clock = clock
-        self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-        self._locks_guard = threading.Lock()
-
-    def _lock(self, namespace: str, name: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks[(namespace, name)]
+        self._passes = Coalescer()
+        self.memory = RunMemory()
 
     def forget(self, namespace: str, name: str) -> None:
-        with self._locks_guard:
-            self._locks.pop((namespace, name), None)
-            self._succeeded_at.pop((namespace, name), None)
+        self.memory.forget(namespace, name)
+        self._succeeded_at.pop((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> planning.Plan | None:
-        """Bring one run one step closer to done. Returns the plan applied (None if the run is gone)."""
-        with self._lock(namespace, name):
-            for _ in range(3):
-                run = self.kube.get_run(namespace, name)
-                if run is None:
-                    self.forget(namespace, name)
-                    return None
-                try:
-                    return self._reconcile(run)
-                except ApiException as exc:
-                    if exc.status != 409:
-                        self.metrics.reconcile_errors.labels("PipelineRun").inc()
-                        raise
-                    log.info("PipelineRun %s/%s changed while reconciling; retrying", namespace, name)
-            raise RuntimeError(f"PipelineRun {namespace}/{name}: status kept conflicting")
+        """Bring one run up to date with its Jobs; returns the last plan applied.
+
+        Returns None when the run is gone, and None at once when another thread is reconciling
+        the run: that thread goes once more, so nothing observed before this call is missed.
+        """
+        return self._passes.run((namespace, name), partial(self._reconcile_latest, namespace, name))
+
+    def _reconcile_latest(self, namespace: str, name: str) -> planning.Plan | None:
+        for _ in range(3):
+            run = self.kube.get_run(namespace, name)
+            if run is None:
+                self.forget(namespace, name)
+                return None
+            try:
+                return self._reconcile(run)
+            except ApiException as exc:
+                if exc.status != 409:
+                    self.metrics.reconcile_errors.labels("PipelineRun").inc()
+                    raise
+                log.info("PipelineRun %s/%s changed while reconciling; retrying", namespace, name)
+        raise RuntimeError(f"PipelineRun {namespace}/{name}: status kept conflicting")
 
     def _reconcile(self, run: dict[str, Any]) -> planning.Plan:
         meta = run["metadata"]
@@ -103,6 +108,8 @@ class RunEngine:
         ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
         observed = self._observe(ref, status)
         out = planning.plan(ref, spec, status, observed, self.clock(), self.settings)
+        if out.status is None:
+            self.memory.remember(run, status)
         self._apply(run, ref, out)
         self._measure(ref, status, out)
         if self.emitter is not None and out.status is not None:
@@ -151,7 +158,8 @@ class RunEngine:
             self.kube.delete_job(ref.namespace, job)
             log.info("Deleted Job %s/%s", ref.namespace, job)
         if out.status is not None:
-            self.kube.replace_run_status(run, _dump(out.status))
+            run = self.kube.replace_run_status(run, _dump(out.status))
+            self.memory.remember(run, out.status)
         for event in out.events:
             self.post_event(run, event.type, event.reason, event.message)
         if out.finished and out.status is not None:

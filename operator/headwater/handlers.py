@@ -3,6 +3,8 @@
 Only event handlers are used (no kopf progress or finalizers on our objects):
 every event is a hint to re-read and re-plan, so nothing depends on
 which event arrives, or on whether one was missed while the operator was down.
+Events the engine knows cannot change a run (the echo of its own status
+write, a Job update that leaves its step as it was) are dropped here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from headwater import constants as c
 from headwater import pipelines
 from headwater.api import start_api
 from headwater.config import Settings, load_settings
-from headwater.k8s import post_event
 from headwater.lineage.store import LineageStore
 from headwater.runtime import Runtime, api_client
 from headwater.scheduler import schedule_pipeline
@@ -41,6 +42,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.batching.batch_window = 0.05
     settings.scanning.disabled = True  # our resources are known: no CRD or namespace discovery needed
     runtime = Runtime(own, api_client(64))
+    runtime.events.start()
     memo.runtime = runtime
     if own.metrics_port:
         start_http_server(own.metrics_port, registry=runtime.metrics.registry)
@@ -72,6 +74,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     for poster in (runtime.emitter, runtime.alerts):
         if poster is not None:
             await asyncio.to_thread(poster.stop)
+    await asyncio.to_thread(runtime.events.stop)
     runtime.kube.api_client.close()
 
 
@@ -81,16 +84,17 @@ def run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
     meta = body["metadata"]
     if event["type"] == "DELETED":
         runtime.engine.forget(meta["namespace"], meta["name"])
-    elif (body.get("status") or {}).get("phase") not in _TERMINAL:
+    elif (body.get("status") or {}).get("phase") not in _TERMINAL and \
+            not runtime.engine.memory.is_known(meta["namespace"], meta["name"], meta.get("resourceVersion", "")):
         runtime.engine.reconcile(meta["namespace"], meta["name"])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_RUN: kopf.PRESENT})
 def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if event["type"] == "DELETED":
-        return
     runtime: Runtime = memo.runtime
-    runtime.engine.reconcile(body["metadata"]["namespace"], body["metadata"]["labels"][c.LABEL_RUN])
+    namespace, run = body["metadata"]["namespace"], body["metadata"]["labels"][c.LABEL_RUN]
+    if runtime.engine.memory.job_changes_run(namespace, run, dict(body), deleted=event["type"] == "DELETED"):
+        runtime.engine.reconcile(namespace, run)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PIPELINE_PLURAL)
@@ -105,7 +109,7 @@ def pipeline_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: 
         runtime.kube.patch_pipeline_status(meta["namespace"], meta["name"], status)
         ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
         if ready["status"] == "False":
-            post_event(runtime.kube, dict(body), "Warning", ready["reason"], ready["message"])
+            runtime.events(dict(body), "Warning", ready["reason"], ready["message"])
 
 
 async def _serve_api(settings: Settings) -> None:
@@ -142,14 +146,15 @@ async def _every(seconds: float, work: Any) -> None:
 
 def _resync(runtime: Runtime) -> None:
     """Safety net: re-plan every unfinished run, whatever events were missed."""
-    for scope in runtime.scopes():
-        for run in runtime.kube.list_runs(scope):
-            if (run.get("status") or {}).get("phase") not in _TERMINAL:
-                runtime.engine.reconcile(run["metadata"]["namespace"], run["metadata"]["name"])
+    unfinished = [(run["metadata"]["namespace"], run["metadata"]["name"])
+                  for scope in runtime.scopes() for run in runtime.kube.iter_runs(scope)
+                  if (run.get("status") or {}).get("phase") not in _TERMINAL]
+    for namespace, name in unfinished:
+        runtime.engine.reconcile(namespace, name)
 
 
 def _schedule(runtime: Runtime) -> None:
     for scope in runtime.scopes():
         for pipeline in runtime.kube.list_pipelines(scope):
             if (pipeline.get("spec") or {}).get("schedule"):
-                schedule_pipeline(runtime.kube, pipeline, post_event=partial(post_event, runtime.kube))
+                schedule_pipeline(runtime.kube, pipeline, post_event=runtime.events)

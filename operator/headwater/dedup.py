@@ -1,0 +1,121 @@
+"""Skipping reconciles that cannot change anything.
+
+:class:`Coalescer` keeps at most one pass in flight per run and at most one
+more requested: a burst of events for a run costs one extra pass, not one
+each, and no thread waits behind another.  :class:`RunMemory` remembers, per
+run, the resourceVersion last reconciled and each step's phase as that
+version shows it, so that the echo of the engine's own status write, or a Job
+update that leaves its step as it was, can be dropped.  Both only ever skip
+work: what they do not know is reconciled.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from headwater import constants as c
+from headwater.jobs import observe_job
+from headwater.models import PipelineRunStatus, StepPhase
+from headwater.planning import TERMINAL_RUN, TERMINAL_STEP
+
+__all__ = ["Coalescer", "RunMemory"]
+
+T = TypeVar("T")
+
+
+class Coalescer:
+    """Runs work for a key in one thread at a time; requests that arrive meanwhile fold into one more pass."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._busy: set[Hashable] = set()
+        self._again: set[Hashable] = set()
+
+    def run(self, key: Hashable, work: Callable[[], T]) -> T | None:
+        """Call ``work`` until no request for ``key`` arrived during the last call; returns its last result.
+
+        Returns None at once when another thread is running work for ``key``: that thread calls
+        ``work`` once more after its current call, so whatever prompted this request is seen.
+        """
+        with self._guard:
+            if key in self._busy:
+                self._again.add(key)
+                return None
+            self._busy.add(key)
+        try:
+            while True:
+                with self._guard:
+                    self._again.discard(key)
+                result = work()
+                with self._guard:
+                    if key not in self._again:
+                        self._busy.discard(key)
+                        return result
+        except BaseException:
+            with self._guard:
+                self._busy.discard(key)
+                self._again.discard(key)
+            raise
+
+
+StepKey = tuple[StepPhase, int, str | None]
+"""What a Job can change about its step: phase, attempts and Job name."""
+
+
+@dataclass(frozen=True)
+class _Seen:
+    resource_version: str
+    finished: bool
+    steps: dict[str, StepKey]
+
+
+class RunMemory:
+    """The last reconciled version of each run, and its steps as that version shows them."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._runs: dict[tuple[str, str], _Seen] = {}
+
+    def remember(self, run: dict[str, Any], status: PipelineRunStatus) -> None:
+        """``run`` (as read or as written) was reconciled and its status is ``status``."""
+        meta = run["metadata"]
+        seen = _Seen(meta.get("resourceVersion", ""), status.phase in TERMINAL_RUN,
+                     {s.name: (s.phase, s.attempts, s.job) for s in status.steps})
+        with self._guard:
+            self._runs[(meta["namespace"], meta["name"])] = seen
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._guard:
+            self._runs.pop((namespace, name), None)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def is_known(self, namespace: str, name: str, resource_version: str) -> bool:
+        """Whether this exact version of the run was already reconciled (e.g. it is our own status write)."""
+        seen = self._runs.get((namespace, name))
+        return seen is not None and seen.resource_version == resource_version
+
+    def job_changes_run(self, namespace: str, run: str, job: dict[str, Any], deleted: bool = False) -> bool:
+        """Whether an event about ``job`` can change its run.
+
+        False only when the run's last reconciled status already shows the Job's step as the Job
+        does, or shows the step or the whole run finished (outcomes are final).
+        """
+        seen = self._runs.get((namespace, run))
+        if seen is None:
+            return True
+        if seen.finished:
+            return False
+        step = seen.steps.get((job.get("metadata") or {}).get("labels", {}).get(c.LABEL_STEP, ""))
+        if step is None:
+            return True
+        if step[0] in TERMINAL_STEP:
+            return False
+        if deleted:
+            return True
+        observed = observe_job(job, [])
+        return (observed.phase, observed.attempts, observed.job) != step
