@@ -153,7 +153,7 @@ class Recorder:
 
     def _pending(self) -> list[dict[str, Any]]:
         """Every finished run not yet recorded (after downtime of the database or the operator)."""
-        return [r for scope in self.scopes for r in self.kube.list_runs(scope)
+        return [r for scope in self.scopes for r in self.kube.iter_runs(scope)
                 if (r.get("status") or {}).get("phase") in _TERMINAL and not is_recorded(r)]
 
     def _record(self, run: dict[str, Any]) -> None:

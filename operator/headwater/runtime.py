@@ -14,8 +14,9 @@ from headwater.config import Settings
 from headwater.delivery import JsonPoster
 from headwater.emitting import OpenLineageEmitter
 from headwater.engine import RunEngine
+from headwater.events import EventQueue
 from headwater.jobs import JobSettings
-from headwater.k8s import Kube, post_event
+from headwater.k8s import Kube
 from headwater.lineage.store import LineageStore
 from headwater.metrics import Metrics
 from headwater.recording import Recorder
@@ -30,6 +31,7 @@ class Runtime:
     def __init__(self, settings: Settings, api_client: client.ApiClient) -> None:
         self.settings = settings
         self.kube = Kube(api_client)
+        self.events = EventQueue(self.kube)
         self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
                                  settings.record_rescan_seconds) if settings.database_url else None
         self.metrics = Metrics()
@@ -37,10 +39,10 @@ class Runtime:
             if settings.openlineage_url else None
         self.alerts = JsonPoster(settings.alert_webhook_url, settings.alert_webhook_token, name="alerts") \
             if settings.alert_webhook_url else None
-        self.sla = SlaMonitor(self.kube, self.metrics, partial(post_event, self.kube), self.alerts, self.scopes(),
+        self.sla = SlaMonitor(self.kube, self.metrics, self.events, self.alerts, self.scopes(),
                               settings.freshness_window_seconds)
         self.engine = RunEngine(self.kube, JobSettings(settings.step_image, settings.job_ttl_seconds),
-                                partial(post_event, self.kube), recorder=self.recorder, metrics=self.metrics,
+                                self.events, recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished)
         self.tasks: list[asyncio.Task[None]] = []
 
