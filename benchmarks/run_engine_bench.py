@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/run_engine_bench.py [--runs 1,10,100] [--shapes diamond4,layered20] [--quick]
 
 Starts its own cluster (``hack/cluster.sh up hw-bench``; ``down`` at the end unless ``--keep-cluster``,
-or uses ``--kubeconfig``), applies ``crds/``, and runs every scenario (pipeline shape x concurrent runs)
-in a fresh namespace with its own ``headwater operator -n NAMESPACE`` subprocess (metrics and API off).
+or uses ``--kubeconfig``; ``--no-qps-limits`` lifts the control plane's client rate limits), applies
+``crds/``, and runs every scenario (pipeline shape x concurrent runs) in a fresh namespace with its own
+``headwater operator -n NAMESPACE`` subprocess (metrics and API off).
 
 Handoff latency is measured client-side, since Kubernetes timestamps have 1-second resolution: a watch on
 the namespace's Jobs records the monotonic time each Job is first seen (its ADDED event) and first seen
@@ -167,9 +168,10 @@ def connect(kubeconfig: str, pool: int = 48) -> Api:
     return Api(client.ApiClient(cfg))
 
 
-def cluster(command: str, name: str) -> str:
+def cluster(command: str, name: str, qps_limits: bool = True) -> str:
+    env = {**os.environ, "HEADWATER_CLUSTER_NO_QPS_LIMITS": "" if qps_limits else "1"}
     proc = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), command, name],
-                          capture_output=True, text=True, check=False, timeout=600)
+                          capture_output=True, text=True, check=False, timeout=600, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"hack/cluster.sh {command} {name} failed:\n{proc.stderr[-3000:]}")
     return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
@@ -716,9 +718,11 @@ def memory_table(results: list[MemoryResult], top: int = 4) -> str:
 
 
 def report(args: argparse.Namespace, results: list[ScenarioResult], memory: list[MemoryResult]) -> str:
+    limits = "as configured" if args.kubeconfig else "off (--no-qps-limits)" if args.no_qps_limits else "default"
     head = (f"Run engine benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs "
             f"({platform.machine()}), Kubernetes {kubernetes_version()} (kwok), Python {platform.python_version()}, "
-            f"step duration {args.step_duration or '1s (kwok default)'}")
+            f"step duration {args.step_duration or '1s (kwok default)'}, control plane client rate limits "
+            f"{limits}")
     parts = [head]
     if results:
         parts += ["### Step handoff latency", latency_table(results),
@@ -743,11 +747,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step-duration", default=None, help="kwok container run time, e.g. 0s (default 1s)")
     p.add_argument("--history", type=int, default=1000, help="successful/failedRunsHistoryLimit of the pipeline")
     p.add_argument("--timeout", type=float, default=900.0, help="bound of one scenario, seconds")
-    p.add_argument("--cluster", default="hw-bench", help="name of the cluster started with hack/cluster.sh")
+    p.add_argument("--cluster", default=None,
+                   help="name of the cluster started with hack/cluster.sh (hw-bench, or hw-bench-noqps)")
+    p.add_argument("--no-qps-limits", action="store_true",
+                   help="start the cluster without the components' client rate limits (kube-controller-manager's "
+                        "default 20 requests/s caps Jobs per minute); has no effect with --kubeconfig")
     p.add_argument("--kubeconfig", help="use this (local) cluster instead of starting one")
     p.add_argument("--keep-cluster", action="store_true")
     p.add_argument("--raw", type=Path, help="write raw samples (JSON) here")
     args = p.parse_args(argv)
+    args.cluster = args.cluster or ("hw-bench-noqps" if args.no_qps_limits else "hw-bench")
     if args.quick:
         args.runs, args.memory_pipelines, args.memory_runs = "1,10", 100, 500
         args.memory_window, args.timeout = min(args.memory_window, 35.0), min(args.timeout, 300.0)
@@ -776,7 +785,7 @@ def bench(args: argparse.Namespace, kubeconfig: str) -> tuple[list[ScenarioResul
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    kubeconfig = args.kubeconfig or cluster("up", args.cluster)
+    kubeconfig = args.kubeconfig or cluster("up", args.cluster, qps_limits=not args.no_qps_limits)
     try:
         results, memory = bench(args, kubeconfig)
     finally:

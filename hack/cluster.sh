@@ -10,7 +10,10 @@
 # `kwokctl --runtime binary` on 127.0.0.1 from the binaries that
 # hack/build-tools.sh builds.  Pods on the simulated nodes follow the Stages
 # in hack/kwok/stages.yaml.  HEADWATER_CLUSTER_RUNTIME=kind uses kind instead
-# (real pods; needs Docker and kind).
+# (real pods; needs Docker and kind).  HEADWATER_CLUSTER_NO_QPS_LIMITS=1 (at
+# creation) lifts the control plane components' client rate limits, e.g.
+# kube-controller-manager's default 20 requests/s, which otherwise caps how
+# many Jobs per minute the Job controller can run.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/versions.sh
@@ -20,6 +23,8 @@ cmd="${1:-up}"
 name="${2:-${HEADWATER_CLUSTER_NAME:-headwater}}"
 runtime="${HEADWATER_CLUSTER_RUNTIME:-kwok}"
 nodes="${HEADWATER_CLUSTER_NODES:-2}"
+qps_unlimited=false
+if [[ "${HEADWATER_CLUSTER_NO_QPS_LIMITS:-}" == 1 ]]; then qps_unlimited=true; fi
 export KWOK_WORKDIR="${KWOK_WORKDIR:-$HEADWATER_CACHE/kwok-workdir}"
 cluster_dir="$KWOK_WORKDIR/clusters/$name"
 kubeconfig="$HEADWATER_CACHE/kubeconfig-$name.yaml"
@@ -47,6 +52,7 @@ options:
   etcdBinary: "$(etcd_bin_dir)/etcd"
   bindAddress: 127.0.0.1
   quietPull: true
+  disableQPSLimits: ${qps_unlimited}
 ---
 YAML
   cat "$here/kwok/stages.yaml" >>"$cfg"

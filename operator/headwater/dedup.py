@@ -61,13 +61,16 @@ class Coalescer:
             raise
 
 
+_VERSIONS = 4
+"""How many of a run's latest versions are remembered."""
+
 StepKey = tuple[StepPhase, int, str | None]
 """What a Job can change about its step: phase, attempts and Job name."""
 
 
 @dataclass(frozen=True)
 class _Seen:
-    resource_version: str
+    resource_versions: tuple[str, ...]  # the latest first: a run's events may trail its last write
     finished: bool
     steps: dict[str, StepKey]
 
@@ -82,10 +85,12 @@ class RunMemory:
     def remember(self, run: dict[str, Any], status: PipelineRunStatus) -> None:
         """``run`` (as read or as written) was reconciled and its status is ``status``."""
         meta = run["metadata"]
-        seen = _Seen(meta.get("resourceVersion", ""), status.phase in TERMINAL_RUN,
-                     {s.name: (s.phase, s.attempts, s.job) for s in status.steps})
+        key = (meta["namespace"], meta["name"])
         with self._guard:
-            self._runs[(meta["namespace"], meta["name"])] = seen
+            before = self._runs.get(key)
+            versions = (meta.get("resourceVersion", ""),) + (before.resource_versions[:_VERSIONS - 1] if before else ())
+            self._runs[key] = _Seen(tuple(dict.fromkeys(versions)), status.phase in TERMINAL_RUN,
+                                    {s.name: (s.phase, s.attempts, s.job) for s in status.steps})
 
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:
@@ -95,9 +100,13 @@ class RunMemory:
         return len(self._runs)
 
     def is_known(self, namespace: str, name: str, resource_version: str) -> bool:
-        """Whether this exact version of the run was already reconciled (e.g. it is our own status write)."""
+        """Whether this version of the run was already reconciled, or written by the engine since.
+
+        True for the echoes of the engine's own status writes, including an earlier write of the
+        same pass that arrives after the last one; a version someone else wrote is never known.
+        """
         seen = self._runs.get((namespace, name))
-        return seen is not None and seen.resource_version == resource_version
+        return seen is not None and resource_version in seen.resource_versions
 
     def job_changes_run(self, namespace: str, run: str, job: dict[str, Any], deleted: bool = False) -> bool:
         """Whether an event about ``job`` can change its run.

@@ -104,13 +104,18 @@ class RunEngine:
                 run = self.kube.get_run(meta["namespace"], meta["name"]) or run
             run = self.kube.replace_run_status(run, _dump(started))
             raw_status = run["status"]
+            self.memory.remember(run, started)
         status = PipelineRunStatus.model_validate(raw_status)
         ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
         observed = self._observe(ref, status)
         out = planning.plan(ref, spec, status, observed, self.clock(), self.settings)
-        if out.status is None:
-            self.memory.remember(run, status)
-        self._apply(run, ref, out)
+        # remembered before the writes, so that the events of the Jobs being created are known for what they are
+        self.memory.remember(run, out.status or status)
+        try:
+            self._apply(run, ref, out)
+        except BaseException:
+            self.memory.forget(ref.namespace, ref.name)
+            raise
         self._measure(ref, status, out)
         if self.emitter is not None and out.status is not None:
             for event in step_events(ref.namespace, ref.name, ref.pipeline, status, out.status, self.clock()):

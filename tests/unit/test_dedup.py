@@ -119,6 +119,16 @@ def test_the_echo_of_a_reconciled_version_is_known_and_a_newer_version_is_not() 
     assert not memory.is_known("ns", "rev-1", "41")
 
 
+def test_the_echo_of_an_earlier_write_of_the_same_pass_is_known_when_it_arrives_late() -> None:
+    memory = RunMemory()
+    for version in ("50", "51", "52", "53"):  # read, first status, the pass's status, the label
+        memory.remember(*_run(version))
+    assert all(memory.is_known("ns", "rev-1", v) for v in ("50", "51", "52", "53"))
+    memory.remember(*_run("60"))
+    assert not memory.is_known("ns", "rev-1", "50")  # only the latest few are kept
+    assert memory.is_known("ns", "rev-1", "60")
+
+
 def test_job_events_that_leave_the_step_as_recorded_are_dropped() -> None:
     memory = RunMemory()
     memory.remember(*_run("7", StepStatus(name="a", phase=StepPhase.RUNNING, job="rev-1-a", attempts=1),
