@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -232,9 +232,11 @@ def drop_namespace(api: Api, name: str, timeout: float = 300) -> float:
 class Operator:
     """``headwater operator -n NAMESPACE`` as a subprocess, with its memory and CPU read from /proc."""
 
-    def __init__(self, kubeconfig: str, namespace: str, log_path: Path) -> None:
+    def __init__(self, kubeconfig: str, namespace: str, log_path: Path, source: Path | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
         self.env = {**env, "KUBECONFIG": kubeconfig, "HEADWATER_METRICS_PORT": "0", "HEADWATER_API_PORT": "0"}
+        if source is not None:  # another checkout's operator/ (``--baseline``) shadows the installed package
+            self.env["PYTHONPATH"] = os.pathsep.join([str(source / "operator"), env.get("PYTHONPATH", "")])
         self.namespace, self.log_path = namespace, log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -449,11 +451,13 @@ class Options:
     timeout: float
     step_duration: str | None
     history: int
-
+    source: Path | None = None  # None: this checkout's operator
+    label: str = "current"
 
 @dataclass
 class ScenarioResult:
     shape: str
+    operator: str
     runs: int
     finished: int
     failed: int
@@ -505,7 +509,7 @@ def set_scene(api: Api, opts: Options, shape: Shape, runs: int) -> Scene:
         Watcher(api.custom.list_namespaced_custom_object, (c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL),
                 run_times.on_event, deadline),
     ]
-    operator = Operator(opts.kubeconfig, namespace, opts.log_dir / f"operator-{namespace}.log")
+    operator = Operator(opts.kubeconfig, namespace, opts.log_dir / f"operator-{namespace}.log", opts.source)
     return Scene(namespace, operator, jobs, run_times, watchers, ApiProbe(api, namespace, deadline))
 
 
@@ -549,7 +553,7 @@ def run_scenario(api: Api, opts: Options, shape: Shape, runs: int) -> ScenarioRe
         create_runs(api, scene.namespace, runs)
         if not wait_until(lambda: len(scene.runs.finished) >= runs, opts.timeout, interval=0.5):
             log(f"only {len(scene.runs.finished)}/{runs} runs finished in {opts.timeout:.0f}s")
-        result = collect(scene, shape, runs, t0, scene.operator.cpu_seconds() - cpu0)
+        result = collect(scene, shape, runs, t0, scene.operator.cpu_seconds() - cpu0, opts.label)
         delta = counters_delta(before, api_counters(api))
         result.requests = {f"{verb} {resource}": v for (verb, resource), v in delta.items()}
     finally:
@@ -558,7 +562,7 @@ def run_scenario(api: Api, opts: Options, shape: Shape, runs: int) -> ScenarioRe
     return result
 
 
-def collect(scene: Scene, shape: Shape, runs: int, t0: float, cpu: float) -> ScenarioResult:
+def collect(scene: Scene, shape: Shape, runs: int, t0: float, cpu: float, operator: str) -> ScenarioResult:
     finished = dict(scene.runs.finished)
     end = max((t for t, _ in finished.values()), default=time.monotonic())
     handoff, missing = handoffs(scene.jobs, shape, "Complete")
@@ -566,7 +570,7 @@ def collect(scene: Scene, shape: Shape, runs: int, t0: float, cpu: float) -> Sce
     done = ((scene.jobs.done(name, "first"), added) for name, added in scene.jobs.added.items())
     turnaround = [t_done - added for t_done, added in done if t_done is not None]
     return ScenarioResult(
-        shape=shape.name, runs=runs, finished=len(finished),
+        shape=shape.name, operator=operator, runs=runs, finished=len(finished),
         failed=sum(1 for _, phase in finished.values() if phase != "Succeeded"), jobs=len(scene.jobs.added),
         handoff=handoff, handoff_first=handoff_first, missing=missing, turnaround=turnaround,
         makespan=end - t0, cpu_seconds=cpu,
@@ -666,6 +670,10 @@ def measure_operator(api: Api, opts: Options, op: Operator, pipelines: int, runs
 
 
 # --- report --------------------------------------------------------------------------------------------
+def label(r: ScenarioResult) -> str:
+    return r.shape if r.operator == "current" else f"{r.shape} [{r.operator}]"
+
+
 def latency_table(results: list[ScenarioResult]) -> str:
     rows = ["| pipeline | concurrent runs | runs finished | handoffs n | p50 ms | p95 ms | p99 ms | max ms "
             "| from Complete: p50 / p99 / min ms |",
@@ -673,7 +681,7 @@ def latency_table(results: list[ScenarioResult]) -> str:
     for r in results:
         s, done = summary(r.handoff_first), summary(r.handoff)
         low = min(r.handoff, default=math.nan)
-        rows.append(f"| {r.shape} | {r.runs} | {r.finished} ({r.failed} failed) | {s['n']:.0f} | {ms(s['p50'])} "
+        rows.append(f"| {label(r)} | {r.runs} | {r.finished} ({r.failed} failed) | {s['n']:.0f} | {ms(s['p50'])} "
                     f"| {ms(s['p95'])} | {ms(s['p99'])} | {ms(s['max'])} "
                     f"| {ms(done['p50'])} / {ms(done['p99'])} / {ms(low)} |")
     return "\n".join(rows)
@@ -686,7 +694,7 @@ def requests_table(results: list[ScenarioResult], top: int = 8) -> str:
         busiest = sorted(r.requests.items(), key=lambda kv: -kv[1][0])[:top]
         cells = "; ".join(f"{k}: {v[0] / max(r.jobs, 1):.1f}, {1000 * v[1] / max(v[0], 1):.0f}" for k, v in busiest)
         total = sum(v[0] for v in r.requests.values()) / max(r.jobs, 1)
-        rows.append(f"| {r.shape} | {r.runs} | total {total:.0f}; {cells} |")
+        rows.append(f"| {label(r)} | {r.runs} | total {total:.0f}; {cells} |")
     return "\n".join(rows)
 
 
@@ -698,7 +706,7 @@ def throughput_table(results: list[ScenarioResult]) -> str:
         minutes = r.makespan / 60
         api = f"{percentile(r.api_ms, 50):.0f} / {percentile(r.api_ms, 99):.0f}" if r.api_ms else "-"
         turn = f"{percentile(r.turnaround, 50):.1f} / {percentile(r.turnaround, 99):.1f}"
-        rows.append(f"| {r.shape} | {r.runs} | {r.jobs} | {r.makespan:.1f} | {r.finished / minutes:.0f} "
+        rows.append(f"| {label(r)} | {r.runs} | {r.jobs} | {r.makespan:.1f} | {r.finished / minutes:.0f} "
                     f"| {r.jobs / minutes:.0f} | {turn} "
                     f"| {r.cpu_seconds:.1f} ({100 * r.cpu_seconds / r.makespan:.0f}%) "
                     f"| {r.rss_kib / 1024:.0f} ({r.hwm_kib / 1024:.0f}) | {api} | {r.load:.1f} |")
@@ -755,6 +763,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kubeconfig", help="use this (local) cluster instead of starting one")
     p.add_argument("--keep-cluster", action="store_true")
     p.add_argument("--raw", type=Path, help="write raw samples (JSON) here")
+    p.add_argument("--baseline", type=Path,
+                   help="another checkout (e.g. a git worktree of an earlier commit): each latency scenario also "
+                        "runs with its operator/, just before this checkout's, for a side-by-side comparison")
     args = p.parse_args(argv)
     args.cluster = args.cluster or ("hw-bench-noqps" if args.no_qps_limits else "hw-bench")
     if args.quick:
@@ -769,13 +780,19 @@ def bench(args: argparse.Namespace, kubeconfig: str) -> tuple[list[ScenarioResul
     opts = Options(kubeconfig, Path(tempfile.mkdtemp(prefix="run-engine-bench-")), args.timeout,
                    args.step_duration, args.history)
     log(f"operator logs in {opts.log_dir}")
+    operators = [opts]
+    if args.baseline:
+        rev = subprocess.run(["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=False).stdout.strip() or args.baseline.name
+        operators.insert(0, replace(opts, source=args.baseline.resolve(), label=f"baseline {rev}"))
     results = []
     for shape_name in [] if args.no_latency else args.shapes.split(","):
         for runs in (int(n) for n in args.runs.split(",")):
-            results.append(run_scenario(api, opts, SHAPES[shape_name](), runs))
-            r = results[-1]
-            log(f"{r.shape} x {r.runs}: handoff p50 {ms(percentile(r.handoff_first, 50))} ms, "
-                f"p99 {ms(percentile(r.handoff_first, 99))} ms; {r.finished} runs in {r.makespan:.1f}s")
+            for variant in operators:  # side by side: each scenario with each operator, one after the other
+                results.append(run_scenario(api, variant, SHAPES[shape_name](), runs))
+                r = results[-1]
+                log(f"{label(r)} x {r.runs}: handoff p50 {ms(percentile(r.handoff_first, 50))} ms, "
+                    f"p99 {ms(percentile(r.handoff_first, 99))} ms; {r.finished} runs in {r.makespan:.1f}s")
     memory = []
     if not args.no_memory:
         memory.append(memory_case(api, opts, 0, 0, args.memory_window))
