@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest_e2e import fail_label, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, fail_label, pipeline, run, step, wait_run
 from helpers import Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -171,3 +172,34 @@ def test_history_limits_delete_the_oldest_finished_runs(cluster: Cluster, namesp
 
     assert wait_for(lambda: remaining() == ["hist-2", "hist-3"] and remaining(), timeout=30,
                     message="only the two newest runs to remain") == ["hist-2", "hist-3"]
+
+
+def test_events_alone_drive_a_run_and_a_job_deleted_mid_step_fails_it_without_a_second_job(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    # no safety resync during the test: every transition must come from a Job or PipelineRun event,
+    # including those the operator drops as no-ops
+    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_RESYNC_SECONDS="3600")
+    operator.start()
+    try:
+        slow = {"annotations": {"headwater.dev/test-duration": "300s"}}
+        cluster.apply(pipeline("evt", [step("a"), step("b", "a"), step("c", "a", podMetadata=slow),
+                                       step("d", "b", "c"), step("e", "b")]),
+                      run("evt-1", "evt"), namespace=namespace)
+
+        def only_c_left() -> bool:
+            phases = {k: v["phase"] for k, v in steps_by_name(cluster.get("pipelinerun", "evt-1", namespace)).items()}
+            return phases == {"a": "Succeeded", "b": "Succeeded", "c": "Running", "d": "Pending", "e": "Succeeded"}
+
+        # once everything else has finished, only the Job's own deletion can move the run on
+        wait_for(only_c_left, timeout=60, message="every step but c to finish, and c to run")
+        job_c = run_jobs(cluster, namespace, "evt-1")["c"]["metadata"]["name"]
+        cluster.kubectl("-n", namespace, "delete", "job", job_c)
+        done = wait_run(cluster, namespace, "evt-1", timeout=60)
+    finally:
+        operator.stop()
+    s = steps_by_name(done)
+    assert done["status"]["phase"] == "Failed"
+    assert (s["c"]["phase"], s["c"]["reason"]) == ("Failed", "JobDeleted")
+    assert (s["d"]["phase"], s["d"]["reason"]) == ("Skipped", "UpstreamFailed")
+    assert [s[x]["phase"] for x in ("a", "b", "e")] == ["Succeeded"] * 3
+    assert "c" not in run_jobs(cluster, namespace, "evt-1")  # never created a second time
