@@ -3,8 +3,8 @@
 :class:`Coalescer` keeps at most one pass in flight per run and at most one
 more requested: a burst of events for a run costs one extra pass, not one
 each, and no thread waits behind another.  :class:`RunMemory` remembers, per
-run, the resourceVersion last reconciled and each step's phase as that
-version shows it, so that the echo of the engine's own status write, or a Job
+run, its last few resourceVersions reconciled or written and each step's
+(phase, attempts, Job) as the latest shows it, so that the echo of the engine's own status write, or a Job
 update that leaves its step as it was, can be dropped.  Both only ever skip
 work: what they do not know is reconciled.
 """
@@ -95,9 +95,6 @@ class RunMemory:
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:
             self._runs.pop((namespace, name), None)
-
-    def __len__(self) -> int:
-        return len(self._runs)
 
     def is_known(self, namespace: str, name: str, resource_version: str) -> bool:
         """Whether this version of the run was already reconciled, or written by the engine since.
