@@ -20,11 +20,8 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,13 +33,15 @@ import psycopg
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from headwater.api import create_app
 from headwater.lineage import DatasetRef, EdgeRecord, LineageStore, build_run_event, migrate, step_run_uuid
 from headwater.lineage.records import dataset_key
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import fresh_database, throwaway_postgres  # noqa: E402  (the tests' PostgreSQL helpers)
+
 NAMESPACE = "postgres://bench"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -109,28 +108,11 @@ def make_graph(datasets: int, layers: int, seed: int) -> Graph:
 def database(server_url: str | None) -> Iterator[str]:
     """A fresh database on the given server, or on a throwaway server started for the benchmark."""
     if server_url:
-        yield from _fresh(server_url)
+        with fresh_database(server_url) as url:
+            yield url
         return
-    directory = Path(tempfile.mkdtemp(prefix="headwater-bench-"))
-    os.chmod(directory, 0o755)
-    script = str(ROOT / "hack" / "postgres.sh")
-    url = subprocess.run(["bash", script, "start", str(directory / "pg")], check=True, capture_output=True,
-                         text=True).stdout.strip()
-    try:
-        yield from _fresh(url)
-    finally:
-        subprocess.run(["bash", script, "destroy", str(directory / "pg")], check=False)
-
-
-def _fresh(server_url: str) -> Iterator[str]:
-    name = f"hw_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(server_url, dbname=name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with throwaway_postgres() as server, fresh_database(server.url) as url:
+        yield url
 
 
 def _copy(conn: psycopg.Connection[Any], statement: str, rows: Iterator[tuple[Any, ...]]) -> None:

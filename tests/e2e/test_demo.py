@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, Cluster
-from lineage_support import fresh_database
+from helpers import ROOT, Cluster, fresh_database
 
 pytestmark = pytest.mark.e2e
 

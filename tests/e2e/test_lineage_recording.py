@@ -18,8 +18,7 @@ import yaml
 
 from conftest_e2e import OperatorProcess, free_port, pipeline, run, scrape, step, wait_run
 from headwater.lineage.store import LineageStore
-from helpers import ROOT, Cluster, throwaway_postgres, wait_for
-from lineage_support import fresh_database
+from helpers import ROOT, Cluster, fresh_database, throwaway_postgres, wait_for
 
 pytestmark = pytest.mark.e2e
 

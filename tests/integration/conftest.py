@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from headwater.lineage.store import LineageStore
-from lineage_support import fresh_database
+from helpers import fresh_database
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from headwater.lineage import (
     record_to_json,
 )
 from headwater.lineage.migrations import LATEST_VERSION, applied_versions
-from lineage_support import REVENUE_STEPS, WAREHOUSE, fresh_database, pipeline_run_records, wh
+from helpers import fresh_database
+from lineage_support import REVENUE_STEPS, WAREHOUSE, pipeline_run_records, wh
 
 pytestmark = pytest.mark.integration
 
