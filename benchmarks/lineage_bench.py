@@ -34,8 +34,8 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from psycopg import sql
 
-from headwater.api import create_app
 from headwater.lineage import DatasetRef, EdgeRecord, LineageStore, build_run_event, migrate, step_run_uuid
+from headwater.lineage.api import create_app
 from headwater.lineage.records import dataset_key
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -49,11 +49,11 @@ import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from headwater import constants as c
-from headwater import planning
-from headwater.jobs import JobObservation, JobSettings, RunRef, job_name
-from headwater.models import PipelineRunSpec, PipelineSpec, StepPhase
-from headwater.status import isotime
+from headwater.runs import planning
+from headwater.runs.jobs import JobObservation, JobSettings, RunRef, job_name
+from headwater.spec import constants as c
+from headwater.spec.models import PipelineRunSpec, PipelineSpec, StepPhase
+from headwater.spec.status import isotime
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADWATER = Path(sys.executable).parent / "headwater"

@@ -63,7 +63,7 @@ class BadCase:
     validate_words: str          # words headwater validate uses
     api_field: str | None        # the field the apiserver names; None: the apiserver accepts it (cycle)
     api_words: str = ""          # words the apiserver uses
-    same_message: bool = False   # a headwater.rules rule: both layers print the very same message
+    same_message: bool = False   # a headwater.spec.rules rule: both layers print the very same message
 
     def copy(self) -> dict[str, Any]:
         return copy.deepcopy(self.manifest)

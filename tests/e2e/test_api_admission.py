@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from headwater.validation import validate_text
+from headwater.spec.validation import validate_text
 from helpers import Cluster
 from manifests import BAD_CASES, BadCase, pipeline, run
 

@@ -12,8 +12,8 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from headwater.api import create_app
 from headwater.lineage import DatasetRef, EdgeRecord, LineageStore, build_run_event
+from headwater.lineage.api import create_app
 from lineage_support import WAREHOUSE, record_revenue_day, wh
 
 pytestmark = pytest.mark.integration

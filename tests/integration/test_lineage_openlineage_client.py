@@ -13,8 +13,8 @@ from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, R
 from openlineage.client.facet_v2 import output_statistics_output_dataset, schema_dataset
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
 
-from headwater.api import create_app
 from headwater.lineage import LineageStore
+from headwater.lineage.api import create_app
 from lineage_support import WAREHOUSE
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from headwater.config import Settings
+from headwater.controller.config import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -27,7 +27,7 @@ CHART = ROOT / "charts" / "headwater"
 CRDS = ROOT / "crds"
 HACK = ROOT / "hack"
 
-# The metrics the operator serves (operator/headwater/metrics.py); alerts and the dashboard use only these.
+# The metrics the operator serves (operator/headwater/adapters/metrics.py); alerts and the dashboard use only these.
 METRICS = {
     "headwater_runs_total", "headwater_run_duration_seconds", "headwater_step_duration_seconds",
     "headwater_step_attempts_total", "headwater_step_handoff_seconds", "headwater_reconcile_errors_total",
@@ -474,7 +474,7 @@ def test_alerts_and_dashboard_use_only_the_listed_metrics_and_the_list_is_in_one
 
 
 def test_the_operator_defines_every_metric_the_chart_uses() -> None:
-    metrics = pytest.importorskip("headwater.metrics")
+    metrics = pytest.importorskip("headwater.adapters.metrics")
     registry = metrics.Metrics().registry
     served = {f.name + "_total" if f.type == "counter" else f.name for f in registry.collect()}
     assert served >= METRICS, f"the chart uses metrics the operator does not define: {METRICS - served}"

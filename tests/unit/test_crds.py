@@ -11,8 +11,9 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field
 
-from headwater import cli, crdgen, rules
-from headwater.crdgen import CrdGenError
+from headwater.cli import main as cli
+from headwater.spec import crdgen, rules
+from headwater.spec.crdgen import CrdGenError
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +50,7 @@ RUN = crdgen.pipelinerun_crd()
 
 
 def test_crds_directory_matches_the_models() -> None:
-    assert crdgen.main(["--check", "--output", str(CRDS_DIR)]) == 0, "run: python -m headwater.crdgen"
+    assert crdgen.main(["--check", "--output", str(CRDS_DIR)]) == 0, "run: python -m headwater.spec.crdgen"
     for name, crd in crdgen.crds().items():
         assert yaml.safe_load((CRDS_DIR / name).read_text()) == crd
 

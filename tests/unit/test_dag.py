@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from headwater import dag
-from headwater.dag import CycleError, Node
+from headwater.spec import dag
+from headwater.spec.dag import CycleError, Node
 
 pytestmark = pytest.mark.unit
 

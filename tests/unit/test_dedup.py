@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from headwater import constants as c
-from headwater.dedup import Coalescer, RunMemory
-from headwater.models import PipelineRunStatus, RunPhase, StepPhase, StepStatus
+from headwater.runs.dedup import Coalescer, RunMemory
+from headwater.spec import constants as c
+from headwater.spec.models import PipelineRunStatus, RunPhase, StepPhase, StepStatus
 
 pytestmark = pytest.mark.unit
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from headwater.emitting import step_events
-from headwater.jobs import JobObservation, JobSettings, RunRef
+from headwater.lineage.emitting import step_events
 from headwater.lineage.openlineage import parse_run_event, step_run_uuid
-from headwater.models import PipelineRunSpec, PipelineSpec, StepPhase
-from headwater.planning import plan, start
+from headwater.runs.jobs import JobObservation, JobSettings, RunRef
+from headwater.runs.planning import plan, start
+from headwater.spec.models import PipelineRunSpec, PipelineSpec, StepPhase
 from manifests import step
 
 pytestmark = pytest.mark.unit

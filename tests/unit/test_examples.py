@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from headwater import dag
-from headwater.constants import DEFAULT_IMAGE
-from headwater.models import Dataset, PipelineRunSpec, PipelineSpec, StepType
-from headwater.validation import validate_paths
+from headwater.spec import dag
+from headwater.spec.constants import DEFAULT_IMAGE
+from headwater.spec.models import Dataset, PipelineRunSpec, PipelineSpec, StepType
+from headwater.spec.validation import validate_paths
 
 pytestmark = pytest.mark.unit
 

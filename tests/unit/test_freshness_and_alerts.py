@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from headwater.alerts import DatasetGraph, Incident, notification
-from headwater.freshness import evaluate
-from headwater.models import Freshness
+from headwater.sla.alerts import DatasetGraph, Incident, notification
+from headwater.sla.freshness import evaluate
+from headwater.spec.models import Freshness
 
 pytestmark = pytest.mark.unit
 
@@ -66,8 +66,8 @@ def test_an_incident_reaches_every_downstream_dataset_across_pipelines_and_their
 
 
 def test_the_sla_met_share_counts_checks_inside_the_window_only() -> None:
-    from headwater.metrics import Metrics  # noqa: PLC0415
-    from headwater.sla import SlaMonitor  # noqa: PLC0415
+    from headwater.adapters.metrics import Metrics  # noqa: PLC0415
+    from headwater.sla.monitor import SlaMonitor  # noqa: PLC0415
 
     monitor = SlaMonitor(kube=None, metrics=Metrics(), post_event=print, alerts=None, scopes=[None],  # type: ignore[arg-type]
                          window_seconds=100)

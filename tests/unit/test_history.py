@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from headwater.history import runs_to_delete
+from headwater.runs.history import runs_to_delete
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headwater.jobs import JobSettings, RunRef, build_job, job_name, observe_job
-from headwater.models import StepPhase, StepSpec
+from headwater.runs.jobs import JobSettings, RunRef, build_job, job_name, observe_job
+from headwater.spec.models import StepPhase, StepSpec
 from manifests import step
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headwater.lineage_cli import render_explain, render_graph
+from headwater.cli.lineage import render_explain, render_graph
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from headwater import dag, rules
-from headwater.constants import DEFAULT_IMAGE
-from headwater.models import (
+from headwater.spec import dag, rules
+from headwater.spec.constants import DEFAULT_IMAGE
+from headwater.spec.models import (
     Dataset,
     EnvVar,
     Freshness,

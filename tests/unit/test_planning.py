@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from headwater.jobs import JobObservation, JobSettings, RunRef
-from headwater.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase
-from headwater.planning import plan, start
+from headwater.runs.jobs import JobObservation, JobSettings, RunRef
+from headwater.runs.planning import plan, start
+from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase
 from manifests import step
 
 pytestmark = pytest.mark.unit

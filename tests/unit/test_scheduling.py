@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from headwater.models import ConcurrencyPolicy
-from headwater.scheduling import Action, decide, latest_slot, next_slot, run_name_for_slot
+from headwater.pipelines.scheduling import Action, decide, latest_slot, next_slot, run_name_for_slot
+from headwater.spec.models import ConcurrencyPolicy
 
 pytestmark = pytest.mark.unit
 

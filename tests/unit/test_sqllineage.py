@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from headwater.models import PipelineSpec
-from headwater.pipelines import pipeline_status
-from headwater.sqllineage import infer, mismatches
+from headwater.lineage.sqllineage import infer, mismatches
+from headwater.pipelines.status import pipeline_status
+from headwater.spec.models import PipelineSpec
 from manifests import step
 
 pytestmark = pytest.mark.unit

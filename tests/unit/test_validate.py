@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from headwater import cli
-from headwater.validation import pipeline_spec_problems, validate_text
+from headwater.cli import main as cli
+from headwater.spec.validation import pipeline_spec_problems, validate_text
 from manifests import BAD_CASES, BadCase, pipeline, run
 
 pytestmark = pytest.mark.unit

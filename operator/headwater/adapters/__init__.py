@@ -1,0 +1,1 @@
+"""The outside world: the Kubernetes API, Events, HTTP delivery and Prometheus metrics."""

@@ -1,0 +1,185 @@
+"""Thin I/O over the Kubernetes API: every call the operator makes, in one place."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from headwater.spec import constants as c
+
+__all__ = ["Kube", "is_conflict", "is_not_found"]
+
+log = logging.getLogger(__name__)
+
+
+def is_not_found(exc: Exception) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 404
+
+
+def is_conflict(exc: Exception) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 409
+
+
+class Kube:
+    """The Kubernetes calls of the run engine, over one API client."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    # --- custom resources -------------------------------------------------
+    def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(c.PIPELINERUN_PLURAL, namespace, name)
+
+    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(c.PIPELINE_PLURAL, namespace, name)
+
+    def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def list_runs(self, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]:
+        return list(self.iter_runs(namespace, selector))
+
+    def iter_runs(self, namespace: str | None, selector: str | None = None,
+                  page: int = 200) -> Iterator[dict[str, Any]]:
+        """Every PipelineRun, read ``page`` at a time so that thousands of runs never sit in memory at once."""
+        kwargs: dict[str, Any] = {"limit": page}
+        if selector:
+            kwargs["label_selector"] = selector
+        while True:
+            if namespace:
+                out = self.custom.list_namespaced_custom_object(
+                    c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, **kwargs)
+            else:
+                out = self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PIPELINERUN_PLURAL, **kwargs)
+            yield from out.get("items", [])
+            kwargs["_continue"] = (out.get("metadata") or {}).get("continue")
+            if not kwargs["_continue"]:
+                return
+
+    def list_pipelines(self, namespace: str | None) -> list[dict[str, Any]]:
+        if namespace:
+            out = self.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL)
+        else:
+            out = self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PIPELINE_PLURAL)
+        items: list[dict[str, Any]] = out.get("items", [])
+        return items
+
+    def replace_run_status(self, run: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Write the whole status, guarded by the run's resourceVersion (409 when someone else wrote first)."""
+        body = {**run, "status": status}
+        meta = run["metadata"]
+        out: dict[str, Any] = self.custom.replace_namespaced_custom_object_status(
+            c.GROUP, c.VERSION, meta["namespace"], c.PIPELINERUN_PLURAL, meta["name"], body)
+        return out
+
+    def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"status": status})
+
+    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL, name, {"status": status})
+
+    def create_run(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create a PipelineRun; False when one of that name already exists."""
+        try:
+            self.custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def label_run(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"metadata": {"labels": labels}})
+
+    def patch_run_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"spec": spec})
+
+    def delete_run(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # --- Jobs and pods ----------------------------------------------------
+    def list_jobs(self, namespace: str, run: str) -> list[dict[str, Any]]:
+        # raw JSON: the client's typed models cost more CPU than the rest of a reconcile
+        out = self.batch.list_namespaced_job(namespace, label_selector=f"{c.LABEL_RUN}={run}",
+                                             _preload_content=False)
+        return _items(out)
+
+    def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        out = self.core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job}",
+                                            _preload_content=False)
+        return _items(out)
+
+    def create_job(self, manifest: dict[str, Any]) -> bool:
+        """Create a Job; False when it already exists (a deterministic name makes that the same step)."""
+        try:
+            self.batch.create_namespaced_job(manifest["metadata"]["namespace"], manifest)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def _items(response: Any) -> list[dict[str, Any]]:
+    """The items of a list call made with ``_preload_content=False``."""
+    items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+    return items
+
+
+def _event_name(obj: dict[str, Any]) -> str:
+    return f"{obj['metadata']['name'][:200]}.{uuid.uuid4().hex[:12]}"
+
+
+def post_event(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    """Post a Kubernetes Event about ``obj``; a failure to post is logged, never raised."""
+    meta = obj["metadata"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": _event_name(obj), "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion", c.API_VERSION), "kind": obj.get("kind", c.PIPELINERUN_KIND),
+            "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid"),
+        },
+        "type": type_, "reason": reason, "message": message[:1024],
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "source": {"component": c.MANAGER},
+        "reportingComponent": c.FIELD_MANAGER, "reportingInstance": c.FIELD_MANAGER,
+    }
+    try:
+        kube.core.create_namespaced_event(meta["namespace"], body)
+    except ApiException as exc:
+        log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)

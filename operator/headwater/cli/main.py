@@ -1,0 +1,186 @@
+"""The ``headwater`` command (also installed as ``kubectl-headwater``, so ``kubectl headwater ...`` works).
+
+One small function per subcommand, ``_cmd_<name>(args) -> exit code``, registered in
+:func:`_build_parser`; add a subcommand by adding both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from headwater import __version__
+from headwater.spec.crdgen import crds, render
+from headwater.spec.validation import validate_paths
+
+__all__ = ["main"]
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Check manifests offline; 0 when all are valid, 1 when anything is wrong."""
+    stdin = sys.stdin.read() if "-" in args.files else None
+    findings, documents = validate_paths(args.files, stdin=stdin)
+    for finding in findings:
+        print(finding)
+    if not args.quiet:
+        verdict = f"{len(findings)} problem(s)" if findings else "all valid"
+        print(f"checked {documents} document(s): {verdict}", file=sys.stderr)
+    return 1 if findings else 0
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    """Print the CRDs generated from this version's models (pipe into kubectl apply -f -)."""
+    print("---\n".join(render(crd) for crd in crds().values()), end="")
+    return 0
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    """Run the operator until interrupted."""
+    from headwater.controller.main import run_operator  # noqa: PLC0415 (imported only when the subcommand runs)
+
+    run_operator(args.namespace, verbose=args.verbose)
+    return 0
+
+
+def _cmd_step_sql(args: argparse.Namespace) -> int:
+    """Run a sql step inside its Job (configured by environment variables)."""
+    from headwater.steps import sql  # noqa: PLC0415 (imported only when the subcommand runs)
+
+    return sql.main([])
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Start a PipelineRun of a Pipeline and print its name."""
+    from headwater.cli.manual import start_run  # noqa: PLC0415 (imported only when the subcommand runs)
+
+    name = start_run(args.pipeline, args.namespace, from_step=args.from_step, retry_of=args.retry_of)
+    print(f"pipelinerun.headwater.dev/{name} created")
+    return 0
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    """Query the lineage API and print a tree (or JSON)."""
+    from headwater.cli import lineage as lineage_cli  # noqa: PLC0415
+
+    path = {"upstream": "/v1/lineage/upstream/", "downstream": "/v1/lineage/downstream/",
+            "explain": "/v1/explain/"}[args.query] + lineage_cli.dataset_path(args.dataset)
+    try:
+        answer = lineage_cli.fetch(path, api=args.api, namespace=args.dataset_namespace, depth=args.depth)
+    except lineage_cli.LineageApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(answer, indent=2))
+    elif args.query == "explain":
+        print(lineage_cli.render_explain(answer))
+    else:
+        print(lineage_cli.render_graph(answer))
+    return 0
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    """Serve the lineage API alone (without the operator)."""
+    from headwater.lineage import api  # noqa: PLC0415
+
+    argv = [f"--{k}={v}" for k, v in (("database-url", args.database_url), ("host", args.host),
+                                       ("port", args.port), ("token", args.token)) if v is not None]
+    return api.main(argv)
+
+
+def _cmd_db_migrate(args: argparse.Namespace) -> int:
+    """Apply the lineage store's migrations (idempotent; safe to run concurrently)."""
+    from headwater.controller.config import load_settings  # noqa: PLC0415
+    from headwater.lineage.migrations import migrate  # noqa: PLC0415
+
+    url = args.database_url or load_settings().database_url
+    if not url:
+        print("error: give --database-url or set HEADWATER_DATABASE_URL", file=sys.stderr)
+        return 2
+    applied = migrate(url)
+    print(f"applied migrations {', '.join(map(str, applied))}" if applied else "the schema is up to date")
+    return 0
+
+
+def _add_store_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    api = commands.add_parser("api", help="serve the lineage HTTP API alone")
+    api.add_argument("--database-url", default=None, help="default: HEADWATER_DATABASE_URL")
+    api.add_argument("--host", default=None, help="address to listen on (default 0.0.0.0)")
+    api.add_argument("--port", type=int, default=None, help="port (default HEADWATER_API_PORT or 8080)")
+    api.add_argument("--token", default=None, help="bearer token for every route but /healthz "
+                     "(default HEADWATER_API_TOKEN)")
+    api.set_defaults(func=_cmd_api)
+    db = commands.add_parser("db", help="lineage store administration")
+    actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate = actions.add_parser("migrate", help="apply the schema migrations")
+    migrate.add_argument("--database-url", default=None, help="default: HEADWATER_DATABASE_URL")
+    migrate.set_defaults(func=_cmd_db_migrate)
+
+
+def _add_lineage_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lineage = commands.add_parser("lineage", help="trace a dataset upstream or downstream, or explain it",
+                                  description="Query the lineage API (HEADWATER_API_URL, default "
+                                  "http://127.0.0.1:8080; HEADWATER_API_TOKEN when it needs a token).")
+    lineage.add_argument("query", choices=["upstream", "downstream", "explain"])
+    lineage.add_argument("dataset", metavar="DATASET", help="dataset name, e.g. analytics.daily_revenue")
+    lineage.add_argument("--dataset-namespace", default=None,
+                         help="dataset namespace (e.g. postgres://warehouse) when the name alone is ambiguous")
+    lineage.add_argument("--depth", type=int, default=None, help="how many hops to follow (1-100, default 20)")
+    lineage.add_argument("-o", "--output", choices=["tree", "json"], default="tree")
+    lineage.add_argument("--api", default=None, help="base URL of the lineage API")
+    lineage.set_defaults(func=_cmd_lineage)
+
+
+def _add_runtime_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    op = commands.add_parser("operator", help="run the operator (the run engine and schedules)")
+    op.add_argument("-n", "--namespace", action="append", default=[],
+                    help="watch only this namespace (repeatable); default: all, or HEADWATER_NAMESPACES")
+    op.add_argument("-v", "--verbose", action="store_true", help="log kopf's own activity too")
+    op.set_defaults(func=_cmd_operator)
+
+    step = commands.add_parser("step", help="run a step inside its Job")
+    kinds = step.add_subparsers(dest="kind", required=True, metavar="KIND")
+    kinds.add_parser("sql", help="execute HEADWATER_SQL against HEADWATER_DATABASE_URL").set_defaults(
+        func=_cmd_step_sql)
+
+    run = commands.add_parser("run", help="start a PipelineRun of PIPELINE now")
+    run.add_argument("pipeline", metavar="PIPELINE")
+    run.add_argument("-n", "--namespace", default=None, help="namespace (default: the kubeconfig's)")
+    run.add_argument("--from-step", default=None, help="re-run this step and everything downstream of it")
+    run.add_argument("--retry-of", default=None, help="re-run only the failed and skipped steps of this run")
+    run.set_defaults(func=_cmd_run)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="headwater", description="Data pipelines as dependency-ordered Kubernetes Jobs, with lineage."
+    )
+    parser.add_argument("--version", action="version", version=f"headwater {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate", help="check Pipeline and PipelineRun manifests offline",
+        description="Check Pipeline and PipelineRun manifests with the same rules as the apiserver and the "
+        "operator (including dependency cycles). Prints file:document: Kind/name: field: problem; exits 1 "
+        "when anything is wrong.",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help="a YAML file, a directory or - (stdin)")
+    validate.add_argument("-q", "--quiet", action="store_true", help="print only the problems")
+    validate.set_defaults(func=_cmd_validate)
+
+    commands.add_parser("crds", help="print the CustomResourceDefinitions").set_defaults(func=_cmd_crds)
+    _add_runtime_commands(commands)
+    _add_lineage_command(commands)
+    _add_store_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""OpenLineage out: START / COMPLETE / FAIL / ABORT RunEvents for every step, sent to a configured endpoint.
+
+Events are derived from the step transitions the engine applies, with stable run ids
+(uuid5 of the PipelineRun and the step), so a receiver sees the same id across retries and
+operator restarts.  Sending happens on a background thread with retries and back-off and never
+holds up reconciliation; an event still undeliverable after its retries is dropped and logged
+(the lineage store, not this feed, is the record that is never lost).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from headwater.adapters.delivery import JsonPoster
+from headwater.lineage.openlineage import build_run_event
+from headwater.lineage.recording import run_id
+from headwater.lineage.records import DatasetRef
+from headwater.spec.models import PipelineRunStatus, StepPhase, StepStatus
+
+__all__ = ["OpenLineageEmitter", "step_events"]
+
+log = logging.getLogger(__name__)
+
+_EVENT_TYPES = {StepPhase.SUCCEEDED: "COMPLETE", StepPhase.FAILED: "FAIL", StepPhase.CANCELLED: "ABORT"}
+
+
+def _started(step: StepStatus | None) -> bool:
+    return step is not None and step.job is not None and step.reason != "Reused"
+
+
+def step_events(namespace: str, name: str, pipeline: str, old: PipelineRunStatus, new: PipelineRunStatus,
+                now: datetime) -> list[dict[str, Any]]:
+    """The RunEvents for the step transitions from ``old`` to ``new``."""
+    before = {s.name: s for s in old.steps}
+    declared = {s.id: s for s in (new.pipeline_spec.steps if new.pipeline_spec else [])}
+    events = []
+    for step in new.steps:
+        prev, spec = before.get(step.name), declared.get(step.name)
+        inputs = [DatasetRef(d.namespace, d.name) for d in (spec.inputs if spec else [])]
+        outputs = [DatasetRef(d.namespace, d.name) for d in (spec.outputs if spec else [])]
+        event = partial(build_run_event, run_id=run_id(namespace, name), pipeline=pipeline, step=step.name,
+                        event_time=now, inputs=inputs, outputs=outputs)
+        if _started(step) and not _started(prev):
+            events.append(event("START"))
+        kind = _EVENT_TYPES.get(step.phase)
+        if kind and _started(step) and (prev is None or prev.phase != step.phase):
+            rows = (step.result or {}).get("rowsAffected")
+            counts = {outputs[0]: rows} if kind == "COMPLETE" and len(outputs) == 1 and isinstance(rows, int) else None
+            events.append(event(kind, row_counts=counts, error=step.message if kind == "FAIL" else None))
+    return events
+
+
+class OpenLineageEmitter(JsonPoster):
+    """Posts RunEvents to the configured OpenLineage endpoint (see :class:`JsonPoster`)."""
+
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        super().__init__(url, api_key, name="openlineage-emitter")
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.send(event)

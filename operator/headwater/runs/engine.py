@@ -1,0 +1,221 @@
+"""The run engine's side of reconciliation: read, call the planner, apply the plan.
+
+Every trigger ends in :meth:`RunEngine.reconcile`, which re-reads the run and
+its Jobs from the API server, so the outcome never depends on which event
+arrived first or on a stale cached copy.
+
+Reconciles of one run never overlap and never queue (:class:`~headwater.runs.dedup.Coalescer`),
+and :attr:`RunEngine.memory` lets handlers drop events that cannot change a run
+(:class:`~headwater.runs.dedup.RunMemory`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from headwater.adapters.kube import Kube
+from headwater.adapters.metrics import Metrics
+from headwater.lineage.emitting import OpenLineageEmitter, step_events
+from headwater.lineage.recording import Recorder, is_recorded
+from headwater.runs import history, planning
+from headwater.runs.dedup import Coalescer, RunMemory
+from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job
+from headwater.spec import constants as c
+from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, StepPhase
+from headwater.spec.status import parse_time
+
+__all__ = ["EventSink", "RunEngine"]
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[dict[str, Any], str, str, str], None]
+"""Posts a Kubernetes Event: (object, type, reason, message)."""
+
+
+def _dump(status: PipelineRunStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class RunEngine:
+    """Reconciles PipelineRuns into step Jobs; safe to call from many threads at once."""
+
+    def __init__(self, kube: Kube, settings: JobSettings, post_event: EventSink,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 recorder: Recorder | None = None, metrics: Metrics | None = None,
+                 emitter: OpenLineageEmitter | None = None,
+                 on_finish: Callable[[RunRef, PipelineRunStatus], None] | None = None) -> None:
+        self.kube = kube
+        self.on_finish = on_finish
+        self.emitter = emitter
+        self.recorder = recorder
+        self.metrics = metrics or Metrics()
+        self._succeeded_at: dict[tuple[str, str], dict[str, float]] = {}
+        self.settings = settings
+        self.post_event = post_event
+        self.clock = clock
+        self._passes = Coalescer()
+        self.memory = RunMemory()
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.memory.forget(namespace, name)
+        self._succeeded_at.pop((namespace, name), None)
+
+    def reconcile(self, namespace: str, name: str) -> planning.Plan | None:
+        """Bring one run up to date with its Jobs; returns the last plan applied.
+
+        Returns None when the run is gone, and None at once when another thread is reconciling
+        the run: that thread goes once more, so nothing observed before this call is missed.
+        """
+        return self._passes.run((namespace, name), partial(self._reconcile_latest, namespace, name))
+
+    def _reconcile_latest(self, namespace: str, name: str) -> planning.Plan | None:
+        for _ in range(3):
+            run = self.kube.get_run(namespace, name)
+            if run is None:
+                self.forget(namespace, name)
+                return None
+            try:
+                return self._reconcile(run)
+            except ApiException as exc:
+                if exc.status != 409:
+                    self.metrics.reconcile_errors.labels("PipelineRun").inc()
+                    raise
+                log.info("PipelineRun %s/%s changed while reconciling; retrying", namespace, name)
+        raise RuntimeError(f"PipelineRun {namespace}/{name}: status kept conflicting")
+
+    def _reconcile(self, run: dict[str, Any]) -> planning.Plan:
+        meta = run["metadata"]
+        spec = PipelineRunSpec.model_validate(run.get("spec") or {})
+        raw_status = run.get("status") or {}
+        if not raw_status.get("pipelineSpec") and raw_status.get("phase") not in ("Failed", "Cancelled"):
+            started = self._start(run, spec)
+            if started is None:
+                return planning.Plan()
+            if meta.get("labels", {}).get(c.LABEL_PIPELINE) != spec.pipeline_ref.name:
+                # runs created by hand carry no pipeline label; schedules and history limits find runs by it
+                self.kube.label_run(meta["namespace"], meta["name"], {c.LABEL_PIPELINE: spec.pipeline_ref.name})
+                run = self.kube.get_run(meta["namespace"], meta["name"]) or run
+            run = self.kube.replace_run_status(run, _dump(started))
+            raw_status = run["status"]
+            self.memory.remember(run, started)
+        status = PipelineRunStatus.model_validate(raw_status)
+        ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
+        observed = self._observe(ref, status)
+        out = planning.plan(ref, spec, status, observed, self.clock(), self.settings)
+        # remembered before the writes, so that the events of the Jobs being created are known for what they are
+        self.memory.remember(run, out.status or status)
+        try:
+            self._apply(run, ref, out)
+        except BaseException:
+            self.memory.forget(ref.namespace, ref.name)
+            raise
+        self._measure(ref, status, out)
+        if self.emitter is not None and out.status is not None:
+            for event in step_events(ref.namespace, ref.name, ref.pipeline, status, out.status, self.clock()):
+                self.emitter.emit(event)
+        return out
+
+    def _start(self, run: dict[str, Any], spec: PipelineRunSpec) -> PipelineRunStatus | None:
+        """The first status of a run, or None while its Pipeline does not exist yet."""
+        meta = run["metadata"]
+        pipeline = self.kube.get_pipeline(meta["namespace"], spec.pipeline_ref.name)
+        if pipeline is None:
+            self.post_event(run, "Warning", "PipelineNotFound",
+                            f"Pipeline {spec.pipeline_ref.name} does not exist; the run waits for it")
+            return None
+        earlier = None
+        if spec.retry_of:
+            other = self.kube.get_run(meta["namespace"], spec.retry_of)
+            if other is not None:
+                earlier = PipelineRunStatus.model_validate(other.get("status") or {})
+        pipeline_spec = PipelineSpec.model_validate(pipeline["spec"])
+        status = planning.start(spec, pipeline_spec, self.clock(), earlier, meta.get("generation"))
+        self.post_event(run, "Normal", "Started",
+                        f"Running pipeline {spec.pipeline_ref.name} ({len(pipeline_spec.steps)} steps)")
+        return status
+
+    def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
+        """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended."""
+        settled = {s.name for s in status.steps if s.phase in planning.TERMINAL_STEP}
+        observed: dict[str, JobObservation] = {}
+        for job in self.kube.list_jobs(ref.namespace, ref.name):
+            step = job["metadata"].get("labels", {}).get(c.LABEL_STEP)
+            if not step or step in settled:
+                continue
+            seen = observe_job(job, [])
+            if seen.phase in (StepPhase.SUCCEEDED, StepPhase.FAILED):
+                seen = observe_job(job, self.kube.list_job_pods(ref.namespace, seen.job))
+            observed[step] = seen
+        return observed
+
+    def _apply(self, run: dict[str, Any], ref: RunRef, out: planning.Plan) -> None:
+        for manifest in out.create:
+            if self.kube.create_job(manifest):
+                log.info("Created Job %s/%s", ref.namespace, manifest["metadata"]["name"])
+        for job in out.delete:
+            self.kube.delete_job(ref.namespace, job)
+            log.info("Deleted Job %s/%s", ref.namespace, job)
+        if out.status is not None:
+            run = self.kube.replace_run_status(run, _dump(out.status))
+            self.memory.remember(run, out.status)
+        for event in out.events:
+            self.post_event(run, event.type, event.reason, event.message)
+        if out.finished and out.status is not None:
+            if self.recorder is not None:
+                self.recorder.notify(ref.namespace, ref.name)
+            self._after_finish(ref, out.status)
+
+    def _measure(self, ref: RunRef, old: PipelineRunStatus, out: planning.Plan) -> None:
+        """Step durations, attempts, handoff latency and run outcomes, from the transition just applied."""
+        if out.status is None:
+            return
+        now = time.monotonic()
+        seen = self._succeeded_at.setdefault((ref.namespace, ref.name), {})
+        before = {s.name: s.phase for s in old.steps}
+        for step in out.status.steps:
+            if step.phase == before.get(step.name) or step.phase not in planning.TERMINAL_STEP:
+                continue
+            if step.phase == StepPhase.SUCCEEDED:
+                seen[step.name] = now
+            if step.started_at and step.finished_at and step.reason != planning.REASON_REUSED:
+                elapsed = (parse_time(step.finished_at) - parse_time(step.started_at)).total_seconds()
+                self.metrics.step_duration.labels(ref.pipeline, step.name).observe(elapsed)
+                self.metrics.step_attempts.labels(ref.pipeline, step.name).inc(step.attempts)
+                self.metrics.step_retries.labels(ref.pipeline, step.name).inc(max(step.attempts - 1, 0))
+        spec = out.status.pipeline_spec
+        deps = {s.id: s.depends_on for s in spec.steps} if spec else {}
+        for manifest in out.create:
+            step_id = manifest["metadata"]["labels"][c.LABEL_STEP]
+            times = [seen[d] for d in deps.get(step_id, []) if d in seen]
+            if times and len(times) == len(deps[step_id]):
+                self.metrics.handoff.labels(ref.pipeline).observe(now - max(times))
+        if out.finished:
+            self.metrics.runs.labels(ref.pipeline, out.status.phase.value).inc()
+            if out.status.started_at and out.status.finished_at:
+                total = parse_time(out.status.finished_at) - parse_time(out.status.started_at)
+                self.metrics.run_duration.labels(ref.pipeline).observe(total.total_seconds())
+            self._succeeded_at.pop((ref.namespace, ref.name), None)
+
+    def _after_finish(self, ref: RunRef, status: PipelineRunStatus) -> None:
+        """Record the outcome on the Pipeline and trim its run history."""
+        pipeline = self.kube.get_pipeline(ref.namespace, ref.pipeline)
+        if pipeline is None:
+            return
+        self.kube.patch_pipeline_status(ref.namespace, ref.pipeline, {
+            "lastRun": ref.name, "lastRunPhase": status.phase.value})
+        if self.on_finish is not None:
+            self.on_finish(ref, status)
+        spec = PipelineSpec.model_validate(pipeline["spec"])
+        runs = self.kube.list_runs(ref.namespace, f"{c.LABEL_PIPELINE}={ref.pipeline}")
+        unrecorded = (lambda r: not is_recorded(r)) if self.recorder is not None else (lambda _: False)
+        for name in history.runs_to_delete(runs, spec.successful_runs_history_limit,
+                                           spec.failed_runs_history_limit, unrecorded):
+            self.kube.delete_run(ref.namespace, name)
+            log.info("Deleted PipelineRun %s/%s (history limit)", ref.namespace, name)

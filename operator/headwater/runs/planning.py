@@ -1,0 +1,290 @@
+"""The run engine's whole decision, as data.
+
+:func:`start` turns a new PipelineRun into its first status (the pipeline
+snapshot and the steps it will run); :func:`plan` takes that status, the
+step Jobs observed in the cluster and the clock, and returns the Jobs to
+create or delete, the next status and the events to emit.  Both are pure:
+every trigger (create, operator restart, Job event, timer) calls them with
+what it observed and converges on the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from headwater.runs.jobs import JobObservation, JobSettings, RunRef, build_job, job_name
+from headwater.spec import dag
+from headwater.spec.models import (
+    PipelineRunSpec,
+    PipelineRunStatus,
+    PipelineSpec,
+    RunPhase,
+    StepPhase,
+    StepStatus,
+)
+from headwater.spec.status import format_duration, isotime, parse_time, set_condition
+
+__all__ = ["Event", "Plan", "plan", "start"]
+
+TERMINAL_STEP = frozenset({StepPhase.SUCCEEDED, StepPhase.FAILED, StepPhase.SKIPPED, StepPhase.CANCELLED})
+TERMINAL_RUN = frozenset({RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED})
+
+REASON_REUSED = "Reused"
+REASON_NOT_SELECTED = "NotSelected"
+REASON_UPSTREAM_FAILED = "UpstreamFailed"
+REASON_FAIL_FAST = "FailFast"
+REASON_CANCELLED = "Cancelled"
+REASON_JOB_CREATED = "JobCreated"
+REASON_JOB_DELETED = "JobDeleted"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the run."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    """What to do next for one run."""
+
+    create: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    status: PipelineRunStatus | None = None
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None and self.status.phase in TERMINAL_RUN
+
+
+def _satisfied(step: StepStatus) -> bool:
+    """A dependency that lets its downstream steps start."""
+    return step.phase == StepPhase.SUCCEEDED or (
+        step.phase == StepPhase.SKIPPED and step.reason == REASON_NOT_SELECTED
+    )
+
+
+def start(
+    spec: PipelineRunSpec,
+    pipeline: PipelineSpec,
+    now: datetime,
+    earlier: PipelineRunStatus | None = None,
+    generation: int | None = None,
+) -> PipelineRunStatus:
+    """The first status of a run: the pipeline snapshot and each step's starting point.
+
+    ``earlier`` is the status of ``spec.retryOf``: steps that succeeded there are
+    reused.  ``spec.fromStep`` selects that step and everything downstream of it.
+    An invalid pipeline or request yields a Failed run that never creates a Job.
+    """
+    status = PipelineRunStatus(phase=RunPhase.RUNNING, started_at=isotime(now), pipeline_spec=pipeline,
+                               observed_generation=generation)
+    problem = _start_problem(spec, pipeline, earlier)
+    if problem:
+        status.phase, status.finished_at = RunPhase.FAILED, isotime(now)
+        set_condition(status.conditions, "Succeeded", "False", problem[0], problem[1], now)
+        return status
+    selected = dag.downstream_closure(pipeline.steps, spec.from_step, include_self=True) \
+        if spec.from_step else {s.id for s in pipeline.steps}
+    reused = {s.name: s for s in (earlier.steps if earlier else []) if s.phase == StepPhase.SUCCEEDED}
+    for step in pipeline.steps:
+        if step.id not in selected:
+            status.steps.append(StepStatus(name=step.id, phase=StepPhase.SKIPPED, reason=REASON_NOT_SELECTED,
+                                           message=f"not downstream of fromStep {spec.from_step}"))
+        elif step.id in reused:
+            old = reused[step.id]
+            status.steps.append(StepStatus(
+                name=step.id, phase=StepPhase.SUCCEEDED, job=old.job, attempts=old.attempts,
+                started_at=old.started_at, finished_at=old.finished_at, reason=REASON_REUSED,
+                message=f"succeeded in run {spec.retry_of}", result=old.result))
+        else:
+            status.steps.append(StepStatus(name=step.id, phase=StepPhase.PENDING))
+    set_condition(status.conditions, "Succeeded", "Unknown", "Running", "the run has started", now)
+    return status
+
+
+def _start_problem(
+    spec: PipelineRunSpec, pipeline: PipelineSpec, earlier: PipelineRunStatus | None
+) -> tuple[str, str] | None:
+    problems = dag.validate(pipeline.steps)
+    if problems:
+        return "InvalidPipeline", "; ".join(f"spec.{p}" for p in problems)
+    ids = [s.id for s in pipeline.steps]
+    if spec.from_step and spec.from_step not in ids:
+        return "InvalidRequest", f"spec.fromStep: unknown step {spec.from_step!r}; known steps: {', '.join(ids)}"
+    if spec.retry_of and earlier is None:
+        return "InvalidRequest", f"spec.retryOf: PipelineRun {spec.retry_of!r} was not found"
+    if earlier is not None and earlier.phase not in TERMINAL_RUN:
+        return "InvalidRequest", f"spec.retryOf: PipelineRun {spec.retry_of!r} has not finished"
+    return None
+
+
+@dataclass
+class _Work:
+    """Mutable scratch state of one planning pass."""
+
+    run: RunRef
+    spec: PipelineRunSpec
+    observed: Mapping[str, JobObservation]
+    settings: JobSettings
+    out: Plan
+    steps: dict[str, StepStatus] = field(default_factory=dict)
+
+
+def plan(
+    run: RunRef,
+    spec: PipelineRunSpec,
+    status: PipelineRunStatus,
+    observed: Mapping[str, JobObservation],
+    now: datetime,
+    settings: JobSettings,
+) -> Plan:
+    """Decide the next step of a started run from what the cluster shows.
+
+    ``observed`` maps step ids to what their Jobs report.  Terminal step
+    outcomes already in ``status`` are final; everything else is read from the
+    Jobs.  A finished run plans nothing.
+    """
+    out = Plan()
+    if status.phase in TERMINAL_RUN or status.pipeline_spec is None:
+        return out
+    pipeline = status.pipeline_spec
+    work = _Work(run, spec, observed, settings, out)
+    previous = {s.name: s for s in status.steps}
+    for step_id in dag.topological_order(pipeline.steps):
+        work.steps[step_id] = _observe_step(previous.get(step_id), step_id, observed.get(step_id))
+    halted = spec.cancel or (pipeline.fail_fast and any(s.phase == StepPhase.FAILED for s in work.steps.values()))
+    if halted:
+        _halt(work, REASON_CANCELLED if spec.cancel else REASON_FAIL_FAST, now)
+    else:
+        _advance(work, pipeline, now)
+    new = _next_status(status, pipeline, work, now)
+    _diff_events(previous, new, out)
+    if new != status:
+        out.status = new
+    return out
+
+
+def _observe_step(prev: StepStatus | None, step_id: str, seen: JobObservation | None) -> StepStatus:
+    if prev is not None and prev.phase in TERMINAL_STEP:
+        return prev
+    if seen is not None:
+        return StepStatus(
+            name=step_id, phase=seen.phase, job=seen.job, attempts=seen.attempts, started_at=seen.started_at,
+            finished_at=seen.finished_at, reason=seen.reason, message=seen.message, result=seen.result)
+    if prev is not None and prev.job:
+        # We created this Job and it is gone before finishing: never run the step twice.
+        return prev.model_copy(update={
+            "phase": StepPhase.FAILED, "reason": REASON_JOB_DELETED,
+            "message": f"Job {prev.job} was deleted before it finished"})
+    return StepStatus(name=step_id, phase=StepPhase.PENDING, message=prev.message if prev else None)
+
+
+def _halt(work: _Work, reason: str, now: datetime) -> None:
+    """Cancel (or fail fast): delete unfinished Jobs and end every unfinished step."""
+    for step in work.steps.values():
+        if step.phase in TERMINAL_STEP:
+            continue
+        if step.job:
+            work.out.delete.append(step.job)
+        phase = StepPhase.CANCELLED if (step.job or reason == REASON_CANCELLED) else StepPhase.SKIPPED
+        why = "the run was cancelled" if reason == REASON_CANCELLED else "another step failed and failFast is set"
+        step.phase, step.reason, step.message = phase, reason, why
+        step.finished_at = isotime(now)
+
+
+def _advance(work: _Work, pipeline: PipelineSpec, now: datetime) -> None:
+    """Skip what is downstream of a failure; create the Jobs of ready steps, within maxParallelism."""
+    by_id = {s.id: s for s in pipeline.steps}
+    active = sum(1 for s in work.steps.values() if s.job and s.phase not in TERMINAL_STEP)
+    limit = pipeline.max_parallelism
+    for step_id, step in work.steps.items():
+        if step.phase != StepPhase.PENDING or step.job:
+            continue
+        deps = [work.steps[d] for d in by_id[step_id].depends_on]
+        broken = next((d for d in deps if d.phase in TERMINAL_STEP and not _satisfied(d)), None)
+        if broken is not None:
+            step.phase, step.reason = StepPhase.SKIPPED, REASON_UPSTREAM_FAILED
+            step.message = f"upstream step {broken.name} {broken.phase.value.lower()}"
+            step.finished_at = isotime(now)
+        elif all(_satisfied(d) for d in deps):
+            if limit is not None and active >= limit:
+                step.message = f"waiting for a free slot (maxParallelism {limit})"
+                continue
+            manifest = build_job(work.run, by_id[step_id], work.settings)
+            work.out.create.append(manifest)
+            step.job, step.reason, step.message = manifest["metadata"]["name"], REASON_JOB_CREATED, None
+            active += 1
+
+
+def _run_phase(steps: list[StepStatus], cancel: bool) -> RunPhase:
+    if any(s.phase not in TERMINAL_STEP for s in steps):
+        return RunPhase.RUNNING
+    if cancel:
+        return RunPhase.CANCELLED
+    if any(s.phase == StepPhase.FAILED for s in steps):
+        return RunPhase.FAILED
+    if any(s.phase == StepPhase.CANCELLED for s in steps):
+        return RunPhase.CANCELLED
+    return RunPhase.SUCCEEDED
+
+
+def _next_status(old: PipelineRunStatus, pipeline: PipelineSpec, work: _Work, now: datetime) -> PipelineRunStatus:
+    steps = [work.steps[s.id] for s in pipeline.steps]
+    new = old.model_copy(deep=True)
+    new.steps = steps
+    new.phase = _run_phase(steps, work.spec.cancel)
+    selected = [s for s in steps if not (s.phase == StepPhase.SKIPPED and s.reason == REASON_NOT_SELECTED)]
+    new.progress = f"{sum(1 for s in selected if s.phase == StepPhase.SUCCEEDED)}/{len(selected)}"
+    if new.phase in TERMINAL_RUN:
+        new.finished_at = isotime(now)
+        if new.started_at:
+            new.duration = format_duration(now, parse_time(new.started_at))
+        failed = [s.name for s in steps if s.phase == StepPhase.FAILED]
+        state, reason, message = {
+            RunPhase.SUCCEEDED: ("True", "Succeeded", f"all {len(selected)} steps succeeded"),
+            RunPhase.FAILED: ("False", "StepFailed", f"failed steps: {', '.join(failed)}"),
+            RunPhase.CANCELLED: ("False", "Cancelled", "the run was cancelled"),
+        }[new.phase]
+        set_condition(new.conditions, "Succeeded", state, reason, message, now)
+    return new
+
+
+def _diff_events(previous: Mapping[str, StepStatus], new: PipelineRunStatus, out: Plan) -> None:
+    for step in new.steps:
+        old = previous.get(step.name)
+        if old is not None and old.phase == step.phase and old.job == step.job:
+            continue
+        event = _step_event(step)
+        if event is not None:
+            out.events.append(event)
+    if new.phase in TERMINAL_RUN:
+        kind = "Normal" if new.phase == RunPhase.SUCCEEDED else "Warning"
+        out.events.append(Event(kind, f"Run{new.phase.value}",
+                                f"Run {new.phase.value.lower()} after {new.duration or '?'} ({new.progress} steps)"))
+
+
+def _step_event(step: StepStatus) -> Event | None:
+    if step.phase == StepPhase.PENDING and step.reason == REASON_JOB_CREATED:
+        return Event("Normal", "JobCreated", f"Created Job {step.job} for step {step.name}")
+    if step.phase == StepPhase.SUCCEEDED and step.reason != REASON_REUSED:
+        return Event("Normal", "StepSucceeded", f"Step {step.name} succeeded after {step.attempts} attempt(s)")
+    if step.phase == StepPhase.FAILED:
+        return Event("Warning", "StepFailed", f"Step {step.name} failed: {step.reason}: {step.message or ''}".strip())
+    if step.phase == StepPhase.SKIPPED and step.reason != REASON_NOT_SELECTED:
+        return Event("Warning", "StepSkipped", f"Step {step.name} skipped: {step.message}")
+    if step.phase == StepPhase.CANCELLED:
+        return Event("Normal", "StepCancelled", f"Step {step.name} cancelled: {step.message}")
+    return None
+
+
+def job_names(run_name: str, pipeline: PipelineSpec) -> dict[str, str]:
+    """Step id -> the deterministic name of its Job in ``run_name``."""
+    return {s.id: job_name(run_name, s.id) for s in pipeline.steps}

@@ -1,0 +1,1 @@
+"""Freshness SLAs: verdicts and incidents (pure), and the monitor that applies them."""

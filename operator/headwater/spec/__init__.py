@@ -1,0 +1,1 @@
+"""The API: its vocabulary, models, rules and the CRDs generated from them. Pure."""

@@ -1,0 +1,469 @@
+"""Pydantic models of the Pipeline and PipelineRun API (headwater.dev/v1alpha1).
+
+The one source of truth: ``headwater.spec.crdgen`` turns these models into the CRDs in ``crds/``.
+camelCase on the wire, snake_case in Python; specs forbid unknown fields.  Patterns, limits
+and cross-field rules (CEL plus the same messages in Python) live in ``headwater.spec.rules``.
+Timestamps are RFC 3339 strings, as Kubernetes writes them (a datetime given is converted).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from headwater.spec import dag
+from headwater.spec import rules as r
+from headwater.spec.constants import API_VERSION, DEFAULT_IMAGE, PIPELINE_KIND, PIPELINERUN_KIND
+from headwater.spec.podspec import (
+    ConfigMapKeyRef,
+    EnvFromSource,
+    EnvVar,
+    EnvVarSource,
+    FreeForm,
+    Name,
+    NamedRef,
+    PodMetadata,
+    Resources,
+    SecretKeyRef,
+    SpecModel,
+    StatusModel,
+    StepId,
+    Text,
+    Timestamp,
+    optional,
+    string,
+)
+
+__all__ = [
+    "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "Dataset", "EnvFromSource", "EnvVar",
+    "EnvVarSource", "Freshness", "NamedRef", "Notifications", "ObjectMeta", "OutputDataset", "Pipeline",
+    "PipelineRef", "PipelineRun", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
+    "PodMetadata", "Resources", "RunPhase", "SecretKeyRef", "StepPhase", "StepSpec", "StepStatus", "StepType",
+    "Timestamp", "Trigger",
+]
+
+
+class StepType(StrEnum):
+    """What a step runs: sql (a statement, via the Headwater image), python, container or api_extract."""
+
+    SQL = "sql"
+    PYTHON = "python"
+    CONTAINER = "container"
+    API_EXTRACT = "api_extract"
+
+
+class ConcurrencyPolicy(StrEnum):
+    """What to do when a scheduled run is due while another run of the pipeline is active."""
+
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class Trigger(StrEnum):
+    """Why a run exists: started by hand, by the schedule, or as a retry of an earlier run."""
+
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    RETRY = "retry"
+
+
+class RunPhase(StrEnum):
+    """Where a run is in its life."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class StepPhase(StrEnum):
+    """Where a step of a run is; Skipped: an upstream step failed or the step was not selected."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    CANCELLED = "Cancelled"
+
+
+class Freshness(SpecModel):
+    """A freshness SLA on an output: maxAge (e.g. 6h) or a daily deadline (e.g. 07:00, Europe/Berlin)."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=r.cel(r.FRESHNESS_ONE_OF, r.FRESHNESS_TIME_ZONE))
+    max_age: Annotated[str, string(32, r.DURATION)] | None = optional(
+        "Stale when the last successful update is older than this: whole numbers with a unit s, m, h "
+        "or d (24h), combinable, e.g. 30m, 6h, 1d, 1h30m."
+    )
+    deadline: Annotated[str, string(5, r.CLOCK)] | None = optional(
+        "Must be updated every day by this time of day (HH:MM, 24-hour clock) in timeZone, e.g. 07:00."
+    )
+    time_zone: Annotated[str, string(64, r.TIME_ZONE)] | None = optional(
+        "IANA time zone of the deadline, e.g. Europe/Berlin. Default: UTC."
+    )
+
+    @field_validator("max_age")
+    @classmethod
+    def _positive(cls, value: str | None) -> str | None:
+        if value is not None and r.parse_duration(value) <= timedelta(0):
+            raise r.error("duration", "maxAge must be longer than 0s")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return r.check_zone(value)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Freshness:
+        if (self.max_age is None) == (self.deadline is None):
+            raise r.FRESHNESS_ONE_OF.error()
+        if self.time_zone is not None and self.deadline is None:
+            raise r.FRESHNESS_TIME_ZONE.error()
+        return self
+
+    @property
+    def max_age_delta(self) -> timedelta | None:
+        """maxAge as a timedelta (None for a deadline)."""
+        return None if self.max_age is None else r.parse_duration(self.max_age)
+
+
+class Dataset(SpecModel):
+    """A dataset named the OpenLineage way: a namespace (where: scheme://authority) and a name (what)."""
+
+    model_config = ConfigDict(frozen=True)
+    namespace: Annotated[str, string(253, r.DATASET_NAMESPACE)] = Field(
+        description="Where the dataset lives, as scheme://authority: postgres://warehouse:5432, api://stripe."
+    )
+    name: Annotated[str, string(512, r.DATASET_NAME)] = Field(
+        description="The dataset within its namespace, without spaces: raw.orders, analytics.daily_revenue."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class OutputDataset(Dataset):
+    """A dataset the step writes, with an optional freshness SLA."""
+
+    freshness: Freshness | None = optional("How fresh this dataset must be; Headwater checks it.")
+
+
+def _step_rule(rule: r.Rule, ok: bool, info: ValidationInfo) -> None:
+    if not ok and "type" in info.data:
+        raise rule.error(id=info.data.get("id", "?"), type=info.data["type"].value)
+
+
+_STEP_RULES = (
+    r.NO_SELF_DEPENDENCY, r.IMAGE_REQUIRED, r.SQL_REQUIRED, r.SQL_ONLY_FOR_SQL, r.CONNECTION_ONLY_FOR_SQL
+)
+
+
+class StepSpec(SpecModel):
+    """One step of the pipeline; it runs as a Kubernetes Job once every step in dependsOn has succeeded."""
+
+    model_config = ConfigDict(json_schema_extra=r.cel(*_STEP_RULES))
+    id: StepId = Field(description="Unique id of the step in the pipeline: a DNS-1123 label (lowercase "
+                       "letters, digits, '-') of at most 40 characters, so Job names fit.")
+    name: Annotated[str, string(253)] | None = optional("Human-readable name of the step.")
+    type: StepType = Field(description="What the step runs: sql, python, container or api_extract.")
+    depends_on: list[StepId] = Field(
+        default_factory=list, max_length=r.MAX_DEPENDENCIES, json_schema_extra={"default": []},
+        description="Ids of the steps that must succeed before this one starts.",
+    )
+    inputs: list[Dataset] = Field(default_factory=list, max_length=32, description="Datasets the step reads.")
+    outputs: list[OutputDataset] = Field(
+        default_factory=list, max_length=32, description="Datasets the step writes, each with optional SLAs."
+    )
+    image: Annotated[str, string(512, r.NO_SPACE)] | None = optional(
+        "Container image. Required for container, python and api_extract steps; sql steps default to "
+        f"the Headwater image ({DEFAULT_IMAGE}), which runs `headwater step sql`.", validate_default=True,
+    )
+    command: list[Annotated[str, string(8192, min_length=0)]] = Field(
+        default_factory=list, max_length=32, description="Entrypoint of the container (the image's if empty)."
+    )
+    args: list[Annotated[str, string(8192, min_length=0)]] = Field(
+        default_factory=list, max_length=128, description="Arguments to the entrypoint."
+    )
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Environment variables.")
+    env_from: list[EnvFromSource] = Field(default_factory=list, max_length=16,
+                                          description="Secrets and ConfigMaps whose keys become variables.")
+    resources: Resources | None = optional("CPU and memory requests and limits of the step's container.")
+    service_account_name: Name | None = optional("ServiceAccount of the step's Pod (the namespace default).")
+    pod_metadata: PodMetadata | None = optional("Extra labels and annotations for the step's Pod.")
+    sql: Annotated[str, string(65536)] | None = optional(
+        "The SQL to run. Required for steps of type sql, not allowed on others.", validate_default=True
+    )
+    connection_secret_ref: SecretKeyRef | None = optional(
+        "Secret key holding a libpq connection string (postgresql://...) for a sql step; without it the "
+        "step connects with the PG* variables from env/envFrom.", validate_default=True,
+    )
+    timeout_seconds: int = Field(300, ge=1, le=604800, description="Seconds one attempt may run (1 or more).")
+    retries: int = Field(2, ge=0, le=10, description="How often a failed attempt is retried (0-10).")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None, info: ValidationInfo) -> str | None:
+        _step_rule(r.IMAGE_REQUIRED, value is not None or info.data.get("type") == StepType.SQL, info)
+        return value
+
+    @field_validator("sql")
+    @classmethod
+    def _sql(cls, value: str | None, info: ValidationInfo) -> str | None:
+        is_sql = info.data.get("type") == StepType.SQL
+        _step_rule(r.SQL_REQUIRED, not is_sql or value is not None, info)
+        _step_rule(r.SQL_ONLY_FOR_SQL, is_sql or value is None, info)
+        return value
+
+    @field_validator("connection_secret_ref")
+    @classmethod
+    def _connection(cls, value: SecretKeyRef | None, info: ValidationInfo) -> SecretKeyRef | None:
+        _step_rule(r.CONNECTION_ONLY_FOR_SQL, info.data.get("type") == StepType.SQL or value is None, info)
+        return value
+
+    def resolved_image(self, default: str = DEFAULT_IMAGE) -> str:
+        """The image the step's Job runs: its own, or the Headwater image (for sql steps)."""
+        return self.image or default
+
+
+class Notifications(SpecModel):
+    """Where to tell people about failed runs and missed freshness SLAs."""
+
+    model_config = ConfigDict(json_schema_extra=r.cel(r.NOTIFICATION_TARGET))
+    slack_channel: Annotated[str, string(81, r.SLACK_CHANNEL)] | None = optional("Slack channel: #alerts.")
+    webhook_secret_ref: SecretKeyRef | None = optional("Secret key holding a webhook URL to POST to.")
+
+    @model_validator(mode="after")
+    def _target(self) -> Notifications:
+        if self.slack_channel is None and self.webhook_secret_ref is None:
+            raise r.NOTIFICATION_TARGET.error()
+        return self
+
+
+class PipelineSpec(SpecModel):
+    """The desired pipeline: its steps as a DAG, its owner and its schedule."""
+
+    description: Annotated[str, string(4096, min_length=0)] | None = optional("What the pipeline is for.")
+    owner: Annotated[str, string(254, r.EMAIL)] | None = optional("Email of the person or team that owns it.")
+    notifications: Notifications | None = optional("Where failures and freshness SLA misses are announced.")
+    schedule: Annotated[str, string(128, r.CRON)] | None = optional(
+        "Cron schedule with 5 fields (minute hour day-of-month month day-of-week), e.g. '0 6 * * *', or "
+        "@hourly, @daily, @weekly, @monthly, @yearly. Without a schedule the pipeline runs on demand only."
+    )
+    time_zone: Annotated[str, string(64, r.TIME_ZONE)] | None = optional(
+        "IANA time zone of the schedule, e.g. Europe/Berlin. Default: UTC."
+    )
+    concurrency_policy: ConcurrencyPolicy = Field(
+        ConcurrencyPolicy.FORBID, description="When a scheduled run is due while another run is active: "
+        "Allow (run both), Forbid (skip the new one) or Replace (cancel the active one).",
+    )
+    suspend: bool = Field(False, description="Pause scheduling; runs already started go on.")
+    starting_deadline_seconds: int | None = optional(
+        "Skip a scheduled run that could not start within this many seconds of its time.", ge=1
+    )
+    successful_runs_history_limit: int = Field(10, ge=0, le=1000, description="Succeeded runs to keep.")
+    failed_runs_history_limit: int = Field(10, ge=0, le=1000, description="Failed or cancelled runs to keep.")
+    max_parallelism: int | None = optional("Run at most this many steps at once. Default: no limit.", ge=1,
+                                       le=r.MAX_STEPS)
+    fail_fast: bool = Field(False, description="Stop the other running steps as soon as one step fails.")
+    steps: list[StepSpec] = Field(
+        min_length=1, max_length=r.MAX_STEPS,
+        json_schema_extra=r.cel(r.UNIQUE_STEP_IDS, r.KNOWN_DEPENDENCIES),
+        description=f"The steps (1 to {r.MAX_STEPS}); dependsOn makes them a DAG.",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return r.check_cron(value)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return r.check_zone(value)
+
+    @field_validator("steps")
+    @classmethod
+    def _graph(cls, steps: list[StepSpec]) -> list[StepSpec]:
+        problems = dag.validate(steps, check_cycles=False)
+        if problems:
+            raise r.error("step_graph", "; ".join(map(str, problems)))
+        return steps
+
+    def step(self, step_id: str) -> StepSpec:
+        """The step with this id (KeyError if there is none)."""
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+
+class Condition(StatusModel):
+    """A standard Kubernetes condition (metav1.Condition)."""
+
+    type: Annotated[str, string(316)] = Field(description="Type of the condition, e.g. Ready.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    observed_generation: int | None = optional("metadata.generation the condition was set from.", ge=0)
+    last_transition_time: Timestamp = Field(description="When the status last changed.")
+    reason: Annotated[str, string(1024, r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")] = Field(
+        description="Why, in CamelCase, e.g. InvalidDAG."
+    )
+    message: Text = Field("", description="Details for people.")
+
+
+_CONDITIONS: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+
+
+class DatasetStatus(StatusModel):
+    """Freshness of one output dataset of the pipeline."""
+
+    namespace: str = Field(description="Dataset namespace, e.g. postgres://warehouse.", max_length=253)
+    name: str = Field(description="Dataset name, e.g. analytics.daily_revenue.", max_length=512)
+    last_updated: Timestamp | None = optional("When a run of this pipeline last wrote the dataset successfully.")
+    last_run: Name | None = optional("The PipelineRun of that write.")
+    stale: bool = Field(False, description="True while the dataset is past its freshness SLA.")
+    at_risk: str | None = optional("Why the dataset is at risk (an upstream failure or stale source), if it is.",
+                                   max_length=1024)
+    at_risk_source: str | None = optional("The pipeline whose failure or stale output put the dataset at risk; "
+                                          "its next successful run clears the risk.", max_length=253)
+
+
+class PipelineStatus(StatusModel):
+    """Observed state of a Pipeline, written by the operator."""
+
+    observed_generation: int | None = optional("metadata.generation last processed.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, json_schema_extra=_CONDITIONS,
+        description="Ready=True when the spec is valid; Ready=False with reason InvalidDAG (a dependency "
+        "cycle, its path in the message) or InvalidSpec otherwise.",
+    )
+    last_run: str | None = optional("Name of the most recent PipelineRun.")
+    last_run_phase: RunPhase | None = optional("Phase of the most recent PipelineRun.")
+    last_schedule_time: Timestamp | None = optional("Time slot of the last scheduled run.")
+    next_schedule_time: Timestamp | None = optional("Time slot of the next scheduled run.")
+    steps: int | None = optional("Number of steps in the spec.", ge=0)
+    datasets: list[DatasetStatus] = Field(
+        default_factory=list, max_length=256,
+        description="Output datasets: when each was last written, and whether it is stale or at risk.",
+    )
+
+
+class PipelineRef(SpecModel):
+    """The Pipeline to run, in the same namespace."""
+
+    name: Name = Field(description="Name of the Pipeline.")
+
+
+class PipelineRunSpec(SpecModel):
+    """A request to run a pipeline once. Only cancel can change after creation."""
+
+    model_config = ConfigDict(json_schema_extra=r.cel(
+        r.RETRY_OF_NEEDS_RETRY, r.RETRY_NEEDS_RETRY_OF, r.SCHEDULED_FOR_NEEDS_SCHEDULE,
+        r.RUN_SPEC_IMMUTABLE, r.CANCEL_IS_FINAL,
+    ))
+    pipeline_ref: PipelineRef = Field(description="The Pipeline to run.")
+    trigger: Trigger = Field(Trigger.MANUAL, description="Why the run exists: manual, schedule or retry.")
+    retry_of: Name | None = optional(
+        "Earlier run to retry (needs trigger: retry): its failed, skipped and cancelled steps run again, "
+        "its succeeded steps are reused.",
+        validate_default=True,
+    )
+    from_step: StepId | None = optional("Run this step and everything downstream of it, nothing upstream.")
+    cancel: bool = Field(False, description="Set to true to cancel the run: running steps are stopped.")
+    scheduled_for: Timestamp | None = optional("The schedule slot this run is for (trigger: schedule).",
+                                           validate_default=True)
+
+    @field_validator("retry_of")
+    @classmethod
+    def _retry_of(cls, value: str | None, info: ValidationInfo) -> str | None:
+        is_retry = info.data.get("trigger") == Trigger.RETRY
+        if value is not None and "trigger" in info.data and not is_retry:
+            raise r.RETRY_OF_NEEDS_RETRY.error()
+        if value is None and is_retry:
+            raise r.RETRY_NEEDS_RETRY_OF.error()
+        return value
+
+    @field_validator("scheduled_for")
+    @classmethod
+    def _scheduled_for(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and "trigger" in info.data and info.data["trigger"] != Trigger.SCHEDULE:
+            raise r.SCHEDULED_FOR_NEEDS_SCHEDULE.error()
+        return value
+
+
+class StepStatus(StatusModel):
+    """Observed state of one step of a run."""
+
+    name: StepId = Field(description="Id of the step.")
+    phase: StepPhase = Field(StepPhase.PENDING,
+                             description="Pending, Running, Succeeded, Failed, Skipped or Cancelled.")
+    job: Annotated[str, string(63)] | None = optional("Name of the step's Job.")
+    attempts: int = Field(0, ge=0, description="Attempts started so far (Pods of the Job).")
+    started_at: Timestamp | None = optional("When the step's Job was created.")
+    finished_at: Timestamp | None = optional("When the step finished.")
+    reason: Annotated[str, string(256)] | None = optional("Why the step is in this phase, in CamelCase.")
+    message: Annotated[str, string(4096, min_length=0)] | None = optional("Details for people.")
+    result: FreeForm | None = optional("What the step reported (its termination message, a JSON object), "
+                                   "e.g. {rowsAffected: 1234}.")
+
+
+class PipelineRunStatus(StatusModel):
+    """Observed state of a run, written by the operator."""
+
+    phase: RunPhase = Field(RunPhase.PENDING, description="Pending, Running, Succeeded, Failed or Cancelled.")
+    observed_generation: int | None = optional("metadata.generation last processed.")
+    conditions: list[Condition] = Field(default_factory=list, max_length=16, json_schema_extra=_CONDITIONS,
+                                        description="Standard conditions.")
+    started_at: Timestamp | None = optional("When the run started.")
+    finished_at: Timestamp | None = optional("When the run reached a final phase.")
+    duration: Annotated[str, string(32)] | None = optional(
+        "How long the run took (or has taken so far), e.g. 1m32s; written by the operator because a "
+        "printer column cannot compute it."
+    )
+    progress: Annotated[str, string(16)] | None = optional("Finished steps out of all steps, e.g. 3/4.")
+    steps: list[StepStatus] = Field(
+        default_factory=list, max_length=r.MAX_STEPS, description="State of every step, keyed by name.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    pipeline_spec: PipelineSpec | None = optional(
+        "Snapshot of the Pipeline's spec taken when the run started: the run executes this, so editing "
+        "the Pipeline never changes a run in flight."
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata Headwater reads; everything else is kept as is."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Pipeline(StatusModel):
+    """A Pipeline object as stored by the apiserver."""
+
+    api_version: str = API_VERSION
+    kind: str = PIPELINE_KIND
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: PipelineSpec
+    status: PipelineStatus | None = None
+
+
+class PipelineRun(StatusModel):
+    """A PipelineRun object as stored by the apiserver."""
+
+    api_version: str = API_VERSION
+    kind: str = PIPELINERUN_KIND
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: PipelineRunSpec
+    status: PipelineRunStatus | None = None

@@ -1,0 +1,255 @@
+"""Headwater's validation rules in one place: patterns, limits and cross-field rules.
+
+A :class:`Rule` has one definition used twice: as CEL (``x-kubernetes-validations``) that the
+apiserver checks at admission, and as the message Python raises in ``headwater.spec.models`` (so
+``headwater validate``, the operator and the apiserver say the same thing).  Checks CEL cannot
+do (a full cron parse, IANA time zones, dependency cycles) are plain functions here and in
+``headwater.spec.dag``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic_core import PydanticCustomError
+
+from headwater.spec import dag
+
+# Patterns (RE2 syntax: the apiserver and pydantic's Rust engine read them the same way).
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+CRON_FIELD = r"[0-9A-Za-z*?,/#-]+"
+CRON = rf"^(@(yearly|annually|monthly|weekly|daily|hourly)|{CRON_FIELD}( +{CRON_FIELD}){{4}})$"
+TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+DATASET_NAMESPACE = r"^[a-z][a-z0-9+.-]*://[^\s/?#]+$"
+DATASET_NAME = r"^[^\s\x00-\x1f\x7f]+$"
+DURATION = r"^([0-9]+[smhd])+$"
+CLOCK = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+SLACK_CHANNEL = r"^#?[a-z0-9][a-z0-9._-]{0,79}$"
+NO_SPACE = r"^\S+$"
+QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+PATTERN_HINTS = {
+    DNS_LABEL: "a DNS-1123 label: lowercase letters, digits and '-', starting and ending alphanumeric",
+    DNS_SUBDOMAIN: "a DNS-1123 subdomain: lowercase letters, digits, '-' and '.'",
+    CONFIG_KEY: "a Secret or ConfigMap key: letters, digits, '-', '_' and '.'",
+    ENV_NAME: "a variable name: letters, digits, '-', '_' and '.', not starting with a digit",
+    EMAIL: "an email address such as data-team@company.com",
+    CRON: "5 cron fields such as '0 6 * * *', or @hourly, @daily, @weekly, @monthly, @yearly",
+    TIME_ZONE: "an IANA time zone such as Europe/Berlin",
+    DATASET_NAMESPACE: "scheme://authority, such as postgres://warehouse:5432 or api://stripe",
+    DATASET_NAME: "a name without spaces or control characters, such as raw.orders",
+    DURATION: "a duration such as 30m, 6h, 1d or 1h30m",
+    CLOCK: "a time of day HH:MM (24-hour clock), such as 07:00",
+    SLACK_CHANNEL: "a Slack channel such as #data-alerts",
+    NO_SPACE: "a value without spaces",
+}
+"""What each pattern means, for messages to people (the apiserver can only quote the pattern)."""
+MAX_STEPS = 200
+MAX_DEPENDENCIES = 50
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule with one definition: CEL for the apiserver, the same words for Python.
+
+    ``summary`` is the static CEL ``message``.  ``message`` (optional) is a ``str.format``
+    template Python fills in; when ``args`` gives a CEL expression for each placeholder it is
+    also the ``messageExpression``, so the apiserver says exactly what Python says.  Rules over
+    the whole step list have no ``args``: CEL cannot build such strings within its cost budget,
+    so there the apiserver says the summary and Python the details.
+    """
+
+    rule: str
+    summary: str
+    message: str = ""
+    args: Mapping[str, str] = field(default_factory=dict)
+    field_path: str | None = None
+    reason: str | None = None
+
+    def text(self, **values: object) -> str:
+        """The message Python reports (with ``args``, exactly what the apiserver says)."""
+        return (self.message or self.summary).format(**values)
+
+    def error(self, **values: object) -> PydanticCustomError:
+        """The validation error a pydantic validator raises when the rule does not hold."""
+        return error("headwater_rule", self.text(**values))
+
+    def to_cel(self) -> dict[str, str]:
+        """The ``x-kubernetes-validations`` entry."""
+        out = {"rule": self.rule, "message": self.summary}
+        if self.message and self.args:
+            out["messageExpression"] = _message_expression(self.message, self.args)
+        if self.field_path:
+            out["fieldPath"] = self.field_path
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+def _message_expression(template: str, args: Mapping[str, str]) -> str:
+    parts: list[str] = []
+    for literal, name, _spec, _conv in string.Formatter().parse(template):
+        if literal:
+            parts.append(json.dumps(literal))
+        if name is not None:
+            parts.append(f"({args[name]})" if " " in args[name] else args[name])
+    return " + ".join(parts)
+
+
+UNIQUE_STEP_IDS = Rule(
+    "self.all(s, self.exists_one(t, t.id == s.id))", "step ids must be unique", dag.DUPLICATE_ID
+)
+KNOWN_DEPENDENCIES = Rule(
+    "self.all(s, sets.contains(self.map(t, t.id), s.dependsOn))",
+    "every dependsOn entry must be the id of a step of this pipeline", dag.UNKNOWN_DEPENDENCY,
+)
+NO_SELF_DEPENDENCY = Rule(
+    "!(self.id in self.dependsOn)", "a step cannot depend on itself", dag.SELF_DEPENDENCY,
+    {"id": "self.id"}, field_path=".dependsOn",
+)
+IMAGE_REQUIRED = Rule(
+    "self.type == 'sql' || has(self.image)", "steps of type container, python and api_extract need an image",
+    "step '{id}' of type {type} needs an image", {"id": "self.id", "type": "self.type"},
+    field_path=".image", reason="FieldValueRequired",
+)
+SQL_REQUIRED = Rule(
+    "self.type != 'sql' || has(self.sql)", "steps of type sql need sql",
+    "step '{id}' of type sql needs sql: the statement to run", {"id": "self.id"},
+    field_path=".sql", reason="FieldValueRequired",
+)
+SQL_ONLY_FOR_SQL = Rule(
+    "self.type == 'sql' || !has(self.sql)", "sql is only for steps of type sql",
+    "step '{id}' of type {type} cannot have sql; sql is only for steps of type sql",
+    {"id": "self.id", "type": "self.type"}, field_path=".sql", reason="FieldValueForbidden",
+)
+CONNECTION_ONLY_FOR_SQL = Rule(
+    "self.type == 'sql' || !has(self.connectionSecretRef)",
+    "connectionSecretRef is only for steps of type sql",
+    "step '{id}' of type {type} cannot have connectionSecretRef; it is only for steps of type sql",
+    {"id": "self.id", "type": "self.type"}, field_path=".connectionSecretRef", reason="FieldValueForbidden",
+)
+FRESHNESS_ONE_OF = Rule("has(self.maxAge) != has(self.deadline)", "set exactly one of maxAge or deadline")
+FRESHNESS_TIME_ZONE = Rule(
+    "!has(self.timeZone) || has(self.deadline)", "timeZone applies only to a deadline",
+    field_path=".timeZone", reason="FieldValueForbidden",
+)
+ENV_ONE_OF = Rule(
+    "!has(self.value) || !has(self.valueFrom)", "value and valueFrom cannot both be set",
+    "env var '{name}' has both value and valueFrom; set one of them", {"name": "self.name"},
+)
+ENV_SOURCE_ONE_OF = Rule(
+    "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+    "valueFrom needs exactly one of secretKeyRef or configMapKeyRef",
+)
+ENV_FROM_ONE_OF = Rule(
+    "has(self.secretRef) != has(self.configMapRef)",
+    "envFrom entries need exactly one of secretRef or configMapRef",
+)
+NOTIFICATION_TARGET = Rule(
+    "has(self.slackChannel) || has(self.webhookSecretRef)",
+    "notifications need a slackChannel, a webhookSecretRef or both",
+)
+RETRY_OF_NEEDS_RETRY = Rule(
+    "!has(self.retryOf) || self.trigger == 'retry'", "retryOf is only allowed with trigger: retry",
+    field_path=".retryOf", reason="FieldValueForbidden",
+)
+RETRY_NEEDS_RETRY_OF = Rule(
+    "self.trigger != 'retry' || has(self.retryOf)",
+    "trigger: retry needs retryOf, the name of the run to retry",
+    field_path=".retryOf", reason="FieldValueRequired",
+)
+SCHEDULED_FOR_NEEDS_SCHEDULE = Rule(
+    "!has(self.scheduledFor) || self.trigger == 'schedule'",
+    "scheduledFor is only allowed with trigger: schedule",
+    field_path=".scheduledFor", reason="FieldValueForbidden",
+)
+_SAME = "(has(self.{0}) ? has(oldSelf.{0}) && self.{0} == oldSelf.{0} : !has(oldSelf.{0}))"
+RUN_SPEC_IMMUTABLE = Rule(  # transition rule: apiserver only (needs the old object)
+    "self.pipelineRef.name == oldSelf.pipelineRef.name && self.trigger == oldSelf.trigger && "
+    + " && ".join(_SAME.format(f) for f in ("retryOf", "fromStep", "scheduledFor")),
+    "only spec.cancel can change after a PipelineRun is created",
+)
+CANCEL_IS_FINAL = Rule("!oldSelf.cancel || self.cancel", "spec.cancel cannot be set back to false")
+
+
+def cel(*rules: Rule) -> dict[str, Any]:
+    """``json_schema_extra`` attaching these rules to a model or field."""
+    return {"x-kubernetes-validations": [r.to_cel() for r in rules]}
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30m``, ``6h``, ``1d``, ``1h30m`` (units s, m, h, d; d = 24h) as a timedelta."""
+    if not re.fullmatch(DURATION[1:-1], text):
+        raise ValueError(f"{text!r} is not a duration such as 30m, 6h, 1d or 1h30m")
+    parts = re.findall(r"([0-9]+)([smhd])", text)
+    return timedelta(seconds=sum(int(n) * _DURATION_UNITS[unit] for n, unit in parts))
+
+
+def error(kind: str, message: str) -> PydanticCustomError:
+    """A validation error whose message is shown as is (``kind`` is the pydantic error type)."""
+    return PydanticCustomError(kind, "{message}", {"message": message})
+
+
+def check_quantity(value: object) -> int | str:
+    """A Kubernetes quantity: an integer, or a string such as 500m, 2 or 1Gi."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(QUANTITY, value):
+        return value
+    raise error("quantity", f"{value!r} is not a quantity: use an integer or a string such as 500m, 2 or 1Gi")
+
+
+def check_zone(value: str | None) -> str | None:
+    """An IANA time zone name known to this system's tz database."""
+    if value is not None:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise error(
+                "time_zone", f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin"
+            ) from None
+    return value
+
+
+def check_cron(value: str | None) -> str | None:
+    """The full cron parse the apiserver's pattern cannot do (ranges, names, steps)."""
+    if value is not None and not croniter.is_valid(value):
+        raise error("cron", f"{value!r} is not a valid cron schedule: use 5 fields (minute hour day-of-month "
+                    "month day-of-week) with values in range, such as '0 6 * * *'")
+    return value
+
+
+def to_timestamp(value: object) -> object:
+    """A datetime becomes RFC 3339 in UTC with second precision, as Kubernetes writes timestamps."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
+def check_timestamp(value: str) -> str:
+    """An RFC 3339 date-time with a zone, such as 2026-11-23T06:00:00Z."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None or "T" not in value.upper():
+        raise error("date_time", f"{value!r} is not an RFC 3339 date-time such as 2026-11-23T06:00:00Z")
+    return value
