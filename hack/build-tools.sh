@@ -91,7 +91,7 @@ build_promtool() {
   [[ -x "$out/promtool" ]] && { log "promtool $PROMETHEUS_VERSION cached in $out"; return; }
   mkdir -p "$out.tmp"
   GOBIN="$out.tmp" run_build "promtool $PROMETHEUS_VERSION" \
-    go install -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+    go install -tags remove_all_sd -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
@@ -114,9 +114,17 @@ build_kubernetes() {
   done < <(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod")
   [[ $n -gt 0 ]] || die "found no staging replace lines in $gomod"
   log "kubernetes $KUBERNETES_VERSION: $n staging modules replaced with $staging"
+  # Without these the binaries report v0.0.0-master+$Format:%H$, which kubectl and helm cannot parse.
+  local major="${KUBERNETES_VERSION#v}"; major="${major%%.*}"
+  local minor="${KUBERNETES_VERSION#v*.}"; minor="${minor%%.*}"
+  local ldflags="-s -w" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
   (cd "$mod" && go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
    run_build "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $KUBERNETES_VERSION" \
-     go build -ldflags "-s -w" -o "$mod/out/" k8s.io/kubernetes/cmd/kube-apiserver \
+     go build -ldflags "$ldflags" -o "$mod/out/" k8s.io/kubernetes/cmd/kube-apiserver \
        k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
   rm -rf "$out" && mkdir -p "$(dirname "$out")" && mv "$mod/out" "$out"
 }

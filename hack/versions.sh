@@ -8,8 +8,9 @@ HELM_VERSION="${HELM_VERSION:-v3.21.4}"
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 HEADWATER_CACHE="${HEADWATER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/headwater}"
 
-k8s_bin_dir()  { echo "$HEADWATER_CACHE/k8s/$KUBERNETES_VERSION/bin"; }
+# The -b<N> suffixes name the build recipe: bump one when its build flags change.
+k8s_bin_dir()  { echo "$HEADWATER_CACHE/k8s/$KUBERNETES_VERSION-b2/bin"; }
 etcd_bin_dir() { echo "$HEADWATER_CACHE/etcd/$ETCD_VERSION/bin"; }
 kwok_bin_dir() { echo "$HEADWATER_CACHE/kwok/$KWOK_VERSION/bin"; }
 helm_bin_dir() { echo "$HEADWATER_CACHE/helm/$HELM_VERSION/bin"; }
-promtool_bin_dir() { echo "$HEADWATER_CACHE/prometheus/$PROMETHEUS_VERSION/bin"; }
+promtool_bin_dir() { echo "$HEADWATER_CACHE/prometheus/$PROMETHEUS_VERSION-b2/bin"; }
