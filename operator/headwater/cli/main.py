@@ -82,11 +82,11 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
 
 def _cmd_api(args: argparse.Namespace) -> int:
     """Serve the lineage API alone (without the operator)."""
-    from headwater.lineage import api  # noqa: PLC0415
+    from headwater.controller.api_server import serve  # noqa: PLC0415
+    from headwater.controller.config import load_settings  # noqa: PLC0415
 
-    argv = [f"--{k}={v}" for k, v in (("database-url", args.database_url), ("host", args.host),
-                                       ("port", args.port), ("token", args.token)) if v is not None]
-    return api.main(argv)
+    given = {"database_url": args.database_url, "api_host": args.host, "api_port": args.port, "api_token": args.token}
+    return serve(load_settings().model_copy(update={k: v for k, v in given.items() if v is not None}))
 
 
 def _cmd_db_migrate(args: argparse.Namespace) -> int:

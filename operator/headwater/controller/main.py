@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 import kopf
 
@@ -18,10 +17,10 @@ def run_operator(namespaces: list[str] | None = None, *, verbose: bool = False) 
     """Block running the operator, cluster-wide or limited to ``namespaces``."""
     settings = load_settings()
     scope = list(namespaces or settings.namespaces)
-    # The handlers read their settings at start-up: the namespaces given here must reach them too,
-    # or the periodic loops (resync, schedules, freshness) would look beyond the watched namespaces.
-    os.environ["HEADWATER_NAMESPACES"] = ",".join(scope)
+    # The namespaces given here reach the periodic loops (resync, schedules, freshness) too.
+    settings = settings.model_copy(update={"namespaces": scope})
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf").setLevel(logging.INFO if verbose else logging.WARNING)
-    asyncio.run(kopf.operator(standalone=True, clusterwide=not scope, namespaces=scope))
+    asyncio.run(kopf.operator(standalone=True, clusterwide=not scope, namespaces=scope,
+                              memo=kopf.Memo(settings=settings)))

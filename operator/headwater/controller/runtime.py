@@ -1,32 +1,42 @@
-"""The operator's shared runtime: settings, API client, engine, recorder, monitors and metrics.
+"""The operator's runtime: one object that owns every client, thread and loop, from start to close.
 
-One typed object, created at start-up, kept in kopf's memo and closed at clean-up.
+Created at start-up from the :class:`~headwater.controller.config.Settings` that kopf's memo carries,
+kept in that memo for the handlers, and closed at clean-up.  The kopf handlers only parse and call
+into it; nothing else starts or stops a background activity.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from functools import partial
 
 from kubernetes import client, config
+from prometheus_client import start_http_server
 
 from headwater.adapters.delivery import JsonPoster
 from headwater.adapters.events import EventQueue
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
+from headwater.controller.api_server import serve_when_ready
 from headwater.controller.config import Settings
-from headwater.lineage.emitting import OpenLineageEmitter
-from headwater.lineage.recording import Recorder
+from headwater.lineage.recorder import Recorder
 from headwater.lineage.store import LineageStore
+from headwater.pipelines.scheduler import schedule_pipeline
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
 from headwater.sla.monitor import SlaMonitor
+from headwater.spec.models import RunPhase
 
 __all__ = ["Runtime", "api_client"]
 
+log = logging.getLogger(__name__)
+
 
 class Runtime:
-    """Everything the handlers share, kept in kopf's memo."""
+    """Everything the handlers share; :meth:`start` and :meth:`close` bracket the operator's life."""
 
     def __init__(self, settings: Settings, api_client: client.ApiClient) -> None:
         self.settings = settings
@@ -35,7 +45,7 @@ class Runtime:
         self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
                                  settings.record_rescan_seconds) if settings.database_url else None
         self.metrics = Metrics()
-        self.emitter = OpenLineageEmitter(settings.openlineage_url, settings.openlineage_api_key) \
+        self.emitter = JsonPoster(settings.openlineage_url, settings.openlineage_api_key, name="openlineage-emitter") \
             if settings.openlineage_url else None
         self.alerts = JsonPoster(settings.alert_webhook_url, settings.alert_webhook_token, name="alerts") \
             if settings.alert_webhook_url else None
@@ -44,13 +54,77 @@ class Runtime:
         self.engine = RunEngine(self.kube, JobSettings(settings.step_image, settings.job_ttl_seconds),
                                 self.events, recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished)
-        self.tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     def scopes(self) -> list[str | None]:
+        """The namespaces the periodic loops look at; [None] means every namespace."""
         return list(self.settings.namespaces) or [None]
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the Event poster, /metrics, the periodic loops, the senders, the recorder and the API."""
+        own = self.settings
+        self.events.start()
+        if own.metrics_port:
+            start_http_server(own.metrics_port, registry=self.metrics.registry)
+        self._every(own.resync_seconds, self.resync)
+        self._every(own.schedule_interval_seconds, self.schedule)
+        self._every(own.freshness_interval_seconds, self.sla.evaluate_all)
+        for poster in (self.emitter, self.alerts):
+            if poster is not None:
+                poster.start()
+        if self.recorder is not None:
+            recorder = self.recorder
+            self.metrics.lineage_backlog.set_function(lambda: recorder.backlog)
+            recorder.start()
+            if own.api_port:
+                self._tasks.append(asyncio.create_task(serve_when_ready(own)))
+
+    async def close(self) -> None:
+        """Stop everything :meth:`start` started, loops first, then the threads, then the API client."""
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.stop)
+        for poster in (self.emitter, self.alerts):
+            if poster is not None:
+                await asyncio.to_thread(poster.stop)
+        await asyncio.to_thread(self.events.stop)
+        self.kube.api_client.close()
+
+    def _every(self, seconds: float, work: Callable[[], object]) -> None:
+        """Run ``work`` in a worker thread every ``seconds``; an error is logged and the loop goes on."""
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await asyncio.to_thread(work)
+                except Exception:
+                    log.exception("periodic %s failed", getattr(work, "__name__", work))
+        self._tasks.append(asyncio.create_task(loop()))
+
+    # --- the periodic passes ----------------------------------------------------------------
+    def resync(self) -> None:
+        """Safety net: re-plan every unfinished run, whatever events were missed."""
+        unfinished = [(run["metadata"]["namespace"], run["metadata"]["name"])
+                      for scope in self.scopes() for run in self.kube.iter_runs(scope)
+                      if not RunPhase.ended((run.get("status") or {}).get("phase"))]
+        for namespace, name in unfinished:
+            self.engine.reconcile(namespace, name)
+
+    def schedule(self) -> None:
+        """Create the runs whose schedule slot is due."""
+        for scope in self.scopes():
+            for pipeline in self.kube.list_pipelines(scope):
+                if (pipeline.get("spec") or {}).get("schedule"):
+                    schedule_pipeline(self.kube, pipeline, post_event=self.events)
 
 
 def api_client(pool: int) -> client.ApiClient:
+    """A Kubernetes API client: in-cluster credentials when in a pod, the kubeconfig otherwise."""
     try:
         config.load_incluster_config()
     except config.ConfigException:

@@ -6,17 +6,15 @@ Datasets in URLs: the dataset **name** is the rest of the path, percent-encoded 
 namespaces answers 409 ``ambiguous_dataset`` listing the candidates.  Errors are
 ``{"error": {"code": ..., "message": ...}}``.  With a token, every route but ``/healthz`` needs
 ``Authorization: Bearer <token>`` (401 otherwise).  The store is synchronous; handlers call it in
-worker threads.
+worker threads.  Serving it (in the operator or alone) is :mod:`headwater.controller.api_server`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -35,7 +33,7 @@ from headwater.lineage.queries import (
 from headwater.lineage.records import jsonable
 from headwater.lineage.store import LineageStore
 
-__all__ = ["STORE", "create_app", "main", "start_api"]
+__all__ = ["STORE", "create_app", "start_api", "waiting_app"]
 
 log = logging.getLogger(__name__)
 
@@ -237,24 +235,3 @@ async def start_api(store: LineageStore | None, *, host: str, port: int, token: 
     await web.TCPSite(runner, host, port).start()
     log.info("Serving the lineage API on %s:%d", host, port)
     return runner
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the API standalone: ``python -m headwater.lineage.api --database-url postgresql://...``."""
-    parser = argparse.ArgumentParser(prog="headwater-api", description=main.__doc__)
-    parser.add_argument("--database-url", default=os.environ.get("HEADWATER_DATABASE_URL"))
-    parser.add_argument("--host", default="0.0.0.0")  # in a Pod, listen on every interface
-    parser.add_argument("--port", type=int, default=int(os.environ.get("HEADWATER_API_PORT", "8080")))
-    parser.add_argument("--token", default=os.environ.get("HEADWATER_API_TOKEN"),
-                        help="bearer token required by every route but /healthz (env HEADWATER_API_TOKEN)")
-    args = parser.parse_args(argv)
-    if not args.database_url:
-        parser.error("--database-url (or HEADWATER_DATABASE_URL) is required")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with LineageStore.open(args.database_url) as store:
-        web.run_app(create_app(store, token=args.token), host=args.host, port=args.port, print=None)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

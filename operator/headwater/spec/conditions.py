@@ -1,38 +1,13 @@
-"""Small helpers for status fields: timestamps, durations, conditions that change only on a flip."""
+"""Status conditions that change only when something changed, as Kubernetes conventions ask."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from headwater.spec.models import Condition
+from headwater.spec.times import isotime
 
-__all__ = ["format_duration", "isotime", "parse_time", "set_condition", "truncate"]
-
-
-def isotime(moment: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as Kubernetes writes timestamps."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def truncate(moment: datetime) -> datetime:
-    """``moment`` in UTC without sub-second digits, as status timestamps are kept."""
-    return moment.astimezone(UTC).replace(microsecond=0)
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def format_duration(now: datetime, since: datetime) -> str:
-    """``1h2m3s`` style, like kubectl."""
-    seconds = max(0, int((now - since).total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
+__all__ = ["set_condition"]
 
 
 def set_condition(

@@ -1,0 +1,80 @@
+"""What a finished PipelineRun tells the lineage store: its run, steps, edges and dataset versions.
+
+Pure: the records are derived from the run object alone (its status carries the pipeline snapshot),
+so recording the same run twice writes the same facts.  ``Recorded=True`` on the run's status says
+they are in the store (:mod:`headwater.lineage.recorder` writes them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from headwater.lineage import sqllineage
+from headwater.lineage.records import DatasetRef, DatasetVersionRecord, EdgeRecord, Record, RunRecord, StepRecord
+from headwater.spec.models import PipelineRunStatus, RunPhase, StepPhase, StepReason, StepSpec
+from headwater.spec.times import isotime, parse_time
+
+__all__ = ["CONDITION_RECORDED", "is_recorded", "records_for_run", "run_id"]
+
+CONDITION_RECORDED = "Recorded"
+
+
+def run_id(namespace: str, name: str) -> str:
+    """How a PipelineRun is named in the lineage store."""
+    return f"{namespace}/{name}"
+
+
+def is_recorded(run: dict[str, Any]) -> bool:
+    conditions = (run.get("status") or {}).get("conditions") or []
+    return any(cond.get("type") == CONDITION_RECORDED and cond.get("status") == "True" for cond in conditions)
+
+
+def _time(value: str | None) -> datetime | None:
+    return parse_time(value) if value else None
+
+
+def _rows(result: dict[str, Any] | None) -> int | None:
+    value = (result or {}).get("rowsAffected")
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def _datasets(step: StepSpec) -> tuple[tuple[DatasetRef, ...], tuple[DatasetRef, ...]]:
+    """Declared datasets, plus for sql steps the tables their SQL reads or writes that were not declared
+    (placed in the namespace of the step's declared outputs, the database the SQL runs in)."""
+    inputs = {DatasetRef(d.namespace, d.name) for d in step.inputs}
+    outputs = {DatasetRef(d.namespace, d.name) for d in step.outputs}
+    home = next((d.namespace for d in step.outputs), None)
+    if home:
+        reads, writes = sqllineage.undeclared(step)
+        inputs |= {DatasetRef(home, t) for t in reads}
+        outputs |= {DatasetRef(home, t) for t in writes}
+    return tuple(sorted(inputs)), tuple(sorted(outputs))
+
+
+def records_for_run(run: dict[str, Any]) -> list[Record]:
+    """Everything the store should know about a run: the run, its steps, and for each succeeded step
+    its lineage edges and a version of each dataset it wrote."""
+    meta, spec = run["metadata"], run.get("spec") or {}
+    status = PipelineRunStatus.model_validate(run.get("status") or {})
+    pipeline = spec.get("pipelineRef", {}).get("name", "")
+    rid = run_id(meta["namespace"], meta["name"])
+    out: list[Record] = [RunRecord(rid, pipeline, meta["namespace"], status.phase.value, spec.get("trigger", "manual"),
+                                   _time(status.started_at), _time(status.finished_at))]
+    snapshot = {s.id: s for s in (status.pipeline_spec.steps if status.pipeline_spec else [])}
+    for step in status.steps:
+        failed = step.phase in (StepPhase.FAILED, StepPhase.CANCELLED)
+        out.append(StepRecord(rid, pipeline, step.name, step.phase.value, step.attempts, _time(step.started_at),
+                              _time(step.finished_at), _rows(step.result), step.message if failed else None))
+        declared = snapshot.get(step.name)
+        if declared is None or step.phase != StepPhase.SUCCEEDED or step.reason == StepReason.REUSED:
+            continue
+        inputs, outputs = _datasets(declared)
+        written = _time(step.finished_at) or datetime.now(UTC)
+        if inputs or outputs:
+            out.append(EdgeRecord(rid, pipeline, step.name, inputs, outputs, written))
+        rows = _rows(step.result) if len(outputs) == 1 else None
+        fingerprint = (step.result or {}).get("schemaFingerprint")
+        out.extend(DatasetVersionRecord(o, rid, pipeline, step.name, written, rows,
+                                        fingerprint if isinstance(fingerprint, str) else None) for o in outputs)
+    return out
