@@ -238,7 +238,7 @@ def bench_record_writes(store: LineageStore, graph: Graph, count: int) -> float:
     jobs = graph.jobs[:count]
     started = time.perf_counter()
     for out, step, inputs in jobs:
-        store.record_lineage(EdgeRecord(step_run_uuid("writes", step), _pipeline(step), step,
+        store.record(EdgeRecord(step_run_uuid("writes", step), _pipeline(step), step,
                                         tuple(DatasetRef(NAMESPACE, n) for n in inputs),
                                         (DatasetRef(NAMESPACE, out),), seen_at=T0 + timedelta(days=400)))
     return len(jobs) / (time.perf_counter() - started)

@@ -53,7 +53,7 @@ from headwater.runs import planning
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, job_name
 from headwater.spec import constants as c
 from headwater.spec.models import PipelineRunSpec, PipelineSpec, StepPhase
-from headwater.spec.status import isotime
+from headwater.spec.times import isotime
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADWATER = Path(sys.executable).parent / "headwater"

@@ -103,7 +103,7 @@ def test_an_unknown_route_answers_the_json_error_shape(revenue: LineageStore) ->
 
 
 def test_an_ambiguous_name_answers_409_with_the_candidates(revenue: LineageStore) -> None:
-    revenue.record_lineage(EdgeRecord("r", "lake", "copy", (wh("raw.orders"),), (DatasetRef("s3://lake",
+    revenue.record(EdgeRecord("r", "lake", "copy", (wh("raw.orders"),), (DatasetRef("s3://lake",
                                                                                               "raw.orders"),)))
     status, body = get(revenue, "/v1/datasets/raw.orders")
     assert status == 409
@@ -141,7 +141,7 @@ def test_datasets_run_and_explain_answer_json(revenue: LineageStore) -> None:
 
 def test_hostile_names_round_trip_through_urls(store: LineageStore) -> None:
     name = "o'brien\"; DROP TABLE datasets; -- ü/漢字?#%20 & more"
-    store.record_lineage(EdgeRecord("r", "p", "s", (wh(name),), (wh("out"),)))
+    store.record(EdgeRecord("r", "p", "s", (wh(name),), (wh("out"),)))
     status, body = get(store, f"/v1/lineage/downstream/{quote(name, safe='')}")
     assert status == 200
     assert body["dataset"]["name"] == name

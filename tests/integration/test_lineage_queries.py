@@ -82,8 +82,8 @@ def test_depth_outside_one_to_a_hundred_is_refused(revenue: LineageStore) -> Non
 def test_lineage_with_cycles_terminates_and_reports_each_dataset_once(store: LineageStore) -> None:
     ring = [wh(f"ring.{i}") for i in range(5)]
     for i, dataset in enumerate(ring):
-        store.record_lineage(EdgeRecord("r", "loop", f"s{i}", (dataset,), (ring[(i + 1) % 5],)))
-    store.record_lineage(EdgeRecord("r", "loop", "self", (ring[0],), (ring[0],)))
+        store.record(EdgeRecord("r", "loop", f"s{i}", (dataset,), (ring[(i + 1) % 5],)))
+    store.record(EdgeRecord("r", "loop", "self", (ring[0],), (ring[0],)))
     graph = store.downstream("ring.0", depth=100)
     assert _depths(graph) == {ring[1]: 1, ring[2]: 2, ring[3]: 3, ring[4]: 4}
     assert len(graph.edges) == 6
@@ -93,7 +93,7 @@ def test_lineage_with_cycles_terminates_and_reports_each_dataset_once(store: Lin
 def test_a_dense_diamond_lattice_is_walked_without_path_explosion(store: LineageStore) -> None:
     layers = [[wh(f"l{layer}.{i}") for i in range(6)] for layer in range(40)]
     for layer, (above, below) in enumerate(itertools.pairwise(layers)):
-        store.record_lineage(EdgeRecord("r", "lattice", f"s{layer}", tuple(above), tuple(below)))
+        store.record(EdgeRecord("r", "lattice", f"s{layer}", tuple(above), tuple(below)))
     graph = store.downstream("l0.0", depth=100)  # 6^39 paths; (dataset, depth) pairs: 39 x 6
     assert len(graph.nodes) == 39 * 6
     assert max(n.depth for n in graph.nodes) == 39
@@ -108,7 +108,7 @@ def test_unknown_dataset_is_not_found(revenue: LineageStore) -> None:
 
 def test_a_name_in_two_namespaces_needs_its_namespace(revenue: LineageStore) -> None:
     twin = DatasetRef("s3://lake", "raw.orders")
-    revenue.record_lineage(EdgeRecord("r", "lake", "copy", (wh("raw.orders"),), (twin,)))
+    revenue.record(EdgeRecord("r", "lake", "copy", (wh("raw.orders"),), (twin,)))
     with pytest.raises(AmbiguousDatasetError) as caught:
         revenue.upstream("raw.orders")
     assert caught.value.candidates == [wh("raw.orders"), twin]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from headwater.spec import dag, rules
+from headwater.spec import dag, parsing
 from headwater.spec.constants import DEFAULT_IMAGE
 from headwater.spec.models import (
     Dataset,
@@ -140,14 +140,14 @@ def test_an_unknown_time_zone_is_rejected_with_a_hint() -> None:
     ("1h30m", timedelta(minutes=90)), ("45s", timedelta(seconds=45)),
 ])
 def test_durations_use_s_m_h_and_d(text: str, expected: timedelta) -> None:
-    assert rules.parse_duration(text) == expected
+    assert parsing.parse_duration(text) == expected
     assert Freshness(max_age=text).max_age_delta == expected
 
 
 @pytest.mark.parametrize("text", ["6", "1w", "1.5h", "h", "", "6 h"])
 def test_anything_else_is_not_a_duration(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
-        rules.parse_duration(text)
+        parsing.parse_duration(text)
 
 
 @pytest.mark.parametrize(("fields", "message"), [

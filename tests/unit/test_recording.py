@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from headwater.lineage.recording import is_recorded, records_for_run
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord, EdgeRecord, RunRecord, StepRecord
+from headwater.lineage.run_records import is_recorded, records_for_run
 from manifests import step
 
 pytestmark = pytest.mark.unit

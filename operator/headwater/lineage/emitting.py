@@ -2,33 +2,29 @@
 
 Events are derived from the step transitions the engine applies, with stable run ids
 (uuid5 of the PipelineRun and the step), so a receiver sees the same id across retries and
-operator restarts.  Sending happens on a background thread with retries and back-off and never
-holds up reconciliation; an event still undeliverable after its retries is dropped and logged
-(the lineage store, not this feed, is the record that is never lost).
+operator restarts.  Pure: a :class:`~headwater.adapters.delivery.JsonPoster` sends them on a background
+thread with retries and back-off, never holding up reconciliation; an event still undeliverable after
+its retries is dropped and logged (the lineage store, not this feed, is the record that is never lost).
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from functools import partial
 from typing import Any
 
-from headwater.adapters.delivery import JsonPoster
 from headwater.lineage.openlineage import build_run_event
-from headwater.lineage.recording import run_id
 from headwater.lineage.records import DatasetRef
-from headwater.spec.models import PipelineRunStatus, StepPhase, StepStatus
+from headwater.lineage.run_records import run_id
+from headwater.spec.models import PipelineRunStatus, StepPhase, StepReason, StepStatus
 
-__all__ = ["OpenLineageEmitter", "step_events"]
-
-log = logging.getLogger(__name__)
+__all__ = ["step_events"]
 
 _EVENT_TYPES = {StepPhase.SUCCEEDED: "COMPLETE", StepPhase.FAILED: "FAIL", StepPhase.CANCELLED: "ABORT"}
 
 
 def _started(step: StepStatus | None) -> bool:
-    return step is not None and step.job is not None and step.reason != "Reused"
+    return step is not None and step.job is not None and step.reason != StepReason.REUSED
 
 
 def step_events(namespace: str, name: str, pipeline: str, old: PipelineRunStatus, new: PipelineRunStatus,
@@ -51,13 +47,3 @@ def step_events(namespace: str, name: str, pipeline: str, old: PipelineRunStatus
             counts = {outputs[0]: rows} if kind == "COMPLETE" and len(outputs) == 1 and isinstance(rows, int) else None
             events.append(event(kind, row_counts=counts, error=step.message if kind == "FAIL" else None))
     return events
-
-
-class OpenLineageEmitter(JsonPoster):
-    """Posts RunEvents to the configured OpenLineage endpoint (see :class:`JsonPoster`)."""
-
-    def __init__(self, url: str, api_key: str | None = None) -> None:
-        super().__init__(url, api_key, name="openlineage-emitter")
-
-    def emit(self, event: dict[str, Any]) -> None:
-        self.send(event)

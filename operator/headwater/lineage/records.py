@@ -1,10 +1,8 @@
 """What the operator tells the lineage store: immutable records with stable idempotency keys.
 
-Every record is a frozen dataclass that can be turned into plain JSON (:func:`record_to_json`) and
-back (:func:`record_from_json`), so the operator can queue records durably while PostgreSQL is away
-and replay them later.  ``record.key`` identifies the fact a record states: two records with the
-same key state the same fact, so a queue can drop duplicates, and the store writes every record
-idempotently anyway (replaying one twice changes nothing).
+Every record is a frozen dataclass.  ``record.key`` identifies the fact a record states: two records
+with the same key state the same fact, and the store writes every record idempotently (writing one
+twice changes nothing), so a run can be recorded again after a crash or an outage.
 """
 
 from __future__ import annotations
@@ -12,20 +10,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from pydantic.alias_generators import to_camel
+
+from headwater.spec.models import RunPhase, StepPhase
+from headwater.spec.times import isotime_precise
+
 __all__ = [
-    "RUN_PHASES", "STEP_PHASES", "TERMINAL_PHASES", "DatasetRef", "DatasetVersionRecord", "EdgeRecord",
-    "Record", "RunRecord", "StepRecord", "dataset_key", "jsonable", "record_from_json",
-    "record_to_json",
+    "RUN_PHASES", "STEP_PHASES", "DatasetRef", "DatasetVersionRecord", "EdgeRecord",
+    "Record", "RunRecord", "StepRecord", "dataset_key", "jsonable",
 ]
 
-RUN_PHASES: Final = frozenset({"Pending", "Running", "Succeeded", "Failed", "Cancelled"})
-STEP_PHASES: Final = RUN_PHASES | {"Skipped"}
-TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed", "Cancelled", "Skipped"})
+RUN_PHASES: Final = frozenset(p.value for p in RunPhase)
+STEP_PHASES: Final = frozenset(p.value for p in StepPhase)
 
 
 def _check_phase(phase: str, allowed: frozenset[str], what: str) -> None:
@@ -159,61 +159,14 @@ class DatasetVersionRecord:
 
 
 Record = RunRecord | StepRecord | EdgeRecord | DatasetVersionRecord
-_KINDS: Final[dict[str, type[Record]]] = {
-    "run": RunRecord, "step": StepRecord, "edge": EdgeRecord, "version": DatasetVersionRecord,
-}
-
-
-def record_to_json(record: Record) -> dict[str, Any]:
-    """A plain-JSON form of ``record`` (``kind`` plus its fields; times as ISO 8601)."""
-    kind = next(name for name, cls in _KINDS.items() if isinstance(record, cls))
-    fields = {f.name: _to_plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
-    return {"kind": kind, **fields}
-
-
-def _to_plain(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, DatasetRef):
-        return {"namespace": value.namespace, "name": value.name}
-    if isinstance(value, tuple):
-        return [_to_plain(item) for item in value]
-    return value
-
-
-def record_from_json(data: Mapping[str, Any]) -> Record:
-    """The record that :func:`record_to_json` turned into ``data``."""
-    cls = _KINDS.get(str(data.get("kind")))
-    if cls is None:
-        raise ValueError(f"unknown record kind {data.get('kind')!r}")
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
-        raw = data[f.name]
-        if f.name in {"started_at", "finished_at", "seen_at", "written_at"} and raw is not None:
-            raw = datetime.fromisoformat(raw)
-        elif f.name == "dataset":
-            raw = DatasetRef(**raw)
-        elif f.name in {"inputs", "outputs"}:
-            raw = tuple(DatasetRef(**item) for item in raw)
-        values[f.name] = raw
-    return cls(**values)
-
-
 def jsonable(value: object) -> Any:
     """``value`` as JSON-ready data: dataclasses become dicts with camelCase keys, times RFC 3339 UTC."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {_camel(f.name): jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {to_camel(f.name): jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return isotime_precise(value)
     if isinstance(value, list | tuple):
         return [jsonable(item) for item in value]
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     return value
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)

@@ -12,8 +12,8 @@ from typing import Any
 
 from headwater.lineage import sqllineage
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord, EdgeRecord, Record, RunRecord, StepRecord
-from headwater.spec.models import PipelineRunStatus, RunPhase, StepPhase, StepReason, StepSpec
-from headwater.spec.times import isotime, parse_time
+from headwater.spec.models import PipelineRunStatus, StepPhase, StepReason, StepSpec
+from headwater.spec.times import parse_time
 
 __all__ = ["CONDITION_RECORDED", "is_recorded", "records_for_run", "run_id"]
 

@@ -24,7 +24,7 @@ from headwater.lineage import explain as _explain
 from headwater.lineage import queries
 from headwater.lineage.migrations import migrate
 from headwater.lineage.openlineage import ParsedEvent, parse_run_event
-from headwater.lineage.records import DatasetVersionRecord, EdgeRecord, Record, RunRecord, StepRecord
+from headwater.lineage.records import Record
 from headwater.lineage.writes import write_record
 
 __all__ = ["IngestResult", "LineageStore"]
@@ -115,22 +115,6 @@ class LineageStore:
         with self.transaction(pipelined=True) as conn:
             for record in records:
                 write_record(conn, record)
-
-    def record_run(self, run: RunRecord) -> None:
-        """Insert or advance a run; a terminal phase, once stored, is final."""
-        self.record(run)
-
-    def record_step(self, step: StepRecord) -> None:
-        """Insert or advance a step of a run; a terminal phase, once stored, is final."""
-        self.record(step)
-
-    def record_lineage(self, lineage: EdgeRecord) -> None:
-        """Register the datasets and the deduplicated edges inputs → (pipeline, step) → outputs."""
-        self.record(lineage)
-
-    def record_dataset_version(self, version: DatasetVersionRecord) -> None:
-        """Record a successful write of a dataset (once per dataset, run and step)."""
-        self.record(version)
 
     def ingest_openlineage(self, event: object) -> IngestResult:
         """Validate and store an OpenLineage RunEvent in one transaction (raises ``InvalidEventError``)."""

@@ -10,14 +10,13 @@ from headwater.adapters.kube import Kube
 from headwater.pipelines import scheduling
 from headwater.pipelines.scheduling import Action
 from headwater.spec import constants as c
-from headwater.spec.models import PipelineSpec, Trigger
-from headwater.spec.status import isotime, parse_time
+from headwater.spec.models import PipelineSpec, RunPhase, Trigger
+from headwater.spec.times import isotime, parse_time
 
 __all__ = ["schedule_pipeline", "scheduled_run"]
 
 log = logging.getLogger(__name__)
 
-_TERMINAL = {"Succeeded", "Failed", "Cancelled"}
 
 
 def scheduled_run(pipeline: dict[str, Any], slot: datetime) -> dict[str, Any]:
@@ -48,7 +47,7 @@ def schedule_pipeline(kube: Kube, pipeline: dict[str, Any], now: datetime | None
         return scheduling.Decision(Action.NONE)
     since = parse_time(status.get("lastScheduleTime") or meta["creationTimestamp"])
     runs = kube.list_runs(meta["namespace"], f"{c.LABEL_PIPELINE}={meta['name']}")
-    active = [r for r in runs if (r.get("status") or {}).get("phase") not in _TERMINAL]
+    active = [r for r in runs if not RunPhase.ended((r.get("status") or {}).get("phase"))]
     decision = scheduling.decide(
         spec.schedule, spec.time_zone, now, since, suspended=spec.suspend,
         starting_deadline_seconds=spec.starting_deadline_seconds, policy=spec.concurrency_policy,

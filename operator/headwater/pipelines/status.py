@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from headwater.lineage import sqllineage
 from headwater.pipelines import scheduling
 from headwater.spec import dag
+from headwater.spec.conditions import set_condition
 from headwater.spec.models import Condition, PipelineSpec, PipelineStatus, StepType
-from headwater.spec.status import isotime, set_condition
+from headwater.spec.times import isotime
 
 __all__ = ["CONDITION_SQL_LINEAGE", "pipeline_status"]
 

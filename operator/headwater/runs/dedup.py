@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from headwater.runs.jobs import observe_job
-from headwater.runs.planning import TERMINAL_RUN, TERMINAL_STEP
 from headwater.spec import constants as c
 from headwater.spec.models import PipelineRunStatus, StepPhase
 
@@ -89,7 +88,7 @@ class RunMemory:
         with self._guard:
             before = self._runs.get(key)
             versions = (meta.get("resourceVersion", ""),) + (before.resource_versions[:_VERSIONS - 1] if before else ())
-            self._runs[key] = _Seen(tuple(dict.fromkeys(versions)), status.phase in TERMINAL_RUN,
+            self._runs[key] = _Seen(tuple(dict.fromkeys(versions)), status.phase.final,
                                     {s.name: (s.phase, s.attempts, s.job) for s in status.steps})
 
     def forget(self, namespace: str, name: str) -> None:
@@ -119,7 +118,7 @@ class RunMemory:
         step = seen.steps.get((job.get("metadata") or {}).get("labels", {}).get(c.LABEL_STEP, ""))
         if step is None:
             return True
-        if step[0] in TERMINAL_STEP:
+        if step[0].final:
             return False
         if deleted:
             return True

@@ -16,27 +16,39 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
-from headwater.lineage.emitting import OpenLineageEmitter, step_events
-from headwater.lineage.recording import Recorder, is_recorded
+from headwater.lineage.emitting import step_events
+from headwater.lineage.run_records import is_recorded
 from headwater.runs import history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job
 from headwater.spec import constants as c
-from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, StepPhase
-from headwater.spec.status import parse_time
+from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase, StepReason
+from headwater.spec.times import parse_time
 
-__all__ = ["EventSink", "RunEngine"]
+__all__ = ["EventSink", "RunEngine", "RunSink"]
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 """Posts a Kubernetes Event: (object, type, reason, message)."""
+
+
+class RunSink(Protocol):
+    """Told of every finished run (the lineage recorder): must return at once."""
+
+    def notify(self, namespace: str, name: str) -> None: ...
+
+
+class EventFeed(Protocol):
+    """Takes OpenLineage RunEvents to send (a background sender): must return at once."""
+
+    def send(self, payload: dict[str, Any]) -> None: ...
 
 
 def _dump(status: PipelineRunStatus) -> dict[str, Any]:
@@ -48,8 +60,8 @@ class RunEngine:
 
     def __init__(self, kube: Kube, settings: JobSettings, post_event: EventSink,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 recorder: Recorder | None = None, metrics: Metrics | None = None,
-                 emitter: OpenLineageEmitter | None = None,
+                 recorder: RunSink | None = None, metrics: Metrics | None = None,
+                 emitter: EventFeed | None = None,
                  on_finish: Callable[[RunRef, PipelineRunStatus], None] | None = None) -> None:
         self.kube = kube
         self.on_finish = on_finish
@@ -94,7 +106,7 @@ class RunEngine:
         meta = run["metadata"]
         spec = PipelineRunSpec.model_validate(run.get("spec") or {})
         raw_status = run.get("status") or {}
-        if not raw_status.get("pipelineSpec") and raw_status.get("phase") not in ("Failed", "Cancelled"):
+        if not raw_status.get("pipelineSpec") and raw_status.get("phase") not in (RunPhase.FAILED, RunPhase.CANCELLED):
             started = self._start(run, spec)
             if started is None:
                 return planning.Plan()
@@ -119,7 +131,7 @@ class RunEngine:
         self._measure(ref, status, out)
         if self.emitter is not None and out.status is not None:
             for event in step_events(ref.namespace, ref.name, ref.pipeline, status, out.status, self.clock()):
-                self.emitter.emit(event)
+                self.emitter.send(event)
         return out
 
     def _start(self, run: dict[str, Any], spec: PipelineRunSpec) -> PipelineRunStatus | None:
@@ -143,7 +155,7 @@ class RunEngine:
 
     def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
         """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended."""
-        settled = {s.name for s in status.steps if s.phase in planning.TERMINAL_STEP}
+        settled = {s.name for s in status.steps if s.phase.final}
         observed: dict[str, JobObservation] = {}
         for job in self.kube.list_jobs(ref.namespace, ref.name):
             step = job["metadata"].get("labels", {}).get(c.LABEL_STEP)
@@ -180,11 +192,11 @@ class RunEngine:
         seen = self._succeeded_at.setdefault((ref.namespace, ref.name), {})
         before = {s.name: s.phase for s in old.steps}
         for step in out.status.steps:
-            if step.phase == before.get(step.name) or step.phase not in planning.TERMINAL_STEP:
+            if step.phase == before.get(step.name) or not step.phase.final:
                 continue
             if step.phase == StepPhase.SUCCEEDED:
                 seen[step.name] = now
-            if step.started_at and step.finished_at and step.reason != planning.REASON_REUSED:
+            if step.started_at and step.finished_at and step.reason != StepReason.REUSED:
                 elapsed = (parse_time(step.finished_at) - parse_time(step.started_at)).total_seconds()
                 self.metrics.step_duration.labels(ref.pipeline, step.name).observe(elapsed)
                 self.metrics.step_attempts.labels(ref.pipeline, step.name).inc(step.attempts)

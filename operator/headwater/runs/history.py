@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from headwater.spec.models import RunPhase
+
 __all__ = ["runs_to_delete"]
 
-_SUCCESS = {"Succeeded"}
-_FAILURE = {"Failed", "Cancelled"}
+_SUCCESS = frozenset({RunPhase.SUCCEEDED})
+_FAILURE = frozenset({RunPhase.FAILED, RunPhase.CANCELLED})
 
 
 def runs_to_delete(runs: list[dict[str, Any]], keep_successful: int, keep_failed: int,
@@ -18,7 +20,7 @@ def runs_to_delete(runs: list[dict[str, Any]], keep_successful: int, keep_failed
     Unfinished runs are never chosen, nor runs for which ``protected`` is true (e.g. not yet in
     the lineage store).
     """
-    def newest_first(phases: set[str]) -> list[dict[str, Any]]:
+    def newest_first(phases: frozenset[RunPhase]) -> list[dict[str, Any]]:
         chosen = [r for r in runs if (r.get("status") or {}).get("phase") in phases and not protected(r)]
         return sorted(chosen, key=lambda r: (r["metadata"].get("creationTimestamp") or "", r["metadata"]["name"]),
                       reverse=True)

@@ -15,30 +15,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from headwater.runs.jobs import JobObservation, JobSettings, RunRef, build_job, job_name
+from headwater.runs.jobs import JobObservation, JobSettings, RunRef, build_job
 from headwater.spec import dag
+from headwater.spec.conditions import set_condition
 from headwater.spec.models import (
     PipelineRunSpec,
     PipelineRunStatus,
     PipelineSpec,
     RunPhase,
     StepPhase,
+    StepReason,
     StepStatus,
 )
-from headwater.spec.status import format_duration, isotime, parse_time, set_condition
+from headwater.spec.times import format_duration, isotime, parse_time
 
 __all__ = ["Event", "Plan", "plan", "start"]
-
-TERMINAL_STEP = frozenset({StepPhase.SUCCEEDED, StepPhase.FAILED, StepPhase.SKIPPED, StepPhase.CANCELLED})
-TERMINAL_RUN = frozenset({RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED})
-
-REASON_REUSED = "Reused"
-REASON_NOT_SELECTED = "NotSelected"
-REASON_UPSTREAM_FAILED = "UpstreamFailed"
-REASON_FAIL_FAST = "FailFast"
-REASON_CANCELLED = "Cancelled"
-REASON_JOB_CREATED = "JobCreated"
-REASON_JOB_DELETED = "JobDeleted"
 
 
 @dataclass(frozen=True)
@@ -61,13 +52,13 @@ class Plan:
 
     @property
     def finished(self) -> bool:
-        return self.status is not None and self.status.phase in TERMINAL_RUN
+        return self.status is not None and self.status.phase.final
 
 
 def _satisfied(step: StepStatus) -> bool:
     """A dependency that lets its downstream steps start."""
     return step.phase == StepPhase.SUCCEEDED or (
-        step.phase == StepPhase.SKIPPED and step.reason == REASON_NOT_SELECTED
+        step.phase == StepPhase.SKIPPED and step.reason == StepReason.NOT_SELECTED
     )
 
 
@@ -96,13 +87,13 @@ def start(
     reused = {s.name: s for s in (earlier.steps if earlier else []) if s.phase == StepPhase.SUCCEEDED}
     for step in pipeline.steps:
         if step.id not in selected:
-            status.steps.append(StepStatus(name=step.id, phase=StepPhase.SKIPPED, reason=REASON_NOT_SELECTED,
+            status.steps.append(StepStatus(name=step.id, phase=StepPhase.SKIPPED, reason=StepReason.NOT_SELECTED,
                                            message=f"not downstream of fromStep {spec.from_step}"))
         elif step.id in reused:
             old = reused[step.id]
             status.steps.append(StepStatus(
                 name=step.id, phase=StepPhase.SUCCEEDED, job=old.job, attempts=old.attempts,
-                started_at=old.started_at, finished_at=old.finished_at, reason=REASON_REUSED,
+                started_at=old.started_at, finished_at=old.finished_at, reason=StepReason.REUSED,
                 message=f"succeeded in run {spec.retry_of}", result=old.result))
         else:
             status.steps.append(StepStatus(name=step.id, phase=StepPhase.PENDING))
@@ -121,7 +112,7 @@ def _start_problem(
         return "InvalidRequest", f"spec.fromStep: unknown step {spec.from_step!r}; known steps: {', '.join(ids)}"
     if spec.retry_of and earlier is None:
         return "InvalidRequest", f"spec.retryOf: PipelineRun {spec.retry_of!r} was not found"
-    if earlier is not None and earlier.phase not in TERMINAL_RUN:
+    if earlier is not None and not earlier.phase.final:
         return "InvalidRequest", f"spec.retryOf: PipelineRun {spec.retry_of!r} has not finished"
     return None
 
@@ -153,7 +144,7 @@ def plan(
     Jobs.  A finished run plans nothing.
     """
     out = Plan()
-    if status.phase in TERMINAL_RUN or status.pipeline_spec is None:
+    if status.phase.final or status.pipeline_spec is None:
         return out
     pipeline = status.pipeline_spec
     work = _Work(run, spec, observed, settings, out)
@@ -162,7 +153,7 @@ def plan(
         work.steps[step_id] = _observe_step(previous.get(step_id), step_id, observed.get(step_id))
     halted = spec.cancel or (pipeline.fail_fast and any(s.phase == StepPhase.FAILED for s in work.steps.values()))
     if halted:
-        _halt(work, REASON_CANCELLED if spec.cancel else REASON_FAIL_FAST, now)
+        _halt(work, StepReason.CANCELLED if spec.cancel else StepReason.FAIL_FAST, now)
     else:
         _advance(work, pipeline, now)
     new = _next_status(status, pipeline, work, now)
@@ -173,7 +164,7 @@ def plan(
 
 
 def _observe_step(prev: StepStatus | None, step_id: str, seen: JobObservation | None) -> StepStatus:
-    if prev is not None and prev.phase in TERMINAL_STEP:
+    if prev is not None and prev.phase.final:
         return prev
     if seen is not None:
         return StepStatus(
@@ -182,7 +173,7 @@ def _observe_step(prev: StepStatus | None, step_id: str, seen: JobObservation | 
     if prev is not None and prev.job:
         # We created this Job and it is gone before finishing: never run the step twice.
         return prev.model_copy(update={
-            "phase": StepPhase.FAILED, "reason": REASON_JOB_DELETED,
+            "phase": StepPhase.FAILED, "reason": StepReason.JOB_DELETED,
             "message": f"Job {prev.job} was deleted before it finished"})
     return StepStatus(name=step_id, phase=StepPhase.PENDING, message=prev.message if prev else None)
 
@@ -190,12 +181,12 @@ def _observe_step(prev: StepStatus | None, step_id: str, seen: JobObservation | 
 def _halt(work: _Work, reason: str, now: datetime) -> None:
     """Cancel (or fail fast): delete unfinished Jobs and end every unfinished step."""
     for step in work.steps.values():
-        if step.phase in TERMINAL_STEP:
+        if step.phase.final:
             continue
         if step.job:
             work.out.delete.append(step.job)
-        phase = StepPhase.CANCELLED if (step.job or reason == REASON_CANCELLED) else StepPhase.SKIPPED
-        why = "the run was cancelled" if reason == REASON_CANCELLED else "another step failed and failFast is set"
+        phase = StepPhase.CANCELLED if (step.job or reason == StepReason.CANCELLED) else StepPhase.SKIPPED
+        why = "the run was cancelled" if reason == StepReason.CANCELLED else "another step failed and failFast is set"
         step.phase, step.reason, step.message = phase, reason, why
         step.finished_at = isotime(now)
 
@@ -203,15 +194,15 @@ def _halt(work: _Work, reason: str, now: datetime) -> None:
 def _advance(work: _Work, pipeline: PipelineSpec, now: datetime) -> None:
     """Skip what is downstream of a failure; create the Jobs of ready steps, within maxParallelism."""
     by_id = {s.id: s for s in pipeline.steps}
-    active = sum(1 for s in work.steps.values() if s.job and s.phase not in TERMINAL_STEP)
+    active = sum(1 for s in work.steps.values() if s.job and not s.phase.final)
     limit = pipeline.max_parallelism
     for step_id, step in work.steps.items():
         if step.phase != StepPhase.PENDING or step.job:
             continue
         deps = [work.steps[d] for d in by_id[step_id].depends_on]
-        broken = next((d for d in deps if d.phase in TERMINAL_STEP and not _satisfied(d)), None)
+        broken = next((d for d in deps if d.phase.final and not _satisfied(d)), None)
         if broken is not None:
-            step.phase, step.reason = StepPhase.SKIPPED, REASON_UPSTREAM_FAILED
+            step.phase, step.reason = StepPhase.SKIPPED, StepReason.UPSTREAM_FAILED
             step.message = f"upstream step {broken.name} {broken.phase.value.lower()}"
             step.finished_at = isotime(now)
         elif all(_satisfied(d) for d in deps):
@@ -220,12 +211,12 @@ def _advance(work: _Work, pipeline: PipelineSpec, now: datetime) -> None:
                 continue
             manifest = build_job(work.run, by_id[step_id], work.settings)
             work.out.create.append(manifest)
-            step.job, step.reason, step.message = manifest["metadata"]["name"], REASON_JOB_CREATED, None
+            step.job, step.reason, step.message = manifest["metadata"]["name"], StepReason.JOB_CREATED, None
             active += 1
 
 
 def _run_phase(steps: list[StepStatus], cancel: bool) -> RunPhase:
-    if any(s.phase not in TERMINAL_STEP for s in steps):
+    if any(not s.phase.final for s in steps):
         return RunPhase.RUNNING
     if cancel:
         return RunPhase.CANCELLED
@@ -241,9 +232,9 @@ def _next_status(old: PipelineRunStatus, pipeline: PipelineSpec, work: _Work, no
     new = old.model_copy(deep=True)
     new.steps = steps
     new.phase = _run_phase(steps, work.spec.cancel)
-    selected = [s for s in steps if not (s.phase == StepPhase.SKIPPED and s.reason == REASON_NOT_SELECTED)]
+    selected = [s for s in steps if not (s.phase == StepPhase.SKIPPED and s.reason == StepReason.NOT_SELECTED)]
     new.progress = f"{sum(1 for s in selected if s.phase == StepPhase.SUCCEEDED)}/{len(selected)}"
-    if new.phase in TERMINAL_RUN:
+    if new.phase.final:
         new.finished_at = isotime(now)
         if new.started_at:
             new.duration = format_duration(now, parse_time(new.started_at))
@@ -265,26 +256,21 @@ def _diff_events(previous: Mapping[str, StepStatus], new: PipelineRunStatus, out
         event = _step_event(step)
         if event is not None:
             out.events.append(event)
-    if new.phase in TERMINAL_RUN:
+    if new.phase.final:
         kind = "Normal" if new.phase == RunPhase.SUCCEEDED else "Warning"
         out.events.append(Event(kind, f"Run{new.phase.value}",
                                 f"Run {new.phase.value.lower()} after {new.duration or '?'} ({new.progress} steps)"))
 
 
 def _step_event(step: StepStatus) -> Event | None:
-    if step.phase == StepPhase.PENDING and step.reason == REASON_JOB_CREATED:
+    if step.phase == StepPhase.PENDING and step.reason == StepReason.JOB_CREATED:
         return Event("Normal", "JobCreated", f"Created Job {step.job} for step {step.name}")
-    if step.phase == StepPhase.SUCCEEDED and step.reason != REASON_REUSED:
+    if step.phase == StepPhase.SUCCEEDED and step.reason != StepReason.REUSED:
         return Event("Normal", "StepSucceeded", f"Step {step.name} succeeded after {step.attempts} attempt(s)")
     if step.phase == StepPhase.FAILED:
         return Event("Warning", "StepFailed", f"Step {step.name} failed: {step.reason}: {step.message or ''}".strip())
-    if step.phase == StepPhase.SKIPPED and step.reason != REASON_NOT_SELECTED:
+    if step.phase == StepPhase.SKIPPED and step.reason != StepReason.NOT_SELECTED:
         return Event("Warning", "StepSkipped", f"Step {step.name} skipped: {step.message}")
     if step.phase == StepPhase.CANCELLED:
         return Event("Normal", "StepCancelled", f"Step {step.name} cancelled: {step.message}")
     return None
-
-
-def job_names(run_name: str, pipeline: PipelineSpec) -> dict[str, str]:
-    """Step id -> the deterministic name of its Job in ``run_name``."""
-    return {s.id: job_name(run_name, s.id) for s in pipeline.steps}

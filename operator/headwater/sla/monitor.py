@@ -22,6 +22,7 @@ from headwater.adapters.metrics import Metrics
 from headwater.runs.jobs import RunRef
 from headwater.sla.alerts import DatasetGraph, Incident, notification
 from headwater.sla.freshness import evaluate
+from headwater.spec.conditions import set_condition
 from headwater.spec.models import (
     DatasetStatus,
     PipelineRunStatus,
@@ -29,8 +30,9 @@ from headwater.spec.models import (
     PipelineStatus,
     RunPhase,
     StepPhase,
+    StepReason,
 )
-from headwater.spec.status import parse_time, set_condition
+from headwater.spec.times import parse_time
 
 __all__ = ["SlaMonitor"]
 
@@ -85,7 +87,7 @@ class SlaMonitor:
     def run_finished(self, ref: RunRef, status: PipelineRunStatus, now: datetime | None = None) -> None:
         """Record the outputs a finished run wrote; clear risks it resolves; raise an incident if it failed."""
         now = now or datetime.now(UTC)
-        done = {s.name: s for s in status.steps if s.phase == StepPhase.SUCCEEDED and s.reason != "Reused"}
+        done = {s.name: s for s in status.steps if s.phase == StepPhase.SUCCEEDED and s.reason != StepReason.REUSED}
 
         def wrote(spec: PipelineSpec, datasets: list[DatasetStatus]) -> None:
             by_key = {(d.namespace, d.name): d for d in datasets}

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from headwater.spec import dag
+from headwater.spec import dag, parsing
 from headwater.spec import rules as r
 from headwater.spec.constants import API_VERSION, DEFAULT_IMAGE, PIPELINE_KIND, PIPELINERUN_KIND
 from headwater.spec.podspec import (
@@ -42,7 +42,8 @@ __all__ = [
     "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "Dataset", "EnvFromSource", "EnvVar",
     "EnvVarSource", "Freshness", "NamedRef", "Notifications", "ObjectMeta", "OutputDataset", "Pipeline",
     "PipelineRef", "PipelineRun", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
-    "PodMetadata", "Resources", "RunPhase", "SecretKeyRef", "StepPhase", "StepSpec", "StepStatus", "StepType",
+    "PodMetadata", "Resources", "RunPhase", "SecretKeyRef", "StepPhase", "StepReason", "StepSpec", "StepStatus",
+    "StepType",
     "Timestamp", "Trigger",
 ]
 
@@ -81,6 +82,16 @@ class RunPhase(StrEnum):
     FAILED = "Failed"
     CANCELLED = "Cancelled"
 
+    @property
+    def final(self) -> bool:
+        """Succeeded, Failed and Cancelled: a run in one of them never changes phase again."""
+        return self in (RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED)
+
+    @classmethod
+    def ended(cls, value: object) -> bool:
+        """Whether ``value`` (a phase as read from a raw object, or None) is a final phase."""
+        return value in _FINAL_RUN_VALUES
+
 
 class StepPhase(StrEnum):
     """Where a step of a run is; Skipped: an upstream step failed or the step was not selected."""
@@ -91,6 +102,28 @@ class StepPhase(StrEnum):
     FAILED = "Failed"
     SKIPPED = "Skipped"
     CANCELLED = "Cancelled"
+
+    @property
+    def final(self) -> bool:
+        """Succeeded, Failed, Skipped and Cancelled: the step's outcome in its run is settled."""
+        return self in (StepPhase.SUCCEEDED, StepPhase.FAILED, StepPhase.SKIPPED, StepPhase.CANCELLED)
+
+
+_FINAL_RUN_VALUES = frozenset(phase.value for phase in RunPhase if phase.final)
+
+
+class StepReason(StrEnum):
+    """Why a step is where it is, when Headwater decided it (Jobs' own reasons are passed on as they are)."""
+
+    REUSED = "Reused"
+    """Succeeded in the run this one retries; its outputs are used as they are."""
+    NOT_SELECTED = "NotSelected"
+    """Before the run's fromStep, or not in it."""
+    UPSTREAM_FAILED = "UpstreamFailed"
+    FAIL_FAST = "FailFast"
+    CANCELLED = "Cancelled"
+    JOB_CREATED = "JobCreated"
+    JOB_DELETED = "JobDeleted"
 
 
 class Freshness(SpecModel):
@@ -111,14 +144,14 @@ class Freshness(SpecModel):
     @field_validator("max_age")
     @classmethod
     def _positive(cls, value: str | None) -> str | None:
-        if value is not None and r.parse_duration(value) <= timedelta(0):
-            raise r.error("duration", "maxAge must be longer than 0s")
+        if value is not None and parsing.parse_duration(value) <= timedelta(0):
+            raise parsing.error("duration", "maxAge must be longer than 0s")
         return value
 
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        return r.check_zone(value)
+        return parsing.check_zone(value)
 
     @model_validator(mode="after")
     def _one_of(self) -> Freshness:
@@ -131,7 +164,7 @@ class Freshness(SpecModel):
     @property
     def max_age_delta(self) -> timedelta | None:
         """maxAge as a timedelta (None for a deadline)."""
-        return None if self.max_age is None else r.parse_duration(self.max_age)
+        return None if self.max_age is None else parsing.parse_duration(self.max_age)
 
 
 class Dataset(SpecModel):
@@ -281,19 +314,19 @@ class PipelineSpec(SpecModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        return r.check_cron(value)
+        return parsing.check_cron(value)
 
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        return r.check_zone(value)
+        return parsing.check_zone(value)
 
     @field_validator("steps")
     @classmethod
     def _graph(cls, steps: list[StepSpec]) -> list[StepSpec]:
         problems = dag.validate(steps, check_cycles=False)
         if problems:
-            raise r.error("step_graph", "; ".join(map(str, problems)))
+            raise parsing.error("step_graph", "; ".join(map(str, problems)))
         return steps
 
     def step(self, step_id: str) -> StepSpec:

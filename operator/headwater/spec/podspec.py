@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from headwater.spec import parsing
 from headwater.spec import rules as r
 
 __all__ = [
@@ -46,13 +47,13 @@ Name = Annotated[str, string(253, r.DNS_SUBDOMAIN)]
 Text = Annotated[str, string(32768, min_length=0)]
 Timestamp = Annotated[
     str,
-    BeforeValidator(r.to_timestamp),
-    AfterValidator(r.check_timestamp),
+    BeforeValidator(parsing.to_timestamp),
+    AfterValidator(parsing.check_timestamp),
     WithJsonSchema({"type": "string", "format": "date-time", "maxLength": 64}),
 ]
 Quantity = Annotated[
     int | str,
-    PlainValidator(r.check_quantity),
+    PlainValidator(parsing.check_quantity),
     WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}], "pattern": r.QUANTITY,
                     "x-kubernetes-int-or-string": True}),
 ]

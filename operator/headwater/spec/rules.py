@@ -3,22 +3,18 @@
 A :class:`Rule` has one definition used twice: as CEL (``x-kubernetes-validations``) that the
 apiserver checks at admission, and as the message Python raises in ``headwater.spec.models`` (so
 ``headwater validate``, the operator and the apiserver say the same thing).  Checks CEL cannot
-do (a full cron parse, IANA time zones, dependency cycles) are plain functions here and in
-``headwater.spec.dag``.
+do (a full cron parse, IANA time zones, dependency cycles) are in :mod:`headwater.spec.parsing`
+and :mod:`headwater.spec.dag`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic_core import PydanticCustomError
 
 from headwater.spec import dag
@@ -86,7 +82,7 @@ class Rule:
 
     def error(self, **values: object) -> PydanticCustomError:
         """The validation error a pydantic validator raises when the rule does not hold."""
-        return error("headwater_rule", self.text(**values))
+        return PydanticCustomError("headwater_rule", "{message}", {"message": self.text(**values)})
 
     def to_cel(self) -> dict[str, str]:
         """The ``x-kubernetes-validations`` entry."""
@@ -189,67 +185,3 @@ CANCEL_IS_FINAL = Rule("!oldSelf.cancel || self.cancel", "spec.cancel cannot be 
 def cel(*rules: Rule) -> dict[str, Any]:
     """``json_schema_extra`` attaching these rules to a model or field."""
     return {"x-kubernetes-validations": [r.to_cel() for r in rules]}
-
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30m``, ``6h``, ``1d``, ``1h30m`` (units s, m, h, d; d = 24h) as a timedelta."""
-    if not re.fullmatch(DURATION[1:-1], text):
-        raise ValueError(f"{text!r} is not a duration such as 30m, 6h, 1d or 1h30m")
-    parts = re.findall(r"([0-9]+)([smhd])", text)
-    return timedelta(seconds=sum(int(n) * _DURATION_UNITS[unit] for n, unit in parts))
-
-
-def error(kind: str, message: str) -> PydanticCustomError:
-    """A validation error whose message is shown as is (``kind`` is the pydantic error type)."""
-    return PydanticCustomError(kind, "{message}", {"message": message})
-
-
-def check_quantity(value: object) -> int | str:
-    """A Kubernetes quantity: an integer, or a string such as 500m, 2 or 1Gi."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and re.fullmatch(QUANTITY, value):
-        return value
-    raise error("quantity", f"{value!r} is not a quantity: use an integer or a string such as 500m, 2 or 1Gi")
-
-
-def check_zone(value: str | None) -> str | None:
-    """An IANA time zone name known to this system's tz database."""
-    if value is not None:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise error(
-                "time_zone", f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin"
-            ) from None
-    return value
-
-
-def check_cron(value: str | None) -> str | None:
-    """The full cron parse the apiserver's pattern cannot do (ranges, names, steps)."""
-    if value is not None and not croniter.is_valid(value):
-        raise error("cron", f"{value!r} is not a valid cron schedule: use 5 fields (minute hour day-of-month "
-                    "month day-of-week) with values in range, such as '0 6 * * *'")
-    return value
-
-
-def to_timestamp(value: object) -> object:
-    """A datetime becomes RFC 3339 in UTC with second precision, as Kubernetes writes timestamps."""
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return value
-
-
-def check_timestamp(value: str) -> str:
-    """An RFC 3339 date-time with a zone, such as 2026-11-23T06:00:00Z."""
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None or "T" not in value.upper():
-        raise error("date_time", f"{value!r} is not an RFC 3339 date-time such as 2026-11-23T06:00:00Z")
-    return value
