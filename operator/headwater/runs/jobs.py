@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from headwater.spec import constants as c
@@ -217,8 +216,3 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservati
         # controller has yet to record a pod's success -- all still Running, never back to Pending
         return JobObservation(name, StepPhase.RUNNING, failed + active + succeeded, started)
     return JobObservation(name, StepPhase.PENDING, failed, started, reason="JobCreated")
-
-
-def job_datetime(value: str | None) -> datetime | None:
-    """A Kubernetes timestamp as an aware datetime."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None

@@ -24,10 +24,5 @@ PIPELINE_SHORT_NAME: Final = "pl"
 PIPELINERUN_SHORT_NAME: Final = "plr"
 CATEGORY: Final = "headwater"
 
-CONDITION_READY: Final = "Ready"
-REASON_VALID: Final = "Valid"
-REASON_INVALID_SPEC: Final = "InvalidSpec"
-REASON_INVALID_DAG: Final = "InvalidDAG"
-
 DEFAULT_IMAGE: Final = "ghcr.io/headwater-dev/headwater:0.1.0"
 """The Headwater image; steps of type sql run ``headwater step sql`` in it unless they set an image."""

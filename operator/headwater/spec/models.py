@@ -12,12 +12,11 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from headwater.spec import dag, parsing
 from headwater.spec import rules as r
-from headwater.spec.constants import API_VERSION, DEFAULT_IMAGE, PIPELINE_KIND, PIPELINERUN_KIND
+from headwater.spec.constants import DEFAULT_IMAGE
 from headwater.spec.podspec import (
     ConfigMapKeyRef,
     EnvFromSource,
@@ -40,8 +39,8 @@ from headwater.spec.podspec import (
 
 __all__ = [
     "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "Dataset", "EnvFromSource", "EnvVar",
-    "EnvVarSource", "Freshness", "NamedRef", "Notifications", "ObjectMeta", "OutputDataset", "Pipeline",
-    "PipelineRef", "PipelineRun", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
+    "EnvVarSource", "Freshness", "NamedRef", "Notifications", "OutputDataset",
+    "PipelineRef", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
     "PodMetadata", "Resources", "RunPhase", "SecretKeyRef", "StepPhase", "StepReason", "StepSpec", "StepStatus",
     "StepType",
     "Timestamp", "Trigger",
@@ -468,35 +467,3 @@ class PipelineRunStatus(StatusModel):
         "Snapshot of the Pipeline's spec taken when the run started: the run executes this, so editing "
         "the Pipeline never changes a run in flight."
     )
-
-
-class ObjectMeta(BaseModel):
-    """The parts of metadata Headwater reads; everything else is kept as is."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-    name: str | None = None
-    namespace: str | None = None
-    uid: str | None = None
-    generation: int | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-
-
-class Pipeline(StatusModel):
-    """A Pipeline object as stored by the apiserver."""
-
-    api_version: str = API_VERSION
-    kind: str = PIPELINE_KIND
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: PipelineSpec
-    status: PipelineStatus | None = None
-
-
-class PipelineRun(StatusModel):
-    """A PipelineRun object as stored by the apiserver."""
-
-    api_version: str = API_VERSION
-    kind: str = PIPELINERUN_KIND
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: PipelineRunSpec
-    status: PipelineRunStatus | None = None
