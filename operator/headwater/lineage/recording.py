@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from headwater.adapters.kube import Kube
 from headwater.lineage import sqllineage
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord, EdgeRecord, Record, RunRecord, StepRecord
 from headwater.spec.models import PipelineRunStatus, StepPhase, StepSpec
@@ -93,7 +94,7 @@ def records_for_run(run: dict[str, Any]) -> list[Record]:
 class Recorder:
     """A thread that writes finished runs to the store and marks them ``Recorded``."""
 
-    def __init__(self, open_store: Callable[[], Any], kube: Any, scopes: list[str | None],
+    def __init__(self, open_store: Callable[[], Any], kube: Kube, scopes: list[str | None],
                  rescan_seconds: float = 30.0) -> None:
         self._open_store, self.kube, self.scopes = open_store, kube, scopes
         self.rescan_seconds = rescan_seconds
