@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from fakekube import JOBS, PIPELINES, RUNS, FakeKube
+from fakekube import JOBS, PIPELINES, RUNS, Change, FakeKube
 from headwater.adapters.delivery import JsonPoster
 from headwater.adapters.kube import post_event
 from headwater.adapters.metrics import Metrics
@@ -37,6 +37,7 @@ class Operator:
         self.kube = kube
         self.namespaces = namespaces
         self.metrics = Metrics()
+        self.errors: list[Exception] = []
         self.sla = SlaMonitor(kube, self.metrics, self.events, alerts, self.scopes())
         self.engine = RunEngine(kube, JobSettings(STEP_IMAGE), self.events, clock=clock, recorder=recorder,
                                 metrics=self.metrics, on_finish=self.sla.run_finished)
@@ -50,7 +51,8 @@ class Operator:
     def deliver(self, rounds: int = 50) -> int:
         """Hand every watch event to its handler, and the events of the writes they make, until none is left.
 
-        Returns how many were handed over; a handler's exception propagates, as it would reach kopf.
+        Returns how many were handed over.  A handler's exception is kept in :attr:`errors` and the
+        next event goes on, as kopf logs the error of an event handler and does not call it again.
         """
         memo = kopf.Memo(runtime=self)
         handed = 0
@@ -59,15 +61,24 @@ class Operator:
             if not changes:
                 return handed
             for change in changes:
-                event = {"type": change.type, "object": change.object}
-                labels = change.object["metadata"].get("labels") or {}
-                if change.resource == RUNS:
-                    handlers.run_event(event=event, body=change.object, memo=memo)
-                elif change.resource == PIPELINES:
-                    handlers.pipeline_event(event=event, body=change.object, memo=memo)
-                elif change.resource == JOBS and labels.get(c.LABEL_MANAGED_BY) == c.MANAGER and c.LABEL_RUN in labels:
-                    handlers.job_event(event=event, body=change.object, memo=memo)
-                else:
+                handler = self._handler(change)
+                if handler is None:
                     continue
                 handed += 1
+                try:
+                    handler(event={"type": change.type, "object": change.object}, body=change.object, memo=memo)
+                except Exception as exc:
+                    self.errors.append(exc)
         raise AssertionError(f"the handlers' writes still caused events after {rounds} rounds")
+
+    @staticmethod
+    def _handler(change: Change) -> Callable[..., None] | None:
+        """The kopf handler registered for the change's resource (and, for Jobs, its label filter)."""
+        labels = change.object["metadata"].get("labels") or {}
+        if change.resource == RUNS:
+            return handlers.run_event
+        if change.resource == PIPELINES:
+            return handlers.pipeline_event
+        if change.resource == JOBS and labels.get(c.LABEL_MANAGED_BY) == c.MANAGER and c.LABEL_RUN in labels:
+            return handlers.job_event
+        return None
