@@ -197,7 +197,8 @@ class Receiver(ThreadingHTTPServer):
 def receiving() -> Iterator[Receiver]:
     """A :class:`Receiver` serving from a background thread for the duration of the block."""
     server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll, because shutdown() waits for the serving loop's next look
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server
