@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from kubernetes.client.exceptions import ApiException, ConflictException, NotFoundException
 
@@ -113,10 +115,13 @@ def test_a_missing_object_is_none_from_the_getters_ignored_by_the_deletes_and_40
     assert kube.get_pipeline(NS, "nope") is None
     kube.delete_run(NS, "nope")
     kube.delete_job(NS, "nope")
-    writes = [lambda: kube.patch_run_status(NS, "nope", {}), lambda: kube.patch_pipeline_status(NS, "nope", {}),
-              lambda: kube.label_run(NS, "nope", {"a": "b"}), lambda: kube.patch_run_spec(NS, "nope", {}),
-              lambda: kube.replace_run_status({"metadata": {"namespace": NS, "name": "nope",
-                                                            "resourceVersion": "1"}}, {})]
+    writes: list[Callable[[], object]] = [
+        lambda: kube.patch_run_status(NS, "nope", {}),
+        lambda: kube.patch_pipeline_status(NS, "nope", {}),
+        lambda: kube.label_run(NS, "nope", {"a": "b"}),
+        lambda: kube.patch_run_spec(NS, "nope", {}),
+        lambda: kube.replace_run_status({"metadata": {"namespace": NS, "name": "nope", "resourceVersion": "1"}}, {}),
+    ]
     for write in writes:
         with pytest.raises(NotFoundException) as caught:
             write()

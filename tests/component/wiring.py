@@ -72,7 +72,7 @@ class Operator:
         raise AssertionError(f"the handlers' writes still caused events after {rounds} rounds")
 
     @staticmethod
-    def _handler(change: Change) -> Callable[..., None] | None:
+    def _handler(change: Change) -> Callable[..., Any] | None:
         """The kopf handler registered for the change's resource (and, for Jobs, its label filter)."""
         labels = change.object["metadata"].get("labels") or {}
         if change.resource == RUNS:
