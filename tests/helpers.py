@@ -1,16 +1,19 @@
-"""Shared test helpers: polling, the local cluster and the throwaway PostgreSQL server."""
+"""Shared test helpers: polling, the local cluster, the throwaway PostgreSQL server and an HTTP receiver."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -168,3 +171,37 @@ def fresh_database(server_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class Receiver(ThreadingHTTPServer):
+    """A loopback HTTP endpoint that keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.events.append(json.loads(body))
+                self.send_response(201)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                return
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@contextmanager
+def receiving() -> Iterator[Receiver]:
+    """A :class:`Receiver` serving from a background thread for the duration of the block."""
+    server = Receiver()
+    # a short poll, because shutdown() waits for the serving loop's next look
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from conftest_e2e import OperatorProcess, fail_label, pipeline, run, step, wait_run
 from headwater.lineage.openlineage import step_run_uuid
-from helpers import Cluster, wait_for
+from helpers import Cluster, Receiver, receiving, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-class Receiver(ThreadingHTTPServer):
-    """A loopback HTTP endpoint that keeps every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.events.append(json.loads(body))
-                self.send_response(201)
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                return
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with receiving() as server:
+        yield server
 
 
 def test_every_step_transition_reaches_the_openlineage_endpoint_with_stable_run_ids(

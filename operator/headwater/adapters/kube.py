@@ -1,4 +1,9 @@
-"""Thin I/O over the Kubernetes API: every call the operator makes, in one place."""
+"""Thin I/O over the Kubernetes API: every call the operator makes, in one place.
+
+:class:`Kube` is what the engine, the scheduler, the SLA monitor, the recorder and the Event queue
+depend on; :class:`KubeClient` answers it from the apiserver.  A missing object is None from the
+getters, ignored by the deletes and an ``ApiException`` (404) from every other call.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,14 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from headwater.spec import constants as c
 
-__all__ = ["Kube", "is_conflict", "is_not_found"]
+__all__ = ["Kube", "KubeClient", "is_conflict", "is_not_found", "post_event"]
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +32,47 @@ def is_conflict(exc: Exception) -> bool:
     return isinstance(exc, ApiException) and exc.status == 409
 
 
-class Kube:
-    """The Kubernetes calls of the run engine, over one API client."""
+class Kube(Protocol):
+    """The Kubernetes calls the operator makes."""
+
+    def get_run(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def list_runs(self, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]: ...
+
+    def iter_runs(self, namespace: str | None, selector: str | None = None,
+                  page: int = 200) -> Iterator[dict[str, Any]]: ...
+
+    def list_pipelines(self, namespace: str | None) -> list[dict[str, Any]]: ...
+
+    def replace_run_status(self, run: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]: ...
+
+    def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
+    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
+    def create_run(self, namespace: str, body: dict[str, Any]) -> bool: ...
+
+    def label_run(self, namespace: str, name: str, labels: dict[str, str]) -> None: ...
+
+    def patch_run_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None: ...
+
+    def delete_run(self, namespace: str, name: str) -> None: ...
+
+    def list_jobs(self, namespace: str, run: str) -> list[dict[str, Any]]: ...
+
+    def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]: ...
+
+    def create_job(self, manifest: dict[str, Any]) -> bool: ...
+
+    def delete_job(self, namespace: str, name: str) -> None: ...
+
+    def create_event(self, namespace: str, body: dict[str, Any]) -> None: ...
+
+
+class KubeClient:
+    """:class:`Kube` over one API client."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
@@ -151,6 +195,10 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    # --- Events -------------------------------------------------------------
+    def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        self.core.create_namespaced_event(namespace, body)
+
 
 def _items(response: Any) -> list[dict[str, Any]]:
     """The items of a list call made with ``_preload_content=False``."""
@@ -180,6 +228,6 @@ def post_event(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message
         "reportingComponent": c.FIELD_MANAGER, "reportingInstance": c.FIELD_MANAGER,
     }
     try:
-        kube.core.create_namespaced_event(meta["namespace"], body)
+        kube.create_event(meta["namespace"], body)
     except ApiException as exc:
         log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)

@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 
 from headwater.adapters.delivery import JsonPoster
 from headwater.adapters.events import EventQueue
-from headwater.adapters.kube import Kube
+from headwater.adapters.kube import KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.api_server import serve_when_ready
 from headwater.controller.config import Settings
@@ -40,7 +40,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, api_client: client.ApiClient) -> None:
         self.settings = settings
-        self.kube = Kube(api_client)
+        self.kube = KubeClient(api_client)
         self.events = EventQueue(self.kube)
         self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
                                  settings.record_rescan_seconds) if settings.database_url else None

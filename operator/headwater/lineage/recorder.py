@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from headwater.adapters.kube import Kube
 from headwater.lineage.run_records import CONDITION_RECORDED, is_recorded, records_for_run
 from headwater.spec.models import RunPhase
 from headwater.spec.times import isotime, now
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class Recorder:
     """A thread that writes finished runs to the store and marks them ``Recorded``."""
 
-    def __init__(self, open_store: Callable[[], Any], kube: Any, scopes: list[str | None],
+    def __init__(self, open_store: Callable[[], Any], kube: Kube, scopes: list[str | None],
                  rescan_seconds: float = 30.0) -> None:
         self._open_store, self.kube, self.scopes = open_store, kube, scopes
         self.rescan_seconds = rescan_seconds

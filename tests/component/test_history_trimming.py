@@ -1,0 +1,69 @@
+"""When a run finishes, the engine trims its Pipeline's finished runs to the history limits, oldest first,
+and with a lineage recorder configured never deletes a run not yet recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fakekube import RUNS, FakeKube, ManualClock
+from headwater.lineage.recorder import Recorder
+from headwater.lineage.run_records import CONDITION_RECORDED
+from headwater.spec import constants as c
+from manifests import pipeline, run, step
+from wiring import Operator
+
+pytestmark = pytest.mark.component
+
+NS = "data"
+
+
+def finished(name: str, phase: str, recorded: bool, pipeline_name: str = "orders") -> dict[str, Any]:
+    body = run(name, pipeline_name)
+    body["metadata"]["labels"] = {c.LABEL_PIPELINE: pipeline_name}
+    conditions = [{"type": CONDITION_RECORDED, "status": "True", "reason": "Recorded", "message": "in the store",
+                   "lastTransitionTime": "2026-11-22T00:00:00Z"}] if recorded else []
+    body["status"] = {"phase": phase, "conditions": conditions}
+    return body
+
+
+@pytest.fixture
+def history(kube: FakeKube, clock: ManualClock) -> None:
+    """Pipeline orders keeping one succeeded and one failed run, its earlier runs (oldest first), a run
+    still going, a run of another pipeline, and the run orders-new, whose Job is about to succeed."""
+    kube.seed(pipeline("orders", [step("load", "container")], successfulRunsHistoryLimit=1,
+                       failedRunsHistoryLimit=1), NS)
+    earlier = [("ok-recorded-old", "Succeeded", True), ("failed-unrecorded", "Failed", False),
+               ("ok-unrecorded", "Succeeded", False), ("cancelled-recorded", "Cancelled", True),
+               ("ok-recorded", "Succeeded", True), ("failed-recorded", "Failed", True),
+               ("still-running", "Running", False)]
+    for name, phase, recorded in earlier:
+        kube.seed(finished(name, phase, recorded), NS)
+        clock.advance(60)
+    kube.seed(finished("other-old", "Succeeded", True, "other"), NS)
+    clock.advance(60)
+    kube.seed(run("orders-new", "orders"), NS)
+
+
+def finish_the_new_run(kube: FakeKube, operator: Operator) -> None:
+    operator.engine.reconcile(NS, "orders-new")
+    kube.complete_job(NS, "orders-new-load")
+    operator.engine.reconcile(NS, "orders-new")
+    assert kube.read(RUNS, NS, "orders-new")["status"]["phase"] == "Succeeded"
+
+
+@pytest.mark.usefixtures("history")
+def test_with_a_recorder_finished_runs_not_yet_recorded_are_never_trimmed(
+        kube: FakeKube, clock: ManualClock) -> None:
+    recorder = Recorder(lambda: None, kube, [None])  # not started: the engine only tells it a run finished
+    finish_the_new_run(kube, Operator(kube, clock, recorder=recorder))
+    assert kube.names(RUNS, NS) == ["failed-recorded", "failed-unrecorded", "ok-recorded", "ok-unrecorded",
+                                    "orders-new", "other-old", "still-running"]
+
+
+@pytest.mark.usefixtures("history")
+def test_without_a_recorder_finished_runs_beyond_the_limits_are_trimmed_oldest_first(
+        kube: FakeKube, operator: Operator) -> None:
+    finish_the_new_run(kube, operator)
+    assert kube.names(RUNS, NS) == ["failed-recorded", "orders-new", "other-old", "still-running"]

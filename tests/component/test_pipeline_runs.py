@@ -1,0 +1,112 @@
+"""Whole runs driven by events: the handlers and the engine create each step's Job once its dependencies
+succeeded, as the Job controller completes or fails them."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakekube import JOBS, PIPELINES, RUNS, FakeKube, ManualClock
+from manifests import pipeline, run, step
+from wiring import STEP_IMAGE, Operator
+
+pytestmark = pytest.mark.component
+
+NS = "data"
+WH = "postgres://warehouse"
+
+
+@pytest.fixture
+def revenue(kube: FakeKube, operator: Operator) -> None:
+    """Pipeline revenue: orders and customers load independently; revenue joins them. Run revenue-1."""
+    kube.seed(pipeline("revenue", [
+        step("orders", "container", outputs=[{"namespace": WH, "name": "raw.orders"}]),
+        step("customers", "container", outputs=[{"namespace": WH, "name": "raw.customers"}]),
+        step("revenue", "container", dependsOn=["orders", "customers"],
+             inputs=[{"namespace": WH, "name": "raw.orders"}, {"namespace": WH, "name": "raw.customers"}],
+             outputs=[{"namespace": WH, "name": "analytics.revenue"}]),
+    ]), NS)
+    kube.seed(run("revenue-1", "revenue"), NS)
+    operator.deliver()
+
+
+def jobs(kube: FakeKube) -> list[str]:
+    return kube.names(JOBS, NS)
+
+
+def phases(kube: FakeKube) -> dict[str, str]:
+    return {s["name"]: s["phase"] for s in kube.read(RUNS, NS, "revenue-1")["status"]["steps"]}
+
+
+@pytest.mark.usefixtures("revenue")
+def test_a_join_step_starts_only_after_both_of_its_dependencies_succeeded_and_then_the_run_succeeds(
+        kube: FakeKube, operator: Operator, clock: ManualClock) -> None:
+    assert jobs(kube) == ["revenue-1-customers", "revenue-1-orders"]
+    assert kube.read(JOBS, NS, "revenue-1-orders")["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "python:3.12-slim"
+    kube.start_job(NS, "revenue-1-orders")
+    kube.start_job(NS, "revenue-1-customers")
+    operator.deliver()
+    assert phases(kube) == {"orders": "Running", "customers": "Running", "revenue": "Pending"}
+
+    clock.advance(20)
+    kube.complete_job(NS, "revenue-1-orders", '{"rowsAffected": 42}')
+    operator.deliver()
+    assert jobs(kube) == ["revenue-1-customers", "revenue-1-orders"]  # the join still waits for customers
+    assert phases(kube) == {"orders": "Succeeded", "customers": "Running", "revenue": "Pending"}
+
+    clock.advance(10)
+    kube.complete_job(NS, "revenue-1-customers")
+    operator.deliver()
+    assert jobs(kube) == ["revenue-1-customers", "revenue-1-orders", "revenue-1-revenue"]
+
+    clock.advance(30)
+    kube.complete_job(NS, "revenue-1-revenue")
+    operator.deliver()
+    assert [name for name, _ in kube.calls if name == "create_job"] == ["create_job"] * 3
+    created = [on for name, on in kube.calls if name == "create_job"]
+    assert set(created[:2]) == {"revenue-1-orders", "revenue-1-customers"} and created[2] == "revenue-1-revenue"
+
+    status = kube.read(RUNS, NS, "revenue-1")["status"]
+    assert status["phase"] == "Succeeded" and status["progress"] == "3/3"
+    assert status["finishedAt"] == "2026-11-23T06:01:00Z" and status["duration"] == "1m0s"
+    succeeded = {c["type"]: c for c in status["conditions"]}["Succeeded"]
+    assert (succeeded["status"], succeeded["reason"]) == ("True", "Succeeded")
+    by_step = {s["name"]: s for s in status["steps"]}
+    assert by_step["orders"]["result"] == {"rowsAffected": 42}
+    assert all(s["attempts"] == 1 for s in status["steps"])
+    assert kube.events_about("revenue-1")[-1][:2] == ("Normal", "RunSucceeded")
+
+    pipeline_status = kube.read(PIPELINES, NS, "revenue")["status"]
+    assert (pipeline_status["lastRun"], pipeline_status["lastRunPhase"]) == ("revenue-1", "Succeeded")
+    written = {d["name"]: d.get("lastUpdated") for d in pipeline_status["datasets"]}
+    assert written == {"raw.orders": "2026-11-23T06:00:20Z", "raw.customers": "2026-11-23T06:00:30Z",
+                       "analytics.revenue": "2026-11-23T06:01:00Z"}
+    assert operator.errors == []
+
+
+@pytest.mark.usefixtures("revenue")
+def test_a_failed_step_skips_the_join_and_the_run_fails_once_its_other_branch_ends(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.fail_job(NS, "revenue-1-orders", '{"error": "relation raw.orders is locked"}')
+    operator.deliver()
+    assert phases(kube) == {"orders": "Failed", "customers": "Pending", "revenue": "Skipped"}
+    assert kube.read(RUNS, NS, "revenue-1")["status"]["phase"] == "Running"  # customers may still succeed
+    kube.complete_job(NS, "revenue-1-customers")
+    operator.deliver()
+    status = kube.read(RUNS, NS, "revenue-1")["status"]
+    assert status["phase"] == "Failed" and status["progress"] == "1/3"
+    orders = {s["name"]: s for s in status["steps"]}["orders"]
+    assert orders["attempts"] == 3  # two retries by default: three pods
+    assert orders["message"] == \
+        "Job has reached the specified backoff limit; last attempt: relation raw.orders is locked"
+    assert jobs(kube) == ["revenue-1-customers", "revenue-1-orders"]
+    assert operator.errors == []
+
+
+def test_jobs_use_the_operators_step_image_when_a_step_names_none(kube: FakeKube, operator: Operator) -> None:
+    kube.seed(pipeline("one", [step("count")]), NS)  # a sql step: it runs in the step image
+    kube.seed(run("one-1", "one"), NS)
+    operator.deliver()
+    container = kube.read(JOBS, NS, "one-1-count")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == STEP_IMAGE
+    assert container["command"] == ["headwater", "step", "sql"]

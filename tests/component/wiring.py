@@ -1,0 +1,84 @@
+"""The operator's parts wired to a :class:`~fakekube.FakeKube` as ``controller.runtime`` wires them to the
+apiserver, and the fake's watch events handed to the real kopf handlers, as kopf would hand them.
+
+Events are posted at once through :func:`~headwater.adapters.kube.post_event` rather than from the
+background queue, so tests read them back without waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from fakekube import JOBS, PIPELINES, RUNS, Change, FakeKube
+from headwater.adapters.delivery import JsonPoster
+from headwater.adapters.kube import post_event
+from headwater.adapters.metrics import Metrics
+from headwater.controller import handlers
+from headwater.lineage.recorder import Recorder
+from headwater.runs.engine import RunEngine
+from headwater.runs.jobs import JobSettings
+from headwater.sla.monitor import SlaMonitor
+from headwater.spec import constants as c
+
+__all__ = ["STEP_IMAGE", "Operator"]
+
+STEP_IMAGE = "registry.example/headwater-step:1"
+
+
+class Operator:
+    """Engine, SLA monitor and handlers over one fake API, sharing one clock."""
+
+    def __init__(self, kube: FakeKube, clock: Callable[[], datetime], *, recorder: Recorder | None = None,
+                 alerts: JsonPoster | None = None, namespaces: tuple[str, ...] = ()) -> None:
+        self.kube = kube
+        self.namespaces = namespaces
+        self.metrics = Metrics()
+        self.errors: list[Exception] = []
+        self.sla = SlaMonitor(kube, self.metrics, self.events, alerts, self.scopes())
+        self.engine = RunEngine(kube, JobSettings(STEP_IMAGE), self.events, clock=clock, recorder=recorder,
+                                metrics=self.metrics, on_finish=self.sla.run_finished)
+
+    def scopes(self) -> list[str | None]:
+        return list(self.namespaces) or [None]
+
+    def events(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        post_event(self.kube, obj, type_, reason, message)
+
+    def deliver(self, rounds: int = 50) -> int:
+        """Hand every watch event to its handler, and the events of the writes they make, until none is left.
+
+        Returns how many were handed over.  A handler's exception is kept in :attr:`errors` and the
+        next event goes on, as kopf logs the error of an event handler and does not call it again.
+        """
+        memo = kopf.Memo(runtime=self)
+        handed = 0
+        for _ in range(rounds):
+            changes = self.kube.take_changes()
+            if not changes:
+                return handed
+            for change in changes:
+                handler = self._handler(change)
+                if handler is None:
+                    continue
+                handed += 1
+                try:
+                    handler(event={"type": change.type, "object": change.object}, body=change.object, memo=memo)
+                except Exception as exc:
+                    self.errors.append(exc)
+        raise AssertionError(f"the handlers' writes still caused events after {rounds} rounds")
+
+    @staticmethod
+    def _handler(change: Change) -> Callable[..., Any] | None:
+        """The kopf handler registered for the change's resource (and, for Jobs, its label filter)."""
+        labels = change.object["metadata"].get("labels") or {}
+        if change.resource == RUNS:
+            return handlers.run_event
+        if change.resource == PIPELINES:
+            return handlers.pipeline_event
+        if change.resource == JOBS and labels.get(c.LABEL_MANAGED_BY) == c.MANAGER and c.LABEL_RUN in labels:
+            return handlers.job_event
+        return None
