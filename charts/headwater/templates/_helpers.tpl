@@ -102,7 +102,7 @@ PostgreSQL's; without either, rendering fails with a message saying what to set.
 
 {{/*
 The Kubernetes API access the operator needs in the namespaces it watches (derived from
-operator/headwater/k8s.py and handlers.py). Nothing else: no Secrets (step Jobs refer to them by
+operator/headwater/adapters/kube.py and controller/handlers.py). Nothing else: no Secrets (step Jobs refer to them by
 name; the operator never reads them), no wildcards.
 */}}
 {{- define "headwater.rbacRules" -}}
