@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest_e2e import OperatorProcess, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, wait_run
 from helpers import ROOT, Cluster, wait_for
+from manifests import pipeline, run, step
 
 pytestmark = pytest.mark.e2e
 

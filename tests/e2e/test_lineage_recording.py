@@ -16,9 +16,10 @@ import psycopg
 import pytest
 import yaml
 
-from conftest_e2e import OperatorProcess, free_port, pipeline, run, scrape, step, wait_run
+from conftest_e2e import OperatorProcess, free_port, scrape, wait_run
 from headwater.lineage.store import LineageStore
 from helpers import ROOT, Cluster, fresh_database, throwaway_postgres, wait_for
+from manifests import pipeline, run, step
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from conftest_e2e import OperatorProcess, fail_label, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, wait_run
 from headwater.lineage.openlineage import step_run_uuid
 from helpers import Cluster, wait_for
+from manifests import failing_pods, pipeline, run, step
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +56,7 @@ def test_every_step_transition_reaches_the_openlineage_endpoint_with_stable_run_
     operator.start()
     try:
         cluster.apply(pipeline("ol", [step("extract", outputs=[{"namespace": "postgres://wh", "name": "raw.x"}]),
-                                      step("load", "extract", retries=0, podMetadata=fail_label())]),
+                                      step("load", "extract", retries=0, podMetadata=failing_pods())]),
                       run("ol-1", "ol"), namespace=namespace)
         assert wait_run(cluster, namespace, "ol-1")["status"]["phase"] == "Failed"
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from conftest_e2e import OperatorProcess, fail_label, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, wait_run
 from helpers import Cluster, wait_for
+from manifests import failing_pods, pipeline, run, step
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +62,7 @@ def test_a_step_failing_once_then_succeeding_ends_succeeded_with_two_attempts(
 
 def test_a_step_failing_past_its_retries_fails_and_skips_downstream_but_not_independent_steps(
         cluster: Cluster, namespace: str, operator: Any) -> None:
-    cluster.apply(pipeline("broken", [step("extract", retries=1, podMetadata=fail_label()),
+    cluster.apply(pipeline("broken", [step("extract", retries=1, podMetadata=failing_pods()),
                                       step("transform", "extract"), step("other")]),
                   run("broken-1", "broken"), namespace=namespace)
     done = wait_run(cluster, namespace, "broken-1", timeout=120)
@@ -105,7 +106,7 @@ def test_cancel_mid_run_deletes_running_jobs_and_ends_cancelled(cluster: Cluster
 
 
 def test_retry_of_runs_only_the_failed_and_skipped_steps(cluster: Cluster, namespace: str, operator: Any) -> None:
-    steps = [step("a"), step("b", "a", retries=0, podMetadata=fail_label()), step("c", "a"), step("d", "b", "c")]
+    steps = [step("a"), step("b", "a", retries=0, podMetadata=failing_pods()), step("c", "a"), step("d", "b", "c")]
     cluster.apply(pipeline("retry", steps), run("retry-1", "retry"), namespace=namespace)
     assert wait_run(cluster, namespace, "retry-1")["status"]["phase"] == "Failed"
     steps[1] = step("b", "a", retries=0)  # the fix

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from conftest_e2e import OperatorProcess, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, wait_run
 from helpers import Cluster, wait_for
+from manifests import pipeline, run, step
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from conftest_e2e import OperatorProcess, fail_label, free_port, pipeline, run, scrape, step, wait_run
+from conftest_e2e import OperatorProcess, free_port, scrape, wait_run
 from helpers import Cluster, wait_for
+from manifests import failing_pods, pipeline, run, step
 from test_openlineage_out import Receiver, receiver  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +71,7 @@ def test_a_failing_source_sends_one_grouped_notification_naming_every_downstream
     try:
         cluster.apply(
             pipeline("revenue", [
-                step("extract-payments", retries=0, podMetadata=fail_label(), outputs=[ds("raw.stripe_payments")]),
+                step("extract-payments", retries=0, podMetadata=failing_pods(), outputs=[ds("raw.stripe_payments")]),
                 step("transform", "extract-payments", inputs=[ds("raw.stripe_payments")],
                      outputs=[ds("analytics.daily_revenue")])]),
             pipeline("reporting", [step("report", inputs=[ds("analytics.daily_revenue")],
