@@ -17,6 +17,7 @@ API_VERSION = "headwater.dev/v1alpha1"
 OWNER = "data-team@example.com"
 IMAGE = "busybox"
 FAIL_LABEL = "headwater.dev/test-fail"
+HOLD_LABEL = "headwater.dev/test-hold"
 
 
 def step(step_id: str, *depends_on: str, **fields: Any) -> dict[str, Any]:
@@ -55,6 +56,15 @@ def run(name: str = "orders-1", pipeline_name: str = "orders", **spec: Any) -> d
 def failing_pods() -> dict[str, Any]:
     """podMetadata that makes every attempt of a step fail on the simulated nodes."""
     return {"labels": {FAIL_LABEL: "true"}}
+
+
+def held_pods() -> dict[str, Any]:
+    """podMetadata that keeps every attempt of a step running until the test releases that pod.
+
+    The outcome of each attempt is then the test's decision (conftest_e2e.release), taken once it has
+    seen the pod: nothing depends on how fast the pod was created or how long it ran.
+    """
+    return {"labels": {HOLD_LABEL: "true"}}
 
 
 def _with_step(index: int, **fields: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers import Cluster, wait_for
+from manifests import FAIL_LABEL, HOLD_LABEL
 
 
 def wait_run(cluster: Cluster, namespace: str, name: str, timeout: float = 90) -> dict[str, Any]:
@@ -22,6 +23,27 @@ def wait_run(cluster: Cluster, namespace: str, name: str, timeout: float = 90) -
         return obj if phase in ("Succeeded", "Failed", "Cancelled") else None
 
     return wait_for(finished, timeout=timeout, interval=0.5, message=f"PipelineRun {name} to finish")
+
+
+def held_pod(cluster: Cluster, namespace: str, selector: str, other_than: tuple[str, ...] = (),
+             timeout: float = 180) -> str:
+    """The name of a live pod matching ``selector`` that is still held (manifests.held_pods), once one exists.
+
+    Pods named in ``other_than`` are passed over; a released pod no longer carries the hold label.
+    """
+    def find() -> str | None:
+        pods = cluster.list("pods", namespace, f"{selector},{HOLD_LABEL}=true")
+        names = sorted(p["metadata"]["name"] for p in pods
+                       if not p["metadata"].get("deletionTimestamp") and p["metadata"]["name"] not in other_than)
+        return names[0] if names else None
+
+    return wait_for(find, timeout=timeout, interval=0.5, message=f"a held pod matching {selector}")
+
+
+def release(cluster: Cluster, namespace: str, pod: str, *, fail: bool = False) -> None:
+    """Let a held pod finish: it succeeds, or with ``fail`` it exits 1 (one patch, so never the other way)."""
+    labels = [f"{HOLD_LABEL}-", *([f"{FAIL_LABEL}=true"] if fail else [])]
+    cluster.kubectl("-n", namespace, "label", "pod", pod, *labels, "--overwrite")
 
 
 class OperatorProcess:
