@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest_e2e import OperatorProcess, wait_run
+from conftest_e2e import OperatorProcess, held_pod, release, wait_run
 from helpers import Cluster, wait_for
-from manifests import failing_pods, pipeline, run, step
+from manifests import failing_pods, held_pods, pipeline, run, step
 
 pytestmark = pytest.mark.e2e
 
@@ -49,13 +48,14 @@ def test_diamond_runs_in_dependency_order_with_parallel_branches(cluster: Cluste
 
 def test_a_step_failing_once_then_succeeding_ends_succeeded_with_two_attempts(
         cluster: Cluster, namespace: str, operator: Any) -> None:
-    # The first pod is created within a few seconds and fails; the Job controller's back-off
-    # (10 s) puts the second one after this instant, so it succeeds.
-    until = (datetime.now(UTC) + timedelta(seconds=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    flaky = {"annotations": {"headwater.dev/test-fail-until": until}}
-    cluster.apply(pipeline("flaky", [step("load", retries=2, podMetadata=flaky)]),
+    cluster.apply(pipeline("flaky", [step("load", retries=2, podMetadata=held_pods())]),
                   run("flaky-1", "flaky"), namespace=namespace)
-    done = wait_run(cluster, namespace, "flaky-1", timeout=120)
+    # the first attempt fails and the retry succeeds, whenever each pod comes
+    first = held_pod(cluster, namespace, "headwater.dev/run=flaky-1")
+    release(cluster, namespace, first, fail=True)
+    retry = held_pod(cluster, namespace, "headwater.dev/run=flaky-1", other_than=(first,))
+    release(cluster, namespace, retry)
+    done = wait_run(cluster, namespace, "flaky-1")
     load = steps_by_name(done)["load"]
     assert (done["status"]["phase"], load["phase"], load["attempts"]) == ("Succeeded", "Succeeded", 2)
 
