@@ -196,9 +196,15 @@ def test_the_charts_rbac_is_enough_for_the_operator_to_run_a_pipeline(
     ready = wait_for(lambda: _ready_condition(cluster, namespace, "chart-rbac"), timeout=30,
                      message="the Pipeline's Ready condition")
     assert ready["status"] == "True"
-    events = cluster.kubectl("-n", namespace, "get", "events", "-o", "json",
-                             "--field-selector", "involvedObject.name=chart-rbac-1").stdout
-    assert yaml.safe_load(events)["items"], "the operator could not post Events about the run"
+
+    def events() -> list[dict[str, Any]]:
+        out = cluster.kubectl("-n", namespace, "get", "events", "-o", "json",
+                              "--field-selector", "involvedObject.name=chart-rbac-1").stdout
+        items: list[dict[str, Any]] = yaml.safe_load(out)["items"]
+        return items
+
+    # Events are posted from a background queue, after the status that the run's wait saw
+    wait_for(events, timeout=60, message="the operator's Events about the run (can it post them?)")
     _assert_no_rbac_denials(chart_operator)
 
 

@@ -84,9 +84,14 @@ def test_a_step_failing_past_its_retries_fails_and_skips_downstream_but_not_inde
     assert (s["transform"]["phase"], s["transform"]["reason"]) == ("Skipped", "UpstreamFailed")
     assert s["other"]["phase"] == "Succeeded"
     assert "transform" not in run_jobs(cluster, namespace, "broken-1")
-    events = cluster.kubectl("-n", namespace, "get", "events", "--field-selector",
-                             "involvedObject.name=broken-1", "-o", "jsonpath={.items[*].message}").stdout
-    assert "Step extract failed: BackoffLimitExceeded" in events
+
+    def events() -> str:
+        return cluster.kubectl("-n", namespace, "get", "events", "--field-selector", "involvedObject.name=broken-1",
+                               "-o", "jsonpath={.items[*].message}").stdout
+
+    # Events are posted from a background queue, after the status that the run's wait saw
+    wait_for(lambda: "Step extract failed: BackoffLimitExceeded" in events(), timeout=60,
+             message="the Event naming the failed step")
 
 
 def test_a_step_exceeding_its_timeout_fails_with_deadline_exceeded(cluster: Cluster, namespace: str,
