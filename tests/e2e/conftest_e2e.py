@@ -15,7 +15,7 @@ from helpers import Cluster, wait_for
 from manifests import FAIL_LABEL, HOLD_LABEL
 
 
-def wait_run(cluster: Cluster, namespace: str, name: str, timeout: float = 90) -> dict[str, Any]:
+def wait_run(cluster: Cluster, namespace: str, name: str, timeout: float = 300) -> dict[str, Any]:
     """The run once it has reached a final phase."""
     def finished() -> dict[str, Any] | None:
         obj = cluster.get("pipelinerun", name, namespace)

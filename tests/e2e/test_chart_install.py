@@ -104,7 +104,7 @@ def chart_access(request: pytest.FixtureRequest, cluster: Cluster, namespace: st
     access = ChartAccess(cluster, namespace, account, _token_kubeconfig(cluster, token, tmp_path / "sa.kubeconfig"))
     # RBAC changes reach the authorizer's cache within moments; wait until the token works.
     wait_for(lambda: access.can_i("list", "pipelineruns.headwater.dev", "-n", namespace) == "yes",
-             timeout=30, message="the chart's RBAC to take effect")
+             timeout=120, message="the chart's RBAC to take effect")
     yield access
     cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=manifests, check=False)
 
@@ -188,12 +188,12 @@ def test_the_charts_rbac_is_enough_for_the_operator_to_run_a_pipeline(
         cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
     cluster.apply(pipeline("chart-rbac", [step("extract"), step("load", "extract")]),
                   run("chart-rbac-1", "chart-rbac"), namespace=namespace)
-    done = wait_run(cluster, namespace, "chart-rbac-1", timeout=120)
+    done = wait_run(cluster, namespace, "chart-rbac-1")
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert done["status"]["progress"] == "2/2"
     jobs = cluster.list("jobs", namespace, "headwater.dev/run=chart-rbac-1")
     assert sorted(j["metadata"]["labels"]["headwater.dev/step"] for j in jobs) == ["extract", "load"]
-    ready = wait_for(lambda: _ready_condition(cluster, namespace, "chart-rbac"), timeout=30,
+    ready = wait_for(lambda: _ready_condition(cluster, namespace, "chart-rbac"), timeout=120,
                      message="the Pipeline's Ready condition")
     assert ready["status"] == "True"
 
@@ -204,7 +204,7 @@ def test_the_charts_rbac_is_enough_for_the_operator_to_run_a_pipeline(
         return items
 
     # Events are posted from a background queue, after the status that the run's wait saw
-    wait_for(events, timeout=60, message="the operator's Events about the run (can it post them?)")
+    wait_for(events, timeout=120, message="the operator's Events about the run (can it post them?)")
     _assert_no_rbac_denials(chart_operator)
 
 

@@ -88,10 +88,10 @@ def test_the_revenue_examples_lineage_is_traced_upstream_and_downstream_across_p
         cluster.apply(run("reporting-1", "revenue-reporting"), namespace=namespace)
         assert wait_run(cluster, namespace, "reporting-1")["status"]["phase"] == "Succeeded"
         for name in ("revenue-1", "reporting-1"):
-            wait_for(lambda name=name: recorded(cluster, namespace, name), timeout=60, message=f"{name} recorded")
+            wait_for(lambda name=name: recorded(cluster, namespace, name), timeout=120, message=f"{name} recorded")
         tree = wait_for(lambda: headwater("lineage", "upstream", "analytics.business_metrics",
                                           "--api", f"http://127.0.0.1:{port}"),
-                        timeout=30, message="the operator's lineage API to answer")
+                        timeout=120, message="the operator's lineage API to answer")
         assert tree.splitlines()[0] == "postgres://warehouse/analytics.business_metrics"
         assert "postgres://warehouse/analytics.daily_revenue  <- revenue/aggregate-metrics" in tree
         assert "api://stripe/payments  <- revenue/extract-payments" in tree
@@ -99,7 +99,7 @@ def test_the_revenue_examples_lineage_is_traced_upstream_and_downstream_across_p
         assert metrics['headwater_runs_total{phase="Succeeded",pipeline="revenue"}'] == 1.0
         assert metrics['headwater_step_handoff_seconds_count{pipeline="revenue"}'] == 2.0
         # a rescan that began before the runs were marked may still count one for a moment
-        wait_for(lambda: scrape(metrics_port)["headwater_lineage_backlog"] == 0.0, timeout=60,
+        wait_for(lambda: scrape(metrics_port)["headwater_lineage_backlog"] == 0.0, timeout=120,
                  message="the lineage backlog to drain")
     finally:
         operator.stop()
@@ -124,7 +124,7 @@ def test_runs_finish_while_postgres_is_down_and_are_recorded_exactly_once_when_i
         port = free_port()
         operator = start_recording_operator(cluster, namespace, tmp_path, server.url, api_port=port)
         try:
-            assert wait_for(lambda: http_status(port, "/livez") == 200, timeout=30, message="/livez")
+            assert wait_for(lambda: http_status(port, "/livez") == 200, timeout=120, message="/livez")
             assert http_status(port, "/healthz") == 503  # the operator is alive; its store is not reachable
             cluster.apply(pipeline("outage", chain), *[run(n, "outage") for n in names], namespace=namespace)
             finished = [wait_run(cluster, namespace, n) for n in names]

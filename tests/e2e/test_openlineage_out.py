@@ -64,7 +64,7 @@ def test_every_step_transition_reaches_the_openlineage_endpoint_with_stable_run_
             return sorted((e["job"]["name"], e["eventType"]) for e in receiver.events)
 
         expected = [("extract", "COMPLETE"), ("extract", "START"), ("load", "FAIL"), ("load", "START")]
-        assert wait_for(lambda: seen() == expected and seen(), timeout=30, message="four events") == expected
+        assert wait_for(lambda: seen() == expected and seen(), timeout=120, message="four events") == expected
     finally:
         operator.stop()
     ids = {(e["job"]["name"], e["run"]["runId"]) for e in receiver.events}

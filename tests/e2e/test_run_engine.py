@@ -75,7 +75,7 @@ def test_a_step_failing_past_its_retries_fails_and_skips_downstream_but_not_inde
     cluster.apply(pipeline("broken", [step("extract", retries=1, podMetadata=failing_pods()),
                                       step("transform", "extract"), step("other")]),
                   run("broken-1", "broken"), namespace=namespace)
-    done = wait_run(cluster, namespace, "broken-1", timeout=120)
+    done = wait_run(cluster, namespace, "broken-1")
     s = steps_by_name(done)
     assert done["status"]["phase"] == "Failed"
     assert (s["extract"]["phase"], s["extract"]["reason"], s["extract"]["attempts"]) == (
@@ -90,7 +90,7 @@ def test_a_step_failing_past_its_retries_fails_and_skips_downstream_but_not_inde
                                "-o", "jsonpath={.items[*].message}").stdout
 
     # Events are posted from a background queue, after the status that the run's wait saw
-    wait_for(lambda: "Step extract failed: BackoffLimitExceeded" in events(), timeout=60,
+    wait_for(lambda: "Step extract failed: BackoffLimitExceeded" in events(), timeout=120,
              message="the Event naming the failed step")
 
 
@@ -98,7 +98,7 @@ def test_a_step_exceeding_its_timeout_fails_with_deadline_exceeded(cluster: Clus
                                                                    operator: Any) -> None:
     cluster.apply(pipeline("slow", [step("wait", timeoutSeconds=2, retries=0, podMetadata=held_pods())]),
                   run("slow-1", "slow"), namespace=namespace)
-    done = wait_run(cluster, namespace, "slow-1", timeout=90)
+    done = wait_run(cluster, namespace, "slow-1")
     wait_step = steps_by_name(done)["wait"]
     assert (done["status"]["phase"], wait_step["phase"], wait_step["reason"]) == (
         "Failed", "Failed", "DeadlineExceeded")
@@ -113,10 +113,10 @@ def test_cancel_mid_run_deletes_running_jobs_and_ends_cancelled(cluster: Cluster
              message="step a to run")
     cluster.kubectl("-n", namespace, "patch", "pipelinerun", "long-1", "--type=merge",
                     "-p", '{"spec":{"cancel":true}}')
-    done = wait_run(cluster, namespace, "long-1", timeout=60)
+    done = wait_run(cluster, namespace, "long-1")
     s = steps_by_name(done)
     assert (done["status"]["phase"], s["a"]["phase"], s["b"]["phase"]) == ("Cancelled", "Cancelled", "Cancelled")
-    wait_for(lambda: not run_jobs(cluster, namespace, "long-1"), timeout=60, message="the Job to be deleted")
+    wait_for(lambda: not run_jobs(cluster, namespace, "long-1"), timeout=120, message="the Job to be deleted")
 
 
 def test_retry_of_runs_only_the_failed_and_skipped_steps(cluster: Cluster, namespace: str, operator: Any) -> None:
@@ -149,11 +149,11 @@ def test_an_invalid_pipeline_is_not_ready_and_its_runs_never_create_jobs(cluster
         conds = (cluster.get("pipeline", "cyclic", namespace).get("status") or {}).get("conditions") or []
         return next((c for c in conds if c["type"] == "Ready"), None)
 
-    ready = wait_for(ready_condition, timeout=30, message="the Ready condition")
+    ready = wait_for(ready_condition, timeout=120, message="the Ready condition")
     assert (ready["status"], ready["reason"]) == ("False", "InvalidDAG")
     assert "dependency cycle: a -> b -> c -> a" in ready["message"] or "dependency cycle:" in ready["message"]
     cluster.apply(run("cyclic-1", "cyclic"), namespace=namespace)
-    done = wait_run(cluster, namespace, "cyclic-1", timeout=30)
+    done = wait_run(cluster, namespace, "cyclic-1")
     assert done["status"]["phase"] == "Failed"
     assert "dependency cycle" in done["status"]["conditions"][0]["message"]
     assert run_jobs(cluster, namespace, "cyclic-1") == {}
@@ -187,7 +187,7 @@ def test_history_limits_delete_the_oldest_finished_runs(cluster: Cluster, namesp
     def remaining() -> list[str]:
         return sorted(r["metadata"]["name"] for r in cluster.list("pipelineruns", namespace))
 
-    assert wait_for(lambda: remaining() == ["hist-2", "hist-3"] and remaining(), timeout=30,
+    assert wait_for(lambda: remaining() == ["hist-2", "hist-3"] and remaining(), timeout=120,
                     message="only the two newest runs to remain") == ["hist-2", "hist-3"]
 
 
@@ -210,7 +210,7 @@ def test_events_alone_drive_a_run_and_a_job_deleted_mid_step_fails_it_without_a_
         wait_for(only_c_left, timeout=180, message="every step but c to finish, and c to run")
         job_c = run_jobs(cluster, namespace, "evt-1")["c"]["metadata"]["name"]
         cluster.kubectl("-n", namespace, "delete", "job", job_c)
-        done = wait_run(cluster, namespace, "evt-1", timeout=60)
+        done = wait_run(cluster, namespace, "evt-1")
     finally:
         operator.stop()
     s = steps_by_name(done)

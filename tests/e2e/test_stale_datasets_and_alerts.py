@@ -45,12 +45,12 @@ def test_a_dataset_past_its_sla_turns_stale_on_the_freshness_loop_and_never_befo
     try:
         cluster.apply(fresh_pipeline("1h"), namespace=namespace)
         wait_for(lambda: datasets(cluster, namespace, "fresh").get("analytics.events", {}).get("stale"),
-                 timeout=60, message="a never-written dataset to be stale")
+                 timeout=120, message="a never-written dataset to be stale")
         cluster.apply(run("fresh-1", "fresh"), namespace=namespace)
         assert wait_run(cluster, namespace, "fresh-1")["status"]["phase"] == "Succeeded"
         # an hour's SLA: the dataset stays fresh however long the operator or this test take to look
         fresh = wait_for(lambda: (d := datasets(cluster, namespace, "fresh")["analytics.events"]).get("stale") is False
-                         and d, timeout=60, message="the dataset to be fresh after the run")
+                         and d, timeout=120, message="the dataset to be fresh after the run")
         written = parse_time(fresh["lastUpdated"])
         # tighten the SLA so that the write expires a few seconds from now: from then on only time passes,
         # and only the freshness loop can notice
@@ -65,12 +65,12 @@ def test_a_dataset_past_its_sla_turns_stale_on_the_freshness_loop_and_never_befo
         assert "postgres://warehouse/analytics.events" in conds["Fresh"]["message"]
         assert parse_time(conds["Fresh"]["lastTransitionTime"]) >= deadline  # never before the SLA is missed
         series = 'headwater_dataset_stale{dataset="postgres://warehouse/analytics.events"}'
-        assert wait_for(lambda: scrape(metrics_port).get(series) == 1.0, timeout=60,
+        assert wait_for(lambda: scrape(metrics_port).get(series) == 1.0, timeout=120,
                         message="the stale metric to follow the status")
         wait_for(lambda: f"analytics.events is past its freshness SLA (must be at most {max_age}s old)"
                  in cluster.kubectl("-n", namespace, "get", "events", "--field-selector", "reason=DatasetStale",
                                     "-o", "jsonpath={.items[*].message}").stdout,
-                 timeout=60, message="the DatasetStale Event")
+                 timeout=120, message="the DatasetStale Event")
     finally:
         operator.stop()
 
@@ -93,9 +93,9 @@ def test_a_failing_source_sends_one_grouped_notification_naming_every_downstream
             namespace=namespace)
         cluster.apply(run("revenue-1", "revenue"), namespace=namespace)
         assert wait_run(cluster, namespace, "revenue-1")["status"]["phase"] == "Failed"
-        wait_for(lambda: receiver.events, timeout=30, message="the alert")
+        wait_for(lambda: receiver.events, timeout=120, message="the alert")
         at_risk = wait_for(lambda: datasets(cluster, namespace, "reporting")["reporting.finance_daily"].get("atRisk"),
-                           timeout=30, message="the reporting dataset to be marked at risk")
+                           timeout=120, message="the reporting dataset to be marked at risk")
         assert "revenue/extract-payments failed" in at_risk
         conds = {c["type"]: c for c in cluster.get("pipeline", "reporting", namespace)["status"]["conditions"]}
         assert (conds["AtRisk"]["status"], conds["AtRisk"]["reason"]) == ("True", "UpstreamIncident")
