@@ -79,6 +79,7 @@ class JobWatcher:
                 self.uids.setdefault(job, set()).add(uid)
 
 
+@pytest.mark.timeout(1200)  # 96 Jobs and 7 operator starts: minutes on a loaded 2-core machine
 def test_sigkill_at_random_moments_during_concurrent_runs_loses_nothing_and_never_doubles_a_job(
         cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
     seed = random.randrange(1_000_000)
@@ -96,7 +97,7 @@ def test_sigkill_at_random_moments_during_concurrent_runs_loses_nothing_and_neve
             operator.kill()
             _pause(rng.uniform(0.0, 1.5))
             operator.start()
-        finished = [wait_run(cluster, namespace, name, timeout=240) for name in runs]
+        finished = [wait_run(cluster, namespace, name, timeout=900) for name in runs]
     assert [r["status"]["phase"] for r in finished] == ["Succeeded"] * len(runs)
     assert all(r["status"]["progress"] == "4/4" for r in finished)
     jobs = cluster.list("jobs", namespace)
