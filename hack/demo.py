@@ -173,7 +173,7 @@ def headwater(*args: str) -> str:
     return sh(str(Path(sys.executable).parent / "headwater"), *args)
 
 
-def wait_recorded(kubectl: Kubectl, name: str, timeout: float = 60) -> None:
+def wait_recorded(kubectl: Kubectl, name: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = json.loads(kubectl("-n", NAMESPACE, "get", "pipelinerun", name, "-o", "json")).get("status", {})
@@ -232,7 +232,7 @@ def _break_a_source(kubectl: Kubectl, alerts: AlertInbox) -> int:
             step["podMetadata"].setdefault("labels", {})["headwater.dev/test-fail"] = "true"
     kubectl("-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(broken))
     run_once(kubectl, "revenue", "day3")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not alerts.messages and time.monotonic() < deadline:
         time.sleep(0.5)
     if len(alerts.messages) != 1:
@@ -240,9 +240,18 @@ def _break_a_source(kubectl: Kubectl, alerts: AlertInbox) -> int:
         return 1
     say("the alert every downstream owner received at once:")
     print(alerts.messages[0]["text"] + "\n")
-    say("datasets at risk, as the Pipelines' status shows them:")
+    # the alert is sent before the Pipelines' status is marked: wait for the datasets it names
+    named = {f"{d['namespace']}/{d['name']}" for d in alerts.messages[0]["incident"]["affectedDatasets"]}
     at_risk = "{range .items[*]}{range .status.datasets[?(@.atRisk)]}{.namespace}/{.name}{'\\n'}{end}{end}"
-    print(kubectl("-n", NAMESPACE, "get", "pipelines", "-o", f"jsonpath={at_risk}"))
+    deadline, shown = time.monotonic() + 120, ""
+    while not named <= set(shown.split()):
+        if time.monotonic() > deadline:
+            say(f"the Pipelines' status does not mark every dataset the alert named: {sorted(named)}")
+            return 1
+        time.sleep(0.5)
+        shown = kubectl("-n", NAMESPACE, "get", "pipelines", "-o", f"jsonpath={at_risk}")
+    say("datasets at risk, as the Pipelines' status shows them:")
+    print(shown)
     return 0
 
 

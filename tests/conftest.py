@@ -44,7 +44,7 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("create", "namespace", name)
     wait_for(
         lambda: cluster.kubectl("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0,
-        timeout=60, message=f"the default ServiceAccount in {name}",
+        timeout=120, message=f"the default ServiceAccount in {name}",
     )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

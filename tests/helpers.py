@@ -34,7 +34,7 @@ class WaitTimeoutError(AssertionError):
 
 def wait_for(
     condition: Callable[[], T | None],
-    timeout: float = 30.0,
+    timeout: float = 120.0,
     interval: float = 0.2,
     message: str = "condition",
 ) -> T:

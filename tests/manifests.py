@@ -1,8 +1,10 @@
-"""Pipeline manifests shared by the unit tests (headwater validate) and the e2e tests (the apiserver).
+"""Pipeline and PipelineRun manifests for every test tier: the models and ``headwater validate`` (unit),
+the apiserver's admission and the operator end to end (e2e).
 
 ``BAD_CASES`` is the list of invalid manifests every layer must reject, each with the field the
 error must name and the words that must explain it, as the apiserver and as ``headwater
-validate`` put it.
+validate`` put it.  ``failing_pods`` and ``held_pods`` ask the local control plane's simulated
+nodes for a pod behaviour (hack/kwok/stages.yaml).
 """
 
 from __future__ import annotations
@@ -12,33 +14,57 @@ from dataclasses import dataclass
 from typing import Any
 
 API_VERSION = "headwater.dev/v1alpha1"
+OWNER = "data-team@example.com"
+IMAGE = "busybox"
+FAIL_LABEL = "headwater.dev/test-fail"
+HOLD_LABEL = "headwater.dev/test-hold"
 
 
-def step(step_id: str, type_: str = "sql", **fields: Any) -> dict[str, Any]:
-    """A valid step of ``type_`` (sql steps get sql, others an image) with ``fields`` on top."""
-    base: dict[str, Any] = {"id": step_id, "type": type_}
-    if type_ == "sql":
+def step(step_id: str, *depends_on: str, **fields: Any) -> dict[str, Any]:
+    """A valid step, depending on ``depends_on``, with ``fields`` on top.
+
+    A container step running busybox unless ``type`` says otherwise; a sql step runs ``SELECT 1``.
+    """
+    kind = fields.get("type", "container")
+    base: dict[str, Any] = {"id": step_id, "type": kind}
+    if kind == "sql":
         base["sql"] = "SELECT 1"
     else:
-        base["image"] = "python:3.12-slim"
+        base["image"] = IMAGE
+    if depends_on:
+        base["dependsOn"] = list(depends_on)
     return {**base, **fields}
 
 
 def pipeline(name: str = "orders", steps: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
-    """A valid Pipeline (extract -> transform -> load) unless ``steps``/``spec`` say otherwise."""
+    """A valid Pipeline (sql extract -> sql transform -> container load) unless ``steps``/``spec`` say otherwise."""
     if steps is None:
         steps = [
-            step("extract", outputs=[{"namespace": "postgres://warehouse", "name": "raw.orders"}]),
-            step("transform", dependsOn=["extract"]),
-            step("load", "container", dependsOn=["transform"]),
+            step("extract", type="sql", outputs=[{"namespace": "postgres://warehouse", "name": "raw.orders"}]),
+            step("transform", "extract", type="sql"),
+            step("load", "transform"),
         ]
     return {"apiVersion": API_VERSION, "kind": "Pipeline", "metadata": {"name": name},
-            "spec": {"owner": "data-team@company.com", **spec, "steps": steps}}
+            "spec": {"owner": OWNER, **spec, "steps": steps}}
 
 
 def run(name: str = "orders-1", pipeline_name: str = "orders", **spec: Any) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "PipelineRun", "metadata": {"name": name},
             "spec": {"pipelineRef": {"name": pipeline_name}, **spec}}
+
+
+def failing_pods() -> dict[str, Any]:
+    """podMetadata that makes every attempt of a step fail on the simulated nodes."""
+    return {"labels": {FAIL_LABEL: "true"}}
+
+
+def held_pods() -> dict[str, Any]:
+    """podMetadata that keeps every attempt of a step running until the test releases that pod.
+
+    The outcome of each attempt is then the test's decision (conftest_e2e.release), taken once it has
+    seen the pod: nothing depends on how fast the pod was created or how long it ran.
+    """
+    return {"labels": {HOLD_LABEL: "true"}}
 
 
 def _with_step(index: int, **fields: Any) -> dict[str, Any]:

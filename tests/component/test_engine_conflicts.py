@@ -19,8 +19,8 @@ NS = "data"
 def orders(kube: FakeKube) -> None:
     """Pipeline orders (extract -> transform -> load) and its run orders-1, labelled as schedules label
     runs (so starting it is one write), not started yet."""
-    kube.seed(pipeline("orders", [step("extract", "container"), step("transform", "container", dependsOn=["extract"]),
-                                  step("load", "container", dependsOn=["transform"])]), NS)
+    kube.seed(pipeline("orders", [step("extract"), step("transform", dependsOn=["extract"]),
+                                  step("load", dependsOn=["transform"])]), NS)
     labelled = run("orders-1", "orders")
     labelled["metadata"]["labels"] = {c.LABEL_PIPELINE: "orders"}
     kube.seed(labelled, NS)

@@ -32,7 +32,7 @@ def finished(name: str, phase: str, recorded: bool, pipeline_name: str = "orders
 def history(kube: FakeKube, clock: ManualClock) -> None:
     """Pipeline orders keeping one succeeded and one failed run, its earlier runs (oldest first), a run
     still going, a run of another pipeline, and the run orders-new, whose Job is about to succeed."""
-    kube.seed(pipeline("orders", [step("load", "container")], successfulRunsHistoryLimit=1,
+    kube.seed(pipeline("orders", [step("load")], successfulRunsHistoryLimit=1,
                        failedRunsHistoryLimit=1), NS)
     earlier = [("ok-recorded-old", "Succeeded", True), ("failed-unrecorded", "Failed", False),
                ("ok-unrecorded", "Succeeded", False), ("cancelled-recorded", "Cancelled", True),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fakekube import JOBS, PIPELINES, RUNS, FakeKube, ManualClock
-from manifests import pipeline, run, step
+from manifests import IMAGE, pipeline, run, step
 from wiring import STEP_IMAGE, Operator
 
 pytestmark = pytest.mark.component
@@ -19,9 +19,9 @@ WH = "postgres://warehouse"
 def revenue(kube: FakeKube, operator: Operator) -> None:
     """Pipeline revenue: orders and customers load independently; revenue joins them. Run revenue-1."""
     kube.seed(pipeline("revenue", [
-        step("orders", "container", outputs=[{"namespace": WH, "name": "raw.orders"}]),
-        step("customers", "container", outputs=[{"namespace": WH, "name": "raw.customers"}]),
-        step("revenue", "container", dependsOn=["orders", "customers"],
+        step("orders", outputs=[{"namespace": WH, "name": "raw.orders"}]),
+        step("customers", outputs=[{"namespace": WH, "name": "raw.customers"}]),
+        step("revenue", dependsOn=["orders", "customers"],
              inputs=[{"namespace": WH, "name": "raw.orders"}, {"namespace": WH, "name": "raw.customers"}],
              outputs=[{"namespace": WH, "name": "analytics.revenue"}]),
     ]), NS)
@@ -41,8 +41,7 @@ def phases(kube: FakeKube) -> dict[str, str]:
 def test_a_join_step_starts_only_after_both_of_its_dependencies_succeeded_and_then_the_run_succeeds(
         kube: FakeKube, operator: Operator, clock: ManualClock) -> None:
     assert jobs(kube) == ["revenue-1-customers", "revenue-1-orders"]
-    assert kube.read(JOBS, NS, "revenue-1-orders")["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        "python:3.12-slim"
+    assert kube.read(JOBS, NS, "revenue-1-orders")["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
     kube.start_job(NS, "revenue-1-orders")
     kube.start_job(NS, "revenue-1-customers")
     operator.deliver()
@@ -104,7 +103,7 @@ def test_a_failed_step_skips_the_join_and_the_run_fails_once_its_other_branch_en
 
 
 def test_jobs_use_the_operators_step_image_when_a_step_names_none(kube: FakeKube, operator: Operator) -> None:
-    kube.seed(pipeline("one", [step("count")]), NS)  # a sql step: it runs in the step image
+    kube.seed(pipeline("one", [step("count", type="sql")]), NS)  # a sql step: it runs in the step image
     kube.seed(run("one-1", "one"), NS)
     operator.deliver()
     container = kube.read(JOBS, NS, "one-1-count")["spec"]["template"]["spec"]["containers"][0]

@@ -59,7 +59,7 @@ def finished_run(name: str, phase: str, recorded: bool) -> dict[str, Any]:
                            "message": "in the store", "lastTransitionTime": "2026-11-23T05:30:00Z"})
     body["status"] = {
         "phase": phase, "startedAt": "2026-11-23T05:00:00Z", "finishedAt": "2026-11-23T05:01:00Z",
-        "pipelineSpec": {"steps": [step("load", "container",
+        "pipelineSpec": {"steps": [step("load",
                                         outputs=[{"namespace": "postgres://warehouse", "name": "raw.orders"}])]},
         "steps": [{"name": "load", "phase": "Succeeded" if phase == "Succeeded" else "Failed", "attempts": 1,
                    "startedAt": "2026-11-23T05:00:00Z", "finishedAt": "2026-11-23T05:01:00Z"}],
@@ -143,7 +143,7 @@ def test_a_run_the_engine_finishes_is_recorded_without_waiting_for_the_next_scan
     store = KeptRecords()
     recorder = start_recorder(kube, store, recorder_of)
     operator = Operator(kube, clock, recorder=recorder)
-    kube.seed(pipeline("orders", [step("load", "container")]), "data")
+    kube.seed(pipeline("orders", [step("load")]), "data")
     kube.seed(run("orders-1", "orders"), "data")
     operator.deliver()
     kube.complete_job("data", "orders-1-load")

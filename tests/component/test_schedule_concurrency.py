@@ -29,7 +29,7 @@ def schedule(kube: FakeKube, operator: Operator, clock: ManualClock, at: datetim
 
 def start(kube: FakeKube, operator: Operator, clock: ManualClock, policy: str) -> None:
     """Pipeline orders every ten minutes under ``policy``; the 06:10 slot's run is running its Job."""
-    kube.seed(pipeline("orders", [step("load", "container")], schedule="*/10 * * * *", concurrencyPolicy=policy), NS)
+    kube.seed(pipeline("orders", [step("load")], schedule="*/10 * * * *", concurrencyPolicy=policy), NS)
     operator.deliver()  # Ready=True, which the scheduler waits for
     assert schedule(kube, operator, clock, datetime(2026, 11, 23, 6, 10, 5, tzinfo=UTC)) == Action.RUN
     kube.start_job(NS, f"{FIRST}-load")

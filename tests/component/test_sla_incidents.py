@@ -42,12 +42,12 @@ def watched(kube: FakeKube, clock: ManualClock, alerts: tuple[JsonPoster, Receiv
     """orders writes raw.orders; revenue reads it and writes analytics.revenue; finance reads that;
     marketing stands apart. Each has its owner."""
     for name, owner, steps in [
-        ("orders", "ingest@company.com", [step("load", "container", outputs=[ds("raw.orders")])]),
-        ("revenue", "analytics@company.com", [step("build", "container", inputs=[ds("raw.orders")],
+        ("orders", "ingest@company.com", [step("load", outputs=[ds("raw.orders")])]),
+        ("revenue", "analytics@company.com", [step("build", inputs=[ds("raw.orders")],
                                                    outputs=[ds("analytics.revenue")])]),
-        ("finance", "finance@company.com", [step("report", "container", inputs=[ds("analytics.revenue")],
+        ("finance", "finance@company.com", [step("report", inputs=[ds("analytics.revenue")],
                                                  outputs=[ds("finance.monthly")])]),
-        ("marketing", "growth@company.com", [step("leads", "container", outputs=[ds("mkt.leads")])]),
+        ("marketing", "growth@company.com", [step("leads", outputs=[ds("mkt.leads")])]),
     ]:
         kube.seed(pipeline(name, steps, owner=owner), NS)
     operator = Operator(kube, clock, alerts=alerts[0], namespaces=(NS,))
@@ -114,7 +114,7 @@ def test_a_failed_run_marks_every_downstream_dataset_at_risk_with_one_notificati
 def test_a_failed_step_without_declared_outputs_raises_no_incident(
         kube: FakeKube, clock: ManualClock, alerts: tuple[JsonPoster, Receiver]) -> None:
     poster, receiver = alerts
-    kube.seed(pipeline("cleanup", [step("vacuum", "container")]), NS)
+    kube.seed(pipeline("cleanup", [step("vacuum")]), NS)
     operator = Operator(kube, clock, alerts=poster, namespaces=(NS,))
     kube.seed(run("cleanup-1", "cleanup"), NS)
     operator.deliver()

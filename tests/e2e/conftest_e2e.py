@@ -1,4 +1,4 @@
-"""Manifest builders and waits for the operator's end-to-end tests."""
+"""The operator as a subprocess, and waits and probes for the end-to-end tests (manifests: tests/manifests.py)."""
 
 from __future__ import annotations
 
@@ -12,30 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from helpers import Cluster, wait_for
-
-API = "headwater.dev/v1alpha1"
-
-
-def step(step_id: str, *deps: str, **fields: Any) -> dict[str, Any]:
-    return {"id": step_id, "type": "container", "image": "busybox", "dependsOn": list(deps), **fields}
+from manifests import FAIL_LABEL, HOLD_LABEL
 
 
-def fail_label() -> dict[str, Any]:
-    """podMetadata that makes every attempt of a step fail on the simulated nodes."""
-    return {"labels": {"headwater.dev/test-fail": "true"}}
-
-
-def pipeline(name: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": API, "kind": "Pipeline", "metadata": {"name": name},
-            "spec": {"owner": "data-team@example.com", "steps": steps, **spec}}
-
-
-def run(name: str, pipeline_name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": API, "kind": "PipelineRun", "metadata": {"name": name},
-            "spec": {"pipelineRef": {"name": pipeline_name}, **spec}}
-
-
-def wait_run(cluster: Cluster, namespace: str, name: str, timeout: float = 90) -> dict[str, Any]:
+def wait_run(cluster: Cluster, namespace: str, name: str, timeout: float = 300) -> dict[str, Any]:
     """The run once it has reached a final phase."""
     def finished() -> dict[str, Any] | None:
         obj = cluster.get("pipelinerun", name, namespace)
@@ -43,6 +23,27 @@ def wait_run(cluster: Cluster, namespace: str, name: str, timeout: float = 90) -
         return obj if phase in ("Succeeded", "Failed", "Cancelled") else None
 
     return wait_for(finished, timeout=timeout, interval=0.5, message=f"PipelineRun {name} to finish")
+
+
+def held_pod(cluster: Cluster, namespace: str, selector: str, other_than: tuple[str, ...] = (),
+             timeout: float = 180) -> str:
+    """The name of a live pod matching ``selector`` that is still held (manifests.held_pods), once one exists.
+
+    Pods named in ``other_than`` are passed over; a released pod no longer carries the hold label.
+    """
+    def find() -> str | None:
+        pods = cluster.list("pods", namespace, f"{selector},{HOLD_LABEL}=true")
+        names = sorted(p["metadata"]["name"] for p in pods
+                       if not p["metadata"].get("deletionTimestamp") and p["metadata"]["name"] not in other_than)
+        return names[0] if names else None
+
+    return wait_for(find, timeout=timeout, interval=0.5, message=f"a held pod matching {selector}")
+
+
+def release(cluster: Cluster, namespace: str, pod: str, *, fail: bool = False) -> None:
+    """Let a held pod finish: it succeeds, or with ``fail`` it exits 1 (one patch, so never the other way)."""
+    labels = [f"{HOLD_LABEL}-", *([f"{FAIL_LABEL}=true"] if fail else [])]
+    cluster.kubectl("-n", namespace, "label", "pod", pod, *labels, "--overwrite")
 
 
 class OperatorProcess:

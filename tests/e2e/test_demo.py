@@ -21,6 +21,7 @@ def chart_metric_names() -> list[str]:
     return re.findall(r":\s*(headwater_\w+)", block)
 
 
+@pytest.mark.timeout(1200)  # above the 900 s bound on the demo itself, so that one speaks first
 def test_the_demo_traces_explains_and_alerts_and_exposes_every_metric_the_chart_uses(
         cluster: Cluster, database_url: str, tmp_path: Path) -> None:
     metrics_file = tmp_path / "metrics.txt"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest_e2e import OperatorProcess, fail_label, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, wait_run
 from headwater.lineage.openlineage import step_run_uuid
 from helpers import Cluster, Receiver, receiving, wait_for
+from manifests import failing_pods, pipeline, run, step
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +28,7 @@ def test_every_step_transition_reaches_the_openlineage_endpoint_with_stable_run_
     operator.start()
     try:
         cluster.apply(pipeline("ol", [step("extract", outputs=[{"namespace": "postgres://wh", "name": "raw.x"}]),
-                                      step("load", "extract", retries=0, podMetadata=fail_label())]),
+                                      step("load", "extract", retries=0, podMetadata=failing_pods())]),
                       run("ol-1", "ol"), namespace=namespace)
         assert wait_run(cluster, namespace, "ol-1")["status"]["phase"] == "Failed"
 
@@ -35,7 +36,7 @@ def test_every_step_transition_reaches_the_openlineage_endpoint_with_stable_run_
             return sorted((e["job"]["name"], e["eventType"]) for e in receiver.events)
 
         expected = [("extract", "COMPLETE"), ("extract", "START"), ("load", "FAIL"), ("load", "START")]
-        assert wait_for(lambda: seen() == expected and seen(), timeout=30, message="four events") == expected
+        assert wait_for(lambda: seen() == expected and seen(), timeout=120, message="four events") == expected
     finally:
         operator.stop()
     ids = {(e["job"]["name"], e["run"]["runId"]) for e in receiver.events}

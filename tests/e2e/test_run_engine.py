@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest_e2e import OperatorProcess, fail_label, pipeline, run, step, wait_run
+from conftest_e2e import OperatorProcess, held_pod, release, wait_run
 from helpers import Cluster, wait_for
+from manifests import failing_pods, held_pods, pipeline, run, step
 
 pytestmark = pytest.mark.e2e
 
@@ -25,19 +25,29 @@ def run_jobs(cluster: Cluster, namespace: str, run_name: str) -> dict[str, dict[
     return {j["metadata"]["labels"]["headwater.dev/step"]: j for j in jobs}
 
 
+def step_phases(cluster: Cluster, namespace: str, run_name: str) -> dict[str, str]:
+    return {k: v["phase"] for k, v in steps_by_name(cluster.get("pipelinerun", run_name, namespace)).items()}
+
+
 def test_diamond_runs_in_dependency_order_with_parallel_branches(cluster: Cluster, namespace: str,
                                                                  operator: Any) -> None:
-    slow = {"annotations": {"headwater.dev/test-duration": "3s"}}
-    cluster.apply(pipeline("diamond", [step("a"), step("b", "a", podMetadata=slow),
-                                       step("c", "a", podMetadata=slow), step("d", "b", "c")]),
+    cluster.apply(pipeline("diamond", [step("a"), step("b", "a", podMetadata=held_pods()),
+                                       step("c", "a", podMetadata=held_pods()), step("d", "b", "c")]),
                   run("diamond-1", "diamond"), namespace=namespace)
+    # neither branch can finish before the test lets it: both must be running at once
+    branches = [held_pod(cluster, namespace, f"headwater.dev/run=diamond-1,headwater.dev/step={x}") for x in "bc"]
+    wait_for(lambda: step_phases(cluster, namespace, "diamond-1") == {
+        "a": "Succeeded", "b": "Running", "c": "Running", "d": "Pending"}, timeout=120,
+        message="both branches to run while d waits")
+    for pod in branches:
+        release(cluster, namespace, pod)
     done = wait_run(cluster, namespace, "diamond-1")
     assert done["status"]["phase"] == "Succeeded"
     assert done["status"]["progress"] == "4/4"
     s = steps_by_name(done)
     assert s["a"]["finishedAt"] <= s["b"]["startedAt"] and s["a"]["finishedAt"] <= s["c"]["startedAt"]
     assert max(s["b"]["finishedAt"], s["c"]["finishedAt"]) <= s["d"]["startedAt"]
-    assert s["b"]["startedAt"] < s["c"]["finishedAt"] and s["c"]["startedAt"] < s["b"]["finishedAt"]
+    assert s["b"]["startedAt"] <= s["c"]["finishedAt"] and s["c"]["startedAt"] <= s["b"]["finishedAt"]
     jobs = run_jobs(cluster, namespace, "diamond-1")
     assert sorted(jobs) == ["a", "b", "c", "d"]
     assert jobs["a"]["metadata"]["ownerReferences"][0]["name"] == "diamond-1"
@@ -48,23 +58,24 @@ def test_diamond_runs_in_dependency_order_with_parallel_branches(cluster: Cluste
 
 def test_a_step_failing_once_then_succeeding_ends_succeeded_with_two_attempts(
         cluster: Cluster, namespace: str, operator: Any) -> None:
-    # The first pod is created within a few seconds and fails; the Job controller's back-off
-    # (10 s) puts the second one after this instant, so it succeeds.
-    until = (datetime.now(UTC) + timedelta(seconds=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    flaky = {"annotations": {"headwater.dev/test-fail-until": until}}
-    cluster.apply(pipeline("flaky", [step("load", retries=2, podMetadata=flaky)]),
+    cluster.apply(pipeline("flaky", [step("load", retries=2, podMetadata=held_pods())]),
                   run("flaky-1", "flaky"), namespace=namespace)
-    done = wait_run(cluster, namespace, "flaky-1", timeout=120)
+    # the first attempt fails and the retry succeeds, whenever each pod comes
+    first = held_pod(cluster, namespace, "headwater.dev/run=flaky-1")
+    release(cluster, namespace, first, fail=True)
+    retry = held_pod(cluster, namespace, "headwater.dev/run=flaky-1", other_than=(first,))
+    release(cluster, namespace, retry)
+    done = wait_run(cluster, namespace, "flaky-1")
     load = steps_by_name(done)["load"]
     assert (done["status"]["phase"], load["phase"], load["attempts"]) == ("Succeeded", "Succeeded", 2)
 
 
 def test_a_step_failing_past_its_retries_fails_and_skips_downstream_but_not_independent_steps(
         cluster: Cluster, namespace: str, operator: Any) -> None:
-    cluster.apply(pipeline("broken", [step("extract", retries=1, podMetadata=fail_label()),
+    cluster.apply(pipeline("broken", [step("extract", retries=1, podMetadata=failing_pods()),
                                       step("transform", "extract"), step("other")]),
                   run("broken-1", "broken"), namespace=namespace)
-    done = wait_run(cluster, namespace, "broken-1", timeout=120)
+    done = wait_run(cluster, namespace, "broken-1")
     s = steps_by_name(done)
     assert done["status"]["phase"] == "Failed"
     assert (s["extract"]["phase"], s["extract"]["reason"], s["extract"]["attempts"]) == (
@@ -73,17 +84,21 @@ def test_a_step_failing_past_its_retries_fails_and_skips_downstream_but_not_inde
     assert (s["transform"]["phase"], s["transform"]["reason"]) == ("Skipped", "UpstreamFailed")
     assert s["other"]["phase"] == "Succeeded"
     assert "transform" not in run_jobs(cluster, namespace, "broken-1")
-    events = cluster.kubectl("-n", namespace, "get", "events", "--field-selector",
-                             "involvedObject.name=broken-1", "-o", "jsonpath={.items[*].message}").stdout
-    assert "Step extract failed: BackoffLimitExceeded" in events
+
+    def events() -> str:
+        return cluster.kubectl("-n", namespace, "get", "events", "--field-selector", "involvedObject.name=broken-1",
+                               "-o", "jsonpath={.items[*].message}").stdout
+
+    # Events are posted from a background queue, after the status that the run's wait saw
+    wait_for(lambda: "Step extract failed: BackoffLimitExceeded" in events(), timeout=120,
+             message="the Event naming the failed step")
 
 
 def test_a_step_exceeding_its_timeout_fails_with_deadline_exceeded(cluster: Cluster, namespace: str,
                                                                    operator: Any) -> None:
-    slow = {"annotations": {"headwater.dev/test-duration": "300s"}}
-    cluster.apply(pipeline("slow", [step("wait", timeoutSeconds=2, retries=0, podMetadata=slow)]),
+    cluster.apply(pipeline("slow", [step("wait", timeoutSeconds=2, retries=0, podMetadata=held_pods())]),
                   run("slow-1", "slow"), namespace=namespace)
-    done = wait_run(cluster, namespace, "slow-1", timeout=90)
+    done = wait_run(cluster, namespace, "slow-1")
     wait_step = steps_by_name(done)["wait"]
     assert (done["status"]["phase"], wait_step["phase"], wait_step["reason"]) == (
         "Failed", "Failed", "DeadlineExceeded")
@@ -91,21 +106,21 @@ def test_a_step_exceeding_its_timeout_fails_with_deadline_exceeded(cluster: Clus
 
 def test_cancel_mid_run_deletes_running_jobs_and_ends_cancelled(cluster: Cluster, namespace: str,
                                                                 operator: Any) -> None:
-    slow = {"annotations": {"headwater.dev/test-duration": "300s"}}
-    cluster.apply(pipeline("long", [step("a", podMetadata=slow), step("b", "a")]),
+    cluster.apply(pipeline("long", [step("a", podMetadata=held_pods()), step("b", "a")]),
                   run("long-1", "long"), namespace=namespace)
-    wait_for(lambda: steps_by_name(cluster.get("pipelinerun", "long-1", namespace))["a"]["phase"] == "Running",
-             timeout=60, message="step a to run")
+    held_pod(cluster, namespace, "headwater.dev/run=long-1")
+    wait_for(lambda: step_phases(cluster, namespace, "long-1")["a"] == "Running", timeout=120,
+             message="step a to run")
     cluster.kubectl("-n", namespace, "patch", "pipelinerun", "long-1", "--type=merge",
                     "-p", '{"spec":{"cancel":true}}')
-    done = wait_run(cluster, namespace, "long-1", timeout=60)
+    done = wait_run(cluster, namespace, "long-1")
     s = steps_by_name(done)
     assert (done["status"]["phase"], s["a"]["phase"], s["b"]["phase"]) == ("Cancelled", "Cancelled", "Cancelled")
-    wait_for(lambda: not run_jobs(cluster, namespace, "long-1"), timeout=60, message="the Job to be deleted")
+    wait_for(lambda: not run_jobs(cluster, namespace, "long-1"), timeout=120, message="the Job to be deleted")
 
 
 def test_retry_of_runs_only_the_failed_and_skipped_steps(cluster: Cluster, namespace: str, operator: Any) -> None:
-    steps = [step("a"), step("b", "a", retries=0, podMetadata=fail_label()), step("c", "a"), step("d", "b", "c")]
+    steps = [step("a"), step("b", "a", retries=0, podMetadata=failing_pods()), step("c", "a"), step("d", "b", "c")]
     cluster.apply(pipeline("retry", steps), run("retry-1", "retry"), namespace=namespace)
     assert wait_run(cluster, namespace, "retry-1")["status"]["phase"] == "Failed"
     steps[1] = step("b", "a", retries=0)  # the fix
@@ -134,11 +149,11 @@ def test_an_invalid_pipeline_is_not_ready_and_its_runs_never_create_jobs(cluster
         conds = (cluster.get("pipeline", "cyclic", namespace).get("status") or {}).get("conditions") or []
         return next((c for c in conds if c["type"] == "Ready"), None)
 
-    ready = wait_for(ready_condition, timeout=30, message="the Ready condition")
+    ready = wait_for(ready_condition, timeout=120, message="the Ready condition")
     assert (ready["status"], ready["reason"]) == ("False", "InvalidDAG")
     assert "dependency cycle: a -> b -> c -> a" in ready["message"] or "dependency cycle:" in ready["message"]
     cluster.apply(run("cyclic-1", "cyclic"), namespace=namespace)
-    done = wait_run(cluster, namespace, "cyclic-1", timeout=30)
+    done = wait_run(cluster, namespace, "cyclic-1")
     assert done["status"]["phase"] == "Failed"
     assert "dependency cycle" in done["status"]["conditions"][0]["message"]
     assert run_jobs(cluster, namespace, "cyclic-1") == {}
@@ -146,13 +161,15 @@ def test_an_invalid_pipeline_is_not_ready_and_its_runs_never_create_jobs(cluster
 
 def test_editing_the_pipeline_during_a_run_does_not_change_the_run(cluster: Cluster, namespace: str,
                                                                    operator: Any) -> None:
-    slow = {"annotations": {"headwater.dev/test-duration": "4s"}}
-    cluster.apply(pipeline("snap", [step("a", podMetadata=slow), step("b", "a")]), run("snap-1", "snap"),
+    cluster.apply(pipeline("snap", [step("a", podMetadata=held_pods()), step("b", "a")]), run("snap-1", "snap"),
                   namespace=namespace)
-    wait_for(lambda: steps_by_name(cluster.get("pipelinerun", "snap-1", namespace))["a"]["phase"] == "Running",
-             timeout=60, message="step a to run")
-    cluster.apply(pipeline("snap", [step("a", podMetadata=slow), step("b", "a", image="changed:2"),
+    first = held_pod(cluster, namespace, "headwater.dev/run=snap-1")
+    cluster.apply(pipeline("snap", [step("a", podMetadata=held_pods()), step("b", "a", image="changed:2"),
                                     step("c", "b")]), namespace=namespace)
+    # step a is still running: the edit lands mid-run, and the operator has seen it before b is due
+    wait_for(lambda: (cluster.get("pipeline", "snap", namespace).get("status") or {}).get("observedGeneration") == 2,
+             timeout=120, message="the operator to see the edited pipeline")
+    release(cluster, namespace, first)
     done = wait_run(cluster, namespace, "snap-1")
     assert done["status"]["phase"] == "Succeeded"
     assert [s["name"] for s in done["status"]["steps"]] == ["a", "b"]
@@ -170,7 +187,7 @@ def test_history_limits_delete_the_oldest_finished_runs(cluster: Cluster, namesp
     def remaining() -> list[str]:
         return sorted(r["metadata"]["name"] for r in cluster.list("pipelineruns", namespace))
 
-    assert wait_for(lambda: remaining() == ["hist-2", "hist-3"] and remaining(), timeout=30,
+    assert wait_for(lambda: remaining() == ["hist-2", "hist-3"] and remaining(), timeout=120,
                     message="only the two newest runs to remain") == ["hist-2", "hist-3"]
 
 
@@ -181,20 +198,19 @@ def test_events_alone_drive_a_run_and_a_job_deleted_mid_step_fails_it_without_a_
     operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_RESYNC_SECONDS="3600")
     operator.start()
     try:
-        slow = {"annotations": {"headwater.dev/test-duration": "300s"}}
-        cluster.apply(pipeline("evt", [step("a"), step("b", "a"), step("c", "a", podMetadata=slow),
+        cluster.apply(pipeline("evt", [step("a"), step("b", "a"), step("c", "a", podMetadata=held_pods()),
                                        step("d", "b", "c"), step("e", "b")]),
                       run("evt-1", "evt"), namespace=namespace)
 
         def only_c_left() -> bool:
-            phases = {k: v["phase"] for k, v in steps_by_name(cluster.get("pipelinerun", "evt-1", namespace)).items()}
-            return phases == {"a": "Succeeded", "b": "Succeeded", "c": "Running", "d": "Pending", "e": "Succeeded"}
+            return step_phases(cluster, namespace, "evt-1") == {
+                "a": "Succeeded", "b": "Succeeded", "c": "Running", "d": "Pending", "e": "Succeeded"}
 
-        # once everything else has finished, only the Job's own deletion can move the run on
-        wait_for(only_c_left, timeout=60, message="every step but c to finish, and c to run")
+        # c is held: once everything else has finished, only the Job's own deletion can move the run on
+        wait_for(only_c_left, timeout=180, message="every step but c to finish, and c to run")
         job_c = run_jobs(cluster, namespace, "evt-1")["c"]["metadata"]["name"]
         cluster.kubectl("-n", namespace, "delete", "job", job_c)
-        done = wait_run(cluster, namespace, "evt-1", timeout=60)
+        done = wait_run(cluster, namespace, "evt-1")
     finally:
         operator.stop()
     s = steps_by_name(done)

@@ -19,8 +19,8 @@ NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 RUN = RunRef("rev-1", "data", "uid", "rev")
 SPEC = PipelineRunSpec.model_validate({"pipelineRef": {"name": "rev"}})
 PIPELINE = PipelineSpec.model_validate({"steps": [
-    step("extract", "container", outputs=[{"namespace": "postgres://wh", "name": "raw.orders"}]),
-    step("load", "container", dependsOn=["extract"], inputs=[{"namespace": "postgres://wh", "name": "raw.orders"}])]})
+    step("extract", outputs=[{"namespace": "postgres://wh", "name": "raw.orders"}]),
+    step("load", "extract", inputs=[{"namespace": "postgres://wh", "name": "raw.orders"}])]})
 
 
 def test_a_step_emits_start_when_its_job_is_created_and_complete_with_its_row_count() -> None:

@@ -40,7 +40,7 @@ def test_long_names_that_share_a_prefix_still_differ() -> None:
 
 
 def test_a_container_step_becomes_a_job_with_retries_timeout_and_owner() -> None:
-    spec = StepSpec.model_validate(step("extract", "container", retries=3, timeoutSeconds=120,
+    spec = StepSpec.model_validate(step("extract", retries=3, timeoutSeconds=120,
                                         command=["python", "-m", "extract"],
                                         podMetadata={"labels": {"team": "data"}, "annotations": {"a": "b"}}))
     job = build_job(RUN, spec, SETTINGS)
@@ -62,7 +62,7 @@ def test_a_container_step_becomes_a_job_with_retries_timeout_and_owner() -> None
 
 
 def test_a_sql_step_runs_the_headwater_sql_runner_with_the_connection_from_a_secret() -> None:
-    spec = StepSpec.model_validate(step("load", "sql", sql="INSERT INTO t SELECT 1",
+    spec = StepSpec.model_validate(step("load", type="sql", sql="INSERT INTO t SELECT 1",
                                         connectionSecretRef={"name": "warehouse", "key": "url"}))
     container = build_job(RUN, spec, SETTINGS)["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == SETTINGS.step_image

@@ -79,8 +79,9 @@ def test_phase_enums_have_the_kubernetes_spelling() -> None:
 
 
 def test_a_sql_step_defaults_to_the_headwater_image() -> None:
-    assert StepSpec.model_validate(step("a")).resolved_image() == DEFAULT_IMAGE
-    assert StepSpec.model_validate(step("b", "python")).resolved_image() == "python:3.12-slim"
+    assert StepSpec.model_validate(step("a", type="sql")).resolved_image() == DEFAULT_IMAGE
+    assert StepSpec.model_validate(step("b", type="python", image="python:3.12-slim")).resolved_image() == (
+        "python:3.12-slim")
 
 
 @pytest.mark.parametrize(("fields", "loc", "message"), [

@@ -20,7 +20,7 @@ SETTINGS = JobSettings(step_image="headwater:test", ttl_seconds=3600)
 
 
 def container(step_id: str, *deps: str) -> dict[str, Any]:
-    return step(step_id, "container", dependsOn=list(deps))
+    return step(step_id, *deps)
 
 
 def diamond(**spec: Any) -> PipelineSpec:

@@ -16,9 +16,9 @@ WAREHOUSE = "postgres://warehouse"
 
 
 def finished_run(**status: Any) -> dict[str, Any]:
-    steps = [step("extract", inputs=[{"namespace": "api://stripe", "name": "payments"}],
+    steps = [step("extract", type="sql", inputs=[{"namespace": "api://stripe", "name": "payments"}],
                   outputs=[{"namespace": WAREHOUSE, "name": "raw.payments"}]),
-             step("load", dependsOn=["extract"], inputs=[{"namespace": WAREHOUSE, "name": "raw.payments"}],
+             step("load", "extract", type="sql", inputs=[{"namespace": WAREHOUSE, "name": "raw.payments"}],
                   outputs=[{"namespace": WAREHOUSE, "name": "analytics.revenue"}])]
     return {
         "metadata": {"name": "rev-1", "namespace": "data"},

@@ -21,7 +21,7 @@ JOIN = ("INSERT INTO analytics.daily_revenue (day, net) SELECT o.day, sum(p.amou
 
 
 def sql_step(sql: str, inputs: list[str], outputs: list[str], **extra: Any) -> dict[str, Any]:
-    return step("t", sql=sql, inputs=[{"namespace": WH, "name": n} for n in inputs],
+    return step("t", type="sql", sql=sql, inputs=[{"namespace": WH, "name": n} for n in inputs],
                 outputs=[{"namespace": WH, "name": n} for n in outputs], **extra)
 
 
@@ -58,6 +58,6 @@ def test_an_undeclared_input_and_a_wrong_output_set_a_warning_condition_naming_t
 def test_an_input_from_another_database_matches_its_foreign_table_by_name() -> None:
     sql = "INSERT INTO raw.orders SELECT * FROM production_public.orders"
     spec = PipelineSpec.model_validate({"steps": [step(
-        "t", sql=sql, inputs=[{"namespace": "postgres://production", "name": "public.orders"}],
+        "t", type="sql", sql=sql, inputs=[{"namespace": "postgres://production", "name": "public.orders"}],
         outputs=[{"namespace": WH, "name": "raw.orders"}])]})
     assert mismatches(spec) == []
