@@ -21,8 +21,14 @@ SETTINGS = JobSettings(step_image="ghcr.io/headwater-dev/headwater:0.1.0", ttl_s
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def test_short_names_are_run_dash_step() -> None:
-    assert job_name("revenue-1", "extract-orders") == "revenue-1-extract-orders"
+def test_a_job_name_is_run_dash_step_followed_by_a_hash_of_the_pair() -> None:
+    name = job_name("revenue-1", "extract-orders")
+    assert re.fullmatch(r"revenue-1-extract-orders-[a-z2-7]{10}", name)
+
+
+def test_job_names_of_distinct_run_and_step_pairs_never_coincide() -> None:
+    assert job_name("a-b", "c") != job_name("a", "b-c")
+    assert job_name("nightly-1", "load") != job_name("nightly", "1-load")
 
 
 @given(run=st.from_regex(r"[a-z][a-z0-9-]{0,200}[a-z0-9]", fullmatch=True),
@@ -44,7 +50,7 @@ def test_a_container_step_becomes_a_job_with_retries_timeout_and_owner() -> None
                                         command=["python", "-m", "extract"],
                                         podMetadata={"labels": {"team": "data"}, "annotations": {"a": "b"}}))
     job = build_job(RUN, spec, SETTINGS)
-    assert job["metadata"]["name"] == "revenue-202611230600-extract"
+    assert job["metadata"]["name"] == job_name(RUN.name, "extract")
     assert job["metadata"]["labels"]["headwater.dev/step"] == "extract"
     assert job["metadata"]["ownerReferences"][0] == {
         "apiVersion": "headwater.dev/v1alpha1", "kind": "PipelineRun", "name": RUN.name, "uid": "u-1",

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
+from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
 from headwater.lineage.emitting import step_events
@@ -28,12 +29,16 @@ from headwater.runs import history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job
 from headwater.spec import constants as c
+from headwater.spec.conditions import set_condition
 from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase, StepReason
+from headwater.spec.names import label_value
 from headwater.spec.times import parse_time
 
 __all__ = ["EventSink", "RunEngine", "RunSink"]
 
 log = logging.getLogger(__name__)
+
+CONDITION_RECONCILED = "Reconciled"
 
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 """Posts a Kubernetes Event: (object, type, reason, message)."""
@@ -62,8 +67,10 @@ class RunEngine:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  recorder: RunSink | None = None, metrics: Metrics | None = None,
                  emitter: EventFeed | None = None,
-                 on_finish: Callable[[RunRef, PipelineRunStatus], None] | None = None) -> None:
+                 on_finish: Callable[[RunRef, PipelineRunStatus], None] | None = None,
+                 isolation: Isolation | None = None) -> None:
         self.kube = kube
+        self.isolation = isolation or Isolation(post_event)
         self.on_finish = on_finish
         self.emitter = emitter
         self.recorder = recorder
@@ -110,9 +117,10 @@ class RunEngine:
             started = self._start(run, spec)
             if started is None:
                 return planning.Plan()
-            if meta.get("labels", {}).get(c.LABEL_PIPELINE) != spec.pipeline_ref.name:
+            pipeline_label = label_value(spec.pipeline_ref.name)
+            if meta.get("labels", {}).get(c.LABEL_PIPELINE) != pipeline_label:
                 # runs created by hand carry no pipeline label; schedules and history limits find runs by it
-                self.kube.label_run(meta["namespace"], meta["name"], {c.LABEL_PIPELINE: spec.pipeline_ref.name})
+                self.kube.label_run(meta["namespace"], meta["name"], {c.LABEL_PIPELINE: pipeline_label})
                 run = self.kube.get_run(meta["namespace"], meta["name"]) or run
             run = self.kube.replace_run_status(run, _dump(started))
             raw_status = run["status"]
@@ -157,7 +165,7 @@ class RunEngine:
         """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended."""
         settled = {s.name for s in status.steps if s.phase.final}
         observed: dict[str, JobObservation] = {}
-        for job in self.kube.list_jobs(ref.namespace, ref.name):
+        for job in self.kube.list_jobs(ref.namespace, ref.name, ref.uid):
             step = job["metadata"].get("labels", {}).get(c.LABEL_STEP)
             if not step or step in settled:
                 continue
@@ -215,19 +223,58 @@ class RunEngine:
                 self.metrics.run_duration.labels(ref.pipeline).observe(total.total_seconds())
             self._succeeded_at.pop((ref.namespace, ref.name), None)
 
+    def mark_reconcile_failure(self, namespace: str, name: str, failure: str | None) -> None:
+        """The run's Reconciled condition: False with the error while reconciling it fails, True after.
+
+        Written onto the version read (a conflict means someone wrote meanwhile: the next pass tells).
+        """
+        run = self.kube.get_run(namespace, name)
+        if run is None:
+            return
+        status = PipelineRunStatus.model_validate(run.get("status") or {})
+        state, reason, message = ("False", "ReconcileFailed", failure) if failure else \
+            ("True", "Reconciled", "the run is reconciled again")
+        if failure is None and not any(cond.type == CONDITION_RECONCILED for cond in status.conditions):
+            return
+        if set_condition(status.conditions, CONDITION_RECONCILED, state, reason, message, self.clock()):
+            try:
+                self.kube.replace_run_status(run, _dump(status))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
     def _after_finish(self, ref: RunRef, status: PipelineRunStatus) -> None:
-        """Record the outcome on the Pipeline and trim its run history."""
+        """Record the outcome on the Pipeline, tell the SLA monitor and trim the run history.
+
+        Three independent effects: each one's failure is reported on the Pipeline and never
+        keeps the others from happening.
+        """
         pipeline = self.kube.get_pipeline(ref.namespace, ref.pipeline)
         if pipeline is None:
             return
-        self.kube.patch_pipeline_status(ref.namespace, ref.pipeline, {
-            "lastRun": ref.name, "lastRunPhase": status.phase.value})
+        effects: list[tuple[str, Callable[[], object]]] = [
+            ("recording the last run", partial(self.kube.patch_pipeline_status, ref.namespace, ref.pipeline,
+                                               {"lastRun": ref.name, "lastRunPhase": status.phase.value})),
+            ("trimming the run history", partial(self._trim_history, ref, pipeline)),
+        ]
         if self.on_finish is not None:
-            self.on_finish(ref, status)
+            effects.insert(1, ("the run's SLA effects", partial(self.on_finish, ref, status)))
+        for what, effect in effects:
+            self.isolation.run(pipeline, what, effect, reason="RunEffectFailed", kind=f"{c.PIPELINE_KIND}/{what}",
+                               respect_backoff=False)
+
+    def _trim_history(self, ref: RunRef, pipeline: dict[str, Any]) -> None:
         spec = PipelineSpec.model_validate(pipeline["spec"])
-        runs = self.kube.list_runs(ref.namespace, f"{c.LABEL_PIPELINE}={ref.pipeline}")
+        runs = self.kube.list_pipeline_runs(ref.namespace, ref.pipeline)
         unrecorded = (lambda r: not is_recorded(r)) if self.recorder is not None else (lambda _: False)
+        failed: list[str] = []
         for name in history.runs_to_delete(runs, spec.successful_runs_history_limit,
                                            spec.failed_runs_history_limit, unrecorded):
-            self.kube.delete_run(ref.namespace, name)
+            try:
+                self.kube.delete_run(ref.namespace, name)
+            except ApiException as exc:  # one run that cannot be deleted keeps no other from going
+                failed.append(f"{name} (HTTP {exc.status} {exc.reason})")
+                continue
             log.info("Deleted PipelineRun %s/%s (history limit)", ref.namespace, name)
+        if failed:
+            raise RuntimeError(f"could not delete {len(failed)} run(s) beyond the history limit: {', '.join(failed)}")

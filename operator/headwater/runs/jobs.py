@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,6 +9,7 @@ from typing import Any
 
 from headwater.spec import constants as c
 from headwater.spec.models import StepPhase, StepSpec
+from headwater.spec.names import job_name, label_value
 
 __all__ = [
     "JobObservation",
@@ -19,10 +19,6 @@ __all__ = [
     "job_name",
     "observe_job",
 ]
-
-_MAX_NAME = 63
-_HASH_LEN = 8
-
 
 @dataclass(frozen=True)
 class RunRef:
@@ -56,24 +52,10 @@ class JobObservation:
     result: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
 
-def job_name(run: str, step: str) -> str:
-    """``<run>-<step>``; when that exceeds 63 characters, a prefix of it plus a stable hash of both.
-
-    Deterministic, so a Job re-created after a crash collides with the first one
-    (HTTP 409) instead of running the step twice.
-    """
-    name = f"{run}-{step}"
-    if len(name) <= _MAX_NAME:
-        return name
-    digest = hashlib.sha256(f"{run}/{step}".encode()).hexdigest()[:_HASH_LEN]
-    prefix = name[: _MAX_NAME - _HASH_LEN - 1].rstrip("-.")
-    return f"{prefix}-{digest}"
-
-
 def _labels(run: RunRef, step: str) -> dict[str, str]:
     return {
-        c.LABEL_PIPELINE: run.pipeline,
-        c.LABEL_RUN: run.name,
+        c.LABEL_PIPELINE: label_value(run.pipeline),
+        c.LABEL_RUN: label_value(run.name),
         c.LABEL_STEP: step,
         c.LABEL_MANAGED_BY: c.MANAGER,
     }
