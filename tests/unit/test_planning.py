@@ -219,3 +219,39 @@ def test_a_finished_run_plans_nothing() -> None:
     assert status.phase == RunPhase.FAILED
     out = plan(RUN, run_spec(), status, {"a": failed("a")}, NOW, SETTINGS)
     assert out.status is None and out.create == [] and out.events == []
+
+
+PSA = 'pods "x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'
+
+
+def test_a_step_whose_pods_cannot_be_created_shows_why_and_says_so_once_in_an_event() -> None:
+    status = start(run_spec(), diamond(), NOW)
+    out = plan(RUN, run_spec(), status, {}, NOW, SETTINGS)
+    assert out.status is not None and out.recheck_after is not None  # the Job has no pod yet: look again soon
+    blocked = {"a": JobObservation(job("a"), StepPhase.PENDING, reason="FailedCreate", message=PSA)}
+    out = plan(RUN, run_spec(), out.status, blocked, NOW, SETTINGS)
+    assert out.status is not None
+    step = out.status.steps[0]
+    assert (step.phase, step.reason, step.message) == (StepPhase.PENDING, "FailedCreate", PSA)
+    assert [(e.type, e.reason) for e in out.events] == [("Warning", "FailedCreate")]
+    assert PSA in out.events[0].message
+    assert out.recheck_after is None  # the reason is known; the Job's own events and the resync follow it
+    again = plan(RUN, run_spec(), out.status, blocked, NOW, SETTINGS)
+    assert again.status is None and again.events == []
+
+
+def test_the_failure_at_the_deadline_of_a_step_that_never_started_names_why_it_never_did() -> None:
+    status = start(run_spec(), diamond(), NOW)
+    status = plan(RUN, run_spec(), status, {}, NOW, SETTINGS).status or status
+    pulling = {"a": JobObservation(job("a"), StepPhase.RUNNING, 1, reason="ImagePullBackOff",
+                                   message='Back-off pulling image "nope:1"', starting=True)}
+    status = plan(RUN, run_spec(), status, pulling, NOW, SETTINGS).status or status
+    deadline = {"a": JobObservation(job("a"), StepPhase.FAILED, 1, reason="DeadlineExceeded",
+                                    message="Job was active longer than specified deadline")}
+    out = plan(RUN, run_spec(), status, deadline, NOW + timedelta(seconds=300), SETTINGS)
+    assert out.status is not None and out.status.phase == RunPhase.FAILED
+    step = out.status.steps[0]
+    assert step.reason == "ImagePullBackOff"
+    assert step.message == ('Job was active longer than specified deadline (DeadlineExceeded); the step never '
+                            'started: Back-off pulling image "nope:1"')
+    assert out.status.conditions[0].message == "failed steps: a (ImagePullBackOff)"

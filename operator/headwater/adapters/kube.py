@@ -174,6 +174,15 @@ class Kube:
                                             _preload_content=False)
         return _items(out)
 
+    def list_job_events(self, namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The Events about one Job (the Job controller's FailedCreate says why it creates no pod)."""
+        meta = job["metadata"]
+        out = self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.kind=Job,involvedObject.name={meta['name']}",
+            _preload_content=False)
+        uid = meta.get("uid")
+        return [e for e in _items(out) if uid is None or (e.get("involvedObject") or {}).get("uid") in (uid, None)]
+
     def create_job(self, manifest: dict[str, Any]) -> bool:
         """Create a Job; False when it already exists (a deterministic name makes that the same step)."""
         try:

@@ -12,6 +12,7 @@ and :attr:`RunEngine.memory` lets handlers drop events that cannot change a run
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from headwater.lineage.emitting import step_events
 from headwater.lineage.run_records import is_recorded
 from headwater.runs import history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
-from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job
+from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
 from headwater.spec import constants as c
 from headwater.spec.conditions import set_condition
 from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase, StepReason
@@ -81,6 +82,8 @@ class RunEngine:
         self.clock = clock
         self._passes = Coalescer()
         self.memory = RunMemory()
+        self._timers: dict[tuple[str, str], threading.Timer] = {}
+        self._timers_lock = threading.Lock()
 
     def forget(self, namespace: str, name: str) -> None:
         self.memory.forget(namespace, name)
@@ -137,6 +140,8 @@ class RunEngine:
             self.memory.forget(ref.namespace, ref.name)
             raise
         self._measure(ref, status, out)
+        if out.recheck_after is not None:
+            self._recheck_later(ref, out.recheck_after)
         if self.emitter is not None and out.status is not None:
             for event in step_events(ref.namespace, ref.name, ref.pipeline, status, out.status, self.clock()):
                 self.emitter.send(event)
@@ -162,18 +167,42 @@ class RunEngine:
         return status
 
     def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
-        """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended."""
+        """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended or whose pods
+        do not start, Events only for Jobs without pods (:func:`~headwater.runs.jobs.probe`)."""
         settled = {s.name for s in status.steps if s.phase.final}
         observed: dict[str, JobObservation] = {}
+        now = self.clock()
         for job in self.kube.list_jobs(ref.namespace, ref.name, ref.uid):
             step = job["metadata"].get("labels", {}).get(c.LABEL_STEP)
             if not step or step in settled:
                 continue
             seen = observe_job(job, [])
-            if seen.phase in (StepPhase.SUCCEEDED, StepPhase.FAILED):
-                seen = observe_job(job, self.kube.list_job_pods(ref.namespace, seen.job))
+            look = probe(job, seen, now)
+            if seen.phase.final or look.pods or look.events:
+                pods = self.kube.list_job_pods(ref.namespace, seen.job) if seen.phase.final or look.pods else []
+                events = self.kube.list_job_events(ref.namespace, job) if look.events else []
+                seen = observe_job(job, pods, events)
             observed[step] = seen
         return observed
+
+    def _recheck_later(self, ref: RunRef, delay: float) -> None:
+        """Reconcile the run again after ``delay`` seconds (one timer per run at a time)."""
+        key = (ref.namespace, ref.name)
+        with self._timers_lock:
+            if key in self._timers:
+                return
+            timer = threading.Timer(delay, self._recheck, (ref,))
+            timer.daemon = True
+            self._timers[key] = timer
+        timer.start()
+
+    def _recheck(self, ref: RunRef) -> None:
+        with self._timers_lock:
+            self._timers.pop((ref.namespace, ref.name), None)
+        run = {"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND,
+               "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid}}
+        self.isolation.run(run, "reconciling", partial(self.reconcile, ref.namespace, ref.name),
+                           reason="ReconcileFailed")
 
     def _apply(self, run: dict[str, Any], ref: RunRef, out: planning.Plan) -> None:
         for manifest in out.create:
