@@ -134,6 +134,7 @@ class SlaMonitor:
 
         def check(spec: PipelineSpec, datasets: list[DatasetStatus], out: list[tuple[Key, str]] = went_stale
                   ) -> None:
+            out.clear()  # asked again after a write conflict: only the last answer counts
             rules = {(o.namespace, o.name): o.freshness for s in spec.steps for o in s.outputs if o.freshness}
             for d in datasets:
                 rule = rules.get((d.namespace, d.name))
