@@ -89,7 +89,7 @@ def test_a_pipeline_the_operator_cannot_schedule_stops_no_other_tenants_schedule
 
 def test_a_pipeline_with_a_70_character_name_runs_by_hand_and_on_schedule(
         cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
-    name = "nightly-revenue-by-region-and-product-line-for-the-finance-team-v2-eu"
+    name = "nightly-revenue-by-region-and-product-line-for-the-finance-team-v12-eu"
     assert len(name) == 70
     cluster.apply(pipeline(name, [step("extract"), step("load", "extract")], schedule="* * * * *"),
                   namespace=namespace)
