@@ -34,8 +34,9 @@ from kubernetes.client.exceptions import (
     UnprocessableEntityException,
 )
 
-from headwater.adapters.kube import Kube
+from headwater.adapters.kube import Kube, KubeHelpers
 from headwater.spec import constants as c
+from headwater.spec.names import label_value
 from headwater.spec.times import isotime
 
 __all__ = [
@@ -184,7 +185,7 @@ class _State:
     version: int = 0
 
 
-class FakeKube:
+class FakeKube(KubeHelpers):
     """The Kubernetes API in memory; thread-safe, like the apiserver it stands in for."""
 
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -422,9 +423,14 @@ class FakeKube:
         self._enter("patch_run_status", name)
         self.patch(RUNS, namespace, name, {"status": status}, status=True)
 
-    def patch_pipeline_status(self, namespace: str, name: str, status: Obj) -> None:
+    def patch_pipeline_status(self, namespace: str, name: str, status: Obj,
+                              resource_version: str | None = None) -> None:
         self._enter("patch_pipeline_status", name)
-        self.patch(PIPELINES, namespace, name, {"status": status}, status=True)
+        with self._lock:
+            current = self._current(PIPELINES, namespace, name)["metadata"]["resourceVersion"]
+            if resource_version is not None and resource_version != current:
+                raise api_error(409, f"the object has been modified; resourceVersion {resource_version} is stale")
+            self.patch(PIPELINES, namespace, name, {"status": status}, status=True)
 
     def create_run(self, namespace: str, body: Obj) -> bool:
         try:
@@ -452,9 +458,18 @@ class FakeKube:
             if exc.status != 404:
                 raise
 
-    def list_jobs(self, namespace: str, run: str) -> list[Obj]:
+    def list_jobs(self, namespace: str, run: str, uid: str | None = None) -> list[Obj]:
         self._enter("list_jobs", run)
-        return self.select(JOBS, namespace, f"{c.LABEL_RUN}={run}")
+        jobs = self.select(JOBS, namespace, f"{c.LABEL_RUN}={label_value(run)}")
+        if uid is None:
+            return jobs
+        return [j for j in jobs if any(o.get("uid") == uid for o in j["metadata"].get("ownerReferences") or [])]
+
+    def list_job_events(self, namespace: str, job: Obj) -> list[Obj]:
+        self._enter("list_job_events", job["metadata"]["name"])
+        return [e for e in self.select(EVENTS, namespace)
+                if (e.get("involvedObject") or {}).get("kind") == "Job"
+                and (e.get("involvedObject") or {}).get("name") == job["metadata"]["name"]]
 
     def list_job_pods(self, namespace: str, job: str) -> list[Obj]:
         self._enter("list_job_pods", job)

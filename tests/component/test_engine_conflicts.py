@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from fakekube import JOBS, RUNS, FakeKube
+from fakekube import JOBS, RUNS, FakeKube, ManualClock
 from headwater.spec import constants as c
+from headwater.spec.names import job_name
 from manifests import pipeline, run, step
 from wiring import Operator
 
 pytestmark = pytest.mark.component
+
+J_ORDERS_1_EXTRACT = job_name("orders-1", "extract")
+J_ORDERS_1_TRANSFORM = job_name("orders-1", "transform")
 
 NS = "data"
 
@@ -41,9 +45,9 @@ def test_a_status_write_that_conflicts_once_is_re_read_and_re_planned_and_the_ru
     writer = kube.before("replace_run_status", lambda: someone_annotates(kube))
     plan = operator.engine.reconcile(NS, "orders-1")
     assert writer.hits == 1
-    assert plan is not None and [m["metadata"]["name"] for m in plan.create] == ["orders-1-extract"]
-    assert kube.names(JOBS, NS) == ["orders-1-extract"]
-    assert steps(kube, "orders-1") == {"extract": ("Pending", "orders-1-extract"), "transform": ("Pending", None),
+    assert plan is not None and [m["metadata"]["name"] for m in plan.create] == [J_ORDERS_1_EXTRACT]
+    assert kube.names(JOBS, NS) == [J_ORDERS_1_EXTRACT]
+    assert steps(kube, "orders-1") == {"extract": ("Pending", J_ORDERS_1_EXTRACT), "transform": ("Pending", None),
                                        "load": ("Pending", None)}
     after = kube.read(RUNS, NS, "orders-1")
     assert after["status"]["phase"] == "Running"
@@ -54,14 +58,14 @@ def test_a_status_write_that_conflicts_once_is_re_read_and_re_planned_and_the_ru
 def test_a_conflict_after_the_jobs_were_created_does_not_create_them_again(
         kube: FakeKube, operator: Operator) -> None:
     operator.engine.reconcile(NS, "orders-1")
-    kube.complete_job(NS, "orders-1-extract")
+    kube.complete_job(NS, J_ORDERS_1_EXTRACT)
     writer = kube.before("replace_run_status", lambda: someone_annotates(kube))
     operator.engine.reconcile(NS, "orders-1")
     assert writer.hits == 1
-    assert kube.count("create_job", "orders-1-transform") == 1
-    assert kube.names(JOBS, NS) == ["orders-1-extract", "orders-1-transform"]
+    assert kube.count("create_job", J_ORDERS_1_TRANSFORM) == 1
+    assert kube.names(JOBS, NS) == [J_ORDERS_1_EXTRACT, J_ORDERS_1_TRANSFORM]
     assert steps(kube, "orders-1")["extract"][0] == "Succeeded"
-    assert steps(kube, "orders-1")["transform"] == ("Pending", "orders-1-transform")
+    assert steps(kube, "orders-1")["transform"] == ("Pending", J_ORDERS_1_TRANSFORM)
     reasons = [reason for _, reason, _ in kube.events_about("orders-1")]
     assert reasons.count("StepSucceeded") == 1
     assert reasons.count("JobCreated") == 2  # extract's, then transform's, each once
@@ -78,18 +82,22 @@ def test_a_status_that_keeps_conflicting_gives_up_after_three_tries_and_the_next
     assert kube.names(JOBS, NS) == []
     writer.stop()
     operator.engine.reconcile(NS, "orders-1")
-    assert kube.names(JOBS, NS) == ["orders-1-extract"]
+    assert kube.names(JOBS, NS) == [J_ORDERS_1_EXTRACT]
 
 
 @pytest.mark.usefixtures("orders")
 def test_a_run_whose_plan_failed_to_apply_is_forgotten_so_its_next_event_is_reconciled(
-        kube: FakeKube, operator: Operator) -> None:
-    kube.fail("create_job", 500, name="orders-1-extract")
+        kube: FakeKube, operator: Operator, clock: ManualClock) -> None:
+    kube.fail("create_job", 500, name=J_ORDERS_1_EXTRACT)
     # the run's ADDED event: the start is written, then the Job create is refused; the only run event
     # left is the start write's own, which the engine would drop as its echo had it kept the failed pass
     operator.deliver()
-    assert [getattr(e, "status", None) for e in operator.errors] == [500]
-    assert kube.count("label_run") == 0 and kube.count("replace_run_status") == 2
-    assert kube.count("create_job", "orders-1-extract") == 2
-    assert kube.names(JOBS, NS) == ["orders-1-extract"]
-    assert steps(kube, "orders-1")["extract"] == ("Pending", "orders-1-extract")
+    assert "ReconcileFailed" in [reason for _, reason, _ in kube.events_about("orders-1")]
+    assert kube.count("create_job", J_ORDERS_1_EXTRACT) == 1  # the run backs off its next events ...
+    clock.advance(10)
+    operator.reconcile(kube.read(RUNS, NS, "orders-1"))  # ... until the resync after the backoff
+    operator.deliver()
+    assert kube.count("label_run") == 0
+    assert kube.count("create_job", J_ORDERS_1_EXTRACT) == 2
+    assert kube.names(JOBS, NS) == [J_ORDERS_1_EXTRACT]
+    assert steps(kube, "orders-1")["extract"] == ("Pending", J_ORDERS_1_EXTRACT)

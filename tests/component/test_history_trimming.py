@@ -11,6 +11,7 @@ from fakekube import RUNS, FakeKube, ManualClock
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.run_records import CONDITION_RECORDED
 from headwater.spec import constants as c
+from headwater.spec.names import job_name
 from manifests import pipeline, run, step
 from wiring import Operator
 
@@ -48,7 +49,7 @@ def history(kube: FakeKube, clock: ManualClock) -> None:
 
 def finish_the_new_run(kube: FakeKube, operator: Operator) -> None:
     operator.engine.reconcile(NS, "orders-new")
-    kube.complete_job(NS, "orders-new-load")
+    kube.complete_job(NS, job_name("orders-new", "load"))
     operator.engine.reconcile(NS, "orders-new")
     assert kube.read(RUNS, NS, "orders-new")["status"]["phase"] == "Succeeded"
 

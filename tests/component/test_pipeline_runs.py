@@ -6,10 +6,16 @@ from __future__ import annotations
 import pytest
 
 from fakekube import JOBS, PIPELINES, RUNS, FakeKube, ManualClock
+from headwater.spec.names import job_name
 from manifests import IMAGE, pipeline, run, step
 from wiring import STEP_IMAGE, Operator
 
 pytestmark = pytest.mark.component
+
+J_ONE_1_COUNT = job_name("one-1", "count")
+J_REVENUE_1_CUSTOMERS = job_name("revenue-1", "customers")
+J_REVENUE_1_ORDERS = job_name("revenue-1", "orders")
+J_REVENUE_1_REVENUE = job_name("revenue-1", "revenue")
 
 NS = "data"
 WH = "postgres://warehouse"
@@ -40,30 +46,30 @@ def phases(kube: FakeKube) -> dict[str, str]:
 @pytest.mark.usefixtures("revenue")
 def test_a_join_step_starts_only_after_both_of_its_dependencies_succeeded_and_then_the_run_succeeds(
         kube: FakeKube, operator: Operator, clock: ManualClock) -> None:
-    assert jobs(kube) == ["revenue-1-customers", "revenue-1-orders"]
-    assert kube.read(JOBS, NS, "revenue-1-orders")["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
-    kube.start_job(NS, "revenue-1-orders")
-    kube.start_job(NS, "revenue-1-customers")
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS]
+    assert kube.read(JOBS, NS, J_REVENUE_1_ORDERS)["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    kube.start_job(NS, J_REVENUE_1_ORDERS)
+    kube.start_job(NS, J_REVENUE_1_CUSTOMERS)
     operator.deliver()
     assert phases(kube) == {"orders": "Running", "customers": "Running", "revenue": "Pending"}
 
     clock.advance(20)
-    kube.complete_job(NS, "revenue-1-orders", '{"rowsAffected": 42}')
+    kube.complete_job(NS, J_REVENUE_1_ORDERS, '{"rowsAffected": 42}')
     operator.deliver()
-    assert jobs(kube) == ["revenue-1-customers", "revenue-1-orders"]  # the join still waits for customers
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS]  # the join still waits for customers
     assert phases(kube) == {"orders": "Succeeded", "customers": "Running", "revenue": "Pending"}
 
     clock.advance(10)
-    kube.complete_job(NS, "revenue-1-customers")
+    kube.complete_job(NS, J_REVENUE_1_CUSTOMERS)
     operator.deliver()
-    assert jobs(kube) == ["revenue-1-customers", "revenue-1-orders", "revenue-1-revenue"]
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS, J_REVENUE_1_REVENUE]
 
     clock.advance(30)
-    kube.complete_job(NS, "revenue-1-revenue")
+    kube.complete_job(NS, J_REVENUE_1_REVENUE)
     operator.deliver()
     assert [name for name, _ in kube.calls if name == "create_job"] == ["create_job"] * 3
     created = [on for name, on in kube.calls if name == "create_job"]
-    assert set(created[:2]) == {"revenue-1-orders", "revenue-1-customers"} and created[2] == "revenue-1-revenue"
+    assert set(created[:2]) == {J_REVENUE_1_ORDERS, J_REVENUE_1_CUSTOMERS} and created[2] == J_REVENUE_1_REVENUE
 
     status = kube.read(RUNS, NS, "revenue-1")["status"]
     assert status["phase"] == "Succeeded" and status["progress"] == "3/3"
@@ -86,11 +92,11 @@ def test_a_join_step_starts_only_after_both_of_its_dependencies_succeeded_and_th
 @pytest.mark.usefixtures("revenue")
 def test_a_failed_step_skips_the_join_and_the_run_fails_once_its_other_branch_ends(
         kube: FakeKube, operator: Operator) -> None:
-    kube.fail_job(NS, "revenue-1-orders", '{"error": "relation raw.orders is locked"}')
+    kube.fail_job(NS, J_REVENUE_1_ORDERS, '{"error": "relation raw.orders is locked"}')
     operator.deliver()
     assert phases(kube) == {"orders": "Failed", "customers": "Pending", "revenue": "Skipped"}
     assert kube.read(RUNS, NS, "revenue-1")["status"]["phase"] == "Running"  # customers may still succeed
-    kube.complete_job(NS, "revenue-1-customers")
+    kube.complete_job(NS, J_REVENUE_1_CUSTOMERS)
     operator.deliver()
     status = kube.read(RUNS, NS, "revenue-1")["status"]
     assert status["phase"] == "Failed" and status["progress"] == "1/3"
@@ -98,7 +104,7 @@ def test_a_failed_step_skips_the_join_and_the_run_fails_once_its_other_branch_en
     assert orders["attempts"] == 3  # two retries by default: three pods
     assert orders["message"] == \
         "Job has reached the specified backoff limit; last attempt: relation raw.orders is locked"
-    assert jobs(kube) == ["revenue-1-customers", "revenue-1-orders"]
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS]
     assert operator.errors == []
 
 
@@ -106,6 +112,6 @@ def test_jobs_use_the_operators_step_image_when_a_step_names_none(kube: FakeKube
     kube.seed(pipeline("one", [step("count", type="sql")]), NS)  # a sql step: it runs in the step image
     kube.seed(run("one-1", "one"), NS)
     operator.deliver()
-    container = kube.read(JOBS, NS, "one-1-count")["spec"]["template"]["spec"]["containers"][0]
+    container = kube.read(JOBS, NS, J_ONE_1_COUNT)["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == STEP_IMAGE
     assert container["command"] == ["headwater", "step", "sql"]

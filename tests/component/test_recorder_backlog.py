@@ -17,6 +17,7 @@ from fakekube import RUNS, FakeKube, ManualClock
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.records import Record, RunRecord
 from headwater.lineage.run_records import CONDITION_RECORDED, is_recorded, run_id
+from headwater.spec.names import job_name
 from helpers import wait_for
 from manifests import pipeline, run, step
 from wiring import Operator
@@ -146,7 +147,7 @@ def test_a_run_the_engine_finishes_is_recorded_without_waiting_for_the_next_scan
     kube.seed(pipeline("orders", [step("load")]), "data")
     kube.seed(run("orders-1", "orders"), "data")
     operator.deliver()
-    kube.complete_job("data", "orders-1-load")
+    kube.complete_job("data", job_name("orders-1", "load"))
     operator.deliver()
     wait_for(lambda: recorded(kube) == ["data/orders-1"], timeout=10, interval=0.02, message="the run recorded")
     assert store.runs() == ["data/orders-1"]

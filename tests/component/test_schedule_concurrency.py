@@ -10,6 +10,7 @@ import pytest
 from fakekube import JOBS, PIPELINES, RUNS, FakeKube, ManualClock
 from headwater.pipelines.scheduler import schedule_pipeline
 from headwater.pipelines.scheduling import Action
+from headwater.spec.names import job_name
 from manifests import pipeline, step
 from wiring import Operator
 
@@ -32,7 +33,7 @@ def start(kube: FakeKube, operator: Operator, clock: ManualClock, policy: str) -
     kube.seed(pipeline("orders", [step("load")], schedule="*/10 * * * *", concurrencyPolicy=policy), NS)
     operator.deliver()  # Ready=True, which the scheduler waits for
     assert schedule(kube, operator, clock, datetime(2026, 11, 23, 6, 10, 5, tzinfo=UTC)) == Action.RUN
-    kube.start_job(NS, f"{FIRST}-load")
+    kube.start_job(NS, job_name(FIRST, "load"))
     operator.deliver()
     assert kube.read(RUNS, NS, FIRST)["status"]["phase"] == "Running"
 
@@ -53,7 +54,7 @@ def test_replace_cancels_the_unfinished_run_of_the_earlier_slot_and_starts_the_n
     assert earlier["spec"]["cancel"] is True
     assert earlier["status"]["phase"] == "Cancelled"
     assert [(s["phase"], s["reason"]) for s in earlier["status"]["steps"]] == [("Cancelled", "Cancelled")]
-    assert kube.names(JOBS, NS) == [f"{SECOND}-load"]  # the earlier run's Job is deleted
+    assert kube.names(JOBS, NS) == [job_name(SECOND, "load")]  # the earlier run's Job is deleted
     assert phase(kube, SECOND) == "Running"
     assert reasons(kube, "orders") == ["ScheduledRun", "ReplacedRun", "ScheduledRun"]
     assert kube.read(PIPELINES, NS, "orders")["status"]["lastScheduleTime"] == "2026-11-23T06:20:00Z"
@@ -68,7 +69,7 @@ def test_forbid_skips_the_slot_while_the_earlier_run_is_unfinished_and_runs_the_
     assert phase(kube, FIRST) == "Running"
     assert reasons(kube, "orders") == ["ScheduledRun", "SkippedSchedule"]
     assert kube.read(PIPELINES, NS, "orders")["status"]["lastScheduleTime"] == "2026-11-23T06:20:00Z"
-    kube.complete_job(NS, f"{FIRST}-load")
+    kube.complete_job(NS, job_name(FIRST, "load"))
     operator.deliver()
     assert schedule(kube, operator, clock, datetime(2026, 11, 23, 6, 30, 5, tzinfo=UTC)) == Action.RUN
     assert kube.names(RUNS, NS) == [FIRST, "orders-202611230630"]
@@ -80,7 +81,7 @@ def test_allow_starts_the_new_slot_beside_the_unfinished_run(
     start(kube, operator, clock, "Allow")
     assert schedule(kube, operator, clock, datetime(2026, 11, 23, 6, 20, 5, tzinfo=UTC)) == Action.RUN
     assert (phase(kube, FIRST), phase(kube, SECOND)) == ("Running", "Running")
-    assert kube.names(JOBS, NS) == [f"{FIRST}-load", f"{SECOND}-load"]
+    assert kube.names(JOBS, NS) == [job_name(FIRST, "load"), job_name(SECOND, "load")]
 
 
 def test_a_slot_already_handled_is_not_run_again(kube: FakeKube, operator: Operator, clock: ManualClock) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from fakekube import PIPELINES, FakeKube, ManualClock
 from headwater.adapters.delivery import JsonPoster
+from headwater.spec.names import job_name
 from helpers import Receiver, receiving, wait_for
 from manifests import pipeline, run, step
 from wiring import Operator
@@ -59,9 +60,9 @@ def run_orders(kube: FakeKube, operator: Operator, name: str, succeed: bool) -> 
     kube.seed(run(name, "orders"), NS)
     operator.deliver()
     if succeed:
-        kube.complete_job(NS, f"{name}-load")
+        kube.complete_job(NS, job_name(name, "load"))
     else:
-        kube.fail_job(NS, f"{name}-load", "relation raw.orders is locked")
+        kube.fail_job(NS, job_name(name, "load"), "relation raw.orders is locked")
     operator.deliver()
     assert operator.errors == []
 
@@ -118,7 +119,7 @@ def test_a_failed_step_without_declared_outputs_raises_no_incident(
     operator = Operator(kube, clock, alerts=poster, namespaces=(NS,))
     kube.seed(run("cleanup-1", "cleanup"), NS)
     operator.deliver()
-    kube.fail_job(NS, "cleanup-1-vacuum")
+    kube.fail_job(NS, job_name("cleanup-1", "vacuum"))
     operator.deliver()
     assert at_risk_condition(kube, "cleanup") == ("False", "NoIncident")
     poster.send({"marker": True})

@@ -15,9 +15,11 @@ import kopf
 
 from fakekube import JOBS, PIPELINES, RUNS, Change, FakeKube
 from headwater.adapters.delivery import JsonPoster
+from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import post_event
 from headwater.adapters.metrics import Metrics
 from headwater.controller import handlers
+from headwater.controller.runtime import Runtime
 from headwater.lineage.recorder import Recorder
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
@@ -38,9 +40,12 @@ class Operator:
         self.namespaces = namespaces
         self.metrics = Metrics()
         self.errors: list[Exception] = []
-        self.sla = SlaMonitor(kube, self.metrics, self.events, alerts, self.scopes())
+        self.isolation = Isolation(self.events, clock=lambda: clock().timestamp())
+        self.sla = SlaMonitor(kube, self.metrics, self.events, alerts, self.scopes(), isolation=self.isolation)
         self.engine = RunEngine(kube, JobSettings(STEP_IMAGE), self.events, clock=clock, recorder=recorder,
-                                metrics=self.metrics, on_finish=self.sla.run_finished)
+                                metrics=self.metrics, on_finish=self.sla.run_finished, isolation=self.isolation)
+
+    reconcile = Runtime.reconcile
 
     def scopes(self) -> list[str | None]:
         return list(self.namespaces) or [None]

@@ -47,10 +47,12 @@ def release(cluster: Cluster, namespace: str, pod: str, *, fail: bool = False) -
 
 
 class OperatorProcess:
-    """``headwater operator -n NAMESPACE`` in a subprocess that a test can kill and restart."""
+    """``headwater operator -n NAMESPACE [-n MORE ...]`` in a subprocess that a test can kill and restart."""
 
-    def __init__(self, cluster: Cluster, namespace: str, log_path: Path, **settings: str) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, log_path: Path, *more_namespaces: str,
+                 **settings: str) -> None:
         self.cluster, self.namespace, self.log_path = cluster, namespace, log_path
+        self.namespaces = [namespace, *more_namespaces]
         self.env = {**os.environ, "KUBECONFIG": cluster.kubeconfig, "HEADWATER_RESYNC_SECONDS": "5",
                     "HEADWATER_SCHEDULE_INTERVAL_SECONDS": "1", "HEADWATER_METRICS_PORT": "0",
                     "HEADWATER_API_PORT": "0", **settings}
@@ -60,7 +62,8 @@ class OperatorProcess:
     def start(self) -> None:
         headwater = Path(sys.executable).parent / "headwater"
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([str(headwater), "operator", "-n", self.namespace],
+            scopes = [arg for ns in self.namespaces for arg in ("-n", ns)]
+            self.proc = subprocess.Popen([str(headwater), "operator", *scopes],
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
 

@@ -43,7 +43,7 @@ NAMESPACED_ACCESS = {
     ("headwater.dev", "pipelineruns/status"): {"get", "patch", "update"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"get", "list"},
-    ("", "events"): {"create", "patch"},
+    ("", "events"): {"create", "patch", "list"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 # What kopf itself reads at cluster scope: CRDs always; namespaces only when it watches some namespaces

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 from headwater.sla.alerts import DatasetGraph, Incident, notification
 from headwater.sla.freshness import evaluate
 from headwater.spec.models import Freshness
-from manifests import pipeline, step
 
 pytestmark = pytest.mark.unit
 
@@ -77,46 +75,3 @@ def test_the_sla_met_share_counts_checks_inside_the_window_only() -> None:
     assert monitor.record_sample(50, met=4, total=4) == 0.5
     assert monitor.record_sample(150, met=4, total=4) == 1.0  # the check at t=0 left the window
     assert monitor.record_sample(151, met=0, total=0) == 1.0
-
-
-class _OnePipeline:
-    """The Kubernetes calls SlaMonitor makes, answered from one Pipeline kept in memory."""
-
-    def __init__(self, obj: dict[str, Any]) -> None:
-        self.obj = obj
-
-    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any]:
-        return copy.deepcopy(self.obj)
-
-    def list_pipelines(self, scope: str | None) -> list[dict[str, Any]]:
-        return [copy.deepcopy(self.obj)]
-
-    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.obj["status"] = {**self.obj.get("status", {}), **copy.deepcopy(status)}
-
-
-def test_a_dataset_turns_stale_at_the_first_evaluation_past_its_max_age_and_says_so_once() -> None:
-    from headwater.adapters.metrics import Metrics  # noqa: PLC0415
-    from headwater.sla.monitor import SlaMonitor  # noqa: PLC0415
-
-    obj = pipeline("fresh", [step("load", outputs=[{"namespace": WH, "name": "analytics.events",
-                                                     "freshness": {"maxAge": "6s"}}])])
-    obj["metadata"]["namespace"] = "data"
-    obj["status"] = {"datasets": [{"namespace": WH, "name": "analytics.events", "lastUpdated": "2026-11-23T07:30:00Z"}]}
-    kube = _OnePipeline(obj)
-    events: list[str] = []
-    monitor = SlaMonitor(kube=kube, metrics=Metrics(), post_event=lambda *e: events.append(e[2]),  # type: ignore[arg-type]
-                         alerts=None, scopes=[None])
-
-    def stale() -> bool:
-        return bool(kube.obj["status"]["datasets"][0]["stale"])
-
-    monitor.evaluate_all(NOW + timedelta(seconds=6))  # exactly maxAge old: still fresh
-    assert not stale()
-    assert [c["status"] for c in kube.obj["status"]["conditions"] if c["type"] == "Fresh"] == ["True"]
-    monitor.evaluate_all(NOW + timedelta(seconds=6, milliseconds=1))  # the first evaluation past it
-    assert stale()
-    fresh = next(c for c in kube.obj["status"]["conditions"] if c["type"] == "Fresh")
-    assert (fresh["status"], fresh["lastTransitionTime"]) == ("False", "2026-11-23T07:30:06Z")
-    monitor.evaluate_all(NOW + timedelta(seconds=7))
-    assert events == ["DatasetStale"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headwater.runs.jobs import JobSettings, RunRef, build_job, job_name, observe_job
+from headwater.runs.jobs import PROBE_AFTER_SECONDS, JobSettings, Probe, RunRef, build_job, job_name, observe_job, probe
 from headwater.spec.models import StepPhase, StepSpec
 from manifests import step
 
@@ -21,8 +22,14 @@ SETTINGS = JobSettings(step_image="ghcr.io/headwater-dev/headwater:0.1.0", ttl_s
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def test_short_names_are_run_dash_step() -> None:
-    assert job_name("revenue-1", "extract-orders") == "revenue-1-extract-orders"
+def test_a_job_name_is_run_dash_step_followed_by_a_hash_of_the_pair() -> None:
+    name = job_name("revenue-1", "extract-orders")
+    assert re.fullmatch(r"revenue-1-extract-orders-[a-z2-7]{10}", name)
+
+
+def test_job_names_of_distinct_run_and_step_pairs_never_coincide() -> None:
+    assert job_name("a-b", "c") != job_name("a", "b-c")
+    assert job_name("nightly-1", "load") != job_name("nightly", "1-load")
 
 
 @given(run=st.from_regex(r"[a-z][a-z0-9-]{0,200}[a-z0-9]", fullmatch=True),
@@ -44,7 +51,7 @@ def test_a_container_step_becomes_a_job_with_retries_timeout_and_owner() -> None
                                         command=["python", "-m", "extract"],
                                         podMetadata={"labels": {"team": "data"}, "annotations": {"a": "b"}}))
     job = build_job(RUN, spec, SETTINGS)
-    assert job["metadata"]["name"] == "revenue-202611230600-extract"
+    assert job["metadata"]["name"] == job_name(RUN.name, "extract")
     assert job["metadata"]["labels"]["headwater.dev/step"] == "extract"
     assert job["metadata"]["ownerReferences"][0] == {
         "apiVersion": "headwater.dev/v1alpha1", "kind": "PipelineRun", "name": RUN.name, "uid": "u-1",
@@ -122,3 +129,57 @@ def test_a_succeeded_pod_not_yet_counted_by_the_job_controller_keeps_the_step_ru
     job["status"]["uncountedTerminatedPods"] = {"succeeded": ["uid-1"]}
     seen = observe_job(job, [])
     assert (seen.phase, seen.attempts) == (StepPhase.RUNNING, 1)
+
+
+PSA = ('Error creating: pods "r-s-abcde" is forbidden: violates PodSecurity "restricted:latest": '
+       'allowPrivilegeEscalation != false (container "step" must set securityContext.allowPrivilegeEscalation=false)')
+
+
+def _failed_create(message: str = PSA, at: str = "2026-11-23T06:00:05Z") -> dict[str, Any]:
+    return {"reason": "FailedCreate", "type": "Warning", "message": message, "lastTimestamp": at,
+            "involvedObject": {"kind": "Job", "name": "r-s"}}
+
+
+def test_a_job_whose_pods_cannot_be_created_is_pending_with_the_job_controllers_reason() -> None:
+    seen = observe_job(_job(), [], [_failed_create("older", "2026-11-23T06:00:01Z"), _failed_create()])
+    assert (seen.phase, seen.reason, seen.message) == (StepPhase.PENDING, "FailedCreate", PSA)
+    assert seen.blocked
+
+
+def test_a_pod_that_cannot_pull_its_image_keeps_the_step_running_with_the_waiting_reason() -> None:
+    pod = {"metadata": {"creationTimestamp": "2026-11-23T06:00:00Z"}, "status": {"phase": "Pending",
+           "containerStatuses": [{"state": {"waiting": {"reason": "ImagePullBackOff",
+                                                        "message": 'Back-off pulling image "nope:1"'}}}]}}
+    seen = observe_job(_job(active=1), [pod])
+    assert (seen.phase, seen.reason, seen.message) == (StepPhase.RUNNING, "ImagePullBackOff",
+                                                       'Back-off pulling image "nope:1"')
+
+
+def test_a_job_that_hits_its_deadline_without_ever_creating_a_pod_names_why() -> None:
+    job = _job([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                 "message": "Job was active longer than specified deadline"}])
+    seen = observe_job(job, [], [_failed_create()])
+    assert (seen.phase, seen.reason) == (StepPhase.FAILED, "FailedCreate")
+    assert seen.message is not None
+    assert seen.message.startswith("Job was active longer than specified deadline (DeadlineExceeded)")
+    assert "violates PodSecurity" in seen.message
+
+
+def _aged(seconds: float, **status: Any) -> dict[str, Any]:
+    job = _job(**status)
+    job["metadata"]["creationTimestamp"] = "2026-11-23T06:00:00Z"
+    return job
+
+
+def test_events_and_pods_are_read_only_for_jobs_whose_pods_have_not_started_after_a_few_seconds() -> None:
+    t0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    later = t0 + timedelta(seconds=PROBE_AFTER_SECONDS)
+    fresh = _aged(0)
+    assert probe(fresh, observe_job(fresh, []), t0) == Probe()
+    assert probe(fresh, observe_job(fresh, []), later) == Probe(events=True)
+    starting = _aged(0, active=1)
+    assert probe(starting, observe_job(starting, []), later) == Probe(pods=True)
+    running = _aged(0, active=1, ready=1)
+    assert probe(running, observe_job(running, []), later) == Probe()
+    never_started = _job([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}])
+    assert probe(never_started, observe_job(never_started, []), t0) == Probe(events=True)

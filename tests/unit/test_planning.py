@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from headwater.runs.jobs import JobObservation, JobSettings, RunRef
+from headwater.runs.jobs import JobObservation, JobSettings, RunRef, job_name
 from headwater.runs.planning import plan, start
 from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase
 from manifests import step
@@ -17,6 +17,10 @@ pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 RUN = RunRef(name="rev-1", namespace="data", uid="uid-1", pipeline="rev")
 SETTINGS = JobSettings(step_image="headwater:test", ttl_seconds=3600)
+
+
+def job(step_id: str) -> str:
+    return job_name(RUN.name, step_id)
 
 
 def container(step_id: str, *deps: str) -> dict[str, Any]:
@@ -33,17 +37,17 @@ def run_spec(**fields: Any) -> PipelineRunSpec:
 
 
 def done(step_id: str, attempts: int = 1, result: dict[str, Any] | None = None) -> JobObservation:
-    return JobObservation(f"rev-1-{step_id}", StepPhase.SUCCEEDED, attempts, "2026-11-23T06:00:00Z",
+    return JobObservation(job(step_id), StepPhase.SUCCEEDED, attempts, "2026-11-23T06:00:00Z",
                           "2026-11-23T06:00:05Z", "Completed", None, result)
 
 
 def failed(step_id: str, reason: str = "BackoffLimitExceeded") -> JobObservation:
-    return JobObservation(f"rev-1-{step_id}", StepPhase.FAILED, 3, "2026-11-23T06:00:00Z",
+    return JobObservation(job(step_id), StepPhase.FAILED, 3, "2026-11-23T06:00:00Z",
                           "2026-11-23T06:00:09Z", reason, "Job has reached the specified backoff limit")
 
 
 def running(step_id: str) -> JobObservation:
-    return JobObservation(f"rev-1-{step_id}", StepPhase.RUNNING, 1, "2026-11-23T06:00:00Z")
+    return JobObservation(job(step_id), StepPhase.RUNNING, 1, "2026-11-23T06:00:00Z")
 
 
 def advance(status: PipelineRunStatus, observed: dict[str, JobObservation], spec: PipelineRunSpec | None = None,
@@ -67,15 +71,15 @@ def test_a_new_run_snapshots_the_pipeline_and_starts_every_step_pending() -> Non
 
 def test_only_steps_whose_dependencies_succeeded_get_jobs() -> None:
     status, created, _ = advance(start(run_spec(), diamond(), NOW), {})
-    assert created == ["rev-1-a"]
+    assert created == [job("a")]
     status, created, _ = advance(status, {"a": running("a")})
     assert created == []
     status, created, _ = advance(status, {"a": done("a")})
-    assert created == ["rev-1-b", "rev-1-c"]  # independent steps run in parallel
+    assert created == [job("b"), job("c")]  # independent steps run in parallel
     status, created, _ = advance(status, {"b": done("b"), "c": running("c")})
     assert created == []
     status, created, _ = advance(status, {"c": done("c")})
-    assert created == ["rev-1-d"]
+    assert created == [job("d")]
     status, created, _ = advance(status, {"d": done("d")})
     assert status.phase == RunPhase.SUCCEEDED
     assert status.progress == "4/4"
@@ -85,7 +89,7 @@ def test_only_steps_whose_dependencies_succeeded_get_jobs() -> None:
 def test_planning_twice_on_the_same_observation_changes_nothing_the_second_time() -> None:
     first = plan(RUN, run_spec(), start(run_spec(), diamond(), NOW), {}, NOW, SETTINGS)
     assert first.status is not None
-    pending = {"a": JobObservation("rev-1-a", StepPhase.PENDING, reason="JobCreated")}
+    pending = {"a": JobObservation(job("a"), StepPhase.PENDING, reason="JobCreated")}
     second = plan(RUN, run_spec(), first.status, pending, NOW, SETTINGS)
     assert second.status is None
     assert second.create == []
@@ -95,7 +99,7 @@ def test_a_failed_step_skips_everything_downstream_while_an_independent_branch_f
     spec = PipelineSpec.model_validate({"steps": [
         container("a"), container("b", "a"), container("c"), container("d", "b")]})
     status, created, _ = advance(start(run_spec(), spec, NOW), {})
-    assert created == ["rev-1-a", "rev-1-c"]
+    assert created == [job("a"), job("c")]
     status, _, _ = advance(status, {"a": failed("a"), "c": running("c")})
     assert phases(status) == {"a": "Failed", "b": "Skipped", "c": "Running", "d": "Skipped"}
     assert status.steps[3].reason == "UpstreamFailed"
@@ -111,7 +115,7 @@ def test_fail_fast_cancels_running_steps_and_skips_pending_ones() -> None:
         container("a"), container("b"), container("c", "b")]})
     status, _, _ = advance(start(run_spec(), spec, NOW), {})
     status, _, deleted = advance(status, {"a": failed("a"), "b": running("b")})
-    assert deleted == ["rev-1-b"]
+    assert deleted == [job("b")]
     assert phases(status) == {"a": "Failed", "b": "Cancelled", "c": "Skipped"}
     assert status.phase == RunPhase.FAILED
 
@@ -121,7 +125,7 @@ def test_cancel_deletes_running_jobs_and_ends_the_run_cancelled() -> None:
     status, _, _ = advance(status, {"a": done("a")})
     status, created, deleted = advance(status, {"b": running("b"), "c": running("c")}, run_spec(cancel=True))
     assert created == []
-    assert sorted(deleted) == ["rev-1-b", "rev-1-c"]
+    assert sorted(deleted) == [job("b"), job("c")]
     assert phases(status) == {"a": "Succeeded", "b": "Cancelled", "c": "Cancelled", "d": "Cancelled"}
     assert status.phase == RunPhase.CANCELLED
 
@@ -129,9 +133,9 @@ def test_cancel_deletes_running_jobs_and_ends_the_run_cancelled() -> None:
 def test_max_parallelism_bounds_the_jobs_running_at_once() -> None:
     spec = PipelineSpec.model_validate({"maxParallelism": 2, "steps": [container(x) for x in "abcde"]})
     status, created, _ = advance(start(run_spec(), spec, NOW), {})
-    assert created == ["rev-1-a", "rev-1-b"]
+    assert created == [job("a"), job("b")]
     status, created, _ = advance(status, {"a": done("a"), "b": running("b")})
-    assert created == ["rev-1-c"]
+    assert created == [job("c")]
     assert "maxParallelism 2" in (status.steps[3].message or "")
 
 
@@ -146,7 +150,7 @@ def test_retry_of_reruns_only_failed_and_skipped_steps() -> None:
     assert status.steps[0].reason == "Reused"
     assert status.steps[0].result == {"rowsAffected": 5}
     status, created, _ = advance(status, {}, retry)
-    assert created == ["rev-1-b"]
+    assert created == [job("b")]
 
 
 def test_from_step_runs_exactly_its_downstream_closure() -> None:
@@ -154,9 +158,9 @@ def test_from_step_runs_exactly_its_downstream_closure() -> None:
     status = start(spec, diamond(), NOW)
     assert phases(status) == {"a": "Skipped", "b": "Pending", "c": "Skipped", "d": "Pending"}
     status, created, _ = advance(status, {}, spec)
-    assert created == ["rev-1-b"]
+    assert created == [job("b")]
     status, created, _ = advance(status, {"b": done("b")}, spec)
-    assert created == ["rev-1-d"]
+    assert created == [job("d")]
     status, _, _ = advance(status, {"d": done("d")}, spec)
     assert status.phase == RunPhase.SUCCEEDED
     assert status.progress == "2/2"
@@ -199,7 +203,7 @@ def test_finished_step_outcomes_survive_their_jobs_being_garbage_collected() -> 
 def test_events_name_the_jobs_and_the_failures() -> None:
     status = start(run_spec(), diamond(), NOW)
     out = plan(RUN, run_spec(), status, {}, NOW, SETTINGS)
-    assert [e.message for e in out.events] == ["Created Job rev-1-a for step a"]
+    assert [e.message for e in out.events] == [f"Created Job {job('a')} for step a"]
     assert out.status is not None
     out = plan(RUN, run_spec(), out.status, {"a": failed("a")}, NOW + timedelta(seconds=9), SETTINGS)
     messages = [e.message for e in out.events]
@@ -215,3 +219,39 @@ def test_a_finished_run_plans_nothing() -> None:
     assert status.phase == RunPhase.FAILED
     out = plan(RUN, run_spec(), status, {"a": failed("a")}, NOW, SETTINGS)
     assert out.status is None and out.create == [] and out.events == []
+
+
+PSA = 'pods "x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'
+
+
+def test_a_step_whose_pods_cannot_be_created_shows_why_and_says_so_once_in_an_event() -> None:
+    status = start(run_spec(), diamond(), NOW)
+    out = plan(RUN, run_spec(), status, {}, NOW, SETTINGS)
+    assert out.status is not None and out.recheck_after is not None  # the Job has no pod yet: look again soon
+    blocked = {"a": JobObservation(job("a"), StepPhase.PENDING, reason="FailedCreate", message=PSA)}
+    out = plan(RUN, run_spec(), out.status, blocked, NOW, SETTINGS)
+    assert out.status is not None
+    step = out.status.steps[0]
+    assert (step.phase, step.reason, step.message) == (StepPhase.PENDING, "FailedCreate", PSA)
+    assert [(e.type, e.reason) for e in out.events] == [("Warning", "FailedCreate")]
+    assert PSA in out.events[0].message
+    assert out.recheck_after is None  # the reason is known; the Job's own events and the resync follow it
+    again = plan(RUN, run_spec(), out.status, blocked, NOW, SETTINGS)
+    assert again.status is None and again.events == []
+
+
+def test_the_failure_at_the_deadline_of_a_step_that_never_started_names_why_it_never_did() -> None:
+    status = start(run_spec(), diamond(), NOW)
+    status = plan(RUN, run_spec(), status, {}, NOW, SETTINGS).status or status
+    pulling = {"a": JobObservation(job("a"), StepPhase.RUNNING, 1, reason="ImagePullBackOff",
+                                   message='Back-off pulling image "nope:1"', starting=True)}
+    status = plan(RUN, run_spec(), status, pulling, NOW, SETTINGS).status or status
+    deadline = {"a": JobObservation(job("a"), StepPhase.FAILED, 1, reason="DeadlineExceeded",
+                                    message="Job was active longer than specified deadline")}
+    out = plan(RUN, run_spec(), status, deadline, NOW + timedelta(seconds=300), SETTINGS)
+    assert out.status is not None and out.status.phase == RunPhase.FAILED
+    step = out.status.steps[0]
+    assert step.reason == "ImagePullBackOff"
+    assert step.message == ('Job was active longer than specified deadline (DeadlineExceeded); the step never '
+                            'started: Back-off pulling image "nope:1"')
+    assert out.status.conditions[0].message == "failed steps: a (ImagePullBackOff)"

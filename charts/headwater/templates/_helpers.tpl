@@ -123,10 +123,11 @@ name; the operator never reads them), no wildcards.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list"]
-# Events about runs and pipelines.
+# Events about runs and pipelines; the Events of a step Job that has no pod are listed to say why
+# (FailedCreate).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "list"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

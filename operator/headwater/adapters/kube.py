@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -18,18 +18,14 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from headwater.spec import constants as c
+from headwater.spec.names import label_value
 
-__all__ = ["Kube", "KubeClient", "is_conflict", "is_not_found", "post_event"]
+__all__ = ["Kube", "KubeClient", "KubeHelpers", "post_event"]
 
 log = logging.getLogger(__name__)
 
-
-def is_not_found(exc: Exception) -> bool:
-    return isinstance(exc, ApiException) and exc.status == 404
-
-
-def is_conflict(exc: Exception) -> bool:
-    return isinstance(exc, ApiException) and exc.status == 409
+StatusChange = Callable[[dict[str, Any]], dict[str, Any] | None]
+"""Given a Pipeline as read, the status patch to apply onto that version (None: nothing to write)."""
 
 
 class Kube(Protocol):
@@ -50,7 +46,12 @@ class Kube(Protocol):
 
     def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
 
-    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any],
+                              resource_version: str | None = None) -> None: ...
+
+    def list_pipeline_runs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]: ...
+
+    def update_pipeline_status(self, namespace: str, name: str, change: StatusChange, attempts: int = 5) -> bool: ...
 
     def create_run(self, namespace: str, body: dict[str, Any]) -> bool: ...
 
@@ -60,7 +61,9 @@ class Kube(Protocol):
 
     def delete_run(self, namespace: str, name: str) -> None: ...
 
-    def list_jobs(self, namespace: str, run: str) -> list[dict[str, Any]]: ...
+    def list_jobs(self, namespace: str, run: str, uid: str | None = None) -> list[dict[str, Any]]: ...
+
+    def list_job_events(self, namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]: ...
 
     def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]: ...
 
@@ -71,7 +74,51 @@ class Kube(Protocol):
     def create_event(self, namespace: str, body: dict[str, Any]) -> None: ...
 
 
-class KubeClient:
+class KubeHelpers:
+    """Calls made of other calls, the same over any :class:`Kube` (the apiserver's or a test's)."""
+
+    def iter_runs(self, namespace: str | None, selector: str | None = None,
+                  page: int = 200) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any],
+                              resource_version: str | None = None) -> None:
+        raise NotImplementedError
+
+    def list_pipeline_runs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
+        """The runs of one Pipeline: selected by its (shortened) label, then by the exact name."""
+        runs = self.iter_runs(namespace, f"{c.LABEL_PIPELINE}={label_value(pipeline)}")
+        return [r for r in runs if ((r.get("spec") or {}).get("pipelineRef") or {}).get("name") == pipeline]
+
+    def update_pipeline_status(self, namespace: str, name: str,
+                               change: Callable[[dict[str, Any]], dict[str, Any] | None], attempts: int = 5) -> bool:
+        """Read the Pipeline, ask ``change`` for a status patch, and apply it onto the version read.
+
+        Used by every writer of a field that others write too (``status.conditions``): a conflict re-reads
+        and asks again, so no writer overwrites what another wrote meanwhile.  False when the Pipeline is
+        gone or ``change`` had nothing to write.
+        """
+        for _ in range(attempts):
+            pipeline = self.get_pipeline(namespace, name)
+            if pipeline is None:
+                return False
+            patch = change(pipeline)
+            if patch is None:
+                return False
+            try:
+                self.patch_pipeline_status(namespace, name, patch, pipeline["metadata"]["resourceVersion"])
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                continue
+            return True
+        raise RuntimeError(f"Pipeline {namespace}/{name}: status kept conflicting after {attempts} attempts")
+
+
+class KubeClient(KubeHelpers):
     """:class:`Kube` over one API client."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
@@ -137,9 +184,15 @@ class KubeClient:
         self.custom.patch_namespaced_custom_object_status(
             c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"status": status})
 
-    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any],
+                              resource_version: str | None = None) -> None:
+        """Merge-patch fields of a Pipeline's status; with ``resource_version``, only onto that version (409 if
+        it changed).  Without one, only for fields that a single writer owns (docs/architecture.md)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         self.custom.patch_namespaced_custom_object_status(
-            c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL, name, {"status": status})
+            c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL, name, body)
 
     def create_run(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create a PipelineRun; False when one of that name already exists."""
@@ -167,16 +220,29 @@ class KubeClient:
                 raise
 
     # --- Jobs and pods ----------------------------------------------------
-    def list_jobs(self, namespace: str, run: str) -> list[dict[str, Any]]:
+    def list_jobs(self, namespace: str, run: str, uid: str | None = None) -> list[dict[str, Any]]:
+        """The Jobs of a run: selected by its (shortened) label, then by owner when ``uid`` is given."""
         # raw JSON: the client's typed models cost more CPU than the rest of a reconcile
-        out = self.batch.list_namespaced_job(namespace, label_selector=f"{c.LABEL_RUN}={run}",
+        out = self.batch.list_namespaced_job(namespace, label_selector=f"{c.LABEL_RUN}={label_value(run)}",
                                              _preload_content=False)
-        return _items(out)
+        jobs = _items(out)
+        if uid is None:
+            return jobs
+        return [j for j in jobs if any(o.get("uid") == uid for o in j["metadata"].get("ownerReferences") or [])]
 
     def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         out = self.core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job}",
                                             _preload_content=False)
         return _items(out)
+
+    def list_job_events(self, namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The Events about one Job (the Job controller's FailedCreate says why it creates no pod)."""
+        meta = job["metadata"]
+        out = self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.kind=Job,involvedObject.name={meta['name']}",
+            _preload_content=False)
+        uid = meta.get("uid")
+        return [e for e in _items(out) if uid is None or (e.get("involvedObject") or {}).get("uid") in (uid, None)]
 
     def create_job(self, manifest: dict[str, Any]) -> bool:
         """Create a Job; False when it already exists (a deterministic name makes that the same step)."""

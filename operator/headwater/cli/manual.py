@@ -9,6 +9,7 @@ from kubernetes import client, config
 
 from headwater.spec import constants as c
 from headwater.spec.models import Trigger
+from headwater.spec.names import label_value
 
 __all__ = ["manual_run", "start_run"]
 
@@ -25,7 +26,7 @@ def manual_run(pipeline: str, *, now: datetime, from_step: str | None = None,
     return {
         "apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND,
         "metadata": {"generateName": f"{pipeline[:200]}-{now:%Y%m%d%H%M%S}-",
-                     "labels": {c.LABEL_PIPELINE: pipeline, c.LABEL_TRIGGER: spec["trigger"]}},
+                     "labels": {c.LABEL_PIPELINE: label_value(pipeline), c.LABEL_TRIGGER: spec["trigger"]}},
         "spec": spec,
     }
 

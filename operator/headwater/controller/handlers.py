@@ -10,9 +10,11 @@ write, a Job update that leaves its step as it was) are dropped here.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from headwater.controller.config import Settings
 from headwater.controller.runtime import Runtime, api_client
@@ -49,15 +51,24 @@ def run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
         runtime.engine.forget(meta["namespace"], meta["name"])
     elif not RunPhase.ended((body.get("status") or {}).get("phase")) and \
             not runtime.engine.memory.is_known(meta["namespace"], meta["name"], meta.get("resourceVersion", "")):
-        runtime.engine.reconcile(meta["namespace"], meta["name"])
+        runtime.reconcile(dict(body))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_RUN: kopf.PRESENT})
 def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    namespace, run = body["metadata"]["namespace"], body["metadata"]["labels"][c.LABEL_RUN]
-    if runtime.engine.memory.job_changes_run(namespace, run, dict(body), deleted=event["type"] == "DELETED"):
-        runtime.engine.reconcile(namespace, run)
+    namespace, owner = body["metadata"]["namespace"], _owning_run(body)
+    if owner and runtime.engine.memory.job_changes_run(namespace, owner["name"], dict(body),
+                                                       deleted=event["type"] == "DELETED"):
+        runtime.reconcile({"metadata": {"namespace": namespace, "name": owner["name"], "uid": owner.get("uid")}})
+
+
+def _owning_run(job: kopf.Body) -> dict[str, Any] | None:
+    """The run a Job belongs to: its controller owner (the run label may be a shortened name)."""
+    for owner in job["metadata"].get("ownerReferences") or []:
+        if owner.get("kind") == c.PIPELINERUN_KIND and owner.get("controller"):
+            return dict(owner)
+    return None
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PIPELINE_PLURAL)
@@ -65,11 +76,22 @@ def pipeline_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: 
     if event["type"] == "DELETED":
         return
     runtime: Runtime = memo.runtime
+    runtime.isolation.run(dict(body), "checking the spec", partial(_pipeline_status, runtime, dict(body)),
+                          reason="StatusFailed", kind=f"{c.PIPELINE_KIND}/spec", respect_backoff=False)
+
+
+def _pipeline_status(runtime: Runtime, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     status = pipelines.pipeline_status(dict(body["spec"]), dict(body.get("status") or {}),
                                        meta.get("generation"), datetime.now(UTC))
-    if status is not None:
-        runtime.kube.patch_pipeline_status(meta["namespace"], meta["name"], status)
-        ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
-        if ready["status"] == "False":
-            runtime.events(dict(body), "Warning", ready["reason"], ready["message"])
+    if status is None:
+        return
+    try:  # onto the version this event showed: other writers' conditions are in the list we write
+        runtime.kube.patch_pipeline_status(meta["namespace"], meta["name"], status, meta.get("resourceVersion"))
+    except ApiException as exc:
+        if exc.status == 409:
+            return  # a newer version exists, and its event comes next
+        raise
+    ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
+    if ready["status"] == "False":
+        runtime.events(body, "Warning", ready["reason"], ready["message"])

@@ -12,22 +12,25 @@ import contextlib
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from headwater.adapters.delivery import JsonPoster
 from headwater.adapters.events import EventQueue
+from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.api_server import serve_when_ready
 from headwater.controller.config import Settings
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.store import LineageStore
-from headwater.pipelines.scheduler import schedule_pipeline
+from headwater.pipelines.scheduler import schedule_pipeline, set_schedule_condition
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
 from headwater.sla.monitor import SlaMonitor
+from headwater.spec import constants as c
 from headwater.spec.models import RunPhase
 
 __all__ = ["Runtime", "api_client"]
@@ -42,6 +45,7 @@ class Runtime:
         self.settings = settings
         self.kube = KubeClient(api_client)
         self.events = EventQueue(self.kube)
+        self.isolation = Isolation(self.events)
         self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
                                  settings.record_rescan_seconds) if settings.database_url else None
         self.metrics = Metrics()
@@ -50,10 +54,10 @@ class Runtime:
         self.alerts = JsonPoster(settings.alert_webhook_url, settings.alert_webhook_token, name="alerts") \
             if settings.alert_webhook_url else None
         self.sla = SlaMonitor(self.kube, self.metrics, self.events, self.alerts, self.scopes(),
-                              settings.freshness_window_seconds)
+                              settings.freshness_window_seconds, isolation=self.isolation)
         self.engine = RunEngine(self.kube, JobSettings(settings.step_image, settings.job_ttl_seconds),
                                 self.events, recorder=self.recorder, metrics=self.metrics,
-                                emitter=self.emitter, on_finish=self.sla.run_finished)
+                                emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation)
         self._tasks: list[asyncio.Task[None]] = []
 
     def scopes(self) -> list[str | None]:
@@ -107,20 +111,44 @@ class Runtime:
         self._tasks.append(asyncio.create_task(loop()))
 
     # --- the periodic passes ----------------------------------------------------------------
+    # Each object is worked on in isolation: its error is logged once, posted as an Event on it, set as a
+    # condition and backed off, and the pass goes on with the others (docs/architecture.md).
     def resync(self) -> None:
         """Safety net: re-plan every unfinished run, whatever events were missed."""
-        unfinished = [(run["metadata"]["namespace"], run["metadata"]["name"])
-                      for scope in self.scopes() for run in self.kube.iter_runs(scope)
-                      if not RunPhase.ended((run.get("status") or {}).get("phase"))]
-        for namespace, name in unfinished:
-            self.engine.reconcile(namespace, name)
+        for scope in self.scopes():
+            runs = self._listed(scope, "PipelineRuns", lambda s: list(self.kube.iter_runs(s)))
+            for run in runs:
+                if not RunPhase.ended((run.get("status") or {}).get("phase")):
+                    self.reconcile(run)
+
+    def reconcile(self, run: dict[str, Any]) -> None:
+        """Reconcile one run, its failure kept to it (the run event handlers come here too)."""
+        meta = run["metadata"]
+        self.isolation.run(
+            {"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND, "metadata": meta}, "reconciling",
+            partial(self.engine.reconcile, meta["namespace"], meta["name"]), reason="ReconcileFailed",
+            on_failure=partial(self.engine.mark_reconcile_failure, meta["namespace"], meta["name"]),
+            on_recovery=partial(self.engine.mark_reconcile_failure, meta["namespace"], meta["name"], None))
 
     def schedule(self) -> None:
         """Create the runs whose schedule slot is due."""
         for scope in self.scopes():
-            for pipeline in self.kube.list_pipelines(scope):
-                if (pipeline.get("spec") or {}).get("schedule"):
-                    schedule_pipeline(self.kube, pipeline, post_event=self.events)
+            for pipeline in self._listed(scope, "Pipelines", self.kube.list_pipelines):
+                if (pipeline.get("spec") or {}).get("schedule") or \
+                        (pipeline.get("status") or {}).get("nextScheduleTime"):
+                    meta = pipeline["metadata"]
+                    self.isolation.run(
+                        pipeline, "scheduling", partial(schedule_pipeline, self.kube, pipeline, post_event=self.events),
+                        reason="ScheduleFailed", kind=f"{c.PIPELINE_KIND}/schedule",
+                        on_failure=partial(set_schedule_condition, self.kube, meta["namespace"], meta["name"]),
+                        on_recovery=partial(set_schedule_condition, self.kube, meta["namespace"], meta["name"], None))
+
+    def _listed(self, scope: str | None, what: str, lister: Callable[[str | None], list[dict[str, Any]]]
+                ) -> list[dict[str, Any]]:
+        """The objects of one scope; a scope that cannot be listed is logged once and skipped, not the pass."""
+        scope_obj = {"kind": "Namespace", "metadata": {"name": scope or "(all namespaces)"}}
+        return self.isolation.run(scope_obj, f"listing {what}", partial(lister, scope), reason="ListFailed",
+                                  kind=f"Namespace/{what}", respect_backoff=False) or []
 
 
 def api_client(pool: int) -> client.ApiClient:

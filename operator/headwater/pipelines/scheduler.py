@@ -10,13 +10,16 @@ from headwater.adapters.kube import Kube
 from headwater.pipelines import scheduling
 from headwater.pipelines.scheduling import Action
 from headwater.spec import constants as c
-from headwater.spec.models import PipelineSpec, RunPhase, Trigger
+from headwater.spec.conditions import set_condition
+from headwater.spec.models import PipelineSpec, PipelineStatus, RunPhase, Trigger
+from headwater.spec.names import label_value
 from headwater.spec.times import isotime, parse_time
 
-__all__ = ["schedule_pipeline", "scheduled_run"]
+__all__ = ["CONDITION_SCHEDULED", "is_ready", "schedule_pipeline", "scheduled_run", "set_schedule_condition"]
+
+CONDITION_SCHEDULED = "Scheduled"
 
 log = logging.getLogger(__name__)
-
 
 
 def scheduled_run(pipeline: dict[str, Any], slot: datetime) -> dict[str, Any]:
@@ -28,7 +31,7 @@ def scheduled_run(pipeline: dict[str, Any], slot: datetime) -> dict[str, Any]:
         "metadata": {
             "name": scheduling.run_name_for_slot(meta["name"], slot),
             "namespace": meta["namespace"],
-            "labels": {c.LABEL_PIPELINE: meta["name"], c.LABEL_TRIGGER: Trigger.SCHEDULE.value},
+            "labels": {c.LABEL_PIPELINE: label_value(meta["name"]), c.LABEL_TRIGGER: Trigger.SCHEDULE.value},
             "ownerReferences": [{"apiVersion": c.API_VERSION, "kind": c.PIPELINE_KIND, "name": meta["name"],
                                  "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
         },
@@ -39,26 +42,64 @@ def scheduled_run(pipeline: dict[str, Any], slot: datetime) -> dict[str, Any]:
 
 def schedule_pipeline(kube: Kube, pipeline: dict[str, Any], now: datetime | None = None,
                       post_event: Any = None) -> scheduling.Decision:
-    """Run one scheduling pass for a Pipeline with a schedule."""
+    """Run one scheduling pass for a Pipeline with a schedule.
+
+    A Pipeline that is not Ready for its current generation is skipped (its Ready condition says why),
+    so a spec the operator cannot run never reaches the cron parser here.  This pass owns
+    ``status.lastScheduleTime`` and ``status.nextScheduleTime`` and nothing else.
+    """
     now = now or datetime.now(UTC)
     meta, status = pipeline["metadata"], pipeline.get("status") or {}
-    spec = PipelineSpec.model_validate(pipeline["spec"])
-    if not spec.schedule or not _is_ready(status):
+    if not (pipeline.get("spec") or {}).get("schedule") or not is_ready(pipeline):
+        _set_next(kube, pipeline, None)
         return scheduling.Decision(Action.NONE)
+    spec = PipelineSpec.model_validate(pipeline["spec"])
+    assert spec.schedule is not None
+    upcoming = None if spec.suspend else isotime(scheduling.next_slot(spec.schedule, spec.time_zone, now))
     since = parse_time(status.get("lastScheduleTime") or meta["creationTimestamp"])
-    runs = kube.list_runs(meta["namespace"], f"{c.LABEL_PIPELINE}={meta['name']}")
+    runs = kube.list_pipeline_runs(meta["namespace"], meta["name"])
     active = [r for r in runs if not RunPhase.ended((r.get("status") or {}).get("phase"))]
     decision = scheduling.decide(
         spec.schedule, spec.time_zone, now, since, suspended=spec.suspend,
         starting_deadline_seconds=spec.starting_deadline_seconds, policy=spec.concurrency_policy,
         active_runs=len(active))
     if decision.slot is None:
+        _set_next(kube, pipeline, upcoming)
         return decision
     _act(kube, pipeline, decision, active, post_event)
     kube.patch_pipeline_status(meta["namespace"], meta["name"], {
-        "lastScheduleTime": isotime(decision.slot),
-        "nextScheduleTime": isotime(scheduling.next_slot(spec.schedule, spec.time_zone, now))})
+        "lastScheduleTime": isotime(decision.slot), "nextScheduleTime": upcoming})
     return decision
+
+
+def is_ready(pipeline: dict[str, Any]) -> bool:
+    """Ready=True, set for the Pipeline's current generation (an edit not yet checked is not Ready)."""
+    generation = pipeline["metadata"].get("generation")
+    for cond in (pipeline.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            seen = cond.get("observedGeneration")
+            return bool(cond.get("status") == "True" and (seen is None or generation is None or seen == generation))
+    return False
+
+
+def _set_next(kube: Kube, pipeline: dict[str, Any], upcoming: str | None) -> None:
+    """Keep ``status.nextScheduleTime`` true (a merge patch: the scheduler is its only writer)."""
+    meta = pipeline["metadata"]
+    if (pipeline.get("status") or {}).get("nextScheduleTime") != upcoming:
+        kube.patch_pipeline_status(meta["namespace"], meta["name"], {"nextScheduleTime": upcoming})
+
+
+def set_schedule_condition(kube: Kube, namespace: str, name: str, failure: str | None) -> None:
+    """The Scheduled condition: False with the error while scheduling this Pipeline fails, True after."""
+    def change(obj: dict[str, Any]) -> dict[str, Any] | None:
+        status = PipelineStatus.model_validate(obj.get("status") or {})
+        conditions = list(status.conditions)
+        state, reason, message = ("False", "ScheduleFailed", failure) if failure else \
+            ("True", "Scheduled", "the schedule is evaluated again")
+        if not set_condition(conditions, CONDITION_SCHEDULED, state, reason, message, datetime.now(UTC)):
+            return None
+        return {"conditions": [cond.model_dump(by_alias=True, exclude_none=True, mode="json") for cond in conditions]}
+    kube.update_pipeline_status(namespace, name, change)
 
 
 def _act(kube: Kube, pipeline: dict[str, Any], decision: scheduling.Decision,
@@ -90,6 +131,3 @@ def _act(kube: Kube, pipeline: dict[str, Any], decision: scheduling.Decision,
         say("Normal", "ScheduledRun", f"Created PipelineRun {body['metadata']['name']} for slot {isotime(slot)}")
 
 
-def _is_ready(status: dict[str, Any]) -> bool:
-    return any(cond.get("type") == "Ready" and cond.get("status") == "True"
-               for cond in status.get("conditions") or [])

@@ -18,11 +18,9 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from headwater.spec.models import ConcurrencyPolicy
+from headwater.spec.names import MAX_PIPELINE_NAME, bounded
 
 __all__ = ["Action", "Decision", "decide", "latest_slot", "next_slot", "run_name_for_slot"]
-
-_MAX_RUN_PREFIX = 200
-
 
 class Action(StrEnum):
     NONE = "None"  # nothing due
@@ -89,5 +87,9 @@ def decide(
 
 
 def run_name_for_slot(pipeline: str, slot: datetime) -> str:
-    """``<pipeline>-<yyyymmddhhmm>`` of the slot in UTC: the same slot always names the same run."""
-    return f"{pipeline[:_MAX_RUN_PREFIX]}-{slot.astimezone(UTC):%Y%m%d%H%M}"
+    """``<pipeline>-<yyyymmddhhmm>`` of the slot in UTC: the same slot always names the same run.
+
+    Pipeline names are at most ``MAX_PIPELINE_NAME`` characters (the CRD says so), so this fits 253;
+    a longer name admitted before that rule is shortened the one way every derived name is.
+    """
+    return f"{bounded(pipeline, MAX_PIPELINE_NAME)}-{slot.astimezone(UTC):%Y%m%d%H%M}"

@@ -12,6 +12,7 @@ and :attr:`RunEngine.memory` lets handlers drop events that cannot change a run
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,20 +21,25 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
+from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
 from headwater.lineage.emitting import step_events
 from headwater.lineage.run_records import is_recorded
 from headwater.runs import history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
-from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job
+from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
 from headwater.spec import constants as c
+from headwater.spec.conditions import set_condition
 from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase, StepReason
+from headwater.spec.names import label_value
 from headwater.spec.times import parse_time
 
 __all__ = ["EventSink", "RunEngine", "RunSink"]
 
 log = logging.getLogger(__name__)
+
+CONDITION_RECONCILED = "Reconciled"
 
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 """Posts a Kubernetes Event: (object, type, reason, message)."""
@@ -62,8 +68,10 @@ class RunEngine:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  recorder: RunSink | None = None, metrics: Metrics | None = None,
                  emitter: EventFeed | None = None,
-                 on_finish: Callable[[RunRef, PipelineRunStatus], None] | None = None) -> None:
+                 on_finish: Callable[[RunRef, PipelineRunStatus], None] | None = None,
+                 isolation: Isolation | None = None) -> None:
         self.kube = kube
+        self.isolation = isolation or Isolation(post_event)
         self.on_finish = on_finish
         self.emitter = emitter
         self.recorder = recorder
@@ -74,6 +82,8 @@ class RunEngine:
         self.clock = clock
         self._passes = Coalescer()
         self.memory = RunMemory()
+        self._timers: dict[tuple[str, str], threading.Timer] = {}
+        self._timers_lock = threading.Lock()
 
     def forget(self, namespace: str, name: str) -> None:
         self.memory.forget(namespace, name)
@@ -110,9 +120,10 @@ class RunEngine:
             started = self._start(run, spec)
             if started is None:
                 return planning.Plan()
-            if meta.get("labels", {}).get(c.LABEL_PIPELINE) != spec.pipeline_ref.name:
+            pipeline_label = label_value(spec.pipeline_ref.name)
+            if meta.get("labels", {}).get(c.LABEL_PIPELINE) != pipeline_label:
                 # runs created by hand carry no pipeline label; schedules and history limits find runs by it
-                self.kube.label_run(meta["namespace"], meta["name"], {c.LABEL_PIPELINE: spec.pipeline_ref.name})
+                self.kube.label_run(meta["namespace"], meta["name"], {c.LABEL_PIPELINE: pipeline_label})
                 run = self.kube.get_run(meta["namespace"], meta["name"]) or run
             run = self.kube.replace_run_status(run, _dump(started))
             raw_status = run["status"]
@@ -129,6 +140,8 @@ class RunEngine:
             self.memory.forget(ref.namespace, ref.name)
             raise
         self._measure(ref, status, out)
+        if out.recheck_after is not None:
+            self._recheck_later(ref, out.recheck_after)
         if self.emitter is not None and out.status is not None:
             for event in step_events(ref.namespace, ref.name, ref.pipeline, status, out.status, self.clock()):
                 self.emitter.send(event)
@@ -154,18 +167,42 @@ class RunEngine:
         return status
 
     def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
-        """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended."""
+        """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended or whose pods
+        do not start, Events only for Jobs without pods (:func:`~headwater.runs.jobs.probe`)."""
         settled = {s.name for s in status.steps if s.phase.final}
         observed: dict[str, JobObservation] = {}
-        for job in self.kube.list_jobs(ref.namespace, ref.name):
+        now = self.clock()
+        for job in self.kube.list_jobs(ref.namespace, ref.name, ref.uid):
             step = job["metadata"].get("labels", {}).get(c.LABEL_STEP)
             if not step or step in settled:
                 continue
             seen = observe_job(job, [])
-            if seen.phase in (StepPhase.SUCCEEDED, StepPhase.FAILED):
-                seen = observe_job(job, self.kube.list_job_pods(ref.namespace, seen.job))
+            look = probe(job, seen, now)
+            if seen.phase.final or look.pods or look.events:
+                pods = self.kube.list_job_pods(ref.namespace, seen.job) if seen.phase.final or look.pods else []
+                events = self.kube.list_job_events(ref.namespace, job) if look.events else []
+                seen = observe_job(job, pods, events)
             observed[step] = seen
         return observed
+
+    def _recheck_later(self, ref: RunRef, delay: float) -> None:
+        """Reconcile the run again after ``delay`` seconds (one timer per run at a time)."""
+        key = (ref.namespace, ref.name)
+        with self._timers_lock:
+            if key in self._timers:
+                return
+            timer = threading.Timer(delay, self._recheck, (ref,))
+            timer.daemon = True
+            self._timers[key] = timer
+        timer.start()
+
+    def _recheck(self, ref: RunRef) -> None:
+        with self._timers_lock:
+            self._timers.pop((ref.namespace, ref.name), None)
+        run = {"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND,
+               "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid}}
+        self.isolation.run(run, "reconciling", partial(self.reconcile, ref.namespace, ref.name),
+                           reason="ReconcileFailed")
 
     def _apply(self, run: dict[str, Any], ref: RunRef, out: planning.Plan) -> None:
         for manifest in out.create:
@@ -215,19 +252,58 @@ class RunEngine:
                 self.metrics.run_duration.labels(ref.pipeline).observe(total.total_seconds())
             self._succeeded_at.pop((ref.namespace, ref.name), None)
 
+    def mark_reconcile_failure(self, namespace: str, name: str, failure: str | None) -> None:
+        """The run's Reconciled condition: False with the error while reconciling it fails, True after.
+
+        Written onto the version read (a conflict means someone wrote meanwhile: the next pass tells).
+        """
+        run = self.kube.get_run(namespace, name)
+        if run is None:
+            return
+        status = PipelineRunStatus.model_validate(run.get("status") or {})
+        state, reason, message = ("False", "ReconcileFailed", failure) if failure else \
+            ("True", "Reconciled", "the run is reconciled again")
+        if failure is None and not any(cond.type == CONDITION_RECONCILED for cond in status.conditions):
+            return
+        if set_condition(status.conditions, CONDITION_RECONCILED, state, reason, message, self.clock()):
+            try:
+                self.kube.replace_run_status(run, _dump(status))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
     def _after_finish(self, ref: RunRef, status: PipelineRunStatus) -> None:
-        """Record the outcome on the Pipeline and trim its run history."""
+        """Record the outcome on the Pipeline, tell the SLA monitor and trim the run history.
+
+        Three independent effects: each one's failure is reported on the Pipeline and never
+        keeps the others from happening.
+        """
         pipeline = self.kube.get_pipeline(ref.namespace, ref.pipeline)
         if pipeline is None:
             return
-        self.kube.patch_pipeline_status(ref.namespace, ref.pipeline, {
-            "lastRun": ref.name, "lastRunPhase": status.phase.value})
+        effects: list[tuple[str, Callable[[], object]]] = [
+            ("recording the last run", partial(self.kube.patch_pipeline_status, ref.namespace, ref.pipeline,
+                                               {"lastRun": ref.name, "lastRunPhase": status.phase.value})),
+            ("trimming the run history", partial(self._trim_history, ref, pipeline)),
+        ]
         if self.on_finish is not None:
-            self.on_finish(ref, status)
+            effects.insert(1, ("the run's SLA effects", partial(self.on_finish, ref, status)))
+        for what, effect in effects:
+            self.isolation.run(pipeline, what, effect, reason="RunEffectFailed", kind=f"{c.PIPELINE_KIND}/{what}",
+                               respect_backoff=False)
+
+    def _trim_history(self, ref: RunRef, pipeline: dict[str, Any]) -> None:
         spec = PipelineSpec.model_validate(pipeline["spec"])
-        runs = self.kube.list_runs(ref.namespace, f"{c.LABEL_PIPELINE}={ref.pipeline}")
+        runs = self.kube.list_pipeline_runs(ref.namespace, ref.pipeline)
         unrecorded = (lambda r: not is_recorded(r)) if self.recorder is not None else (lambda _: False)
+        failed: list[str] = []
         for name in history.runs_to_delete(runs, spec.successful_runs_history_limit,
                                            spec.failed_runs_history_limit, unrecorded):
-            self.kube.delete_run(ref.namespace, name)
+            try:
+                self.kube.delete_run(ref.namespace, name)
+            except ApiException as exc:  # one run that cannot be deleted keeps no other from going
+                failed.append(f"{name} (HTTP {exc.status} {exc.reason})")
+                continue
             log.info("Deleted PipelineRun %s/%s (history limit)", ref.namespace, name)
+        if failed:
+            raise RuntimeError(f"could not delete {len(failed)} run(s) beyond the history limit: {', '.join(failed)}")

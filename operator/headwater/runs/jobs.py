@@ -1,27 +1,44 @@
-"""Step Jobs: deterministic names, the Job manifest, and a step's state read back from its Job."""
+"""Step Jobs: deterministic names, the Job manifest, and a step's state read back from its Job.
+
+A Job whose pods cannot start says so only in Events (FailedCreate: PodSecurity, ResourceQuota, a missing
+ServiceAccount) or in its pods (waiting reasons such as ImagePullBackOff, Unschedulable).  Reading those
+costs API calls, so :func:`probe` picks the few Jobs worth it: those without a running pod some seconds
+after they were created.  :func:`observe_job` turns what was read into the step's reason and message.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from headwater.spec import constants as c
 from headwater.spec.models import StepPhase, StepSpec
+from headwater.spec.names import job_name, label_value
+from headwater.spec.times import parse_time
 
 __all__ = [
+    "BLOCKED_REASONS",
+    "PROBE_AFTER_SECONDS",
     "JobObservation",
     "JobSettings",
+    "Probe",
     "RunRef",
     "build_job",
     "job_name",
     "observe_job",
+    "probe",
 ]
 
-_MAX_NAME = 63
-_HASH_LEN = 8
-
+PROBE_AFTER_SECONDS = 3.0
+"""A Job with no running pod this long after its creation is looked into (Events, pods)."""
+_WAITING_REASONS = frozenset({
+    "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError",
+    "CreateContainerError", "RunContainerError",
+})
+BLOCKED_REASONS = frozenset({"FailedCreate", "Unschedulable", *_WAITING_REASONS})
+"""Reasons a step's pods cannot start: shown on the step while it waits, and named when it fails for it."""
 
 @dataclass(frozen=True)
 class RunRef:
@@ -53,26 +70,27 @@ class JobObservation:
     reason: str | None = None
     message: str | None = None
     result: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    starting: bool = False
+    """Pods exist but none is ready yet (pulling, scheduling, or stuck there)."""
+
+    @property
+    def blocked(self) -> bool:
+        """The step's pods cannot start, and the reason says why."""
+        return self.reason in BLOCKED_REASONS
 
 
-def job_name(run: str, step: str) -> str:
-    """``<run>-<step>``; when that exceeds 63 characters, a prefix of it plus a stable hash of both.
+@dataclass(frozen=True)
+class Probe:
+    """What else to read about a Job to tell why its step has not started."""
 
-    Deterministic, so a Job re-created after a crash collides with the first one
-    (HTTP 409) instead of running the step twice.
-    """
-    name = f"{run}-{step}"
-    if len(name) <= _MAX_NAME:
-        return name
-    digest = hashlib.sha256(f"{run}/{step}".encode()).hexdigest()[:_HASH_LEN]
-    prefix = name[: _MAX_NAME - _HASH_LEN - 1].rstrip("-.")
-    return f"{prefix}-{digest}"
+    events: bool = False
+    pods: bool = False
 
 
 def _labels(run: RunRef, step: str) -> dict[str, str]:
     return {
-        c.LABEL_PIPELINE: run.pipeline,
-        c.LABEL_RUN: run.name,
+        c.LABEL_PIPELINE: label_value(run.pipeline),
+        c.LABEL_RUN: label_value(run.name),
         c.LABEL_STEP: step,
         c.LABEL_MANAGED_BY: c.MANAGER,
     }
@@ -188,8 +206,57 @@ def _counts(status: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[int, in
     return failed, succeeded, status.get("active", 0)
 
 
-def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservation:
-    """The step's state as its Job reports it; ``pods`` are read for the result or the failure message."""
+def probe(job: dict[str, Any], seen: JobObservation, now: datetime) -> Probe:
+    """Whether to read the Job's Events or pods to learn why its step has not started.
+
+    Only for a Job at least :data:`PROBE_AFTER_SECONDS` old with no pod yet (Events: FailedCreate), or
+    with pods of which none is ready (their waiting reasons); and for a Job that failed without any pod
+    having failed (it was never able to start one).
+    """
+    stamp = job["metadata"].get("creationTimestamp")
+    created = parse_time(stamp) if stamp else None
+    old_enough = created is None or (now - created).total_seconds() >= PROBE_AFTER_SECONDS
+    status = job.get("status") or {}
+    if seen.phase == StepPhase.FAILED:
+        return Probe(events=not status.get("failed"))
+    if not old_enough:
+        return Probe()
+    if seen.phase == StepPhase.PENDING:
+        return Probe(events=True)
+    return Probe(pods=seen.phase == StepPhase.RUNNING and seen.starting)
+
+
+def _failed_create(events: list[dict[str, Any]]) -> str | None:
+    """The latest FailedCreate message among a Job's Events."""
+    chosen = [e for e in events if e.get("reason") == "FailedCreate" and e.get("message")]
+    if not chosen:
+        return None
+    latest = max(chosen, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return str(latest["message"])[:1024]
+
+
+def _stuck_pod(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """Why a pod of the Job cannot start: a container's waiting reason, or the scheduler's verdict."""
+    for pod in _pods_by_phase(pods, "Pending"):
+        status = pod.get("status") or {}
+        for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _WAITING_REASONS:
+                return waiting["reason"], str(waiting.get("message") or waiting["reason"])[:1024]
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason"):
+                return "Unschedulable", str(cond.get("message") or cond["reason"])[:1024]
+    return None
+
+
+def observe_job(job: dict[str, Any], pods: list[dict[str, Any]],
+                events: list[dict[str, Any]] | None = None) -> JobObservation:
+    """The step's state as its Job reports it.
+
+    ``pods`` are read for the result or the failure message, or to tell why none is ready; ``events``
+    (the Job's) to tell why the Job controller creates no pod.  A Job that fails at its deadline without
+    ever starting a pod names that cause rather than only ``DeadlineExceeded``.
+    """
     name = job["metadata"]["name"]
     status = job.get("status") or {}
     failed, succeeded, active = _counts(status, pods)
@@ -207,12 +274,24 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservati
         result, text = _parse_message(term.get("message") if term else None)
         detail = (result or {}).get("error") or text
         message = broken.get("message") or ""
+        reason = broken.get("reason") or "Failed"
         if detail:
             message = f"{message}; last attempt: {detail}" if message else str(detail)
+        cannot_create = _failed_create(events or []) if not failed else None
+        if cannot_create:
+            message = f"{message} ({reason}); its pods could not be created: {cannot_create}"
+            reason = "FailedCreate"
         return JobObservation(name, StepPhase.FAILED, max(failed, 1), started,
-                              broken.get("lastTransitionTime"), broken.get("reason") or "Failed", message, result)
+                              broken.get("lastTransitionTime"), reason, message, result)
     if active or status.get("ready") or failed or succeeded:
         # pods ran and the Job is not finished: a pod is running, a retry is due, or the Job
         # controller has yet to record a pod's success -- all still Running, never back to Pending
-        return JobObservation(name, StepPhase.RUNNING, failed + active + succeeded, started)
+        starting = bool(active) and not status.get("ready")
+        stuck = _stuck_pod(pods) if starting else None
+        return JobObservation(name, StepPhase.RUNNING, failed + active + succeeded, started,
+                              reason=stuck[0] if stuck else None, message=stuck[1] if stuck else None,
+                              starting=starting)
+    cannot_create = _failed_create(events or [])
+    if cannot_create:
+        return JobObservation(name, StepPhase.PENDING, failed, started, reason="FailedCreate", message=cannot_create)
     return JobObservation(name, StepPhase.PENDING, failed, started, reason="JobCreated")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from headwater.runs.jobs import JobObservation, JobSettings, RunRef, build_job
+from headwater.runs.jobs import BLOCKED_REASONS, PROBE_AFTER_SECONDS, JobObservation, JobSettings, RunRef, build_job
 from headwater.spec import dag
 from headwater.spec.conditions import set_condition
 from headwater.spec.models import (
@@ -49,6 +49,8 @@ class Plan:
     delete: list[str] = field(default_factory=list)
     status: PipelineRunStatus | None = None
     events: list[Event] = field(default_factory=list)
+    recheck_after: float | None = None
+    """Seconds after which to look at the run again though no event may come (a step that has not started)."""
 
     @property
     def finished(self) -> bool:
@@ -160,16 +162,32 @@ def plan(
     _diff_events(previous, new, out)
     if new != status:
         out.status = new
+    if not new.phase.final and any(_not_started(s, observed.get(s.name)) for s in new.steps):
+        out.recheck_after = PROBE_AFTER_SECONDS
     return out
+
+
+def _not_started(step: StepStatus, seen: JobObservation | None) -> bool:
+    """A step whose Job has no running pod and no known reason why: the Job controller says so only in
+    Events and pods, which bring no event to the run."""
+    if step.phase.final or not step.job or step.reason in BLOCKED_REASONS:
+        return False
+    return step.phase == StepPhase.PENDING or (seen is not None and seen.starting)
 
 
 def _observe_step(prev: StepStatus | None, step_id: str, seen: JobObservation | None) -> StepStatus:
     if prev is not None and prev.phase.final:
         return prev
     if seen is not None:
+        reason, message = seen.reason, seen.message
+        if seen.reason == "DeadlineExceeded" and prev is not None and prev.reason in BLOCKED_REASONS:
+            # the deadline ended a step that never started: say why it never did
+            reason = prev.reason
+            message = f"{seen.message or 'the deadline passed'} (DeadlineExceeded); the step never started: " \
+                      f"{prev.message}"
         return StepStatus(
             name=step_id, phase=seen.phase, job=seen.job, attempts=seen.attempts, started_at=seen.started_at,
-            finished_at=seen.finished_at, reason=seen.reason, message=seen.message, result=seen.result)
+            finished_at=seen.finished_at, reason=reason, message=message, result=seen.result)
     if prev is not None and prev.job:
         # We created this Job and it is gone before finishing: never run the step twice.
         return prev.model_copy(update={
@@ -238,7 +256,7 @@ def _next_status(old: PipelineRunStatus, pipeline: PipelineSpec, work: _Work, no
         new.finished_at = isotime(now)
         if new.started_at:
             new.duration = format_duration(now, parse_time(new.started_at))
-        failed = [s.name for s in steps if s.phase == StepPhase.FAILED]
+        failed = [f"{s.name} ({s.reason})" if s.reason else s.name for s in steps if s.phase == StepPhase.FAILED]
         state, reason, message = {
             RunPhase.SUCCEEDED: ("True", "Succeeded", f"all {len(selected)} steps succeeded"),
             RunPhase.FAILED: ("False", "StepFailed", f"failed steps: {', '.join(failed)}"),
@@ -251,6 +269,8 @@ def _next_status(old: PipelineRunStatus, pipeline: PipelineSpec, work: _Work, no
 def _diff_events(previous: Mapping[str, StepStatus], new: PipelineRunStatus, out: Plan) -> None:
     for step in new.steps:
         old = previous.get(step.name)
+        if not step.phase.final and step.reason in BLOCKED_REASONS and (old is None or old.reason != step.reason):
+            out.events.append(Event("Warning", step.reason or "", f"Step {step.name} cannot start: {step.message}"))
         if old is not None and old.phase == step.phase and old.job == step.job:
             continue
         event = _step_event(step)

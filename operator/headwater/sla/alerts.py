@@ -8,6 +8,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from headwater.spec.models import PipelineSpec
 
 __all__ = ["DatasetGraph", "Incident", "notification"]
@@ -31,7 +33,11 @@ class DatasetGraph:
     def from_pipelines(cls, pipelines: list[dict[str, Any]]) -> DatasetGraph:
         graph = cls()
         for obj in pipelines:
-            meta, spec = obj["metadata"], PipelineSpec.model_validate(obj["spec"])
+            try:
+                spec = PipelineSpec.model_validate(obj["spec"])
+            except ValidationError:
+                continue  # not Ready (its condition says why): it declares nothing
+            meta = obj["metadata"]
             owner = spec.owner or ""
             for step in spec.steps:
                 outs = [(d.namespace, d.name) for d in step.outputs]

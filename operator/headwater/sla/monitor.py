@@ -14,14 +14,19 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+from pydantic import ValidationError
+
 from headwater.adapters.delivery import JsonPoster
+from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
 from headwater.runs.jobs import RunRef
 from headwater.sla.alerts import DatasetGraph, Incident, notification
 from headwater.sla.freshness import evaluate
+from headwater.spec import constants as c
 from headwater.spec.conditions import set_condition
 from headwater.spec.models import (
     DatasetStatus,
@@ -53,35 +58,39 @@ class SlaMonitor:
     """Evaluates freshness, raises incidents and keeps Pipeline.status.datasets; thread-safe."""
 
     def __init__(self, kube: Kube, metrics: Metrics, post_event: Callable[..., None],
-                 alerts: JsonPoster | None, scopes: list[str | None], window_seconds: float = 7 * 86400) -> None:
+                 alerts: JsonPoster | None, scopes: list[str | None], window_seconds: float = 7 * 86400,
+                 isolation: Isolation | None = None) -> None:
         self.kube, self.metrics, self.post_event, self.alerts, self.scopes = kube, metrics, post_event, alerts, scopes
+        self.isolation = isolation or Isolation(post_event)
         self._lock = threading.Lock()
         self.window_seconds = window_seconds
         self._samples: deque[tuple[float, int, int]] = deque()  # (time, datasets met, datasets with an SLA)
 
     def _update(self, namespace: str, name: str, mutate: Mutation, now: datetime) -> None:
+        """Apply ``mutate`` to the Pipeline's datasets and write them, with the Fresh and AtRisk conditions,
+        onto the version read (the conditions list is shared with other writers)."""
         with self._lock:
-            obj = self.kube.get_pipeline(namespace, name)
-            if obj is None:
-                return
-            spec = PipelineSpec.model_validate(obj["spec"])
-            status = PipelineStatus.model_validate(obj.get("status") or {})
-            datasets = _entries(spec, status.datasets)
-            mutate(spec, datasets)
-            conditions = list(status.conditions)
-            stale = [f"{d.namespace}/{d.name}" for d in datasets if d.stale]
-            set_condition(conditions, "Fresh", "False" if stale else "True", "Stale" if stale else "Fresh",
-                          f"past their freshness SLA: {', '.join(stale)}" if stale
-                          else "every output with a freshness SLA is fresh", now)
-            risky = [d for d in datasets if d.at_risk]
-            set_condition(conditions, "AtRisk", "True" if risky else "False",
-                          "UpstreamIncident" if risky else "NoIncident",
-                          "; ".join(f"{d.namespace}/{d.name}: {d.at_risk}" for d in risky)[:4096] if risky
-                          else "no output is downstream of a failed step or a stale dataset", now)
-            if datasets != status.datasets or conditions != status.conditions:
-                dump = PipelineStatus(datasets=datasets, conditions=conditions).model_dump(
-                    by_alias=True, exclude_none=True, mode="json", include={"datasets", "conditions"})
-                self.kube.patch_pipeline_status(namespace, name, dump)
+            self.kube.update_pipeline_status(namespace, name, lambda obj: self._change(obj, mutate, now))
+
+    def _change(self, obj: dict[str, Any], mutate: Mutation, now: datetime) -> dict[str, Any] | None:
+        spec = PipelineSpec.model_validate(obj["spec"])
+        status = PipelineStatus.model_validate(obj.get("status") or {})
+        datasets = _entries(spec, status.datasets)
+        mutate(spec, datasets)
+        conditions = list(status.conditions)
+        stale = [f"{d.namespace}/{d.name}" for d in datasets if d.stale]
+        set_condition(conditions, "Fresh", "False" if stale else "True", "Stale" if stale else "Fresh",
+                      f"past their freshness SLA: {', '.join(stale)}" if stale
+                      else "every output with a freshness SLA is fresh", now)
+        risky = [d for d in datasets if d.at_risk]
+        set_condition(conditions, "AtRisk", "True" if risky else "False",
+                      "UpstreamIncident" if risky else "NoIncident",
+                      "; ".join(f"{d.namespace}/{d.name}: {d.at_risk}" for d in risky)[:4096] if risky
+                      else "no output is downstream of a failed step or a stale dataset", now)
+        if datasets == status.datasets and conditions == status.conditions:
+            return None
+        return PipelineStatus(datasets=datasets, conditions=conditions).model_dump(
+            by_alias=True, exclude_none=True, mode="json", include={"datasets", "conditions"})
 
     # --- runs -------------------------------------------------------------------------------
     def run_finished(self, ref: RunRef, status: PipelineRunStatus, now: datetime | None = None) -> None:
@@ -97,7 +106,8 @@ class SlaMonitor:
                         entry = by_key[(out.namespace, out.name)]
                         entry.last_updated, entry.last_run = done[step.id].finished_at, ref.name
 
-        self._update(ref.namespace, ref.pipeline, wrote, now)
+        self._isolated(ref.namespace, ref.pipeline, "recording the outputs of a run",
+                       lambda: self._update(ref.namespace, ref.pipeline, wrote, now))
         source = f"{ref.namespace}/{ref.pipeline}"
         if status.phase == RunPhase.SUCCEEDED:
             self._clear_risk(source, now)
@@ -113,31 +123,34 @@ class SlaMonitor:
     def evaluate_all(self, now: datetime | None = None) -> None:
         """One freshness pass over every Pipeline; sets the dataset metrics from the status."""
         now = now or datetime.now(UTC)
-        pipelines = self._pipelines()
-        for obj in pipelines:
+        for obj in self._pipelines():
             if not any(o.get("freshness") for s in obj["spec"].get("steps", []) for o in s.get("outputs", [])):
                 continue  # no SLA to evaluate: skip the read and the write
-            went_stale: list[tuple[Key, str]] = []
-
-            def check(spec: PipelineSpec, datasets: list[DatasetStatus], out: list[tuple[Key, str]] = went_stale
-                      ) -> None:
-                rules = {(o.namespace, o.name): o.freshness for s in spec.steps for o in s.outputs if o.freshness}
-                for d in datasets:
-                    rule = rules.get((d.namespace, d.name))
-                    if rule is None:
-                        d.stale = False
-                        continue
-                    verdict = evaluate(rule, parse_time(d.last_updated) if d.last_updated else None, now)
-                    if verdict.stale and not d.stale and d.last_updated:  # never written is no incident
-                        out.append(((d.namespace, d.name), verdict.message))
-                    d.stale = verdict.stale
-                    self.metrics.dataset_sla.labels(f"{d.namespace}/{d.name}").set(verdict.sla_seconds)
-
-            meta = obj["metadata"]
-            self._update(meta["namespace"], meta["name"], check, now)
-            for key, rule in went_stale:
-                self._stale(obj, key, rule, now)
+            self.isolation.run(obj, "freshness evaluation", partial(self._evaluate, obj, now), reason="FreshnessFailed")
         self._export(self._pipelines(), now)  # after this pass's writes
+
+    def _evaluate(self, obj: dict[str, Any], now: datetime) -> None:
+        went_stale: list[tuple[Key, str]] = []
+
+        def check(spec: PipelineSpec, datasets: list[DatasetStatus], out: list[tuple[Key, str]] = went_stale
+                  ) -> None:
+            out.clear()  # asked again after a write conflict: only the last answer counts
+            rules = {(o.namespace, o.name): o.freshness for s in spec.steps for o in s.outputs if o.freshness}
+            for d in datasets:
+                rule = rules.get((d.namespace, d.name))
+                if rule is None:
+                    d.stale = False
+                    continue
+                verdict = evaluate(rule, parse_time(d.last_updated) if d.last_updated else None, now)
+                if verdict.stale and not d.stale and d.last_updated:  # never written is no incident
+                    out.append(((d.namespace, d.name), verdict.message))
+                d.stale = verdict.stale
+                self.metrics.dataset_sla.labels(f"{d.namespace}/{d.name}").set(verdict.sla_seconds)
+
+        meta = obj["metadata"]
+        self._update(meta["namespace"], meta["name"], check, now)
+        for key, rule in went_stale:
+            self._stale(obj, key, rule, now)
 
     def _stale(self, pipeline: dict[str, Any], key: Key, rule: str, now: datetime) -> None:
         label = f"{key[0]}/{key[1]}"
@@ -160,7 +173,9 @@ class SlaMonitor:
                 for d in datasets:
                     if (d.namespace, d.name) in at_risk:
                         d.at_risk, d.at_risk_source = incident.cause[:1024], incident.source
-            self._update(obj["metadata"]["namespace"], obj["metadata"]["name"], mark, now)
+            namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+            self._isolated(namespace, name, "marking datasets at risk",
+                           partial(self._update, namespace, name, mark, now))
 
     def _clear_risk(self, source: str, now: datetime) -> None:
         for obj in self._pipelines():
@@ -168,10 +183,25 @@ class SlaMonitor:
                 for d in datasets:
                     if d.at_risk_source == source:
                         d.at_risk = d.at_risk_source = None
-            self._update(obj["metadata"]["namespace"], obj["metadata"]["name"], clear, now)
+            namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+            self._isolated(namespace, name, "clearing a risk", partial(self._update, namespace, name, clear, now))
+
+    def _isolated(self, namespace: str, name: str, what: str, work: Callable[[], object]) -> None:
+        """Work on one Pipeline that must not be skipped (run effects), its failure kept to that Pipeline."""
+        obj = {"apiVersion": c.API_VERSION, "kind": c.PIPELINE_KIND, "metadata": {"namespace": namespace, "name": name}}
+        self.isolation.run(obj, what, work, reason="SlaUpdateFailed", kind=f"{c.PIPELINE_KIND}/sla",
+                           respect_backoff=False)
 
     def _pipelines(self) -> list[dict[str, Any]]:
-        return [p for scope in self.scopes for p in self.kube.list_pipelines(scope)]
+        """Every Pipeline whose spec the operator can read: the others are not Ready, and their condition
+        says why; a namespace that cannot be listed is skipped (and logged) without stopping the rest."""
+        found: list[dict[str, Any]] = []
+        for scope in self.scopes:
+            scope_obj = {"kind": "Namespace", "metadata": {"name": scope or "(all namespaces)"}}
+            listed = self.isolation.run(scope_obj, "listing Pipelines", partial(self.kube.list_pipelines, scope),
+                                        reason="ListFailed", respect_backoff=False)
+            found += [p for p in listed or [] if _readable(p)]
+        return found
 
     def _export(self, pipelines: list[dict[str, Any]], now: datetime) -> None:
         """Dataset metrics from the Pipelines' status (level-based: right after a restart too), and the
@@ -180,7 +210,13 @@ class SlaMonitor:
         for obj in pipelines:
             with_sla = {(o.namespace, o.name) for s in PipelineSpec.model_validate(obj["spec"]).steps
                         for o in s.outputs if o.freshness}
-            for d in PipelineStatus.model_validate(obj.get("status") or {}).datasets:
+            try:
+                datasets = PipelineStatus.model_validate(obj.get("status") or {}).datasets
+            except ValidationError:
+                log.debug("Pipeline %s/%s: status unreadable; no dataset metrics", obj["metadata"].get("namespace"),
+                          obj["metadata"].get("name"))
+                continue
+            for d in datasets:
                 if (d.namespace, d.name) in with_sla:
                     total, met = total + 1, met + (0 if d.stale else 1)
                 label = f"{d.namespace}/{d.name}"
@@ -198,3 +234,11 @@ class SlaMonitor:
         checked = sum(t for _, _, t in self._samples)
         return sum(m for _, m, _ in self._samples) / checked if checked else 1.0
 
+
+
+def _readable(pipeline: dict[str, Any]) -> bool:
+    try:
+        PipelineSpec.model_validate(pipeline.get("spec") or {})
+    except ValidationError:
+        return False
+    return True

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from headwater.spec import constants as c
 from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, PipelineStatus
+from headwater.spec.rules import PIPELINE_NAME_LENGTH, Rule
 
 __all__ = ["CrdGenError", "crds", "main", "pipeline_crd", "pipelinerun_crd", "render", "structural_schema"]
 
@@ -99,9 +100,9 @@ def _property(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[st
 
 
 def _object_schema(
-    kind: str, description: str, spec: type[BaseModel], status: type[BaseModel]
+    kind: str, description: str, spec: type[BaseModel], status: type[BaseModel], *rules: Rule
 ) -> dict[str, Any]:
-    return {
+    schema: dict[str, Any] = {
         "type": "object",
         "description": description,
         "required": ["spec"],
@@ -113,6 +114,9 @@ def _object_schema(
             "status": structural_schema(status),
         },
     }
+    if rules:
+        schema["x-kubernetes-validations"] = [_ordered(r.to_cel(), _RULE_ORDER) for r in rules]
+    return schema
 
 
 def _column(name: str, type_: str, path: str, description: str, priority: int = 0) -> dict[str, Any]:
@@ -152,7 +156,7 @@ def pipeline_crd() -> dict[str, Any]:
     """The CustomResourceDefinition of Pipeline."""
     description = ("A data pipeline: steps that run as Kubernetes Jobs in dependency order, on a schedule "
                    "or on demand, with the datasets they read and write for lineage.")
-    schema = _object_schema(c.PIPELINE_KIND, description, PipelineSpec, PipelineStatus)
+    schema = _object_schema(c.PIPELINE_KIND, description, PipelineSpec, PipelineStatus, PIPELINE_NAME_LENGTH)
     columns = [
         _column("Schedule", "string", ".spec.schedule", "Cron schedule."),
         _column("Steps", "integer", ".status.steps", "Number of steps."),

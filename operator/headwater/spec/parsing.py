@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic_core import PydanticCustomError
 
 from headwater.spec.rules import DURATION, QUANTITY
@@ -57,10 +57,16 @@ def check_zone(value: str | None) -> str | None:
 
 
 def check_cron(value: str | None) -> str | None:
-    """The full cron parse the apiserver's pattern cannot do (ranges, names, steps)."""
-    if value is not None and not croniter.is_valid(value):
+    """The full cron parse the apiserver's pattern cannot do (names, ranges in order), and a first firing."""
+    if value is None:
+        return value
+    if not croniter.is_valid(value):
         raise error("cron", f"{value!r} is not a valid cron schedule: use 5 fields (minute hour day-of-month "
                     "month day-of-week) with values in range, such as '0 6 * * *'")
+    try:
+        croniter(value, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        raise error("cron", f"{value!r} never fires: no date matches it (such as February 30)") from None
     return value
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic_core import PydanticCustomError
 
 from headwater.spec import dag
+from headwater.spec.names import MAX_PIPELINE_NAME
 
 # Patterns (RE2 syntax: the apiserver and pydantic's Rust engine read them the same way).
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -25,9 +26,27 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-CRON_FIELD = r"[0-9A-Za-z*?,/#-]+"
-CRON = rf"^(@(yearly|annually|monthly|weekly|daily|hourly)|{CRON_FIELD}( +{CRON_FIELD}){{4}})$"
-TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+
+
+def _cron_field(value: str, extra: str = "") -> str:
+    """A list of values, ranges and steps whose numbers are all in range (``extra``: more item forms)."""
+    item = rf"(\*|\?|({value})(-({value}))?{extra})(/[1-9][0-9]?)?"
+    return rf"{item}(,{item})*"
+
+
+_NAME = "[A-Za-z]{3}"  # JAN..DEC, SUN..SAT: the names themselves are checked by the full parse
+CRON_FIELDS = (
+    _cron_field("[0-5]?[0-9]"),  # minute 0-59
+    _cron_field("([01]?[0-9]|2[0-3])"),  # hour 0-23
+    _cron_field("(0?[1-9]|[12][0-9]|3[01])|L"),  # day of month 1-31, L (last)
+    _cron_field(f"(0?[1-9]|1[0-2]|{_NAME})"),  # month 1-12 or a name
+    _cron_field(f"([0-7]|{_NAME})", "(#[1-5])?"),  # day of week 0-7 (0 and 7 are Sunday) or a name, #n
+)
+CRON = "^(@(yearly|annually|monthly|weekly|daily|hourly)|" + " +".join(f"({f})" for f in CRON_FIELDS) + ")$"
+TIME_ZONE_AREAS = ("Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Brazil",
+                   "Canada", "Chile", "Etc", "Europe", "Indian", "Mexico", "Pacific", "US")
+"""The areas of the IANA time zone database: Area/Location names must start with one of them."""
+TIME_ZONE = rf"^([A-Za-z][A-Za-z0-9_+-]*|({'|'.join(TIME_ZONE_AREAS)})(/[A-Za-z0-9_+-]+){{1,2}})$"
 DATASET_NAMESPACE = r"^[a-z][a-z0-9+.-]*://[^\s/?#]+$"
 DATASET_NAME = r"^[^\s\x00-\x1f\x7f]+$"
 DURATION = r"^([0-9]+[smhd])+$"
@@ -44,8 +63,10 @@ PATTERN_HINTS = {
     CONFIG_KEY: "a Secret or ConfigMap key: letters, digits, '-', '_' and '.'",
     ENV_NAME: "a variable name: letters, digits, '-', '_' and '.', not starting with a digit",
     EMAIL: "an email address such as data-team@company.com",
-    CRON: "5 cron fields such as '0 6 * * *', or @hourly, @daily, @weekly, @monthly, @yearly",
-    TIME_ZONE: "an IANA time zone such as Europe/Berlin",
+    CRON: "5 cron fields with values in range (minute 0-59, hour 0-23, day of month 1-31, month 1-12, "
+          "day of week 0-7) such as '0 6 * * *', or @hourly, @daily, @weekly, @monthly, @yearly",
+    TIME_ZONE: "an IANA time zone such as Europe/Berlin (Area/Location with a known area, or a single name "
+               "such as UTC)",
     DATASET_NAMESPACE: "scheme://authority, such as postgres://warehouse:5432 or api://stripe",
     DATASET_NAME: "a name without spaces or control characters, such as raw.orders",
     DURATION: "a duration such as 30m, 6h, 1d or 1h30m",
@@ -178,6 +199,11 @@ RUN_SPEC_IMMUTABLE = Rule(  # transition rule: apiserver only (needs the old obj
     "self.pipelineRef.name == oldSelf.pipelineRef.name && self.trigger == oldSelf.trigger && "
     + " && ".join(_SAME.format(f) for f in ("retryOf", "fromStep", "scheduledFor")),
     "only spec.cancel can change after a PipelineRun is created",
+)
+PIPELINE_NAME_LENGTH = Rule(  # on the whole object: CEL sees metadata.name only there
+    f"self.metadata.name.size() <= {MAX_PIPELINE_NAME}",
+    f"metadata.name: Too long: a Pipeline name may be at most {MAX_PIPELINE_NAME} characters, so that "
+    "the names of its scheduled runs (<pipeline>-<yyyymmddhhmm>) fit in 253",
 )
 CANCEL_IS_FINAL = Rule("!oldSelf.cancel || self.cancel", "spec.cancel cannot be set back to false")
 

@@ -21,7 +21,8 @@ from headwater.spec import dag, models
 from headwater.spec.constants import API_VERSION, PIPELINE_KIND, PIPELINERUN_KIND
 from headwater.spec.dag import Problem
 from headwater.spec.models import PipelineRunSpec, PipelineSpec
-from headwater.spec.rules import DNS_SUBDOMAIN, PATTERN_HINTS
+from headwater.spec.names import MAX_PIPELINE_NAME
+from headwater.spec.rules import DNS_SUBDOMAIN, PATTERN_HINTS, PIPELINE_NAME_LENGTH
 
 __all__ = [
     "Finding",
@@ -172,6 +173,8 @@ def _header_problems(doc: Mapping[str, Any]) -> list[Problem]:
     elif not (isinstance(name, str) and len(name) <= 253 and re.fullmatch(DNS_SUBDOMAIN, name)):
         hint = PATTERN_HINTS[DNS_SUBDOMAIN]
         problems.append(Problem("metadata.name", f"Invalid value: {name!r}: must be {hint} (at most 253)"))
+    elif doc.get("kind") == PIPELINE_KIND and len(name) > MAX_PIPELINE_NAME:
+        problems.append(Problem("metadata.name", PIPELINE_NAME_LENGTH.text().removeprefix("metadata.name: ")))
     if "spec" not in doc:
         problems.append(Problem("spec", "Required value"))
     return problems
