@@ -13,7 +13,8 @@
 # (real pods; needs Docker and kind).  HEADWATER_CLUSTER_NO_QPS_LIMITS=1 (at
 # creation) lifts the control plane components' client rate limits, e.g.
 # kube-controller-manager's default 20 requests/s, which otherwise caps how
-# many Jobs per minute the Job controller can run.
+# many Jobs per minute the Job controller can run.  The apiserver runs its
+# default admission plugins plus OwnerReferencesPermissionEnforcement.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/versions.sh
@@ -53,6 +54,13 @@ options:
   bindAddress: 127.0.0.1
   quietPull: true
   disableQPSLimits: ${qps_unlimited}
+# On top of the default admission plugins (PodSecurity among them): setting blockOwnerDeletion then
+# needs update on the owner's finalizers, as on OpenShift, so the chart's RBAC is tested against it.
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - key: enable-admission-plugins
+    value: OwnerReferencesPermissionEnforcement
 ---
 YAML
   cat "$here/kwok/stages.yaml" >>"$cfg"

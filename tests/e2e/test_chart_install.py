@@ -52,7 +52,9 @@ def helm(cluster: Cluster, *args: str) -> str:
 
 
 def template(cluster: Cluster, release: str, namespace: str, *args: str) -> str:
-    return helm(cluster, "template", release, str(CHART), "--namespace", namespace, *args)
+    """``helm template``: no cluster to read a generated password back from, so one is given."""
+    return helm(cluster, "template", release, str(CHART), "--namespace", namespace,
+                "--set", "postgresql.password=e2e-password", *args)
 
 
 @dataclass
@@ -186,13 +188,23 @@ def chart_operator(cluster: Cluster, namespace: str, chart_access: ChartAccess, 
 
 def test_the_charts_rbac_is_enough_for_the_operator_to_run_a_pipeline(
         cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
-    cluster.apply(pipeline("chart-rbac", [step("extract"), step("load", "extract")]),
+    # The test cluster enforces OwnerReferencesPermissionEnforcement (hack/cluster.sh): the operator's
+    # Jobs (owned by their run) and scheduled runs (owned by their Pipeline) set blockOwnerDeletion.
+    cluster.apply(pipeline("chart-rbac", [step("extract"), step("load", "extract")], schedule="* * * * *",
+                           concurrencyPolicy="Allow"),
                   run("chart-rbac-1", "chart-rbac"), namespace=namespace)
     done = wait_run(cluster, namespace, "chart-rbac-1")
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert done["status"]["progress"] == "2/2"
     jobs = cluster.list("jobs", namespace, "headwater.dev/run=chart-rbac-1")
     assert sorted(j["metadata"]["labels"]["headwater.dev/step"] for j in jobs) == ["extract", "load"]
+    assert all(j["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] for j in jobs)
+    [scheduled] = wait_for(lambda: cluster.list("pipelineruns", namespace, "headwater.dev/trigger=schedule"),
+                           timeout=90, interval=1, message="the first scheduled run (at the next minute)")
+    [owner] = scheduled["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["blockOwnerDeletion"]) == ("Pipeline", "chart-rbac", True)
+    done = wait_run(cluster, namespace, scheduled["metadata"]["name"], timeout=120)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
     ready = wait_for(lambda: _ready_condition(cluster, namespace, "chart-rbac"), timeout=120,
                      message="the Pipeline's Ready condition")
     assert ready["status"] == "True"
@@ -220,9 +232,14 @@ def test_the_charts_rbac_grants_nothing_broader(chart_access: ChartAccess, reque
     can = chart_access.can_i
     # What the operator needs, in its namespace.
     for verb, resource in [("watch", "pipelines.headwater.dev"), ("delete", "pipelineruns.headwater.dev"),
-                           ("update", "pipelineruns.headwater.dev/status"), ("create", "jobs.batch"),
+                           ("create", "jobs.batch"),
                            ("list", "pods"), ("create", "events"), ("create", "events.events.k8s.io")]:
         assert can(verb, resource, "-n", ns) == "yes", f"{verb} {resource}"
+    # Subresources (kubectl would read "resource/x" as the object named x).
+    for resource, subresource in [("pipelineruns.headwater.dev", "status"), ("pipelines.headwater.dev", "finalizers"),
+                                  ("pipelineruns.headwater.dev", "finalizers")]:
+        assert can("update", resource, f"--subresource={subresource}", "-n", ns) == "yes", f"{resource}/{subresource}"
+    assert can("update", "jobs.batch", "--subresource=finalizers", "-n", ns) == "no"
     assert can("watch", "customresourcedefinitions.apiextensions.k8s.io") == "yes"
     # Never: Secrets, other workloads, writing pods, RBAC, CRDs.
     for verb, resource in [("get", "secrets"), ("list", "secrets"), ("watch", "secrets"),

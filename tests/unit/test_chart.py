@@ -12,6 +12,7 @@ import re
 import subprocess
 from base64 import b64decode
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ import pytest
 import yaml
 
 from headwater.controller.config import Settings
+from headwater.pipelines.scheduler import scheduled_run
+from headwater.runs.jobs import JobSettings, RunRef, build_job
+from headwater.spec import constants as c
+from headwater.spec.models import StepSpec
 
 pytestmark = pytest.mark.unit
 
@@ -41,6 +46,9 @@ NAMESPACED_ACCESS = {
     ("headwater.dev", "pipelineruns"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("headwater.dev", "pipelines/status"): {"get", "patch", "update"},
     ("headwater.dev", "pipelineruns/status"): {"get", "patch", "update"},
+    # blockOwnerDeletion on what the operator owns, where OwnerReferencesPermissionEnforcement is on
+    ("headwater.dev", "pipelines/finalizers"): {"update"},
+    ("headwater.dev", "pipelineruns/finalizers"): {"update"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"get", "list"},
     ("", "events"): {"create", "patch", "list"},
@@ -52,6 +60,9 @@ CRD_ACCESS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "li
 NAMESPACES_ACCESS = {("", "namespaces"): {"list", "watch"}}
 
 EXTERNAL_DB = ("--set", "postgresql.enabled=false", "--set", "database.existingSecret=lineage-db")
+# helm template cannot read a generated password back from the cluster: the bundled PostgreSQL needs one given.
+PASSWORD = "chart-test-password"
+GIVEN_PASSWORD = ("--set", f"postgresql.password={PASSWORD}")
 EVERYTHING = ("--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true",
               "--set", "metrics.dashboard.enabled=true")
 
@@ -72,8 +83,10 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(HELM), *args], capture_output=True, text=True, check=False, timeout=120)
 
 
-def render(*args: str, namespace: str = "headwater-system") -> list[dict[str, Any]]:
-    proc = helm("template", "hw", str(CHART), "--namespace", namespace, *args)
+def render(*args: str, namespace: str = "headwater-system", password: bool = True) -> list[dict[str, Any]]:
+    """``helm template`` of the chart with ``args`` (and postgresql.password, unless ``password`` is False)."""
+    given = GIVEN_PASSWORD if password else ()
+    proc = helm("template", "hw", str(CHART), "--namespace", namespace, *given, *args)
     assert proc.returncode == 0, proc.stderr
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
@@ -133,7 +146,7 @@ def test_the_chart_is_version_0_1_0_of_apiversion_v2() -> None:
 # --- lint and schema ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extra", [(), ("--strict",)], ids=["lint", "lint-strict"])
-@pytest.mark.parametrize("values", [(), ("--set", "watchNamespaces={a,b}", *EXTERNAL_DB, *EVERYTHING)],
+@pytest.mark.parametrize("values", [GIVEN_PASSWORD, ("--set", "watchNamespaces={a,b}", *EXTERNAL_DB, *EVERYTHING)],
                          ids=["defaults", "namespaced-external-db-monitoring"])
 def test_helm_lint_passes(extra: tuple[str, ...], values: tuple[str, ...]) -> None:
     proc = helm("lint", *extra, str(CHART), *values)
@@ -152,9 +165,12 @@ def test_the_values_schema_rejects_unknown_keys(values: tuple[str, ...]) -> None
 @pytest.mark.parametrize("values", [("--set", "api.port=0"), ("--set", "image.pullPolicy=Sometimes"),
                                     ("--set", "watchNamespaces={Not_A_Namespace}"),
                                     ("--set", "operator.jobTTLSeconds=-1"),
-                                    ("--set", "probes.liveness.path=healthz")])
+                                    ("--set", "probes.liveness.path=healthz"),
+                                    ("--set", "operator.allowedServiceAccounts={Not/An/Account}"),
+                                    ("--set", "postgresql.existingSecret=Not_A_Secret")])
 def test_the_values_schema_rejects_invalid_values(values: tuple[str, ...]) -> None:
-    assert helm("template", "hw", str(CHART), *values).returncode != 0
+    assert helm("template", "hw", str(CHART), *GIVEN_PASSWORD).returncode == 0
+    assert helm("template", "hw", str(CHART), *GIVEN_PASSWORD, *values).returncode != 0
 
 
 def test_the_schema_is_strict_everywhere_it_describes_an_object() -> None:
@@ -232,7 +248,11 @@ def test_the_environment_maps_values_to_the_operators_settings_and_their_default
 def test_operator_settings_come_from_values() -> None:
     variables = env(render("--set", "operator.stepImage=steps:1", "--set", "operator.jobTTLSeconds=600",
                            "--set-json", "operator.resyncSeconds=2.5", "--set", "metrics.port=9191",
-                           "--set", "api.port=8181", "--set", "api.tokenSecret=api-token"))
+                           "--set", "api.port=8181", "--set", "api.tokenSecret=api-token",
+                           "--set", "operator.allowedServiceAccounts={etl,data/loader}"))
+    assert variables["HEADWATER_ALLOWED_SERVICE_ACCOUNTS"] == "etl,data/loader"
+    assert Settings(allowed_service_accounts=variables["HEADWATER_ALLOWED_SERVICE_ACCOUNTS"]
+                    ).allowed_service_accounts == ["etl", "data/loader"]
     assert variables["HEADWATER_STEP_IMAGE"] == "steps:1"
     assert variables["HEADWATER_JOB_TTL_SECONDS"] == "600"
     assert variables["HEADWATER_RESYNC_SECONDS"] == "2.5"
@@ -346,6 +366,24 @@ def test_namespaced_rbac_is_a_role_in_each_watched_namespace_and_no_cluster_role
 
 
 @pytest.mark.parametrize("values", [(), ("--set", "watchNamespaces={a,b}")], ids=["cluster-wide", "namespaced"])
+def test_rbac_may_set_block_owner_deletion_on_every_owner_the_operator_names(values: tuple[str, ...]) -> None:
+    """OwnerReferencesPermissionEnforcement (e.g. OpenShift) needs update on the owner's finalizers."""
+    job = build_job(RunRef("r-1", "a", "uid-r", "p"), StepSpec.model_validate(
+        {"id": "s", "type": "container", "image": "busybox"}), JobSettings(step_image="img"))
+    run = scheduled_run({"metadata": {"name": "p", "namespace": "a", "uid": "uid-p"}},
+                        datetime(2026, 11, 23, 6, 0, tzinfo=UTC))
+    plurals = {c.PIPELINE_KIND: c.PIPELINE_PLURAL, c.PIPELINERUN_KIND: c.PIPELINERUN_PLURAL}
+    owners = {(ref["apiVersion"].split("/")[0], plurals[ref["kind"]])
+              for obj in (job, run) for ref in obj["metadata"]["ownerReferences"] if ref["blockOwnerDeletion"]}
+    assert owners == {("headwater.dev", "pipelines"), ("headwater.dev", "pipelineruns")}
+    for role in [d for d in render(*values) if d["kind"] in ("Role", "ClusterRole")
+                 and d["metadata"]["name"] == "hw-headwater"]:
+        granted = access(role["rules"])
+        for group, plural in owners:
+            assert "update" in granted.get((group, f"{plural}/finalizers"), set()), (role["kind"], plural)
+
+
+@pytest.mark.parametrize("values", [(), ("--set", "watchNamespaces={a,b}")], ids=["cluster-wide", "namespaced"])
 def test_rbac_has_no_wildcards_and_no_access_to_secrets(values: tuple[str, ...]) -> None:
     rules = list(all_rules(render(*values)))
     assert rules
@@ -380,7 +418,7 @@ def test_an_existing_database_secret_is_used_and_nothing_of_postgresql_is_render
     assert "hw-headwater-postgresql" not in {s["metadata"]["name"] for s in of_kind(docs, "Service")}
 
 
-def test_the_bundled_postgresql_is_the_official_image_with_a_volume_and_a_generated_password() -> None:
+def test_the_bundled_postgresql_is_the_official_image_with_a_volume_and_the_given_password() -> None:
     docs = render()
     statefulset = one(docs, "StatefulSet")
     [container] = statefulset["spec"]["template"]["spec"]["containers"]
@@ -390,11 +428,13 @@ def test_the_bundled_postgresql_is_the_official_image_with_a_volume_and_a_genera
     assert {"name": "data", "mountPath": "/var/lib/postgresql/data"} in container["volumeMounts"]
     secret = one(docs, "Secret")
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    password = b64decode(secret["data"]["postgres-password"]).decode()
+    assert b64decode(secret["data"]["postgres-password"]).decode() == PASSWORD
     url = b64decode(secret["data"]["database-url"]).decode()
-    assert len(password) >= 24
-    assert url == f"postgresql://headwater:{password}@hw-headwater-postgresql.headwater-system.svc:5432/headwater"
+    assert url == f"postgresql://headwater:{PASSWORD}@hw-headwater-postgresql.headwater-system.svc:5432/headwater"
     assert env(docs)["HEADWATER_DATABASE_URL"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+    env_pg = {e["name"]: e for e in container["env"]}
+    assert env_pg["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"],
+                                                                         "key": "postgres-password"}
     service = one(docs, "Service", "hw-headwater-postgresql")
     assert service["spec"]["ports"][0]["port"] == 5432
 
@@ -402,6 +442,43 @@ def test_the_bundled_postgresql_is_the_official_image_with_a_volume_and_a_genera
 def test_the_password_is_read_back_with_lookup_to_survive_upgrades() -> None:
     template = (CHART / "templates" / "postgresql.yaml").read_text()
     assert re.search(r'lookup "v1" "Secret" \.Release\.Namespace \$name', template)
+
+
+def _passwords(docs: list[dict[str, Any]]) -> tuple[str, str]:
+    data = one(docs, "Secret")["data"]
+    return b64decode(data["postgres-password"]).decode(), b64decode(data["database-url"]).decode()
+
+
+def test_helm_template_never_renders_a_password_that_changes_from_one_render_to_the_next() -> None:
+    """Argo CD renders with helm template on every sync: a new password each time locks the operator out."""
+    renders = [helm("template", "hw", str(CHART)) for _ in range(2)]
+    if all(proc.returncode == 0 for proc in renders):
+        first, second = (_passwords([d for d in yaml.safe_load_all(p.stdout) if d]) for p in renders)
+        assert first == second, "each render generated another password"
+    else:
+        for proc in renders:
+            assert proc.returncode != 0
+            assert "postgresql.password or postgresql.existingSecret is required when the chart is rendered " \
+                   "without access to the cluster" in proc.stderr, proc.stderr
+            assert "hw-headwater-postgresql" in proc.stderr
+
+
+def test_a_given_password_is_url_encoded_in_the_database_url_and_the_same_on_every_render() -> None:
+    docs = render("--set-string", "postgresql.password=p@ss w+rd/é", password=False)
+    password, url = _passwords(docs)
+    assert password == "p@ss w+rd/é"
+    assert url.startswith("postgresql://headwater:p%40ss%20w%2Brd%2F%C3%A9@hw-headwater-postgresql.")
+    assert _passwords(render("--set-string", "postgresql.password=p@ss w+rd/é", password=False)) == (password, url)
+
+
+def test_an_existing_postgresql_secret_is_used_by_postgresql_and_the_operator_and_no_secret_is_rendered() -> None:
+    docs = render("--set", "postgresql.existingSecret=pg-credentials", password=False)
+    assert not of_kind(docs, "Secret")
+    [container] = one(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"]
+    env_pg = {e["name"]: e for e in container["env"]}
+    assert env_pg["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pg-credentials",
+                                                                         "key": "postgres-password"}
+    assert env(docs)["HEADWATER_DATABASE_URL"] == {"secretKeyRef": {"name": "pg-credentials", "key": "database-url"}}
 
 
 # --- monitoring ---------------------------------------------------------------------------------

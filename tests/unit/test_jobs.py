@@ -11,8 +11,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headwater.runs.jobs import PROBE_AFTER_SECONDS, JobSettings, Probe, RunRef, build_job, job_name, observe_job, probe
-from headwater.spec.models import StepPhase, StepSpec
+from headwater.runs.jobs import (
+    PROBE_AFTER_SECONDS,
+    JobSettings,
+    Probe,
+    RunRef,
+    build_job,
+    job_name,
+    observe_job,
+    probe,
+    refusal,
+)
+from headwater.spec.models import SecurityContext, StepPhase, StepReason, StepSpec
 from manifests import step
 
 pytestmark = pytest.mark.unit
@@ -77,6 +87,88 @@ def test_a_sql_step_runs_the_headwater_sql_runner_with_the_connection_from_a_sec
     env = {e["name"]: e for e in container["env"]}
     assert env["HEADWATER_SQL"]["value"] == "INSERT INTO t SELECT 1"
     assert env["HEADWATER_DATABASE_URL"]["valueFrom"] == {"secretKeyRef": {"name": "warehouse", "key": "url"}}
+
+
+def _pod_spec(step_fields: dict[str, Any] | None = None, pipeline_context: dict[str, Any] | None = None,
+              ) -> dict[str, Any]:
+    spec = StepSpec.model_validate(step("extract", **(step_fields or {})))
+    context = SecurityContext.model_validate(pipeline_context) if pipeline_context is not None else None
+    return dict(build_job(RUN, spec, SETTINGS, context)["spec"]["template"]["spec"])
+
+
+def test_a_step_pod_gets_no_service_account_token_unless_the_step_asks_for_one() -> None:
+    assert _pod_spec()["automountServiceAccountToken"] is False
+    assert _pod_spec({"automountServiceAccountToken": True})["automountServiceAccountToken"] is True
+
+
+def test_a_step_runs_under_the_restricted_pod_security_standard_by_default() -> None:
+    pod = _pod_spec()
+    assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    [container] = pod["containers"]
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert "runAsUser" not in pod["securityContext"] | container["securityContext"]  # the image's user
+
+
+def test_the_steps_security_context_goes_field_by_field_over_the_pipelines_and_the_defaults() -> None:
+    pod = _pod_spec({"securityContext": {"runAsUser": 1000, "capabilities": {"drop": ["ALL"],
+                                                                              "add": ["NET_BIND_SERVICE"]}}},
+                    pipeline_context={"runAsUser": 2000, "readOnlyRootFilesystem": True})
+    assert pod["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsUser": 1000,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_a_step_can_leave_the_restricted_standard_when_it_says_so() -> None:
+    container = _pod_spec({"securityContext": {"runAsUser": 0, "runAsNonRoot": False, "privileged": True,
+                                               "seccompProfile": {"type": "Unconfined"}}})["containers"][0]
+    # privileged without allowPrivilegeEscalation drops the default false (Kubernetes refuses the pair)
+    assert container["securityContext"] == {"capabilities": {"drop": ["ALL"]}, "runAsUser": 0, "runAsNonRoot": False,
+                                            "privileged": True, "seccompProfile": {"type": "Unconfined"}}
+
+
+def test_termination_messages_are_read_from_the_file_only_never_from_the_log() -> None:
+    for step_type, fields in [("container", {}), ("sql", {"sql": "SELECT 1"})]:
+        spec = StepSpec.model_validate(step("s", type=step_type, **fields))
+        [container] = build_job(RUN, spec, SETTINGS)["spec"]["template"]["spec"]["containers"]
+        assert container["terminationMessagePolicy"] == "File"
+
+
+@pytest.mark.parametrize(("allowed", "account", "refused"), [
+    ((), "warehouse-writer", False),  # no allow-list: any account
+    (("warehouse-writer",), "warehouse-writer", False),  # by name, in any namespace
+    (("data/warehouse-writer",), "warehouse-writer", False),  # by namespace/name
+    (("other/warehouse-writer",), "warehouse-writer", True),
+    (("reader",), "warehouse-writer", True),
+    (("reader",), None, False),  # no account named: the namespace's default
+    (("reader",), "default", False),
+])
+def test_a_step_may_name_only_service_accounts_on_the_operators_allow_list(
+        allowed: tuple[str, ...], account: str | None, refused: bool) -> None:
+    fields = {"serviceAccountName": account} if account else {}
+    spec = StepSpec.model_validate(step("extract", **fields))
+    settings = JobSettings(step_image=SETTINGS.step_image, allowed_service_accounts=frozenset(allowed))
+    answer = refusal(RUN.namespace, spec, settings)
+    if not refused:
+        assert answer is None
+        return
+    assert answer is not None
+    reason, message = answer
+    assert reason == StepReason.SERVICE_ACCOUNT_NOT_ALLOWED
+    assert "'warehouse-writer' is not allowed" in message and "HEADWATER_ALLOWED_SERVICE_ACCOUNTS" in message
+
+
+@pytest.mark.parametrize(("pipeline_context", "step_context", "words"), [
+    ({"privileged": True}, {"allowPrivilegeEscalation": False}, "allowPrivilegeEscalation cannot be false"),
+    ({"runAsUser": 0, "runAsNonRoot": False}, {"runAsNonRoot": True}, "runAsUser: 0 (root) needs runAsNonRoot"),
+])
+def test_a_step_whose_security_context_over_the_pipelines_kubernetes_would_refuse_is_refused(
+        pipeline_context: dict[str, Any], step_context: dict[str, Any], words: str) -> None:
+    spec = StepSpec.model_validate(step("extract", securityContext=step_context))
+    answer = refusal(RUN.namespace, spec, SETTINGS, SecurityContext.model_validate(pipeline_context))
+    assert answer is not None
+    assert answer[0] == StepReason.INVALID_SECURITY_CONTEXT
+    assert words in answer[1]
 
 
 def _job(conditions: list[dict[str, Any]] | None = None, **status: Any) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def test_long_names_with_a_common_prefix_get_distinct_label_values() -> None:
 def test_a_step_job_of_a_long_pipeline_and_run_has_labels_that_fit() -> None:
     pipeline = "a" * 70
     run = RunRef(name=run_name_for_slot(pipeline, SLOT), namespace="data", uid="u", pipeline=pipeline)
-    job = build_job(run, StepSpec.model_validate(step("load", "container", image="busybox")), JobSettings("img"))
+    job = build_job(run, StepSpec.model_validate(step("load", image="busybox")), JobSettings("img"))
     for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
         assert all(len(value) <= 63 and LABEL_VALUE.match(value) for value in labels.values())
         assert labels["headwater.dev/pipeline"] == label_value(pipeline)

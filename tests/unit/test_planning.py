@@ -9,7 +9,14 @@ import pytest
 
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, job_name
 from headwater.runs.planning import plan, start
-from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase
+from headwater.spec.models import (
+    PipelineRunSpec,
+    PipelineRunStatus,
+    PipelineSpec,
+    RunPhase,
+    StepPhase,
+    StepReason,
+)
 from manifests import step
 
 pytestmark = pytest.mark.unit
@@ -255,3 +262,26 @@ def test_the_failure_at_the_deadline_of_a_step_that_never_started_names_why_it_n
     assert step.message == ('Job was active longer than specified deadline (DeadlineExceeded); the step never '
                             'started: Back-off pulling image "nope:1"')
     assert out.status.conditions[0].message == "failed steps: a (ImagePullBackOff)"
+
+
+def test_a_step_naming_a_service_account_off_the_allow_list_fails_without_a_job_and_says_why() -> None:
+    pipeline = PipelineSpec.model_validate({"steps": [
+        container("a"), {**container("b", "a"), "serviceAccountName": "cluster-admin"}, container("c", "b")]})
+    settings = JobSettings(step_image="headwater:test", allowed_service_accounts=frozenset({"etl"}))
+    status = start(run_spec(), pipeline, NOW)
+    out = plan(RUN, run_spec(), status, {"a": done("a")}, NOW, settings)
+    assert out.create == []
+    assert out.status is not None
+    steps = {s.name: s for s in out.status.steps}
+    assert (steps["b"].phase, steps["b"].reason) == (StepPhase.FAILED, StepReason.SERVICE_ACCOUNT_NOT_ALLOWED)
+    assert steps["b"].message is not None and "'cluster-admin' is not allowed" in steps["b"].message
+    assert (steps["c"].phase, steps["c"].reason) == (StepPhase.SKIPPED, StepReason.UPSTREAM_FAILED)
+    assert out.status.phase == RunPhase.FAILED
+    assert any(e.reason == "StepFailed" and "ServiceAccountNotAllowed" in e.message for e in out.events)
+
+
+def test_the_pipelines_security_context_reaches_every_steps_job() -> None:
+    pipeline = diamond(securityContext={"runAsUser": 1000})
+    out = plan(RUN, run_spec(), start(run_spec(), pipeline, NOW), {}, NOW, SETTINGS)
+    [job] = out.create
+    assert job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUser"] == 1000

@@ -61,6 +61,11 @@ app.kubernetes.io/component: postgresql
 {{- printf "%s-postgresql" (include "headwater.fullname" .) }}
 {{- end }}
 
+{{/* The Secret holding the bundled PostgreSQL's postgres-password and database-url. */}}
+{{- define "headwater.postgresql.secretName" -}}
+{{- default (include "headwater.postgresql.fullname" .) .Values.postgresql.existingSecret }}
+{{- end }}
+
 {{- define "headwater.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "headwater.fullname" .) .Values.serviceAccount.name }}
@@ -86,7 +91,7 @@ PostgreSQL's; without either, rendering fails with a message saying what to set.
 {{- if .Values.database.existingSecret }}
 {{- .Values.database.existingSecret }}
 {{- else if .Values.postgresql.enabled }}
-{{- include "headwater.postgresql.fullname" . }}
+{{- include "headwater.postgresql.secretName" . }}
 {{- else }}
 {{- required "database.existingSecret is required when postgresql.enabled=false: the name of a Secret holding the PostgreSQL URL of the lineage store (key database.existingSecretKey, default database-url)" .Values.database.existingSecret }}
 {{- end }}
@@ -102,8 +107,8 @@ PostgreSQL's; without either, rendering fails with a message saying what to set.
 
 {{/*
 The Kubernetes API access the operator needs in the namespaces it watches (derived from
-operator/headwater/adapters/kube.py and controller/handlers.py). Nothing else: no Secrets (step Jobs refer to them by
-name; the operator never reads them), no wildcards.
+operator/headwater/adapters/kube.py and controller/handlers.py). Nothing else: no Secrets (step Jobs
+refer to them by name; the operator never reads them), no wildcards.
 */}}
 {{- define "headwater.rbacRules" -}}
 # Pipelines and PipelineRuns: watched by kopf; runs created by schedules, patched (cancel),
@@ -115,6 +120,12 @@ name; the operator never reads them), no wildcards.
 - apiGroups: ["headwater.dev"]
   resources: ["pipelines/status", "pipelineruns/status"]
   verbs: ["get", "patch", "update"]
+# Scheduled runs are owned by their Pipeline, and step Jobs by their run, with blockOwnerDeletion;
+# where OwnerReferencesPermissionEnforcement is on (e.g. OpenShift), setting it needs update on the
+# owner's finalizers.
+- apiGroups: ["headwater.dev"]
+  resources: ["pipelines/finalizers", "pipelineruns/finalizers"]
+  verbs: ["update"]
 # One Job per step: watched by kopf, listed by run label, created and deleted.
 - apiGroups: ["batch"]
   resources: ["jobs"]

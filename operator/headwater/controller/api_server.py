@@ -16,6 +16,7 @@ from aiohttp import web
 from headwater.controller.config import Settings
 from headwater.lineage.api import create_app, start_api
 from headwater.lineage.store import LineageStore
+from headwater.spec.redaction import redact
 
 __all__ = ["serve", "serve_when_ready"]
 
@@ -25,23 +26,28 @@ log = logging.getLogger(__name__)
 async def serve_when_ready(settings: Settings) -> None:
     """Serve the API from this process once the store opens (retrying until then), until cancelled."""
     assert settings.database_url is not None
-    delay = 1.0
     waiting = await start_api(None, host=settings.api_host, port=settings.api_port)
-    while True:
-        try:
-            store = await asyncio.to_thread(LineageStore.open, settings.database_url)
-            break
-        except Exception as exc:
-            log.warning("lineage API waits for the database: %s; retrying in %.0fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-    await waiting.cleanup()
+    try:
+        store = await _open_store(settings.database_url)
+    finally:
+        await waiting.cleanup()
     runner = await start_api(store, host=settings.api_host, port=settings.api_port, token=settings.api_token)
     try:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
         store.close()
+
+
+async def _open_store(url: str) -> LineageStore:
+    delay = 1.0
+    while True:
+        try:
+            return await asyncio.to_thread(LineageStore.open, url)
+        except Exception as exc:
+            log.warning("lineage API waits for the database: %s; retrying in %.0fs", redact(exc), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def serve(settings: Settings) -> int:

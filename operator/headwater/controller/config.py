@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from headwater.spec.rules import DNS_LABEL, DNS_SUBDOMAIN
+
 __all__ = ["Settings", "load_settings"]
+
+# name, or namespace/name
+_ACCOUNT = re.compile(rf"^({DNS_LABEL[1:-1]}/)?{DNS_SUBDOMAIN[1:-1]}$")
 
 
 class Settings(BaseSettings):
     """Every tunable of the operator, validated at start; an invalid value stops the process with a clear error."""
 
-    model_config = SettingsConfigDict(env_prefix="HEADWATER_", extra="ignore", frozen=True)
+    # Never echo a rejected value: some (the database URL, tokens) are secrets.
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -22,6 +29,11 @@ class Settings(BaseSettings):
     step_image: str = Field(
         default="ghcr.io/headwater-dev/headwater:0.1.0",
         description="Image that runs sql steps (`headwater step sql`) when a step names none.",
+    )
+    allowed_service_accounts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="ServiceAccounts steps may name in serviceAccountName (comma-separated), each as name (in "
+        "any namespace) or namespace/name; empty means any. A step naming another one fails without a Job.",
     )
     job_ttl_seconds: int | None = Field(
         default=86400, ge=0,
@@ -56,11 +68,19 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="How often finished runs not yet in the lineage store are looked for."
     )
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "allowed_service_accounts", mode="before")
     @classmethod
-    def _split_namespaces(cls, value: object) -> object:
+    def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [ns.strip() for ns in value.split(",") if ns.strip()]
+        return value
+
+    @field_validator("allowed_service_accounts")
+    @classmethod
+    def _account_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not _ACCOUNT.match(name)]
+        if bad:
+            raise ValueError(f"not a ServiceAccount name or namespace/name: {', '.join(bad)}")
         return value
 
 

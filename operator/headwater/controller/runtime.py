@@ -55,7 +55,9 @@ class Runtime:
             if settings.alert_webhook_url else None
         self.sla = SlaMonitor(self.kube, self.metrics, self.events, self.alerts, self.scopes(),
                               settings.freshness_window_seconds, isolation=self.isolation)
-        self.engine = RunEngine(self.kube, JobSettings(settings.step_image, settings.job_ttl_seconds),
+        jobs = JobSettings(settings.step_image, settings.job_ttl_seconds,
+                           frozenset(settings.allowed_service_accounts))
+        self.engine = RunEngine(self.kube, jobs,
                                 self.events, recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation)
         self._tasks: list[asyncio.Task[None]] = []

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Final
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration", "applied_versions", "migrate"]
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration", "applied_versions", "check_url", "migrate"]
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,24 @@ def applied_versions(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
     return [int(str(v)) for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
 
 
+def check_url(url: str) -> None:
+    """Raise ValueError, without repeating ``url``, when libpq cannot parse it.
+
+    libpq's own message quotes the string or the part it chokes on, password included; this one
+    goes into logs on every retry.
+    """
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ValueError(
+            "the lineage store's database URL is not a valid libpq connection string (not shown: it may hold "
+            "a password); expected postgresql://user:password@host:5432/db or host=... dbname=..."
+        ) from None
+
+
 def migrate(url: str) -> list[int]:
     """Bring the database at ``url`` to the latest schema; return the versions applied now (often none)."""
+    check_url(url)
     with psycopg.connect(url) as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
         conn.execute(_CREATE_TABLE)

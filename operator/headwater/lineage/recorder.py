@@ -19,6 +19,7 @@ from typing import Any
 from headwater.adapters.kube import Kube
 from headwater.lineage.run_records import CONDITION_RECORDED, is_recorded, records_for_run
 from headwater.spec.models import RunPhase
+from headwater.spec.redaction import redact
 from headwater.spec.times import isotime, now
 
 __all__ = ["Recorder"]
@@ -67,7 +68,7 @@ class Recorder:
                 delay = 1.0
             except Exception as exc:  # the database or the apiserver is away: back off, never crash
                 log.warning("lineage recording paused (%s runs waiting): %s; retrying in %.0fs",
-                            self.backlog, exc, delay)
+                            self.backlog, redact(exc), delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
 

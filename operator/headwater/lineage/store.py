@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from headwater.lineage import explain as _explain
 from headwater.lineage import queries
-from headwater.lineage.migrations import migrate
+from headwater.lineage.migrations import check_url, migrate
 from headwater.lineage.openlineage import ParsedEvent, parse_run_event
 from headwater.lineage.records import Record
 from headwater.lineage.writes import write_record
@@ -68,6 +68,7 @@ class LineageStore:
     def open(cls, url: str, *, min_size: int = 1, max_size: int = 4, apply_migrations: bool = True,
              timeout: float = 30.0) -> Self:
         """Migrate the database at ``url`` (unless told not to) and open a pool on it."""
+        check_url(url)
         if apply_migrations:
             migrate(url)
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(

@@ -4,31 +4,41 @@ A Job whose pods cannot start says so only in Events (FailedCreate: PodSecurity,
 ServiceAccount) or in its pods (waiting reasons such as ImagePullBackOff, Unschedulable).  Reading those
 costs API calls, so :func:`probe` picks the few Jobs worth it: those without a running pod some seconds
 after they were created.  :func:`observe_job` turns what was read into the step's reason and message.
+
+Step pods run least-privileged unless the step asks otherwise: no ServiceAccount token, the
+"restricted" Pod Security Standard's securityContext, and a termination message read from the file
+the step writes, never from its log (which may carry secrets into status, Events and alerts).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from headwater.spec import constants as c
-from headwater.spec.models import StepPhase, StepSpec
+from headwater.spec.models import SecurityContext, StepPhase, StepReason, StepSpec
 from headwater.spec.names import job_name, label_value
 from headwater.spec.times import parse_time
 
 __all__ = [
     "BLOCKED_REASONS",
+    "POD_SECURITY_CONTEXT",
     "PROBE_AFTER_SECONDS",
     "JobObservation",
     "JobSettings",
     "Probe",
     "RunRef",
     "build_job",
+    "container_security_context",
     "job_name",
     "observe_job",
     "probe",
+    "refusal",
 ]
 
 PROBE_AFTER_SECONDS = 3.0
@@ -39,6 +49,10 @@ _WAITING_REASONS = frozenset({
 })
 BLOCKED_REASONS = frozenset({"FailedCreate", "Unschedulable", *_WAITING_REASONS})
 """Reasons a step's pods cannot start: shown on the step while it waits, and named when it fails for it."""
+
+POD_SECURITY_CONTEXT: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+"""The pod-level half of the "restricted" Pod Security Standard; container fields override it."""
+_CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 @dataclass(frozen=True)
 class RunRef:
@@ -56,6 +70,8 @@ class JobSettings:
 
     step_image: str
     ttl_seconds: int | None = None
+    allowed_service_accounts: frozenset[str] = frozenset()
+    """ServiceAccounts steps may name, as ``name`` (any namespace) or ``namespace/name``; empty: any."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +112,53 @@ def _labels(run: RunRef, step: str) -> dict[str, str]:
     }
 
 
-def _container(step: StepSpec, settings: JobSettings) -> dict[str, Any]:
+def refusal(namespace: str, step: StepSpec, settings: JobSettings,
+            pipeline_context: SecurityContext | None = None) -> tuple[StepReason, str] | None:
+    """Why the step's Job must not be created (a reason and a message), or None when it may.
+
+    A step that names no ServiceAccount runs as the namespace's ``default`` one, always allowed.
+    """
+    name = step.service_account_name
+    allowed = settings.allowed_service_accounts
+    if allowed and name not in (None, "default") and name not in allowed and f"{namespace}/{name}" not in allowed:
+        return StepReason.SERVICE_ACCOUNT_NOT_ALLOWED, (
+            f"serviceAccountName {name!r} is not allowed for steps by this operator "
+            f"(HEADWATER_ALLOWED_SERVICE_ACCOUNTS: {', '.join(sorted(allowed))})")
+    # What the container ends up with: the pod's defaults under the container's own fields.
+    effective = {**POD_SECURITY_CONTEXT, **container_security_context(pipeline_context, step.security_context)}
+    try:
+        SecurityContext.model_validate(effective)
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"] for e in exc.errors())
+        return StepReason.INVALID_SECURITY_CONTEXT, f"the step's securityContext over the pipeline's: {problems}"
+    return None
+
+
+def container_security_context(*levels: SecurityContext | None) -> dict[str, Any]:
+    """The step container's securityContext: Headwater's restricted defaults, then each level's fields over them.
+
+    ``levels`` go from the most general (the pipeline's) to the most specific (the step's).  A level
+    that asks for privilege (privileged, CAP_SYS_ADMIN) without saying allowPrivilegeEscalation
+    drops an inherited ``false``, which Kubernetes would refuse next to it.
+    """
+    context = copy.deepcopy(_CONTAINER_SECURITY_CONTEXT)
+    for level in levels:
+        if level is None:
+            continue
+        given = level.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if level.needs_escalation and "allowPrivilegeEscalation" not in given:
+            context.pop("allowPrivilegeEscalation", None)
+        context.update(given)
+    return context
+
+
+def _container(step: StepSpec, settings: JobSettings, pipeline_context: SecurityContext | None) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "step",
         "image": step.image or settings.step_image,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
+        # Only what the step writes to its termination file: a log tail may carry secrets.
+        "terminationMessagePolicy": "File",
+        "securityContext": container_security_context(pipeline_context, step.security_context),
     }
     env = [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in step.env]
     if step.type == "sql":
@@ -125,13 +183,22 @@ def _container(step: StepSpec, settings: JobSettings) -> dict[str, Any]:
     return container
 
 
-def build_job(run: RunRef, step: StepSpec, settings: JobSettings) -> dict[str, Any]:
-    """The Job that runs ``step`` of ``run``: retries as backoffLimit, timeout as activeDeadlineSeconds."""
+def build_job(run: RunRef, step: StepSpec, settings: JobSettings,
+              pipeline_context: SecurityContext | None = None) -> dict[str, Any]:
+    """The Job that runs ``step`` of ``run``: retries as backoffLimit, timeout as activeDeadlineSeconds.
+
+    ``pipeline_context`` is the pipeline's securityContext, under the step's own.
+    """
     labels = _labels(run, step.id)
     pod_meta = step.pod_metadata
     pod_labels = {**(pod_meta.labels if pod_meta else {}), **labels}
     pod_annotations = dict(pod_meta.annotations) if pod_meta else {}
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [_container(step, settings)]}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": step.automount_service_account_token,
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
+        "containers": [_container(step, settings, pipeline_context)],
+    }
     if step.service_account_name:
         pod_spec["serviceAccountName"] = step.service_account_name
     spec: dict[str, Any] = {

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from headwater.runs.jobs import BLOCKED_REASONS, PROBE_AFTER_SECONDS, JobObservation, JobSettings, RunRef, build_job
+from headwater.runs.jobs import (
+    BLOCKED_REASONS,
+    PROBE_AFTER_SECONDS,
+    JobObservation,
+    JobSettings,
+    RunRef,
+    build_job,
+    refusal,
+)
 from headwater.spec import dag
 from headwater.spec.conditions import set_condition
 from headwater.spec.models import (
@@ -210,7 +218,11 @@ def _halt(work: _Work, reason: str, now: datetime) -> None:
 
 
 def _advance(work: _Work, pipeline: PipelineSpec, now: datetime) -> None:
-    """Skip what is downstream of a failure; create the Jobs of ready steps, within maxParallelism."""
+    """Skip what is downstream of a failure; create the Jobs of ready steps, within maxParallelism.
+
+    A ready step whose Job the operator must not create (a ServiceAccount outside the allow-list,
+    a securityContext Kubernetes refuses) fails at once, saying why.
+    """
     by_id = {s.id: s for s in pipeline.steps}
     active = sum(1 for s in work.steps.values() if s.job and not s.phase.final)
     limit = pipeline.max_parallelism
@@ -224,10 +236,15 @@ def _advance(work: _Work, pipeline: PipelineSpec, now: datetime) -> None:
             step.message = f"upstream step {broken.name} {broken.phase.value.lower()}"
             step.finished_at = isotime(now)
         elif all(_satisfied(d) for d in deps):
+            refused = refusal(work.run.namespace, by_id[step_id], work.settings, pipeline.security_context)
+            if refused is not None:
+                step.phase, (step.reason, step.message) = StepPhase.FAILED, refused
+                step.finished_at = isotime(now)
+                continue
             if limit is not None and active >= limit:
                 step.message = f"waiting for a free slot (maxParallelism {limit})"
                 continue
-            manifest = build_job(work.run, by_id[step_id], work.settings)
+            manifest = build_job(work.run, by_id[step_id], work.settings, pipeline.security_context)
             work.out.create.append(manifest)
             step.job, step.reason, step.message = manifest["metadata"]["name"], StepReason.JOB_CREATED, None
             active += 1

@@ -28,6 +28,7 @@ from headwater.spec.podspec import (
     PodMetadata,
     Resources,
     SecretKeyRef,
+    SecurityContext,
     SpecModel,
     StatusModel,
     StepId,
@@ -41,9 +42,8 @@ __all__ = [
     "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "Dataset", "EnvFromSource", "EnvVar",
     "EnvVarSource", "Freshness", "NamedRef", "Notifications", "OutputDataset",
     "PipelineRef", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
-    "PodMetadata", "Resources", "RunPhase", "SecretKeyRef", "StepPhase", "StepReason", "StepSpec", "StepStatus",
-    "StepType",
-    "Timestamp", "Trigger",
+    "PodMetadata", "Resources", "RunPhase", "SecretKeyRef", "SecurityContext", "StepPhase", "StepReason",
+    "StepSpec", "StepStatus", "StepType", "Timestamp", "Trigger",
 ]
 
 
@@ -123,6 +123,10 @@ class StepReason(StrEnum):
     CANCELLED = "Cancelled"
     JOB_CREATED = "JobCreated"
     JOB_DELETED = "JobDeleted"
+    SERVICE_ACCOUNT_NOT_ALLOWED = "ServiceAccountNotAllowed"
+    """The step names a ServiceAccount outside the operator's allow-list; no Job is created."""
+    INVALID_SECURITY_CONTEXT = "InvalidSecurityContext"
+    """The step's securityContext over the pipeline's is one Kubernetes refuses; no Job is created."""
 
 
 class Freshness(SpecModel):
@@ -227,7 +231,18 @@ class StepSpec(SpecModel):
     env_from: list[EnvFromSource] = Field(default_factory=list, max_length=16,
                                           description="Secrets and ConfigMaps whose keys become variables.")
     resources: Resources | None = optional("CPU and memory requests and limits of the step's container.")
-    service_account_name: Name | None = optional("ServiceAccount of the step's Pod (the namespace default).")
+    service_account_name: Name | None = optional(
+        "ServiceAccount of the step's Pod (default: the namespace's default). The operator may restrict "
+        "which ones steps can name (HEADWATER_ALLOWED_SERVICE_ACCOUNTS); a step naming another one fails."
+    )
+    automount_service_account_token: bool = Field(
+        False, description="Mount the ServiceAccount's API token into the step's Pod. Off by default: a step "
+        "needs it only to call the Kubernetes API.",
+    )
+    security_context: SecurityContext | None = optional(
+        "Security settings of the step's container, over the pipeline's securityContext and Headwater's "
+        "restricted defaults (runAsNonRoot, seccomp RuntimeDefault, no privilege escalation, drop ALL)."
+    )
     pod_metadata: PodMetadata | None = optional("Extra labels and annotations for the step's Pod.")
     sql: Annotated[str, string(65536)] | None = optional(
         "The SQL to run. Required for steps of type sql, not allowed on others.", validate_default=True
@@ -304,6 +319,10 @@ class PipelineSpec(SpecModel):
     max_parallelism: int | None = optional("Run at most this many steps at once. Default: no limit.", ge=1,
                                        le=r.MAX_STEPS)
     fail_fast: bool = Field(False, description="Stop the other running steps as soon as one step fails.")
+    security_context: SecurityContext | None = optional(
+        "Security settings of every step's container, over Headwater's restricted defaults; a step's own "
+        "securityContext goes over these."
+    )
     steps: list[StepSpec] = Field(
         min_length=1, max_length=r.MAX_STEPS,
         json_schema_extra=r.cel(r.UNIQUE_STEP_IDS, r.KNOWN_DEPENDENCIES),

@@ -1,5 +1,5 @@
 """Building blocks of a step's container, shared by the API models: names, quantities, timestamps,
-Secret and ConfigMap references, env, envFrom, resources and pod metadata.
+Secret and ConfigMap references, env, envFrom, resources, pod metadata and the security context.
 
 Part of the one source of truth for the CRDs (``headwater.spec.crdgen``); ``headwater.spec.models``
 re-exports everything public here.
@@ -7,6 +7,7 @@ re-exports everything public here.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -26,9 +27,9 @@ from headwater.spec import parsing
 from headwater.spec import rules as r
 
 __all__ = [
-    "ConfigMapKeyRef", "EnvFromSource", "EnvVar", "EnvVarSource", "FreeForm", "Name", "NamedRef",
-    "PodMetadata", "Quantity", "Resources", "SecretKeyRef", "SpecModel", "StatusModel", "StepId", "Text",
-    "Timestamp", "optional", "string",
+    "Capabilities", "ConfigMapKeyRef", "EnvFromSource", "EnvVar", "EnvVarSource", "FreeForm", "Name", "NamedRef",
+    "PodMetadata", "Quantity", "Resources", "SeccompProfile", "SeccompProfileType", "SecretKeyRef",
+    "SecurityContext", "SpecModel", "StatusModel", "StepId", "Text", "Timestamp", "optional", "string",
 ]
 
 
@@ -158,3 +159,82 @@ class PodMetadata(SpecModel):
     annotations: dict[str, Annotated[str, string(4096, min_length=0)]] = Field(
         default_factory=dict, max_length=32, description="Annotations added to the Pod."
     )
+
+
+class Capabilities(SpecModel):
+    """Linux capabilities added to and dropped from the container's defaults."""
+
+    add: list[Annotated[str, string(64, r.CAPABILITY)]] | None = optional(
+        "Capabilities to add, e.g. NET_BIND_SERVICE.", max_length=64
+    )
+    drop: list[Annotated[str, string(64, r.CAPABILITY)]] | None = optional(
+        "Capabilities to drop; ALL drops every one.", max_length=64
+    )
+
+
+class SeccompProfileType(StrEnum):
+    """Which seccomp profile confines the container."""
+
+    RUNTIME_DEFAULT = "RuntimeDefault"
+    LOCALHOST = "Localhost"
+    UNCONFINED = "Unconfined"
+
+
+class SeccompProfile(SpecModel):
+    """The container's seccomp profile: the runtime's default, one on the node, or none."""
+
+    model_config = ConfigDict(json_schema_extra=r.cel(r.SECCOMP_LOCALHOST_PROFILE))
+    type: SeccompProfileType = Field(description="RuntimeDefault, Localhost or Unconfined.")
+    localhost_profile: Annotated[str, string(4096, r.LOCAL_PATH)] | None = optional(
+        "With type Localhost: the profile's path, relative to the kubelet's seccomp directory."
+    )
+
+    @model_validator(mode="after")
+    def _profile(self) -> SeccompProfile:
+        if (self.type == SeccompProfileType.LOCALHOST) != (self.localhost_profile is not None):
+            raise r.SECCOMP_LOCALHOST_PROFILE.error()
+        return self
+
+
+class SecurityContext(SpecModel):
+    """Security settings of the step's container; each field given replaces Headwater's default for it.
+
+    By default a step runs as the "restricted" Pod Security Standard asks: runAsNonRoot, the runtime's
+    seccomp profile, no privilege escalation and every capability dropped.
+    """
+
+    model_config = ConfigDict(json_schema_extra=r.cel(r.PRIVILEGED_ESCALATION, r.ROOT_NEEDS_RUN_AS_NON_ROOT_FALSE))
+    run_as_user: int | None = Field(None, ge=0, le=2147483647, description=(
+        "User id the container runs as (default: the image's user). Set it for an image whose user is a "
+        "name or root, e.g. 1000; 0 (root) needs runAsNonRoot: false."))
+    run_as_group: int | None = Field(None, ge=0, le=2147483647,
+                                     description="Group id the container runs as (default: the image's).")
+    run_as_non_root: bool | None = optional(
+        "Refuse to start the container as root (uid 0). Default: true."
+    )
+    allow_privilege_escalation: bool | None = optional(
+        "Whether a process may gain more privileges than its parent (setuid binaries). Default: false "
+        "(true when privileged is true or CAP_SYS_ADMIN is added and this is not given)."
+    )
+    privileged: bool | None = optional("Run the container privileged (never allowed by the restricted standard).")
+    read_only_root_filesystem: bool | None = optional("Mount the container's root filesystem read-only.")
+    capabilities: Capabilities | None = optional(
+        "Capabilities to add and drop, replacing the default drop: [ALL] as a whole."
+    )
+    seccomp_profile: SeccompProfile | None = optional(
+        "Seccomp profile, replacing the default type: RuntimeDefault as a whole."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SecurityContext:
+        if self.allow_privilege_escalation is False and self.needs_escalation:
+            raise r.PRIVILEGED_ESCALATION.error()
+        if self.run_as_user == 0 and self.run_as_non_root is not False:
+            raise r.ROOT_NEEDS_RUN_AS_NON_ROOT_FALSE.error()
+        return self
+
+    @property
+    def needs_escalation(self) -> bool:
+        """Privileged, or CAP_SYS_ADMIN added: Kubernetes then refuses allowPrivilegeEscalation: false."""
+        added = self.capabilities.add if self.capabilities and self.capabilities.add else []
+        return bool(self.privileged) or "CAP_SYS_ADMIN" in added

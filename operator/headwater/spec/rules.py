@@ -53,6 +53,8 @@ DURATION = r"^([0-9]+[smhd])+$"
 CLOCK = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 SLACK_CHANNEL = r"^#?[a-z0-9][a-z0-9._-]{0,79}$"
 NO_SPACE = r"^\S+$"
+CAPABILITY = r"^[A-Z][A-Z0-9_]*$"
+LOCAL_PATH = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$"
 QUANTITY = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
@@ -73,6 +75,8 @@ PATTERN_HINTS = {
     CLOCK: "a time of day HH:MM (24-hour clock), such as 07:00",
     SLACK_CHANNEL: "a Slack channel such as #data-alerts",
     NO_SPACE: "a value without spaces",
+    CAPABILITY: "a Linux capability in capitals, such as NET_BIND_SERVICE or ALL",
+    LOCAL_PATH: "a relative path without '..', such as profiles/audit.json",
 }
 """What each pattern means, for messages to people (the apiserver can only quote the pattern)."""
 MAX_STEPS = 200
@@ -175,6 +179,22 @@ ENV_SOURCE_ONE_OF = Rule(
 ENV_FROM_ONE_OF = Rule(
     "has(self.secretRef) != has(self.configMapRef)",
     "envFrom entries need exactly one of secretRef or configMapRef",
+)
+SECCOMP_LOCALHOST_PROFILE = Rule(
+    "(self.type == 'Localhost') == has(self.localhostProfile)",
+    "localhostProfile is required with type Localhost and allowed with no other type",
+    field_path=".localhostProfile",
+)
+PRIVILEGED_ESCALATION = Rule(
+    "!has(self.allowPrivilegeEscalation) || self.allowPrivilegeEscalation || "
+    "!((has(self.privileged) && self.privileged) || "
+    "(has(self.capabilities) && has(self.capabilities.add) && 'CAP_SYS_ADMIN' in self.capabilities.add))",
+    "allowPrivilegeEscalation cannot be false with privileged: true or with capability CAP_SYS_ADMIN added",
+    field_path=".allowPrivilegeEscalation",
+)
+ROOT_NEEDS_RUN_AS_NON_ROOT_FALSE = Rule(
+    "!has(self.runAsUser) || self.runAsUser != 0 || (has(self.runAsNonRoot) && !self.runAsNonRoot)",
+    "runAsUser: 0 (root) needs runAsNonRoot: false", field_path=".runAsUser",
 )
 NOTIFICATION_TARGET = Rule(
     "has(self.slackChannel) || has(self.webhookSecretRef)",
