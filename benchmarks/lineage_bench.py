@@ -339,6 +339,10 @@ def side_by_side(args: argparse.Namespace, spec: dict[str, Any]) -> dict[str, An
         if proc.returncode != 0:
             raise RuntimeError(f"{label} worker failed: {proc.stderr[-4000:]}")
         out[label] = json.loads(proc.stdout)
+        # Queries the clients gave up on may still run in the server: end them before the next tree.
+        with psycopg.connect(spec["url"], autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
     return out
 
 

@@ -255,12 +255,17 @@ WITH RECURSIVE walk (id, depth) AS (
 )
 SELECT w.id, min(w.depth) FROM walk w GROUP BY w.id
 """
+# MATERIALIZED keeps the planner from walking the whole primary key in order to find the few edges of
+# one graph: the edges are found through the walk's ids first, then sorted and cut.
 _EDGES = """
-SELECT e.input_id, e.job_id, e.output_id, j.pipeline, j.step, e.first_seen, e.last_seen, e.last_run_id
-FROM lineage_edges e JOIN jobs j ON j.id = e.job_id
-WHERE e.{near} = ANY(%(inner)s) AND e.{far} = ANY(%(all)s)
-  AND (e.input_id, e.job_id, e.output_id) > (%(i)s, %(j)s, %(o)s)
-ORDER BY e.input_id, e.job_id, e.output_id
+WITH found AS MATERIALIZED (
+    SELECT e.input_id, e.job_id, e.output_id, e.first_seen, e.last_seen, e.last_run_id FROM lineage_edges e
+    WHERE e.{near} = ANY(%(inner)s) AND e.{far} = ANY(%(all)s)
+      AND (e.input_id, e.job_id, e.output_id) > (%(i)s, %(j)s, %(o)s)
+)
+SELECT f.input_id, f.job_id, f.output_id, j.pipeline, j.step, f.first_seen, f.last_seen, f.last_run_id
+FROM found f JOIN jobs j ON j.id = f.job_id
+ORDER BY f.input_id, f.job_id, f.output_id
 LIMIT %(limit)s
 """
 _EDGES_UP = _EDGES.format(near="output_id", far="input_id")
