@@ -4,9 +4,14 @@
 #
 #   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t ghcr.io/headwater-dev/headwater:0.1.0 .
 #
-# The builder installs the package and its dependencies, pinned by requirements/constraints.txt, into a
-# virtual environment; the final stage copies only that environment onto the same slim Python base, so it
-# carries no compiler, no pip cache and no source tree.
+# The builder installs the dependencies from the hashed lock requirements/runtime.txt (pip --require-hashes:
+# a file whose hash is not in the lock is refused), then builds the package itself with the hashed build
+# tools of requirements/build.txt and no dependencies, into a virtual environment; the final stage copies
+# only that environment onto the same slim Python base, so it carries no compiler, no pip cache and no
+# source tree.
+#
+# The base image is named by tag: no digest is recorded here yet. Pin it for reproducible builds with
+#   --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest>
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -16,10 +21,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/headwater
 WORKDIR /src
-COPY requirements/constraints.txt requirements/constraints.txt
+COPY requirements/runtime.txt requirements/build.txt requirements/
+RUN /opt/headwater/bin/pip install --no-cache-dir --require-hashes -r requirements/build.txt -r requirements/runtime.txt
 COPY pyproject.toml README.md* ./
 COPY operator/ operator/
-RUN /opt/headwater/bin/pip install --no-cache-dir -c requirements/constraints.txt . \
+RUN /opt/headwater/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
+ && /opt/headwater/bin/pip check \
  && /opt/headwater/bin/pip uninstall --yes pip setuptools wheel \
  && /opt/headwater/bin/headwater --help >/dev/null
 

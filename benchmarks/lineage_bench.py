@@ -1,6 +1,13 @@
 """Lineage store benchmark: traversal on a large synthetic graph, the naive per-run query, and ingest.
 
-    .venv/bin/python benchmarks/lineage_bench.py [--scale 0.1] [--database-url URL]
+    .venv/bin/python benchmarks/lineage_bench.py [--scale 0.1] [--database-url URL] [--baseline DIR]
+
+With ``--baseline DIR`` (an older checkout's tree, e.g. ``git archive <commit> operator | tar -x -C DIR``)
+the traversal percentiles and the schedule-lag scenario run twice on the same loaded database, side by
+side: once with that tree's ``headwater`` package, once with this one, each in a subprocess of its own.
+The schedule-lag scenario serves the API in an event loop that also runs a loop like the operator's
+periodic passes (``asyncio.to_thread`` every ``--tick`` seconds) and measures how late each pass starts
+while ``--clients`` concurrent clients keep slow explain queries running for ``--lag-seconds``.
 
 The graph has ``--datasets`` datasets in layers; every dataset past the first layer is written by its
 own job reading 1-3 datasets of the layer before (near its own position, as real pipelines are
@@ -15,12 +22,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,13 +38,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
-from aiohttp import ClientSession
+from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.test_utils import TestServer
 from psycopg import sql
 
 from headwater.lineage import DatasetRef, EdgeRecord, LineageStore, build_run_event, migrate, step_run_uuid
+from headwater.lineage import api as lineage_api
 from headwater.lineage.api import create_app
 from headwater.lineage.records import dataset_key
 
@@ -168,6 +180,13 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "p99_ms": round(p99 * 1000, 2), "max_ms": round(ordered[-1] * 1000, 2)}
 
 
+def open_app(store: LineageStore) -> web.Application:
+    """The API without authentication, whichever version of it is imported (older ones had none)."""
+    if "auth" in inspect.signature(create_app).parameters:
+        return create_app(store, auth=lineage_api.ApiAuth(enabled=False))
+    return create_app(store)
+
+
 def bench_store(store: LineageStore, names: list[str], direction: str, depth: int) -> dict[str, Any]:
     method = store.upstream if direction == "upstream" else store.downstream
     sizes: list[int] = []
@@ -218,7 +237,7 @@ def bench_ingest(store: LineageStore, events: list[dict[str, Any]]) -> float:
 
 def bench_http_ingest(store: LineageStore, events: list[dict[str, Any]], concurrency: int) -> float:
     async def main() -> float:
-        async with TestServer(create_app(store), host="127.0.0.1") as server, ClientSession() as session:
+        async with TestServer(open_app(store), host="127.0.0.1") as server, ClientSession() as session:
             queue = list(events)
             url = str(server.make_url("/api/v1/lineage"))
 
@@ -251,6 +270,82 @@ def _samples(graph: Graph, direction: str, depth: int, count: int, seed: int) ->
     return [rng.choice(pool) for _ in range(count)]
 
 
+async def schedule_lag(store: LineageStore, names: list[str], depth: int, clients: int, seconds: float,
+                       tick: float) -> dict[str, Any]:
+    """How late a periodic pass (``asyncio.to_thread`` every ``tick`` s, as the operator's loops) starts
+    while ``clients`` clients keep explain queries of ``names`` running against the API in the same loop."""
+    runner = web.AppRunner(open_app(store), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    lags: list[float] = []
+    answers: list[float] = []
+    statuses: dict[int, int] = {}
+    end = time.monotonic() + seconds
+
+    def load() -> None:  # the clients, in a thread of their own (they stand for other processes)
+        async def client(session: ClientSession, k: int) -> None:
+            while time.monotonic() < end:
+                name = names[(k + len(answers)) % len(names)]
+                asked = time.monotonic()
+                url = f"http://127.0.0.1:{port}/v1/explain/{quote(name, safe='')}?namespace={quote(NAMESPACE)}"
+                async with session.get(f"{url}&depth={depth}&limit=10000") as response:
+                    await response.read()
+                    statuses[response.status] = statuses.get(response.status, 0) + 1
+                answers.append(time.monotonic() - asked)
+
+        async def main() -> None:
+            async with ClientSession(timeout=ClientTimeout(total=600)) as session:
+                await asyncio.gather(*(client(session, k) for k in range(clients)))
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=load, name="bench-clients")
+    thread.start()
+    while thread.is_alive():
+        await asyncio.sleep(tick)
+        due = time.monotonic()
+        started = await asyncio.to_thread(time.monotonic)
+        lags.append(started - due)
+    await runner.cleanup()
+    return {"ticks": percentiles(lags), "queries": percentiles(answers) if answers else {"n": 0},
+            "statuses": statuses, "clients": clients, "seconds": seconds, "tick_s": tick}
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """The side-by-side part, with whichever ``headwater`` this process imports (see ``--baseline``)."""
+    import headwater  # noqa: PLC0415
+
+    out: dict[str, Any] = {"headwater": str(Path(headwater.__file__).parent)}
+    with LineageStore.open(spec["url"], max_size=4, apply_migrations=False) as store:
+        for direction in ("upstream", "downstream"):
+            out[f"store_{direction}"] = bench_store(store, spec[direction], direction, spec["depth"])
+        if spec["clients"]:
+            out["schedule_lag"] = asyncio.run(schedule_lag(store, spec["explain"], spec["explain_depth"],
+                                                           spec["clients"], spec["lag_seconds"], spec["tick"]))
+    return out
+
+
+def side_by_side(args: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
+    """``worker`` in a subprocess per tree: the baseline's (when given) first, then this one's."""
+    trees = ([("baseline", Path(args.baseline).resolve() / "operator")] if args.baseline else []) + [
+        ("current", ROOT / "operator")]
+    out: dict[str, Any] = {}
+    for label, tree in trees:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(ROOT / "tests")])}
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                              env=env, capture_output=True, text=True, check=False, timeout=3600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{label} worker failed: {proc.stderr[-4000:]}")
+        out[label] = json.loads(proc.stdout)
+        # Queries the clients gave up on may still run in the server: end them before the next tree.
+        with psycopg.connect(spec["url"], autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     datasets, records = int(args.datasets * args.scale), int(args.records * args.scale)
     graph = make_graph(datasets, args.layers, args.seed)
@@ -259,11 +354,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with database(args.database_url) as url:
         report["machine"] = _machine(url)
         report["load"] = load(url, graph, records)
+        spec = {"url": url, "depth": args.depth, "clients": args.clients, "lag_seconds": args.lag_seconds,
+                "tick": args.tick, "explain_depth": args.explain_depth,
+                "upstream": _samples(graph, "upstream", args.depth, args.queries, args.seed),
+                "downstream": _samples(graph, "downstream", args.depth, args.queries, args.seed),
+                "explain": _samples(graph, "upstream", min(args.explain_depth, args.layers - 1), 200, args.seed + 1)}
+        report["side_by_side"] = side_by_side(args, spec)
+        if args.only_side_by_side:
+            return report
         with LineageStore.open(url, max_size=8) as store:
             for direction in ("upstream", "downstream"):
                 names = _samples(graph, direction, args.depth, args.queries, args.seed)
                 report[f"store_{direction}"] = bench_store(store, names, direction, args.depth)
                 naive = names[: args.naive_queries]
+                if not naive:
+                    continue
                 report[f"naive_{direction}"] = bench_naive(url, naive, direction, args.depth, args.timeout_ms)
                 report[f"store_{direction}_d3"] = bench_store(store, naive, direction, 3)
                 report[f"naive_{direction}_d3"] = bench_naive(url, naive, direction, 3, args.timeout_ms)
@@ -304,11 +409,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--writes", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--baseline", type=Path, help="an older tree (with operator/) to measure side by side")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent slow queries of the lag scenario; "
+                        "0 skips it")
+    parser.add_argument("--lag-seconds", type=float, default=30.0)
+    parser.add_argument("--tick", type=float, default=0.5, help="period of the stand-in for the operator's loops")
+    parser.add_argument("--explain-depth", type=int, default=19, help="depth of the lag scenario's explain queries")
+    parser.add_argument("--only-side-by-side", action="store_true", help="skip the naive and ingest parts")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
     report = run(args)
     text = json.dumps(report, indent=2)
     print(text)

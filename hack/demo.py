@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 HACK = ROOT / "hack"
 NAMESPACE = "headwater-demo"
+DEMO_READ_TOKEN = secrets.token_urlsafe(24)  # the API needs tokens; the demo makes its own
 ROWS = {"extract-orders": 48_210, "extract-payments": 47_980, "transform-revenue": 31, "aggregate-metrics": 12,
         "build-finance-report": 31, "refresh-dashboard": 1}
 
@@ -117,6 +119,7 @@ def start_operator(kubeconfig: str, log_path: Path, database_url: str, api_port:
                    metrics_port: int, alert_url: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KUBECONFIG": kubeconfig, "HEADWATER_DATABASE_URL": database_url,
            "HEADWATER_API_HOST": "127.0.0.1", "HEADWATER_API_PORT": str(api_port),
+           "HEADWATER_API_TOKEN": DEMO_READ_TOKEN, "HEADWATER_API_WRITE_TOKEN": secrets.token_urlsafe(24),
            "HEADWATER_METRICS_PORT": str(metrics_port), "HEADWATER_RECORD_RESCAN_SECONDS": "2",
            "HEADWATER_ALERT_WEBHOOK_URL": alert_url, "HEADWATER_FRESHNESS_INTERVAL_SECONDS": "2"}
     with log_path.open("wb") as log:
@@ -170,7 +173,8 @@ def main() -> int:
 
 
 def headwater(*args: str) -> str:
-    return sh(str(Path(sys.executable).parent / "headwater"), *args)
+    return sh(str(Path(sys.executable).parent / "headwater"), *args,
+              env={**os.environ, "HEADWATER_API_TOKEN": DEMO_READ_TOKEN})
 
 
 def wait_recorded(kubectl: Kubectl, name: str, timeout: float = 180) -> None:

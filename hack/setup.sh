@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything Headwater's demo and tests need on this machine:
 #   - PostgreSQL server binaries (Debian package) when missing
-#   - a Python virtualenv in .venv with pinned dependencies (requirements/constraints.txt)
+#   - a Python virtualenv in .venv with the hashed, pinned dependencies of requirements/constraints.txt
+#     (pip --require-hashes), then Headwater itself in editable mode without dependencies
 #   - the local control plane binaries (hack/build-tools.sh; slow the first time, cached after)
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -32,7 +33,10 @@ if [[ ! -f "$stamp" ]]; then
   log "creating .venv and installing Headwater with pinned dependencies"
   [[ -x .venv/bin/python ]] || "$python" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+  # An editable install has no file to hash: the dependencies come hashed first, the project after.
+  .venv/bin/python -m pip install -q --require-hashes -r requirements/constraints.txt
+  .venv/bin/python -m pip install -q --no-deps -e .
+  .venv/bin/python -m pip check
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 

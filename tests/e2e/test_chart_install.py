@@ -9,19 +9,24 @@ nothing broader was granted.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest_e2e import OperatorProcess, wait_run
-from helpers import ROOT, Cluster, wait_for
+from conftest_e2e import OperatorProcess, free_port, wait_run
+from headwater.lineage import DatasetRef, build_run_event
+from helpers import ROOT, Cluster, fresh_database, wait_for
 from manifests import pipeline, run, step
 
 pytestmark = pytest.mark.e2e
@@ -287,3 +292,87 @@ def test_helm_install_and_upgrade_keep_the_generated_postgresql_password(cluster
     assert cluster.get("secret", f"{release}-headwater-postgresql", namespace)["data"] == after
     leftovers = cluster.kubectl("get", "clusterroles", "-o", "name", "-l", f"app.kubernetes.io/instance={release}")
     assert not leftovers.stdout.strip()
+
+
+# --- the lineage API as the chart configures it ---------------------------------------------------------
+
+def _http(port: int, method: str, path: str, token: str | None = None, body: object = None) -> int:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _container_env(cluster: Cluster, namespace: str, container: dict[str, Any]) -> dict[str, str]:
+    """The operator container's environment as the kubelet would build it (Secrets resolved)."""
+    out: dict[str, str] = {}
+    for var in container["env"]:
+        if "value" in var:
+            out[var["name"]] = var["value"]
+            continue
+        ref = var["valueFrom"]["secretKeyRef"]
+        data = cluster.get("secret", ref["name"], namespace)["data"]
+        out[var["name"]] = base64.b64decode(data[ref["key"]]).decode()
+    return out
+
+
+def test_the_chart_installed_with_defaults_serves_the_lineage_api_only_with_its_tokens(
+        cluster: Cluster, namespace: str, database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """No pod really runs on the simulated nodes: the operator runs here, configured exactly as the chart's
+    Deployment configures it (its environment, Secrets resolved, and its ServiceAccount's token), except
+    for the database (the bundled PostgreSQL has no real pod) and the address (loopback, a free port)."""
+    release = namespace
+    helm(cluster, "install", release, str(CHART), "--namespace", namespace)
+    try:
+        deployment = cluster.get("deployment", f"{release}-headwater", namespace)
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        env = _container_env(cluster, namespace, container)
+        assert env["HEADWATER_API_AUTH_ENABLED"] == "true" and env["HEADWATER_API_HOST"] == "0.0.0.0"
+        read, write = env["HEADWATER_API_TOKEN"], env["HEADWATER_API_WRITE_TOKEN"]
+        token = cluster.kubectl("-n", namespace, "create", "token", pod["serviceAccountName"],
+                                "--duration=1h").stdout.strip()
+        kubeconfig = _token_kubeconfig(cluster, token, tmp_path / "sa.kubeconfig")
+        port = free_port()
+        with fresh_database(database_url) as url:
+            operator = ClusterWideOperator(cluster, namespace, tmp_path / "operator.log", **{
+                **env, "KUBECONFIG": str(kubeconfig), "HEADWATER_DATABASE_URL": url,
+                "HEADWATER_API_HOST": "127.0.0.1", "HEADWATER_API_PORT": str(port), "HEADWATER_METRICS_PORT": "0"})
+            operator.start()
+            try:
+                liveness = container["livenessProbe"]["httpGet"]["path"]
+                readiness = container["readinessProbe"]["httpGet"]["path"]
+                wait_for(lambda: _http(port, "GET", readiness) == 200, timeout=60,
+                         message="the readiness path to answer 200 without a token")
+                assert _http(port, "GET", liveness) == 200  # without a token: no restarts
+                assert _http(port, "GET", "/v1/datasets") == 401
+                assert _http(port, "GET", "/v1/datasets", "not-the-token") == 401
+                assert _http(port, "GET", "/v1/datasets", read) == 200
+                event = build_run_event("COMPLETE", run_id="e2e/r1", pipeline="etl", step="load",
+                                        event_time=datetime.now(UTC),
+                                        inputs=[DatasetRef("postgres://w", "raw.a")],
+                                        outputs=[DatasetRef("postgres://w", "clean.a")])
+                assert _http(port, "POST", "/api/v1/lineage", None, event) == 401  # a pod without the token
+                assert _http(port, "POST", "/api/v1/lineage", read, event) == 403  # a dashboard's token
+                assert _http(port, "POST", "/api/v1/lineage", write, event) == 201
+                assert _http(port, "GET", "/v1/lineage/upstream/clean.a", write) == 403
+                assert _http(port, "GET", "/v1/lineage/upstream/clean.a", read) == 200
+                assert "WITHOUT authentication" not in operator.logs()
+            finally:
+                operator.stop()
+                report = getattr(request.node, "rep_call", None)
+                if report is not None and report.failed:
+                    print(f"--- operator log ---\n{operator.logs()[-20000:]}")
+        secret = cluster.get("secret", f"{release}-headwater-api-token", namespace)["data"]
+        helm(cluster, "upgrade", release, str(CHART), "--namespace", namespace, "--set", "operator.resyncSeconds=15")
+        assert cluster.get("secret", f"{release}-headwater-api-token", namespace)["data"] == secret, (
+            "the upgrade changed the API's tokens")
+    finally:
+        helm(cluster, "uninstall", release, "--namespace", namespace)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.e2e
 
 # The recorder's warning (its error may span lines); the backlog cannot shrink while the database is away.
 LONGEST_BACKOFF = re.compile(r"recording paused \(5 runs waiting\).*?retrying in 30s", re.DOTALL)
+READ_TOKEN = "e2e-read-token"
 
 
 @pytest.fixture
@@ -56,7 +58,8 @@ def start_recording_operator(cluster: Cluster, namespace: str, tmp_path: Path, u
                              api_port: int = 0, metrics_port: int = 0) -> OperatorProcess:
     proc = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_DATABASE_URL=url,
                            HEADWATER_RECORD_RESCAN_SECONDS="2", HEADWATER_API_PORT=str(api_port),
-                           HEADWATER_API_HOST="127.0.0.1", HEADWATER_METRICS_PORT=str(metrics_port))
+                           HEADWATER_API_HOST="127.0.0.1", HEADWATER_METRICS_PORT=str(metrics_port),
+                           HEADWATER_API_TOKEN=READ_TOKEN, HEADWATER_API_WRITE_TOKEN="e2e-write-token")
     proc.start()
     return proc
 
@@ -70,9 +73,9 @@ def http_status(port: int, path: str) -> int:
 
 
 def headwater(*args: str) -> str:
-    """Run the ``headwater`` CLI of this environment; its stdout when it succeeds."""
+    """Run the ``headwater`` CLI of this environment (with the API's read token); its stdout when it succeeds."""
     proc = subprocess.run([str(Path(sys.executable).parent / "headwater"), *args], capture_output=True,
-                          text=True, check=False, timeout=60)
+                          text=True, check=False, timeout=60, env={**os.environ, "HEADWATER_API_TOKEN": READ_TOKEN})
     return proc.stdout if proc.returncode == 0 else ""
 
 

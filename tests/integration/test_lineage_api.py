@@ -1,62 +1,27 @@
-"""The lineage HTTP API on a real server on loopback, over a real PostgreSQL."""
+"""The lineage HTTP API on a real server on loopback, over a real PostgreSQL (with its tokens, as deployed)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
+from api_support import READ, bearer, call, get, post_event
 from headwater.lineage import DatasetRef, EdgeRecord, LineageStore, build_run_event
-from headwater.lineage.api import create_app
 from lineage_support import WAREHOUSE, record_revenue_day, wh
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
-Client = TestClient[Any, Any]
 DAY = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
-TOKEN = "s3cret-token"
 
 
 @pytest.fixture
 def revenue(store: LineageStore) -> LineageStore:
     record_revenue_day(store, DAY)
     return store
-
-
-def serve(store: LineageStore, scenario: Callable[[Client], Awaitable[T]], token: str | None = None) -> T:
-    """Run ``scenario`` against the API served on 127.0.0.1 (a free port)."""
-    async def main() -> T:
-        async with TestClient(TestServer(create_app(store, token=token), host="127.0.0.1")) as client:
-            return await scenario(client)
-
-    return asyncio.run(main())
-
-
-def call(store: LineageStore, method: str, path: str, *, body: bytes | None = None,
-         headers: dict[str, str] | None = None, token: str | None = None) -> tuple[int, Any]:
-    """One request: the status and the JSON body of the answer."""
-    async def scenario(client: Client) -> tuple[int, Any]:
-        async with client.request(method, path, data=body, headers=headers) as response:
-            assert response.content_type == "application/json"
-            return response.status, await response.json()
-
-    return serve(store, scenario, token)
-
-
-def get(store: LineageStore, path: str, **kwargs: Any) -> tuple[int, Any]:
-    return call(store, "GET", path, **kwargs)
-
-
-def post_event(store: LineageStore, event: object) -> tuple[int, Any]:
-    return call(store, "POST", "/api/v1/lineage", body=json.dumps(event).encode(),
-                headers={"Content-Type": "application/json"})
 
 
 def _names(body: dict[str, Any]) -> dict[str, int]:
@@ -114,14 +79,12 @@ def test_an_ambiguous_name_answers_409_with_the_candidates(revenue: LineageStore
     assert (status, body["dataset"]["namespace"]) == (200, "s3://lake")
 
 
-def test_read_endpoints_require_the_bearer_token_when_one_is_set(revenue: LineageStore) -> None:
-    assert get(revenue, "/v1/datasets", token=TOKEN)[0] == 401
+def test_read_endpoints_require_the_bearer_token(revenue: LineageStore) -> None:
+    assert get(revenue, "/v1/datasets", headers={})[0] == 401
     wrong = {"Authorization": "Bearer nope"}
-    status, body = get(revenue, "/v1/datasets", token=TOKEN, headers=wrong)
+    status, body = get(revenue, "/v1/datasets", headers=wrong)
     assert (status, body["error"]["code"]) == (401, "unauthorized")
-    good = {"Authorization": f"Bearer {TOKEN}"}
-    assert get(revenue, "/v1/datasets", token=TOKEN, headers=good)[0] == 200
-    assert get(revenue, "/healthz", token=TOKEN) == (200, {"status": "ok"})
+    assert get(revenue, "/v1/datasets", headers=bearer(READ))[0] == 200
 
 
 def test_datasets_run_and_explain_answer_json(revenue: LineageStore) -> None:

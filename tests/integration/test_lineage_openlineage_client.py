@@ -14,12 +14,12 @@ from openlineage.client.facet_v2 import output_statistics_output_dataset, schema
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
 
 from headwater.lineage import LineageStore
-from headwater.lineage.api import create_app
+from headwater.lineage.api import ApiAuth, create_app
 from lineage_support import WAREHOUSE
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "client-token"
+TOKEN, READ_TOKEN = "client-write-token", "dashboard-read-token"
 TIME = "2026-11-23T06:00:00.000Z"
 
 
@@ -54,9 +54,9 @@ def test_events_from_the_official_client_appear_upstream_and_downstream(store: L
     run_id = str(uuid.uuid4())
 
     async def scenario() -> tuple[Any, Any]:
-        async with TestClient(TestServer(create_app(store, token=TOKEN), host="127.0.0.1")) as http:
+        async with TestClient(TestServer(create_app(store, auth=ApiAuth(READ_TOKEN, TOKEN)), host="127.0.0.1")) as http:
             await asyncio.to_thread(_emit_all, str(http.make_url("/")), _events(run_id))
-            headers = {"Authorization": f"Bearer {TOKEN}"}
+            headers = {"Authorization": f"Bearer {READ_TOKEN}"}
             async with http.get("/v1/lineage/upstream/raw.stripe_payments", headers=headers) as up:
                 upstream = await up.json()
             async with http.get("/v1/lineage/downstream/payments", headers=headers) as down:

@@ -20,7 +20,7 @@ from headwater.lineage import (
     build_run_event,
     migrate,
 )
-from headwater.lineage.migrations import LATEST_VERSION, applied_versions
+from headwater.lineage.migrations import LATEST_VERSION, MIGRATIONS, applied_versions
 from helpers import fresh_database
 from lineage_support import REVENUE_STEPS, WAREHOUSE, pipeline_run_records, wh
 
@@ -209,3 +209,35 @@ def test_raw_events_are_append_only(store: LineageStore) -> None:
     store.ingest_openlineage(_event())
     with pytest.raises(psycopg.errors.RaiseException, match="append-only"), store.transaction() as conn:
         conn.execute("UPDATE openlineage_events SET event_type = 'OTHER'")
+
+
+def _migrate_to(url: str, version: int) -> None:
+    """The schema as it was at ``version`` (what a store created by an older Headwater holds)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        for migration in MIGRATIONS[:version]:
+            conn.execute(migration.sql.encode())
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                         (migration.version, migration.name))
+
+
+def test_times_no_client_can_read_are_repaired_by_the_migration_and_refused_after(empty_db: str) -> None:
+    _migrate_to(empty_db, 3)
+    with LineageStore.open(empty_db, apply_migrations=False) as old:
+        old.ingest_openlineage(_event())  # a COMPLETE of raw.a -> clean.a at T0
+    with psycopg.connect(empty_db) as conn:  # what an unbounded eventTime left behind before
+        conn.execute("ALTER TABLE openlineage_events DISABLE TRIGGER openlineage_events_append_only")
+        for table, column in [("openlineage_events", "event_time"), ("lineage_edges", "last_seen"),
+                              ("dataset_versions", "written_at"), ("step_runs", "finished_at")]:
+            conn.execute(f"UPDATE {table} SET {column} = '9999-12-31T23:59:59-14:00'")  # type: ignore[arg-type]
+        conn.execute("ALTER TABLE openlineage_events ENABLE TRIGGER openlineage_events_append_only")
+    with LineageStore.open(empty_db) as store:
+        assert {n.dataset.name for n in store.upstream("clean.a").nodes} == {"raw.a"}
+        [clean] = [n for n in store.explain("clean.a").nodes if n.dataset.name == "clean.a"]
+        assert clean.latest_version is not None
+        with store.transaction() as conn:
+            latest = conn.execute("SELECT max(event_time) FROM openlineage_events").fetchone()
+        assert latest is not None and latest[0] <= datetime.now(UTC)
+        with pytest.raises(psycopg.errors.CheckViolation), store.transaction() as conn:
+            conn.execute("UPDATE lineage_edges SET last_seen = '9999-06-01T00:00:00Z'")

@@ -200,6 +200,7 @@ def test_the_defaults_render_the_operator_rbac_services_and_the_bundled_postgres
         ("Deployment", "hw-headwater"),
         ("Service", "hw-headwater-api"), ("Service", "hw-headwater-metrics"),
         ("Secret", "hw-headwater-postgresql"), ("Service", "hw-headwater-postgresql"),
+        ("Secret", "hw-headwater-api-token"),
         ("StatefulSet", "hw-headwater-postgresql"),
     ])
     for doc in docs:
@@ -234,6 +235,8 @@ def test_the_environment_maps_values_to_the_operators_settings_and_their_default
     assert variables["HEADWATER_DATABASE_URL"] == {
         "secretKeyRef": {"name": "hw-headwater-postgresql", "key": "database-url"}}
     assert "HEADWATER_NAMESPACES" not in variables  # cluster-wide
+    # Outside a pod the API listens on loopback only; in the pod it must answer on the pod's address.
+    assert variables.pop("HEADWATER_API_HOST") == "0.0.0.0"
     for name, value in variables.items():
         field = name.removeprefix("HEADWATER_").lower()
         assert name.startswith("HEADWATER_") and field in Settings.model_fields, f"{name} is no operator setting"
@@ -242,13 +245,15 @@ def test_the_environment_maps_values_to_the_operators_settings_and_their_default
             assert getattr(Settings(**{field: value}), field) == default, (
                 f"the chart's default {name}={value} differs from the operator's {default!r}")
     assert {"HEADWATER_STEP_IMAGE", "HEADWATER_JOB_TTL_SECONDS", "HEADWATER_RESYNC_SECONDS",
-            "HEADWATER_METRICS_PORT", "HEADWATER_API_PORT"} <= set(variables)
+            "HEADWATER_METRICS_PORT", "HEADWATER_API_PORT", "HEADWATER_API_AUTH_ENABLED", "HEADWATER_API_THREADS",
+            "HEADWATER_API_STATEMENT_TIMEOUT_SECONDS", "HEADWATER_API_MAX_WAITING"} <= set(variables)
 
 
 def test_operator_settings_come_from_values() -> None:
     variables = env(render("--set", "operator.stepImage=steps:1", "--set", "operator.jobTTLSeconds=600",
                            "--set-json", "operator.resyncSeconds=2.5", "--set", "metrics.port=9191",
-                           "--set", "api.port=8181", "--set", "api.tokenSecret=api-token",
+                           "--set", "api.port=8181", "--set", "api.existingSecret=api-tokens",
+                           "--set", "api.threads=8", "--set-json", "api.statementTimeoutSeconds=2.5",
                            "--set", "operator.allowedServiceAccounts={etl,data/loader}"))
     assert variables["HEADWATER_ALLOWED_SERVICE_ACCOUNTS"] == "etl,data/loader"
     assert Settings(allowed_service_accounts=variables["HEADWATER_ALLOWED_SERVICE_ACCOUNTS"]
@@ -258,7 +263,10 @@ def test_operator_settings_come_from_values() -> None:
     assert variables["HEADWATER_RESYNC_SECONDS"] == "2.5"
     assert variables["HEADWATER_METRICS_PORT"] == "9191"
     assert variables["HEADWATER_API_PORT"] == "8181"
-    assert variables["HEADWATER_API_TOKEN"] == {"secretKeyRef": {"name": "api-token", "key": "token"}}
+    assert variables["HEADWATER_API_TOKEN"] == {"secretKeyRef": {"name": "api-tokens", "key": "read-token"}}
+    assert variables["HEADWATER_API_WRITE_TOKEN"] == {"secretKeyRef": {"name": "api-tokens", "key": "write-token"}}
+    assert variables["HEADWATER_API_THREADS"] == "8"
+    assert variables["HEADWATER_API_STATEMENT_TIMEOUT_SECONDS"] == "2.5"
 
 
 def test_large_numbers_from_a_values_file_are_rendered_without_an_exponent(tmp_path: Path) -> None:
@@ -414,7 +422,8 @@ def test_without_the_bundled_postgresql_an_existing_secret_is_required() -> None
 def test_an_existing_database_secret_is_used_and_nothing_of_postgresql_is_rendered() -> None:
     docs = render(*EXTERNAL_DB, "--set", "database.existingSecretKey=url")
     assert env(docs)["HEADWATER_DATABASE_URL"] == {"secretKeyRef": {"name": "lineage-db", "key": "url"}}
-    assert not of_kind(docs, "StatefulSet") and not of_kind(docs, "Secret")
+    assert not of_kind(docs, "StatefulSet")
+    assert [s["metadata"]["name"] for s in of_kind(docs, "Secret")] == ["hw-headwater-api-token"]
     assert "hw-headwater-postgresql" not in {s["metadata"]["name"] for s in of_kind(docs, "Service")}
 
 
@@ -426,7 +435,7 @@ def test_the_bundled_postgresql_is_the_official_image_with_a_volume_and_the_give
     [claim] = statefulset["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
     assert {"name": "data", "mountPath": "/var/lib/postgresql/data"} in container["volumeMounts"]
-    secret = one(docs, "Secret")
+    secret = one(docs, "Secret", "hw-headwater-postgresql")
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert b64decode(secret["data"]["postgres-password"]).decode() == PASSWORD
     url = b64decode(secret["data"]["database-url"]).decode()
@@ -439,13 +448,72 @@ def test_the_bundled_postgresql_is_the_official_image_with_a_volume_and_the_give
     assert service["spec"]["ports"][0]["port"] == 5432
 
 
+# --- the lineage API's tokens and network ----------------------------------------------------------
+
+def test_by_default_the_api_needs_tokens_from_a_secret_the_chart_generates() -> None:
+    docs = render()
+    variables = env(docs)
+    assert variables["HEADWATER_API_AUTH_ENABLED"] == "true"
+    secret = one(docs, "Secret", "hw-headwater-api-token")
+    assert variables["HEADWATER_API_TOKEN"] == {"secretKeyRef": {"name": "hw-headwater-api-token",
+                                                                 "key": "read-token"}}
+    assert variables["HEADWATER_API_WRITE_TOKEN"] == {"secretKeyRef": {"name": "hw-headwater-api-token",
+                                                                       "key": "write-token"}}
+    read, write = (b64decode(secret["data"][k]).decode() for k in ("read-token", "write-token"))
+    assert len(read) >= 32 and len(write) >= 32 and read != write
+    assert re.fullmatch(r"[A-Za-z0-9]+", read + write)
+
+
+def test_the_tokens_are_read_back_with_lookup_to_survive_upgrades() -> None:
+    template = (CHART / "templates" / "api-token.yaml").read_text()
+    assert re.search(r'lookup "v1" "Secret" \.Release\.Namespace \$name', template)
+
+
+def test_an_existing_token_secret_is_used_and_none_is_generated() -> None:
+    docs = render("--set", "api.existingSecret=tokens", "--set", "api.readTokenKey=r",
+                  "--set", "api.writeTokenKey=w")
+    assert "hw-headwater-api-token" not in {s["metadata"]["name"] for s in of_kind(docs, "Secret")}
+    variables = env(docs)
+    assert variables["HEADWATER_API_TOKEN"] == {"secretKeyRef": {"name": "tokens", "key": "r"}}
+    assert variables["HEADWATER_API_WRITE_TOKEN"] == {"secretKeyRef": {"name": "tokens", "key": "w"}}
+
+
+def test_switching_auth_off_is_explicit_and_passes_no_token() -> None:
+    docs = render("--set", "api.auth.enabled=false")
+    variables = env(docs)
+    assert variables["HEADWATER_API_AUTH_ENABLED"] == "false"
+    assert "HEADWATER_API_TOKEN" not in variables and "HEADWATER_API_WRITE_TOKEN" not in variables
+    assert "hw-headwater-api-token" not in {s["metadata"]["name"] for s in of_kind(docs, "Secret")}
+    assert "WARNING: api.auth.enabled=false" in (CHART / "templates" / "NOTES.txt").read_text()
+
+
+def test_the_network_policy_is_optional_and_admits_only_the_listed_peers() -> None:
+    assert not of_kind(render(), "NetworkPolicy")
+    airflow = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "airflow"}}}
+    docs = render("--set", "networkPolicy.enabled=true", "--set-json", f"networkPolicy.apiFrom=[{json.dumps(airflow)}]")
+    policy = one(docs, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}], "from": [airflow]}]
+    closed = one(render("--set", "networkPolicy.enabled=true"), "NetworkPolicy")
+    assert closed["spec"]["ingress"] is None or closed["spec"]["ingress"] == []
+
+
+def test_the_bundled_postgresql_can_be_pinned_by_digest() -> None:
+    digest = "sha256:" + "b" * 64
+    [container] = one(render("--set", f"postgresql.image.digest={digest}"), "StatefulSet")["spec"]["template"][
+        "spec"]["containers"]
+    assert container["image"] == f"postgres@{digest}"
+
+
 def test_the_password_is_read_back_with_lookup_to_survive_upgrades() -> None:
     template = (CHART / "templates" / "postgresql.yaml").read_text()
     assert re.search(r'lookup "v1" "Secret" \.Release\.Namespace \$name', template)
 
 
 def _passwords(docs: list[dict[str, Any]]) -> tuple[str, str]:
-    data = one(docs, "Secret")["data"]
+    [secret] = [d for d in of_kind(docs, "Secret") if d["metadata"]["name"].endswith("-postgresql")]
+    data = secret["data"]
     return b64decode(data["postgres-password"]).decode(), b64decode(data["database-url"]).decode()
 
 
@@ -473,7 +541,7 @@ def test_a_given_password_is_url_encoded_in_the_database_url_and_the_same_on_eve
 
 def test_an_existing_postgresql_secret_is_used_by_postgresql_and_the_operator_and_no_secret_is_rendered() -> None:
     docs = render("--set", "postgresql.existingSecret=pg-credentials", password=False)
-    assert not of_kind(docs, "Secret")
+    assert [d["metadata"]["name"] for d in of_kind(docs, "Secret")] == ["hw-headwater-api-token"]
     [container] = one(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"]
     env_pg = {e["name"]: e for e in container["env"]}
     assert env_pg["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pg-credentials",

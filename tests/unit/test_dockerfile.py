@@ -117,15 +117,17 @@ def test_the_final_image_is_a_slim_python_that_satisfies_requires_python(
     assert (int(match[1]), int(match[2])) >= (int(minimum[1]), int(minimum[2]))
 
 
-def test_dependencies_are_installed_with_the_pinned_constraints_file(
+def test_dependencies_are_installed_only_from_the_hashed_lock_and_the_package_without_any(
     parsed: tuple[dict[str, str], list[Stage]],
 ) -> None:
     builder = parsed[1][0]
     installs = [r for r in builder.args("RUN") if "pip install" in r]
-    assert installs
-    assert all("-c requirements/constraints.txt" in r and "--no-cache-dir" in r for r in installs)
-    assert any("requirements/constraints.txt" in c for c in builder.args("COPY"))
-    assert (ROOT / "requirements" / "constraints.txt").is_file()
+    assert len(installs) == 2 and all("--no-cache-dir" in r for r in installs)
+    dependencies, package = installs
+    assert "--require-hashes" in dependencies
+    assert "-r requirements/runtime.txt" in dependencies and "-r requirements/build.txt" in dependencies
+    assert "--no-deps" in package and "--no-build-isolation" in package  # nothing fetched unhashed
+    assert any("requirements/runtime.txt" in c for c in builder.args("COPY"))
 
 
 def test_the_final_stage_runs_as_a_numeric_non_root_user(final: Stage) -> None:
@@ -200,3 +202,35 @@ def test_dockerignore_keeps_local_state_out_but_lets_in_what_the_dockerfile_copi
     for source in sources:
         assert not _ignored(source.rstrip("*").rstrip("/") or source, patterns), f"{source} is ignored"
         assert source.endswith("*") or (ROOT / source).exists(), f"{source} is copied but does not exist"
+
+
+def _pins(path: Path) -> dict[str, tuple[str, int]]:
+    """name -> (version, number of hashes) of a hashed lock file."""
+    pins: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", line)
+        if match:
+            name = match[1].lower().replace("_", "-")
+            pins[name] = (match[2], 0)
+        elif "--hash=sha256:" in line:
+            pins[name] = (pins[name][0], pins[name][1] + 1)
+    return pins
+
+
+def test_every_lock_pins_each_package_with_hashes_and_the_locks_agree() -> None:
+    dev, runtime, build = (_pins(ROOT / "requirements" / f) for f in ("constraints.txt", "runtime.txt", "build.txt"))
+    for pins in (dev, runtime, build):
+        assert pins and all(count > 0 for _, count in pins.values()), "a pin without a hash"
+    assert {name: version for name, (version, _) in runtime.items()}.items() <= {
+        name: version for name, (version, _) in dev.items()}.items(), "the image's lock differs from development's"
+    assert {"setuptools", "wheel"} <= set(build)
+
+
+def test_the_dependency_floors_exclude_versions_with_published_advisories(pyproject: dict[str, Any]) -> None:
+    """aiohttp below 3.14.5 has published advisories against its server (request smuggling, unbounded
+    memory and CPU use, no header timeout); the lock must stay above every floor too."""
+    floors = {re.split(r"[<>=!\[ ]", d, maxsplit=1)[0]: d for d in pyproject["project"]["dependencies"]}
+    assert re.search(r">=3\.14\.5\b", floors["aiohttp"]), floors["aiohttp"]
+    version = _pins(ROOT / "requirements" / "runtime.txt")["aiohttp"][0]
+    assert tuple(int(p) for p in version.split(".")[:3]) >= (3, 14, 5)

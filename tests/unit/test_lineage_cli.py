@@ -46,3 +46,13 @@ def test_explain_lists_the_most_likely_cause_first_with_its_reasons() -> None:
     assert "rows -40.0% vs previous" in lines[2]
     assert lines[3] == "   - row count fell 40% from the previous version"
     assert len(lines) == 4
+
+
+def test_a_truncated_answer_says_so_and_how_to_see_more() -> None:
+    graph = {"direction": "upstream", "dataset": ref("a"), "edges": [edge("b", "a", "s")], "truncated": True,
+             "limit": 1}
+    assert render_graph(graph).splitlines()[-1] == (
+        "(truncated: more than 1 datasets or edges; raise --limit, lower --depth, or page with -o json and the "
+        "answer's nextCursor)")
+    explanation = {"dataset": ref("a"), "nodes": [], "truncated": True, "limit": 5}
+    assert "only the nearest 5 upstream datasets were looked at" in render_explain(explanation)

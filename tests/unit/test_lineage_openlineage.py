@@ -135,3 +135,41 @@ def test_other_events_are_kept_raw_without_records() -> None:
     event = _complete()
     event["eventType"] = "OTHER"
     assert parse_run_event(event).records() == []
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-14:00", "1969-12-31T23:59:59Z", "0001-01-01T00:00:00+00:00",
+                                  "2026-11-24T06:00:01Z"])
+def test_an_event_time_before_1970_or_more_than_a_day_ahead_is_refused(when: str) -> None:
+    event = _complete()
+    event["eventTime"] = when
+    with pytest.raises(InvalidEventError, match="eventTime: must be between 1970-01-01T00:00:00Z and "
+                                                r"2026-11-24T06:00:00\+00:00 \(now \+ 1 day\)"):
+        parse_run_event(event, now=T0)
+
+
+@pytest.mark.parametrize("when", ["1970-01-01T00:00:00Z", "2026-11-24T06:00:00Z", "2026-11-24T20:00:00+14:00"])
+def test_an_event_time_from_1970_to_a_day_ahead_is_accepted(when: str) -> None:
+    event = _complete()
+    event["eventTime"] = when
+    assert parse_run_event(event, now=T0).event_time == datetime.fromisoformat(when)
+
+
+def _fan(inputs: int, outputs: int, event_type: str = "COMPLETE") -> dict[str, Any]:
+    event = build_run_event(event_type, run_id="r", pipeline="p", step="s", event_time=T0,
+                            inputs=[DatasetRef("postgres://w", f"in{i}") for i in range(inputs)],
+                            outputs=[DatasetRef("postgres://w", f"out{o}") for o in range(outputs)])
+    return event
+
+
+@pytest.mark.parametrize("event_type", ["COMPLETE", "START"])
+def test_more_than_ten_thousand_edges_in_one_event_are_refused_not_cut(event_type: str) -> None:
+    with pytest.raises(InvalidEventError, match=r"inputs x outputs: at most 10000 lineage edges per event "
+                                                r"\(got 101 distinct inputs x 100 distinct outputs = 10100\)"):
+        parse_run_event(_fan(101, 100, event_type), now=T0)
+
+
+def test_ten_thousand_edges_and_repeated_datasets_are_within_the_limit() -> None:
+    event = _fan(100, 100)
+    event["inputs"] += event["inputs"]  # the same dataset twice is one edge end
+    [edges] = [r for r in parse_run_event(event, now=T0).records() if isinstance(r, EdgeRecord)]
+    assert len(edges.inputs) * len(edges.outputs) == 10_000

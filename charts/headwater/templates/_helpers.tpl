@@ -66,6 +66,20 @@ app.kubernetes.io/component: postgresql
 {{- default (include "headwater.postgresql.fullname" .) .Values.postgresql.existingSecret }}
 {{- end }}
 
+{{/* The Secret holding the lineage API's tokens: api.existingSecret, or the one the chart generates. */}}
+{{- define "headwater.apiTokenSecretName" -}}
+{{- default (printf "%s-api-token" (include "headwater.fullname" .)) .Values.api.existingSecret }}
+{{- end }}
+
+{{/* The bundled PostgreSQL's image: repository@digest, or repository:tag. */}}
+{{- define "headwater.postgresql.image" -}}
+{{- if .Values.postgresql.image.digest }}
+{{- printf "%s@%s" .Values.postgresql.image.repository .Values.postgresql.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.postgresql.image.repository .Values.postgresql.image.tag }}
+{{- end }}
+{{- end }}
+
 {{- define "headwater.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "headwater.fullname" .) .Values.serviceAccount.name }}

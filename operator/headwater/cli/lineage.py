@@ -10,7 +10,7 @@ import urllib.request
 from collections import defaultdict
 from typing import Any
 
-__all__ = ["LineageApiError", "fetch", "render_explain", "render_graph"]
+__all__ = ["LineageApiError", "fetch", "query", "render_explain", "render_graph"]
 
 DEFAULT_API = "http://127.0.0.1:8080"
 
@@ -19,11 +19,14 @@ class LineageApiError(RuntimeError):
     """The API answered with an error (its message is for people) or could not be reached."""
 
 
-def fetch(path: str, *, api: str | None = None, token: str | None = None, **query: Any) -> Any:
-    """GET ``path`` from the lineage API and return the decoded JSON."""
+def fetch(path: str, *, api: str | None = None, token: str | None = None, body: dict[str, Any] | None = None,
+          **query: Any) -> Any:
+    """GET ``path`` from the lineage API (POST ``body`` as JSON when given) and return the decoded JSON."""
     base = (api or os.environ.get("HEADWATER_API_URL") or DEFAULT_API).rstrip("/")
     params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
-    request = urllib.request.Request(f"{base}{path}{'?' + params if params else ''}")
+    data = json.dumps({k: v for k, v in body.items() if v is not None}).encode() if body is not None else None
+    request = urllib.request.Request(f"{base}{path}{'?' + params if params else ''}", data=data,
+                                     headers={"Content-Type": "application/json"} if data is not None else {})
     token = token or os.environ.get("HEADWATER_API_TOKEN")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
@@ -40,8 +43,9 @@ def fetch(path: str, *, api: str | None = None, token: str | None = None, **quer
         raise LineageApiError(f"cannot reach the lineage API at {base}: {exc.reason}") from None
 
 
-def dataset_path(name: str) -> str:
-    return urllib.parse.quote(name, safe="")
+def query(kind: str, dataset: str, *, api: str | None = None, token: str | None = None, **fields: Any) -> Any:
+    """``POST /v1/query/<kind>`` with the dataset in the body: names of any length and content work."""
+    return fetch(f"/v1/query/{kind}", api=api, token=token, body={"name": dataset, **fields})
 
 
 def _label(ref: dict[str, str]) -> str:
@@ -71,6 +75,9 @@ def render_graph(graph: dict[str, Any]) -> str:
     walk(root, "", frozenset({root}))
     if len(lines) == 1:
         lines.append(f"(nothing {'upstream' if upstream else 'downstream'})")
+    if graph.get("truncated"):
+        lines.append(f"(truncated: more than {graph.get('limit')} datasets or edges; raise --limit, lower --depth, "
+                     "or page with -o json and the answer's nextCursor)")
     return "\n".join(lines)
 
 
@@ -99,4 +106,7 @@ def render_explain(explanation: dict[str, Any]) -> str:
         lines.extend(_node_line(rank, node))
     if not suspects:
         lines.append("nothing upstream looks wrong: every producer succeeded, no large row-count or schema change")
+    if explanation.get("truncated"):
+        lines.append(f"(only the nearest {explanation.get('limit')} upstream datasets were looked at; "
+                     "raise --limit or explain a dataset further upstream)")
     return "\n".join(lines)

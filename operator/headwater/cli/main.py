@@ -64,10 +64,9 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     """Query the lineage API and print a tree (or JSON)."""
     from headwater.cli import lineage as lineage_cli  # noqa: PLC0415
 
-    path = {"upstream": "/v1/lineage/upstream/", "downstream": "/v1/lineage/downstream/",
-            "explain": "/v1/explain/"}[args.query] + lineage_cli.dataset_path(args.dataset)
     try:
-        answer = lineage_cli.fetch(path, api=args.api, namespace=args.dataset_namespace, depth=args.depth)
+        answer = lineage_cli.query(args.query, args.dataset, api=args.api, namespace=args.dataset_namespace,
+                                   depth=args.depth, limit=args.limit)
     except lineage_cli.LineageApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -85,7 +84,8 @@ def _cmd_api(args: argparse.Namespace) -> int:
     from headwater.controller.api_server import serve  # noqa: PLC0415
     from headwater.controller.config import load_settings  # noqa: PLC0415
 
-    given = {"database_url": args.database_url, "api_host": args.host, "api_port": args.port, "api_token": args.token}
+    given = {"database_url": args.database_url, "api_host": args.host, "api_port": args.port, "api_token": args.token,
+             "api_write_token": args.write_token, "api_auth_enabled": False if args.no_auth else None}
     return serve(load_settings().model_copy(update={k: v for k, v in given.items() if v is not None}))
 
 
@@ -106,10 +106,13 @@ def _cmd_db_migrate(args: argparse.Namespace) -> int:
 def _add_store_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     api = commands.add_parser("api", help="serve the lineage HTTP API alone")
     api.add_argument("--database-url", default=None, help="default: HEADWATER_DATABASE_URL")
-    api.add_argument("--host", default=None, help="address to listen on (default 0.0.0.0)")
+    api.add_argument("--host", default=None, help="address to listen on (default HEADWATER_API_HOST or 127.0.0.1)")
     api.add_argument("--port", type=int, default=None, help="port (default HEADWATER_API_PORT or 8080)")
-    api.add_argument("--token", default=None, help="bearer token for every route but /healthz "
-                     "(default HEADWATER_API_TOKEN)")
+    api.add_argument("--token", default=None, help="bearer token of the read routes (default HEADWATER_API_TOKEN)")
+    api.add_argument("--write-token", default=None, help="bearer token of POST /api/v1/lineage "
+                     "(default HEADWATER_API_WRITE_TOKEN)")
+    api.add_argument("--no-auth", action="store_true", help="serve every route to anyone who reaches the port "
+                     "(same as HEADWATER_API_AUTH_ENABLED=false; logged as a warning)")
     api.set_defaults(func=_cmd_api)
     db = commands.add_parser("db", help="lineage store administration")
     actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -121,12 +124,14 @@ def _add_store_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 def _add_lineage_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lineage = commands.add_parser("lineage", help="trace a dataset upstream or downstream, or explain it",
                                   description="Query the lineage API (HEADWATER_API_URL, default "
-                                  "http://127.0.0.1:8080; HEADWATER_API_TOKEN when it needs a token).")
+                                  "http://127.0.0.1:8080) with its read token (HEADWATER_API_TOKEN).")
     lineage.add_argument("query", choices=["upstream", "downstream", "explain"])
     lineage.add_argument("dataset", metavar="DATASET", help="dataset name, e.g. analytics.daily_revenue")
     lineage.add_argument("--dataset-namespace", default=None,
                          help="dataset namespace (e.g. postgres://warehouse) when the name alone is ambiguous")
     lineage.add_argument("--depth", type=int, default=None, help="how many hops to follow (1-100, default 20)")
+    lineage.add_argument("--limit", type=int, default=None,
+                         help="at most this many datasets and edges (1-10000, default 1000)")
     lineage.add_argument("-o", "--output", choices=["tree", "json"], default="tree")
     lineage.add_argument("--api", default=None, help="base URL of the lineage API")
     lineage.set_defaults(func=_cmd_lineage)

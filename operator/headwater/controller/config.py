@@ -48,8 +48,31 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="PostgreSQL URL of the lineage store.")
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 disables it.")
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the lineage HTTP API; 0 disables it.")
-    api_host: str = Field(default="0.0.0.0", description="Address the lineage HTTP API listens on.")
-    api_token: str | None = Field(default=None, description="Bearer token the API's read routes require.")
+    api_host: str = Field(
+        default="127.0.0.1",
+        description="Address the lineage HTTP API listens on (in a pod: 0.0.0.0, which the chart sets).",
+    )
+    api_auth_enabled: bool = Field(
+        default=True,
+        description="Require bearer tokens on every API route but the probes; false opens the API to anyone "
+        "who reaches it (logged as a warning at start).",
+    )
+    api_token: str | None = Field(default=None, description="Bearer token of the API's read (query) routes.")
+    api_write_token: str | None = Field(
+        default=None, description="Bearer token of the API's ingest route (POST /api/v1/lineage)."
+    )
+    api_threads: int = Field(
+        default=4, ge=1, le=64,
+        description="Threads (and database connections) of the API's own pool: its store work never runs "
+        "on the threads of the operator's loops.",
+    )
+    api_max_waiting: int = Field(
+        default=64, ge=0, le=10_000, description="Requests that may wait for an API thread; more get 429."
+    )
+    api_statement_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="statement_timeout of the API's database connections: a longer query answers 422.",
+    )
     openlineage_url: str | None = Field(
         default=None, description="Endpoint (e.g. Marquez's /api/v1/lineage) that receives a RunEvent per step."
     )

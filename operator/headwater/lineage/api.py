@@ -1,12 +1,19 @@
 """The lineage HTTP API (aiohttp): upstream, downstream, explain, datasets, runs and OpenLineage ingest.
 
+Secure and bounded by default.  Every route but the probes (``/livez``, ``/healthz``, ``/readyz``,
+``/metrics``) needs ``Authorization: Bearer <token>``: the read token for queries, the write token for
+``POST /api/v1/lineage`` (:class:`ApiAuth`; a server without the token of a route refuses it).  Graph
+answers are pages of at most ``limit`` nodes and edges (``truncated``, ``nextCursor``).  Store work and
+the JSON encoding of answers run on the API's own threads (:class:`Workers`), never on the event loop or
+its default executor, so slow queries cannot delay the operator's loops; at most ``max_waiting``
+requests wait for a thread (429 beyond).
+
 Datasets in URLs: the dataset **name** is the rest of the path, percent-encoded as one segment
 (``raw.orders``, ``a%2Fb`` for ``a/b``); its OpenLineage **namespace** is the optional
-``?namespace=`` query parameter.  Without it the name must be unique: a name found in several
-namespaces answers 409 ``ambiguous_dataset`` listing the candidates.  Errors are
-``{"error": {"code": ..., "message": ...}}``.  With a token, every route but ``/healthz`` needs
-``Authorization: Bearer <token>`` (401 otherwise).  The store is synchronous; handlers call it in
-worker threads.  Serving it (in the operator or alone) is :mod:`headwater.controller.api_server`.
+``?namespace=`` query parameter.  Names too long for a URL are asked with ``POST /v1/query/...`` and a
+JSON body.  Without a namespace the name must be unique (409 ``ambiguous_dataset`` otherwise).  Errors
+are ``{"error": {"code": ..., "message": ...}}``; docs/lineage.md lists them.  Serving the API (in the
+operator or alone) is :mod:`headwater.controller.api_server`.
 """
 
 from __future__ import annotations
@@ -15,8 +22,12 @@ import asyncio
 import hmac
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final
 
 import psycopg
 from aiohttp import web
@@ -24,36 +35,105 @@ from aiohttp import web
 from headwater.lineage.openlineage import InvalidEventError
 from headwater.lineage.queries import (
     DEFAULT_DEPTH,
+    DEFAULT_LIMIT,
     MAX_DEPTH,
+    MAX_LIMIT,
     AmbiguousDatasetError,
+    BadCursorError,
+    Cursor,
     DatasetNotFoundError,
-    Direction,
     RunNotFoundError,
 )
 from headwater.lineage.records import jsonable
 from headwater.lineage.store import LineageStore
 
-__all__ = ["STORE", "create_app", "start_api", "waiting_app"]
+__all__ = ["INGEST_PATH", "MAX_BODY", "OPEN_PATHS", "STORE", "ApiAuth", "Workers", "create_app", "start_api",
+           "waiting_app"]
 
 log = logging.getLogger(__name__)
 
 STORE: Final = web.AppKey("store", LineageStore)
-_TOKEN: Final = web.AppKey("token", str)
-_OPEN_PATHS: Final = frozenset({"/healthz"})
-_MAX_BODY: Final = 4 * 1024 * 1024
-T = TypeVar("T")
+OPEN_PATHS: Final = frozenset({"/livez", "/healthz", "/readyz", "/metrics"})
+INGEST_PATH: Final = "/api/v1/lineage"
+MAX_BODY: Final = 4 * 1024 * 1024
+DEFAULT_MAX_WAITING: Final = 64
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class ApiAuth:
+    """Who may do what: the read token queries, the write token ingests; neither does the other's work.
+
+    ``enabled=False`` opens every route to anyone who reaches the port (an explicit choice)."""
+
+    read_token: str | None = None
+    write_token: str | None = None
+    enabled: bool = True
+
+    def warnings(self) -> list[str]:
+        """What an operator of the server should hear at start."""
+        if not self.enabled:
+            return ["the lineage API runs WITHOUT authentication (auth disabled): anyone who reaches its port "
+                    "can read lineage and step errors and ingest events"]
+        return [f"no {what} token is set ({env}): the API refuses every {routes}"
+                for token, what, env, routes in [
+                    (self.read_token, "read", "HEADWATER_API_TOKEN", "query"),
+                    (self.write_token, "write", "HEADWATER_API_WRITE_TOKEN", "ingest (POST /api/v1/lineage)")]
+                if not token]
+
+
+_AUTH: Final = web.AppKey("auth", ApiAuth)
 
 
 class BadRequestError(ValueError):
     """A request parameter or body is not acceptable; the message says which and why."""
 
 
+class TooBusyError(RuntimeError):
+    """More requests wait for the API's threads than it queues."""
+
+
+class Workers:
+    """The API's own threads: at most ``threads`` store calls at once, at most ``max_waiting`` queued."""
+
+    def __init__(self, threads: int, max_waiting: int = DEFAULT_MAX_WAITING) -> None:
+        self.threads, self.max_waiting = threads, max_waiting
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lineage-api")
+        self._lock = threading.Lock()
+        self._admitted = 0
+
+    def _done(self, _: object) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    async def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``function(*args, **kwargs)`` on a worker thread; :class:`TooBusyError` when the queue is full."""
+        with self._lock:
+            if self._admitted >= self.threads + self.max_waiting:
+                raise TooBusyError(f"at most {self.threads} lineage queries run and {self.max_waiting} wait at "
+                                   "once; try again shortly")
+            self._admitted += 1
+        try:
+            future = self._executor.submit(partial(function, *args, **kwargs))
+        except BaseException:
+            self._done(None)
+            raise
+        # Counted until the thread is done, even when the client has gone and the handler was cancelled.
+        future.add_done_callback(self._done)
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+_WORKERS: Final = web.AppKey("workers", Workers)
+
+
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
-_HTTP_CODES: Final = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+_HTTP_CODES: Final = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                       413: "body_too_large", 415: "unsupported_media_type"}
 
 
@@ -73,8 +153,19 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(409, "ambiguous_dataset", str(exc), candidates=candidates)
     except InvalidEventError as exc:
         return _error(400, "invalid_event", str(exc), details=exc.errors)
-    except BadRequestError as exc:
+    except (BadRequestError, BadCursorError) as exc:
         return _error(400, "bad_request", str(exc))
+    except TooBusyError as exc:
+        response = _error(429, "too_many_requests", str(exc))
+        response.headers["Retry-After"] = "1"
+        return response
+    except psycopg.errors.QueryCanceled:
+        timeout = request.app[STORE].statement_timeout
+        if request.path == INGEST_PATH:
+            return _error(503, "store_busy", f"storing the event took longer than the store's statement_timeout "
+                                             f"({timeout:g} s); try again later")
+        return _error(422, "query_timeout", f"the query ran longer than the API's statement_timeout ({timeout:g} s); "
+                                            "ask for less: a smaller depth or limit")
     except psycopg.OperationalError:
         log.exception("Lineage store unavailable for %s %s", request.method, request.path)
         return _error(503, "store_unavailable", "the lineage store is not reachable; try again later")
@@ -83,107 +174,169 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(500, "internal", "internal error; see the API server's log")
 
 
+def _bearer(request: web.Request) -> bytes:
+    return request.headers.get("Authorization", "").encode(errors="replace")
+
+
+def _is(given: bytes, token: str | None) -> bool:
+    return token is not None and hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.app.get(_TOKEN)
-    if token and request.path not in _OPEN_PATHS:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            response = _error(401, "unauthorized", "an 'Authorization: Bearer <token>' header is required")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="headwater"'
-            return response
-    return await handler(request)
+    auth = request.app[_AUTH]
+    if not auth.enabled or request.path in OPEN_PATHS:
+        return await handler(request)
+    write = request.path == INGEST_PATH
+    needed, other = (auth.write_token, auth.read_token) if write else (auth.read_token, auth.write_token)
+    what = "write (ingest)" if write else "read"
+    given = _bearer(request)
+    if _is(given, needed):
+        return await handler(request)
+    if _is(given, other):
+        return _error(403, "forbidden", f"this route needs the {what} token; the token given may not "
+                                        f"{'ingest' if write else 'read'}")
+    message = (f"an 'Authorization: Bearer <{what} token>' header is required" if needed
+               else f"this server has no {what} token configured, so it refuses every such request")
+    response = _error(401, "unauthorized", message)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="headwater"'
+    return response
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise BadRequestError(f"{name} must be an integer between {low} and {high} (got {raw[:32]!r})")
+def _int(raw: object, name: str, low: int, high: int) -> int:
+    value = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+    if isinstance(raw, str):
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+    if value is None or not low <= value <= high:
+        shown = raw[:32] if isinstance(raw, str) else raw
+        raise BadRequestError(f"{name} must be an integer between {low} and {high} (got {shown!r})")
     return value
 
 
-def _dataset_args(request: web.Request) -> tuple[str, str | None]:
-    namespace = request.query.get("namespace")
-    if namespace == "":
-        raise BadRequestError("namespace, when given, must not be empty")
-    return request.match_info["name"], namespace
+def _text(raw: object, name: str, *, required: bool) -> str | None:
+    if raw is None and not required:
+        return None
+    if not isinstance(raw, str) or not raw:
+        raise BadRequestError(f"{name} must be a non-empty string" + ("" if required else ", when given"))
+    return raw
 
 
-async def _call(method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a (blocking) store method in a worker thread."""
-    return await asyncio.to_thread(method, *args, **kwargs)
+@dataclass(frozen=True)
+class _Query:
+    """What a dataset query asks: from the path and query string (GET) or from a JSON body (POST)."""
 
+    name: str
+    namespace: str | None
+    depth: int
+    limit: int
+    cursor: Cursor | None
 
-def _ok(value: object, status: int = 200) -> web.Response:
-    return web.json_response(jsonable(value), status=status)
-
-
-async def _graph(request: web.Request, direction: Direction) -> web.Response:
-    name, namespace = _dataset_args(request)
-    depth = _int_param(request, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
-    store = request.app[STORE]
-    method = store.upstream if direction == "upstream" else store.downstream
-    return _ok(await _call(method, name, namespace=namespace, depth=depth))
-
-
-async def _upstream(request: web.Request) -> web.Response:
-    return await _graph(request, "upstream")
-
-
-async def _downstream(request: web.Request) -> web.Response:
-    return await _graph(request, "downstream")
-
-
-async def _explain(request: web.Request) -> web.Response:
-    name, namespace = _dataset_args(request)
-    depth = _int_param(request, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
-    return _ok(await _call(request.app[STORE].explain, name, namespace=namespace, depth=depth))
-
-
-async def _datasets(request: web.Request) -> web.Response:
-    limit = _int_param(request, "limit", 1000, 1, 10_000)
-    offset = _int_param(request, "offset", 0, 0, 2**31 - 1)
-    items = await _call(request.app[STORE].datasets, limit=limit, offset=offset)
-    return _ok({"datasets": items, "limit": limit, "offset": offset})
-
-
-async def _dataset(request: web.Request) -> web.Response:
-    name, namespace = _dataset_args(request)
-    return _ok(await _call(request.app[STORE].dataset, name, namespace=namespace))
-
-
-async def _run(request: web.Request) -> web.Response:
-    return _ok(await _call(request.app[STORE].run, request.match_info["id"]))
+    @classmethod
+    def parse(cls, fields: dict[str, Any], name: object) -> _Query:
+        cursor = _text(fields.get("cursor"), "cursor", required=False)
+        return cls(
+            name=str(_text(name, "name", required=True)),
+            namespace=_text(fields.get("namespace"), "namespace", required=False),
+            depth=_int(fields.get("depth", DEFAULT_DEPTH), "depth", 1, MAX_DEPTH),
+            limit=_int(fields.get("limit", DEFAULT_LIMIT), "limit", 1, MAX_LIMIT),
+            cursor=Cursor.decode(cursor) if cursor is not None else None,
+        )
 
 
 def _reject_constant(name: str) -> None:
     raise BadRequestError(f"body: {name} is not valid JSON")
 
 
-async def _ingest(request: web.Request) -> web.Response:
-    """POST /api/v1/lineage: one OpenLineage RunEvent, stored whole or not at all."""
-    body = await request.read()
+def _decode(body: bytes) -> Any:
     try:
-        event = json.loads(body, parse_constant=_reject_constant)
+        return json.loads(body, parse_constant=_reject_constant)
+    except BadRequestError:
+        raise
     except (ValueError, RecursionError) as exc:
-        if isinstance(exc, BadRequestError):
-            raise
         raise BadRequestError(f"body: not a JSON document ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+async def _query(request: web.Request) -> _Query:
+    if request.method == "GET":
+        return _Query.parse(dict(request.query), request.match_info["name"])
+    fields = await request.app[_WORKERS].run(_decode, await request.read())
+    if not isinstance(fields, dict):
+        raise BadRequestError("body: must be a JSON object such as {\"name\": \"raw.orders\"}")
+    unknown = sorted(set(fields) - {"name", "namespace", "depth", "limit", "cursor"})
+    if unknown:
+        raise BadRequestError(f"body: unknown fields {', '.join(map(repr, unknown))[:200]}")
+    return _Query.parse(fields, fields.get("name"))
+
+
+def _encoded(function: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+    """Call the store and encode its answer, both on a worker thread (a large answer is CPU work too)."""
+    return json.dumps(jsonable(function(*args, **kwargs))).encode()
+
+
+async def _answer(request: web.Request, function: Callable[..., Any], *args: Any, status: int = 200,
+                  **kwargs: Any) -> web.Response:
+    body = await request.app[_WORKERS].run(_encoded, function, *args, **kwargs)
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+async def _upstream(request: web.Request) -> web.Response:
+    q = await _query(request)
+    return await _answer(request, request.app[STORE].upstream, q.name, namespace=q.namespace, depth=q.depth,
+                         limit=q.limit, cursor=q.cursor)
+
+
+async def _downstream(request: web.Request) -> web.Response:
+    q = await _query(request)
+    return await _answer(request, request.app[STORE].downstream, q.name, namespace=q.namespace, depth=q.depth,
+                         limit=q.limit, cursor=q.cursor)
+
+
+async def _explain(request: web.Request) -> web.Response:
+    q = await _query(request)
+    if q.cursor is not None:
+        raise BadRequestError("cursor: explain ranks the nearest datasets and has no further pages; "
+                              "explain a dataset further upstream instead")
+    return await _answer(request, request.app[STORE].explain, q.name, namespace=q.namespace, depth=q.depth,
+                         limit=q.limit)
+
+
+async def _dataset(request: web.Request) -> web.Response:
+    q = await _query(request)
+    return await _answer(request, request.app[STORE].dataset, q.name, namespace=q.namespace)
+
+
+def _listing(store: LineageStore, limit: int, offset: int) -> dict[str, Any]:
+    return {"datasets": store.datasets(limit=limit, offset=offset), "limit": limit, "offset": offset}
+
+
+async def _datasets(request: web.Request) -> web.Response:
+    limit = _int(request.query.get("limit", DEFAULT_LIMIT), "limit", 1, MAX_LIMIT)
+    offset = _int(request.query.get("offset", 0), "offset", 0, 2**31 - 1)
+    return await _answer(request, _listing, request.app[STORE], limit, offset)
+
+
+async def _run(request: web.Request) -> web.Response:
+    return await _answer(request, request.app[STORE].run, request.match_info["id"])
+
+
+def _ingest_body(store: LineageStore, body: bytes) -> Any:
+    event = _decode(body)
     try:
-        result = await _call(request.app[STORE].ingest_openlineage, event)
+        return store.ingest_openlineage(event)
     except RecursionError:
         raise BadRequestError("body: nested too deeply") from None
-    return _ok(result, status=201)
+
+
+async def _ingest(request: web.Request) -> web.Response:
+    """POST /api/v1/lineage: one OpenLineage RunEvent, stored whole or not at all."""
+    return await _answer(request, _ingest_body, request.app[STORE], await request.read(), status=201)
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    if await _call(request.app[STORE].ping):
+    if await request.app[_WORKERS].run(request.app[STORE].ping):
         return web.json_response({"status": "ok"})
     return _error(503, "store_unavailable", "the lineage store is not reachable")
 
@@ -204,32 +357,46 @@ def waiting_app() -> web.Application:
     return app
 
 
-def create_app(store: LineageStore, *, token: str | None = None, max_body_bytes: int = _MAX_BODY
-               ) -> web.Application:
-    """The API over ``store``; with ``token``, every route but /healthz needs that bearer token."""
+def create_app(store: LineageStore, *, auth: ApiAuth | None = None, max_body_bytes: int = MAX_BODY,
+               threads: int | None = None, max_waiting: int = DEFAULT_MAX_WAITING) -> web.Application:
+    """The API over ``store``.  ``auth`` defaults to required tokens with none set: only the probes answer.
+
+    ``threads`` (default: the store's pool size) run the store calls; ``max_waiting`` more may queue."""
     app = web.Application(middlewares=[_errors, _auth], client_max_size=max_body_bytes)
     app[STORE] = store
-    if token:
-        app[_TOKEN] = token
-    app.router.add_get("/healthz", _healthz)
+    app[_AUTH] = auth or ApiAuth()
+    workers = Workers(threads or store.max_size, max_waiting)
+    app[_WORKERS] = workers
+
+    async def close_workers(_: web.Application) -> None:
+        workers.close()
+
+    app.on_cleanup.append(close_workers)
+    any_name = "{name:[\\s\\S]+}"  # a newline is a character like any other in a dataset name
     app.router.add_get("/livez", _livez)
-    app.router.add_get("/v1/lineage/upstream/{name:.+}", _upstream)
-    app.router.add_get("/v1/lineage/downstream/{name:.+}", _downstream)
-    app.router.add_get("/v1/explain/{name:.+}", _explain)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _healthz)
+    app.router.add_get(f"/v1/lineage/upstream/{any_name}", _upstream)
+    app.router.add_get(f"/v1/lineage/downstream/{any_name}", _downstream)
+    app.router.add_get(f"/v1/explain/{any_name}", _explain)
     app.router.add_get("/v1/datasets", _datasets)
-    app.router.add_get("/v1/datasets/{name:.+}", _dataset)
-    app.router.add_get("/v1/runs/{id:.+}", _run)
-    app.router.add_post("/api/v1/lineage", _ingest)
+    app.router.add_get(f"/v1/datasets/{any_name}", _dataset)
+    app.router.add_get("/v1/runs/{id:[\\s\\S]+}", _run)
+    app.router.add_post("/v1/query/upstream", _upstream)
+    app.router.add_post("/v1/query/downstream", _downstream)
+    app.router.add_post("/v1/query/explain", _explain)
+    app.router.add_post("/v1/query/dataset", _dataset)
+    app.router.add_post(INGEST_PATH, _ingest)
     return app
 
 
-async def start_api(store: LineageStore | None, *, host: str, port: int, token: str | None = None
-                    ) -> web.AppRunner:
+async def start_api(store: LineageStore | None, *, host: str, port: int, auth: ApiAuth | None = None,
+                    max_waiting: int = DEFAULT_MAX_WAITING) -> web.AppRunner:
     """Serve the API in the running event loop (e.g. the operator's); ``await runner.cleanup()`` stops it.
 
     Without a store (not reachable yet) only /livez answers, so a liveness probe never restarts an
     operator whose database is away."""
-    app = waiting_app() if store is None else create_app(store, token=token)
+    app = waiting_app() if store is None else create_app(store, auth=auth, max_waiting=max_waiting)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

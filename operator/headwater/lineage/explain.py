@@ -12,7 +12,9 @@ stale / never       20  the latest write is older than ``stale_after``, or a pro
 ======================  =====================================================================
 
 Nodes are ordered by score, then by the number of signals, then deepest first (the further
-upstream, the closer to the origin of a problem that propagates down), then by name.
+upstream, the closer to the origin of a problem that propagates down), then by name.  At most
+``limit`` upstream datasets are scored, the nearest first (``truncated`` says when there were more),
+and at most :data:`MAX_PRODUCERS` producing jobs per dataset.
 """
 
 from __future__ import annotations
@@ -24,11 +26,20 @@ from typing import Any, Final
 
 import psycopg
 
-from headwater.lineage.queries import DEFAULT_DEPTH, LineageEdge, VersionInfo, check_depth, resolve, subgraph
+from headwater.lineage.queries import (
+    DEFAULT_DEPTH,
+    DEFAULT_LIMIT,
+    LineageEdge,
+    VersionInfo,
+    check_depth,
+    check_limit,
+    resolve,
+    subgraph,
+)
 from headwater.lineage.records import DatasetRef
 
 __all__ = [
-    "DEFAULT_STALE_AFTER", "DROP_THRESHOLD_PCT", "ExplainNode", "Explanation", "NodeFacts", "Reason",
+    "DEFAULT_STALE_AFTER", "DROP_THRESHOLD_PCT", "MAX_PRODUCERS", "ExplainNode", "Explanation", "NodeFacts", "Reason",
     "StepOutcome", "explain", "rank", "score",
 ]
 
@@ -36,6 +47,7 @@ Conn = psycopg.Connection[Any]
 DEFAULT_STALE_AFTER: Final = timedelta(hours=24)
 DROP_THRESHOLD_PCT: Final = 20.0
 SPIKE_THRESHOLD_PCT: Final = 100.0
+MAX_PRODUCERS: Final = 20
 _PROBLEM_PHASES: Final = {"Failed": ("producer_failed", 100.0), "Skipped": ("producer_skipped", 90.0),
                           "Cancelled": ("producer_skipped", 90.0)}
 
@@ -93,6 +105,8 @@ class Explanation:
     depth: int
     nodes: tuple[ExplainNode, ...]
     edges: tuple[LineageEdge, ...]
+    limit: int = DEFAULT_LIMIT
+    truncated: bool = False
 
 
 def _change_pct(latest: VersionInfo | None, previous: VersionInfo | None) -> float | None:
@@ -166,8 +180,11 @@ LEFT JOIN pipeline_runs r ON r.id = v.run_id
 ORDER BY n.id, v.written_at DESC, v.id DESC
 """
 _PRODUCER_JOBS = """
-SELECT DISTINCT e.output_id, j.pipeline, j.step
-FROM lineage_edges e JOIN jobs j ON j.id = e.job_id WHERE e.output_id = ANY(%s)
+SELECT n.id, p.pipeline, p.step FROM unnest(%s::bigint[]) AS n (id)
+CROSS JOIN LATERAL (
+    SELECT DISTINCT j.pipeline, j.step FROM lineage_edges e JOIN jobs j ON j.id = e.job_id
+    WHERE e.output_id = n.id ORDER BY 1, 2 LIMIT %s
+) p
 """
 _LATEST_STEP_RUNS = """
 SELECT x.id, x.pipeline, x.step, s.run_id, s.phase, s.error, s.finished_at
@@ -188,7 +205,7 @@ def _versions(conn: Conn, ids: list[int]) -> dict[int, list[tuple[VersionInfo, s
 
 def _producers(conn: Conn, ids: list[int], versions: dict[int, list[tuple[VersionInfo, str | None]]]
                ) -> tuple[dict[int, list[StepOutcome]], set[int]]:
-    jobs = {(int(i), str(p), str(s)) for i, p, s in conn.execute(_PRODUCER_JOBS, (ids,)).fetchall()}
+    jobs = {(int(i), str(p), str(s)) for i, p, s in conn.execute(_PRODUCER_JOBS, (ids, MAX_PRODUCERS)).fetchall()}
     with_edges = {i for i, _, _ in jobs}
     jobs |= {(i, v[0][0].pipeline, v[0][0].step) for i, v in versions.items() if v}
     ordered = sorted(jobs)
@@ -201,10 +218,12 @@ def _producers(conn: Conn, ids: list[int], versions: dict[int, list[tuple[Versio
 
 
 def explain(conn: Conn, name: str, *, namespace: str | None = None, depth: int = DEFAULT_DEPTH,
-            now: datetime, stale_after: timedelta = DEFAULT_STALE_AFTER) -> Explanation:
+            now: datetime, stale_after: timedelta = DEFAULT_STALE_AFTER, limit: int = DEFAULT_LIMIT) -> Explanation:
     """The upstream tree of a dataset (itself at depth 0), most likely cause of a problem first."""
+    check_depth(depth)
+    check_limit(limit)
     root, ref = resolve(conn, name, namespace)
-    graph, nodes = subgraph(conn, root, ref, "upstream", check_depth(depth))
+    graph, nodes = subgraph(conn, root, ref, "upstream", depth, limit)
     ids = list(nodes)
     versions = _versions(conn, ids)
     producers, with_edges = _producers(conn, ids, versions)
@@ -216,4 +235,4 @@ def explain(conn: Conn, name: str, *, namespace: str | None = None, depth: int =
             run_phase=history[0][1], producers=tuple(producers[node_id]), has_producer=node_id in with_edges,
         )
         scored.append(score(facts, now, stale_after))
-    return Explanation(graph.dataset, now, depth, tuple(rank(scored)), graph.edges)
+    return Explanation(graph.dataset, now, depth, tuple(rank(scored)), graph.edges, limit, graph.truncated)

@@ -131,10 +131,28 @@ CREATE TRIGGER openlineage_events_append_only BEFORE UPDATE ON openlineage_event
     FOR EACH ROW EXECUTE FUNCTION hw_refuse_update();
 """
 
+# Python (and so psycopg) reads dates up to 9999-12-31 only, in the session's time zone: a row after that
+# makes every read that meets it fail.  Events were not bounded before this migration, so times outside
+# [1970, now] are brought into it, and the database refuses such times from now on.
+_TIMES: Final = (("openlineage_events", "event_time"), ("pipeline_runs", "started_at"),
+                 ("pipeline_runs", "finished_at"), ("step_runs", "started_at"), ("step_runs", "finished_at"),
+                 ("lineage_edges", "first_seen"), ("lineage_edges", "last_seen"),
+                 ("dataset_versions", "written_at"))
+_LOW, _HIGH = "'1970-01-01 00:00:00+00'", "'9999-01-01 00:00:00+00'"
+_TIME_BOUNDS_SQL = "\n".join([
+    "ALTER TABLE openlineage_events DISABLE TRIGGER openlineage_events_append_only;",
+    *(f"UPDATE {table} SET {column} = least(greatest({column}, {_LOW}), now()) "
+      f"WHERE {column} < {_LOW} OR {column} > now() + interval '1 day';" for table, column in _TIMES),
+    "ALTER TABLE openlineage_events ENABLE TRIGGER openlineage_events_append_only;",
+    *(f"ALTER TABLE {table} ADD CONSTRAINT {table}_{column}_range "
+      f"CHECK ({column} >= {_LOW} AND {column} < {_HIGH});" for table, column in _TIMES),
+])
+
 MIGRATIONS: Final = (
     Migration(1, "runs and step runs", _RUNS_SQL),
     Migration(2, "datasets, jobs, lineage edges and dataset versions", _LINEAGE_SQL),
     Migration(3, "raw OpenLineage events", _OPENLINEAGE_SQL),
+    Migration(4, "every stored time readable: from 1970 to before 9999", _TIME_BOUNDS_SQL),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

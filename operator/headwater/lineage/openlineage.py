@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from headwater.lineage.records import (
@@ -30,8 +30,8 @@ from headwater.lineage.records import (
 from headwater.lineage.validation import Checker, InvalidEventError
 
 __all__ = [
-    "EVENT_TYPES", "PRODUCER", "InvalidEventError", "OutputDataset", "ParsedEvent", "build_run_event",
-    "parse_run_event", "schema_fingerprint", "step_run_uuid",
+    "EVENT_TYPES", "MAX_EDGES", "MAX_EVENT_AHEAD", "PRODUCER", "InvalidEventError", "OutputDataset",
+    "ParsedEvent", "build_run_event", "parse_run_event", "schema_fingerprint", "step_run_uuid",
 ]
 
 EVENT_TYPES: Final = ("START", "RUNNING", "COMPLETE", "FAIL", "ABORT", "OTHER")
@@ -40,6 +40,10 @@ _PHASES: Final = {"START": "Running", "RUNNING": "Running", "COMPLETE": "Succeed
 PRODUCER: Final = "https://headwater.dev/operator"
 _SPEC: Final = "https://openlineage.io/spec"
 _RUN_EVENT_SCHEMA: Final = f"{_SPEC}/2-0-2/OpenLineage.json#/$defs/RunEvent"
+MAX_EDGES: Final = 10_000
+"""At most this many lineage edges (distinct inputs x distinct outputs) per event: more is refused, never cut."""
+MAX_EVENT_AHEAD: Final = timedelta(days=1)
+"""How far in the future an eventTime may be (clocks drift; a year 9999 does not)."""
 RUN_ID_NAMESPACE: Final = uuid.UUID("5b0c3c1e-3d5e-5a8e-9a57-6865616477a1")
 """uuid5 namespace of the OpenLineage run ids of Headwater steps and runs (never change it)."""
 
@@ -107,13 +111,16 @@ def schema_fingerprint(fields: Sequence[Mapping[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(canon(fields), separators=(",", ":")).encode()).hexdigest()
 
 
-def parse_run_event(event: object) -> ParsedEvent:
-    """Validate an OpenLineage RunEvent strictly; raise :class:`InvalidEventError` naming every bad field."""
+def parse_run_event(event: object, *, now: datetime | None = None) -> ParsedEvent:
+    """Validate an OpenLineage RunEvent strictly; raise :class:`InvalidEventError` naming every bad field.
+
+    Bounds: ``eventTime`` from 1970 to ``now`` + :data:`MAX_EVENT_AHEAD`; at most :data:`MAX_EDGES`
+    edges (distinct inputs x distinct outputs), whatever the event type."""
     check = Checker()
     root = check.obj(event, "")
     check.storable(event, "")
     event_type = check.choice(root, "eventType", EVENT_TYPES)
-    event_time = check.timestamp(root, "eventTime")
+    event_time = check.timestamp(root, "eventTime", (now or datetime.now(UTC)) + MAX_EVENT_AHEAD)
     check.string(root, "producer")
     check.string(root, "schemaURL", required=False)
     run = check.obj(root.get("run"), "run") if "run" in root else check.missing("run")
@@ -125,12 +132,20 @@ def parse_run_event(event: object) -> ParsedEvent:
     inputs = [_dataset(check, item, f"inputs[{i}]") for i, item in enumerate(check.array(root, "inputs"))]
     outputs = [_output(check, item, f"outputs[{i}]") for i, item in enumerate(check.array(root, "outputs"))]
     error = _error_message(run)
+    _check_edges(check, {d for d in inputs if d}, {o.dataset for o in outputs if o})
     check.raise_if_any()
     return ParsedEvent(
         event_type=event_type, event_time=event_time, run_id=run_id, job_namespace=job_namespace,
         job_name=job_name, inputs=tuple(d for d in inputs if d is not None),
         outputs=tuple(o for o in outputs if o is not None), error=error, raw=root,
     )
+
+
+def _check_edges(check: Checker, inputs: set[DatasetRef], outputs: set[DatasetRef]) -> None:
+    edges = len(inputs) * len(outputs)
+    if edges > MAX_EDGES:
+        check.fail("inputs x outputs", f"at most {MAX_EDGES} lineage edges per event (got {len(inputs)} distinct "
+                                       f"inputs x {len(outputs)} distinct outputs = {edges}); send several events")
 
 
 def _dataset(check: Checker, item: object, path: str) -> DatasetRef | None:

@@ -3,11 +3,16 @@
 Traversal walks the deduplicated ``lineage_edges`` table with a recursive CTE whose ``UNION``
 (not ``UNION ALL``) drops repeated (dataset, depth) pairs: the work is bounded by
 datasets x depth however many runs recorded an edge, and a cycle ends at the depth limit.
-Each dataset is reported once, at its smallest depth.
+Each dataset is reported once, at its smallest depth.  Every answer is bounded: a graph carries at
+most ``limit`` nodes and ``limit`` edges per page (``truncated`` and a ``next_cursor`` to go on),
+dataset details and runs at most :data:`MAX_JOBS` jobs and :data:`MAX_STEPS` steps.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -17,16 +22,23 @@ import psycopg
 from headwater.lineage.records import DatasetRef, dataset_key
 
 __all__ = [
-    "DEFAULT_DEPTH", "MAX_DEPTH", "AmbiguousDatasetError", "DatasetDetail", "DatasetNotFoundError",
+    "DEFAULT_DEPTH", "DEFAULT_LIMIT", "MAX_DEPTH", "MAX_JOBS", "MAX_LIMIT", "MAX_STEPS", "AmbiguousDatasetError",
+    "BadCursorError", "Cursor", "DatasetDetail", "DatasetNotFoundError",
     "DatasetSummary", "Direction", "JobRef", "LineageEdge", "LineageGraph", "LineageNode", "RunDetail",
-    "RunNotFoundError", "StepDetail", "VersionInfo", "check_depth", "dataset_detail", "datasets",
-    "resolve", "run_detail", "subgraph", "traverse", "walk",
+    "RunNotFoundError", "StepDetail", "VersionInfo", "check_depth", "check_limit", "dataset_detail", "datasets",
+    "resolve", "run_detail", "storable", "subgraph", "traverse", "walk",
 ]
 
 Conn = psycopg.Connection[Any]
 Direction = Literal["upstream", "downstream"]
 DEFAULT_DEPTH: Final = 20
 MAX_DEPTH: Final = 100
+DEFAULT_LIMIT: Final = 1000
+MAX_LIMIT: Final = 10_000
+MAX_JOBS: Final = 1000
+"""At most this many producing and as many consuming jobs in a dataset's detail."""
+MAX_STEPS: Final = 1000
+"""At most this many steps in a run's detail."""
 
 
 class DatasetNotFoundError(LookupError):
@@ -47,6 +59,48 @@ class AmbiguousDatasetError(LookupError):
 class RunNotFoundError(LookupError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run with id {run_id!r}")
+
+
+class BadCursorError(ValueError):
+    """A cursor that this server did not hand out (or that was changed)."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page of a graph starts: after node (depth, id) and after edge (input, job, output).
+
+    ``None`` means from the start; a list already finished is marked done.  Positions are row ids, so
+    pages stay consistent while the graph grows (new rows land on later pages or not at all)."""
+
+    node_after: tuple[int, int] | None = None
+    nodes_done: bool = False
+    edge_after: tuple[int, int, int] | None = None
+    edges_done: bool = False
+
+    def encode(self) -> str:
+        state = {"n": "done" if self.nodes_done else self.node_after,
+                 "e": "done" if self.edges_done else self.edge_after}
+        return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            state = json.loads(raw)
+            nodes, edges = state["n"], state["e"]
+            return cls(_position(nodes, 2), nodes == "done",  # type: ignore[arg-type]
+                       _position(edges, 3), edges == "done")  # type: ignore[arg-type]
+        except (ValueError, TypeError, KeyError, binascii.Error):
+            raise BadCursorError("cursor: not a cursor this API handed out (pass nextCursor unchanged)") from None
+
+
+def _position(value: object, size: int) -> tuple[int, ...] | None:
+    if value is None or value == "done":
+        return None
+    if (isinstance(value, list) and len(value) == size
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in value)):
+        return tuple(value)
+    raise ValueError("bad position")
 
 
 @dataclass(frozen=True)
@@ -76,11 +130,16 @@ class LineageEdge:
 
 @dataclass(frozen=True)
 class LineageGraph:
+    """One page of the graph around ``dataset``; ``truncated`` with a ``next_cursor`` when more follows."""
+
     dataset: DatasetRef
     direction: Direction
     depth: int
     nodes: tuple[LineageNode, ...]
     edges: tuple[LineageEdge, ...]
+    limit: int = DEFAULT_LIMIT
+    truncated: bool = False
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +168,7 @@ class DatasetDetail:
     producers: tuple[JobRef, ...]
     consumers: tuple[JobRef, ...]
     versions: tuple[VersionInfo, ...]
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +193,7 @@ class RunDetail:
     started_at: datetime | None
     finished_at: datetime | None
     steps: tuple[StepDetail, ...]
+    truncated: bool = False
 
 
 def check_depth(depth: int) -> int:
@@ -141,8 +202,25 @@ def check_depth(depth: int) -> int:
     return depth
 
 
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT} (got {limit})")
+    return limit
+
+
+def storable(text: str) -> bool:
+    """Whether PostgreSQL text can hold ``text`` (no NUL, no unpaired surrogate): if not, nothing is named so."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in text
+
+
 def resolve(conn: Conn, name: str, namespace: str | None = None) -> tuple[int, DatasetRef]:
     """The id of a dataset named ``name`` (in ``namespace``; without one, the name must be unique)."""
+    if not storable(name) or (namespace is not None and not storable(namespace)):
+        raise DatasetNotFoundError(name, namespace)
     if namespace is not None:
         row = conn.execute("SELECT id FROM datasets WHERE ident = %s",
                            (dataset_key(namespace, name),)).fetchone() if namespace and name else None
@@ -177,16 +255,21 @@ WITH RECURSIVE walk (id, depth) AS (
 )
 SELECT w.id, min(w.depth) FROM walk w GROUP BY w.id
 """
-_EDGES_UP = """
-SELECT e.input_id, e.output_id, j.pipeline, j.step, e.first_seen, e.last_seen, e.last_run_id
-FROM lineage_edges e JOIN jobs j ON j.id = e.job_id
-WHERE e.output_id = ANY(%(inner)s) AND e.input_id = ANY(%(all)s)
+# MATERIALIZED keeps the planner from walking the whole primary key in order to find the few edges of
+# one graph: the edges are found through the walk's ids first, then sorted and cut.
+_EDGES = """
+WITH found AS MATERIALIZED (
+    SELECT e.input_id, e.job_id, e.output_id, e.first_seen, e.last_seen, e.last_run_id FROM lineage_edges e
+    WHERE e.{near} = ANY(%(inner)s) AND e.{far} = ANY(%(all)s)
+      AND (e.input_id, e.job_id, e.output_id) > (%(i)s, %(j)s, %(o)s)
+)
+SELECT f.input_id, f.job_id, f.output_id, j.pipeline, j.step, f.first_seen, f.last_seen, f.last_run_id
+FROM found f JOIN jobs j ON j.id = f.job_id
+ORDER BY f.input_id, f.job_id, f.output_id
+LIMIT %(limit)s
 """
-_EDGES_DOWN = """
-SELECT e.input_id, e.output_id, j.pipeline, j.step, e.first_seen, e.last_seen, e.last_run_id
-FROM lineage_edges e JOIN jobs j ON j.id = e.job_id
-WHERE e.input_id = ANY(%(inner)s) AND e.output_id = ANY(%(all)s)
-"""
+_EDGES_UP = _EDGES.format(near="output_id", far="input_id")
+_EDGES_DOWN = _EDGES.format(near="input_id", far="output_id")
 
 
 def _names(conn: Conn, ids: list[int]) -> dict[int, DatasetRef]:
@@ -202,31 +285,49 @@ def walk(conn: Conn, root: int, direction: Direction, depth: int) -> dict[int, i
 
 
 def traverse(
-    conn: Conn, name: str, direction: Direction, *, namespace: str | None = None, depth: int = DEFAULT_DEPTH
+    conn: Conn, name: str, direction: Direction, *, namespace: str | None = None, depth: int = DEFAULT_DEPTH,
+    limit: int = DEFAULT_LIMIT, cursor: Cursor | None = None,
 ) -> LineageGraph:
-    """What feeds a dataset (upstream) or what it feeds (downstream), within ``depth`` hops."""
+    """What feeds a dataset (upstream) or what it feeds (downstream), within ``depth`` hops: one page."""
     check_depth(depth)
+    check_limit(limit)
     root, ref = resolve(conn, name, namespace)
-    return subgraph(conn, root, ref, direction, depth)[0]
+    return subgraph(conn, root, ref, direction, depth, limit, cursor)[0]
 
 
 def subgraph(
-    conn: Conn, root: int, ref: DatasetRef, direction: Direction, depth: int
+    conn: Conn, root: int, ref: DatasetRef, direction: Direction, depth: int, limit: int = DEFAULT_LIMIT,
+    cursor: Cursor | None = None,
 ) -> tuple[LineageGraph, dict[int, LineageNode]]:
-    """The graph around dataset ``root`` and its nodes by id (the root included, at depth 0)."""
+    """A page of the graph around dataset ``root`` and its nodes by id (the root included, at depth 0).
+
+    Nodes come nearest first (by depth, then id), edges by (input, job, output) id; each list holds at
+    most ``limit`` and goes on from ``cursor``."""
+    at = cursor or Cursor()
     depths = walk(conn, root, direction, depth)
-    inner = [i for i, d in depths.items() if d < depth]
-    rows = conn.execute(_EDGES_UP if direction == "upstream" else _EDGES_DOWN,
-                        {"inner": inner, "all": list(depths)}).fetchall()
-    names = _names(conn, list(depths))
-    by_id = {i: LineageNode(names[i], 0 if i == root else d) for i, d in depths.items()}
-    nodes = sorted((n for i, n in by_id.items() if i != root), key=lambda n: (n.depth, n.dataset))
-    edges = sorted(
-        (LineageEdge(names[int(i)], names[int(o)], str(p), str(s), f, last, str(run))
-         for i, o, p, s, f, last, run in rows),
-        key=lambda e: (e.output, e.input, e.pipeline, e.step),
-    )
-    return LineageGraph(ref, direction, depth, tuple(nodes), tuple(edges)), by_id
+    ordered = sorted((d, i) for i, d in depths.items() if i != root)
+    if at.nodes_done:
+        ordered = []
+    elif at.node_after is not None:
+        ordered = [n for n in ordered if n > at.node_after]
+    page, more_nodes = ordered[:limit], len(ordered) > limit
+    rows: list[tuple[Any, ...]] = []
+    if not at.edges_done:
+        inner = [i for i, d in depths.items() if d < depth]
+        i, j, o = at.edge_after or (0, 0, 0)
+        rows = conn.execute(_EDGES_UP if direction == "upstream" else _EDGES_DOWN, {
+            "inner": inner, "all": list(depths), "i": i, "j": j, "o": o, "limit": limit + 1}).fetchall()
+    more_edges, rows = len(rows) > limit, rows[:limit]
+    names = _names(conn, list({root, *(i for _, i in page), *(r[0] for r in rows), *(r[2] for r in rows)}))
+    by_id = {root: LineageNode(names[root], 0)} | {i: LineageNode(names[i], d) for d, i in page}
+    nodes = tuple(by_id[i] for _, i in page)
+    edges = tuple(LineageEdge(names[int(i)], names[int(o)], str(p), str(s), f, last, str(run))
+                  for i, _, o, p, s, f, last, run in rows)
+    truncated = more_nodes or more_edges
+    next_cursor = Cursor(page[-1] if more_nodes else None, not more_nodes,
+                         tuple(int(v) for v in rows[-1][:3]) if more_edges else None,  # type: ignore[arg-type]
+                         not more_edges).encode() if truncated else None
+    return LineageGraph(ref, direction, depth, nodes, edges, limit, truncated, next_cursor), by_id
 
 
 _DATASETS = """
@@ -255,11 +356,11 @@ def datasets(conn: Conn, *, limit: int = 1000, offset: int = 0) -> list[DatasetS
 
 _PRODUCERS = """
 SELECT DISTINCT j.pipeline, j.step FROM lineage_edges e JOIN jobs j ON j.id = e.job_id
-WHERE e.output_id = %s ORDER BY 1, 2
+WHERE e.output_id = %s ORDER BY 1, 2 LIMIT %s
 """
 _CONSUMERS = """
 SELECT DISTINCT j.pipeline, j.step FROM lineage_edges e JOIN jobs j ON j.id = e.job_id
-WHERE e.input_id = %s ORDER BY 1, 2
+WHERE e.input_id = %s ORDER BY 1, 2 LIMIT %s
 """
 
 
@@ -270,20 +371,24 @@ def dataset_detail(
     dataset_id, ref = resolve(conn, name, namespace)
     row = conn.execute("SELECT created_at FROM datasets WHERE id = %s", (dataset_id,)).fetchone()
     assert row is not None
-    producers = conn.execute(_PRODUCERS, (dataset_id,)).fetchall()
-    consumers = conn.execute(_CONSUMERS, (dataset_id,)).fetchall()
+    producers = conn.execute(_PRODUCERS, (dataset_id, MAX_JOBS + 1)).fetchall()
+    consumers = conn.execute(_CONSUMERS, (dataset_id, MAX_JOBS + 1)).fetchall()
+    truncated = max(len(producers), len(consumers)) > MAX_JOBS
     history = conn.execute(
         "SELECT run_id, pipeline, step, written_at, row_count, schema_fingerprint FROM dataset_versions "
         "WHERE dataset_id = %s ORDER BY written_at DESC, id DESC LIMIT %s", (dataset_id, versions),
     ).fetchall()
     return DatasetDetail(
-        ref, row[0], tuple(JobRef(p, s) for p, s in producers), tuple(JobRef(p, s) for p, s in consumers),
-        tuple(v for v in (_version(tuple(h)) for h in history) if v is not None),
+        ref, row[0], tuple(JobRef(p, s) for p, s in producers[:MAX_JOBS]),
+        tuple(JobRef(p, s) for p, s in consumers[:MAX_JOBS]),
+        tuple(v for v in (_version(tuple(h)) for h in history) if v is not None), truncated,
     )
 
 
 def run_detail(conn: Conn, run_id: str) -> RunDetail:
     """A run with its steps (in the order they started)."""
+    if not storable(run_id):
+        raise RunNotFoundError(run_id)
     row = conn.execute(
         "SELECT id, pipeline, namespace, phase, trigger, source, started_at, finished_at "
         "FROM pipeline_runs WHERE id = %s", (run_id,),
@@ -292,8 +397,8 @@ def run_detail(conn: Conn, run_id: str) -> RunDetail:
         raise RunNotFoundError(run_id)
     steps = conn.execute(
         "SELECT step, phase, attempts, started_at, finished_at, rows_affected, error FROM step_runs "
-        "WHERE run_id = %s ORDER BY coalesce(started_at, created_at), step", (run_id,),
+        "WHERE run_id = %s ORDER BY coalesce(started_at, created_at), step LIMIT %s", (run_id, MAX_STEPS + 1),
     ).fetchall()
     run, pipeline, namespace, phase, trigger, source, started_at, finished_at = row
     return RunDetail(run, pipeline, namespace, phase, trigger, source, started_at, finished_at,
-                     tuple(StepDetail(*s) for s in steps))
+                     tuple(StepDetail(*s) for s in steps[:MAX_STEPS]), len(steps) > MAX_STEPS)

@@ -1,9 +1,9 @@
 """The lineage store: a psycopg 3 connection pool over the PostgreSQL schema of ``migrations``.
 
-Synchronous on purpose: the operator calls it from worker threads and the HTTP API from
-``asyncio.to_thread``.  Each public call is one transaction; writes are idempotent (see
+Synchronous on purpose: the operator calls it from worker threads and the HTTP API from its own
+executor.  Each public call is one transaction; writes are idempotent (see
 ``headwater.lineage.writes``), so a caller that does not know whether a write landed simply
-writes again.
+writes again.  Every statement runs under the pool's ``statement_timeout``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -27,9 +28,12 @@ from headwater.lineage.openlineage import ParsedEvent, parse_run_event
 from headwater.lineage.records import Record
 from headwater.lineage.writes import write_record
 
-__all__ = ["IngestResult", "LineageStore"]
+__all__ = ["DEFAULT_STATEMENT_TIMEOUT", "IngestResult", "LineageStore"]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_STATEMENT_TIMEOUT = 30.0
+"""Seconds any one statement may run before PostgreSQL cancels it (``QueryCanceled``)."""
 
 _INSERT_EVENT = """
 INSERT INTO openlineage_events (digest, event_type, event_time, run_id, job_namespace, job_name, event)
@@ -61,21 +65,32 @@ class IngestResult:
 class LineageStore:
     """Writes and reads lineage through a connection pool; close it (or use ``with``) when done."""
 
-    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], statement_timeout: float) -> None:
         self._pool = pool
+        self.statement_timeout = statement_timeout
+        self.max_size = pool.max_size
 
     @classmethod
     def open(cls, url: str, *, min_size: int = 1, max_size: int = 4, apply_migrations: bool = True,
-             timeout: float = 30.0) -> Self:
-        """Migrate the database at ``url`` (unless told not to) and open a pool on it."""
+             timeout: float = 30.0, statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT) -> Self:
+        """Migrate the database at ``url`` (unless told not to) and open a pool on it.
+
+        Every connection of the pool cancels a statement after ``statement_timeout`` seconds."""
         check_url(url)
         if apply_migrations:
             migrate(url)
+        setting = sql.SQL("SET statement_timeout = {}").format(sql.Literal(f"{round(statement_timeout * 1000)}ms"))
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(setting)
+            conn.commit()  # a session setting, kept by the pooled connection for its whole life
+
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False, name="headwater-lineage"
+            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False, name="headwater-lineage",
+            configure=configure,
         )
         pool.open(wait=True, timeout=timeout)
-        return cls(pool)
+        return cls(pool, statement_timeout)
 
     def close(self) -> None:
         self._pool.close()
@@ -138,25 +153,27 @@ class LineageStore:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def upstream(self, name: str, *, namespace: str | None = None,
-                 depth: int = queries.DEFAULT_DEPTH) -> queries.LineageGraph:
-        """What feeds the dataset, within ``depth`` hops (1-100)."""
+    def upstream(self, name: str, *, namespace: str | None = None, depth: int = queries.DEFAULT_DEPTH,
+                 limit: int = queries.DEFAULT_LIMIT, cursor: queries.Cursor | None = None) -> queries.LineageGraph:
+        """What feeds the dataset, within ``depth`` hops (1-100): a page of at most ``limit`` nodes and edges."""
         with self.transaction() as conn:
-            return queries.traverse(conn, name, "upstream", namespace=namespace, depth=depth)
+            return queries.traverse(conn, name, "upstream", namespace=namespace, depth=depth, limit=limit,
+                                    cursor=cursor)
 
-    def downstream(self, name: str, *, namespace: str | None = None,
-                   depth: int = queries.DEFAULT_DEPTH) -> queries.LineageGraph:
-        """What the dataset feeds, within ``depth`` hops (1-100)."""
+    def downstream(self, name: str, *, namespace: str | None = None, depth: int = queries.DEFAULT_DEPTH,
+                   limit: int = queries.DEFAULT_LIMIT, cursor: queries.Cursor | None = None) -> queries.LineageGraph:
+        """What the dataset feeds, within ``depth`` hops (1-100): a page of at most ``limit`` nodes and edges."""
         with self.transaction() as conn:
-            return queries.traverse(conn, name, "downstream", namespace=namespace, depth=depth)
+            return queries.traverse(conn, name, "downstream", namespace=namespace, depth=depth, limit=limit,
+                                    cursor=cursor)
 
     def explain(self, name: str, *, namespace: str | None = None, depth: int = queries.DEFAULT_DEPTH,
-                now: datetime | None = None,
-                stale_after: timedelta = _explain.DEFAULT_STALE_AFTER) -> _explain.Explanation:
+                now: datetime | None = None, stale_after: timedelta = _explain.DEFAULT_STALE_AFTER,
+                limit: int = queries.DEFAULT_LIMIT) -> _explain.Explanation:
         """The root-cause view of a dataset (see ``headwater.lineage.explain``)."""
         with self.transaction() as conn:
             return _explain.explain(conn, name, namespace=namespace, depth=depth,
-                                    now=now or datetime.now(UTC), stale_after=stale_after)
+                                    now=now or datetime.now(UTC), stale_after=stale_after, limit=limit)
 
     def dataset(self, name: str, *, namespace: str | None = None) -> queries.DatasetDetail:
         with self.transaction() as conn:

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-__all__ = ["Checker", "InvalidEventError"]
+__all__ = ["EPOCH", "MAX_ITEMS", "Checker", "InvalidEventError"]
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_ITEMS: Final = 10_000
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_ITEMS: Final = 10_000
 
 
 class InvalidEventError(ValueError):
@@ -69,17 +69,22 @@ class Checker:
             return ""
         return value
 
-    def timestamp(self, data: dict[str, Any], path: str) -> datetime:
+    def timestamp(self, data: dict[str, Any], path: str, latest: datetime) -> datetime:
+        """An aware date-time from 1970 to ``latest``: PostgreSQL stores far more than Python can read back."""
         value = self.string(data, path, max_length=64)
         if not value:
-            return _EPOCH
+            return EPOCH
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             parsed = None
         if parsed is None or parsed.tzinfo is None:
             self.fail(path, f"must be an ISO 8601 date-time with a time zone (got {value!r})")
-            return _EPOCH
+            return EPOCH
+        if not EPOCH <= parsed <= latest:
+            self.fail(path, f"must be between 1970-01-01T00:00:00Z and {latest.isoformat(timespec='seconds')} "
+                            f"(now + 1 day) (got {value!r})")
+            return EPOCH
         return parsed
 
     def uuid(self, data: dict[str, Any], path: str) -> str:
@@ -97,8 +102,8 @@ class Checker:
         if not isinstance(value, list):
             self.fail(path, "must be an array")
             return []
-        if len(value) > _MAX_ITEMS:
-            self.fail(path, f"must have at most {_MAX_ITEMS} items (got {len(value)})")
+        if len(value) > MAX_ITEMS:
+            self.fail(path, f"must have at most {MAX_ITEMS} items (got {len(value)})")
             return []
         return value
 
