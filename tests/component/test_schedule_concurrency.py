@@ -88,3 +88,23 @@ def test_a_slot_already_handled_is_not_run_again(kube: FakeKube, operator: Opera
     start(kube, operator, clock, "Allow")
     assert schedule(kube, operator, clock, datetime(2026, 11, 23, 6, 15, tzinfo=UTC)) == Action.NONE
     assert kube.names(RUNS, NS) == [FIRST]
+
+
+@pytest.mark.parametrize("policy", ["Replace", "Forbid"])
+def test_a_slot_whose_run_exists_but_was_not_recorded_as_scheduled_keeps_that_run(
+        kube: FakeKube, operator: Operator, clock: ManualClock, policy: str) -> None:
+    """The run was created but writing lastScheduleTime failed: the next pass must not treat the slot's own
+    run as an earlier one (Replace would cancel it and start nothing; Forbid would call the slot skipped)."""
+    kube.seed(pipeline("orders", [step("load")], schedule="*/10 * * * *", concurrencyPolicy=policy), NS)
+    operator.deliver()
+    kube.fail("patch_pipeline_status", 500, name="orders")
+    at = datetime(2026, 11, 23, 6, 10, 5, tzinfo=UTC)
+    with pytest.raises(Exception, match="500"):
+        schedule(kube, operator, clock, at)
+    assert kube.names(RUNS, NS) == [FIRST]
+    assert schedule(kube, operator, clock, at) == Action.RUN
+    assert kube.names(RUNS, NS) == [FIRST]
+    assert not kube.read(RUNS, NS, FIRST)["spec"].get("cancel")
+    assert phase(kube, FIRST) == "Running"
+    assert "ReplacedRun" not in reasons(kube, "orders") and "SkippedSchedule" not in reasons(kube, "orders")
+    assert kube.read(PIPELINES, NS, "orders")["status"]["lastScheduleTime"] == "2026-11-23T06:10:00Z"
