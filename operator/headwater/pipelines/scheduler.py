@@ -66,15 +66,15 @@ def schedule_pipeline(kube: Kube, pipeline: dict[str, Any], now: datetime | None
     if decision.slot is None:
         _set_next(kube, pipeline, upcoming)
         return decision
-    own = scheduling.run_name_for_slot(meta["name"], decision.slot)
-    if any(r["metadata"]["name"] == own for r in runs):
+    slot = decision.slot
+    if any(r["metadata"]["name"] == scheduling.run_name_for_slot(meta["name"], slot) for r in runs):
         # The slot's run exists: an earlier pass created it and then failed to record the slot. Acting again
         # would take that run for an earlier one (Replace would cancel it, Forbid call the slot skipped).
-        decision = scheduling.Decision(Action.RUN, decision.slot, decision.skipped_earlier)
+        decision = scheduling.Decision(Action.RUN, slot, decision.skipped_earlier)
     else:
         _act(kube, pipeline, decision, active, post_event)
     kube.patch_pipeline_status(meta["namespace"], meta["name"], {
-        "lastScheduleTime": isotime(decision.slot), "nextScheduleTime": upcoming})
+        "lastScheduleTime": isotime(slot), "nextScheduleTime": upcoming})
     return decision
 
 
