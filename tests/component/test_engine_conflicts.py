@@ -52,6 +52,7 @@ def test_a_status_write_that_conflicts_once_is_re_read_and_re_planned_and_the_ru
     after = kube.read(RUNS, NS, "orders-1")
     assert after["status"]["phase"] == "Running"
     assert "example.com/seen" in after["metadata"]["annotations"]  # the other writer's change survives
+    assert [reason for _, reason, _ in kube.events_about("orders-1")].count("Started") == 1
 
 
 @pytest.mark.usefixtures("orders")

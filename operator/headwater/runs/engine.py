@@ -128,6 +128,9 @@ class RunEngine:
             run = self.kube.replace_run_status(run, _dump(started))
             raw_status = run["status"]
             self.memory.remember(run, started)
+            steps = len(started.pipeline_spec.steps) if started.pipeline_spec else 0
+            # after the write: a start that conflicts is planned again, and must not say so twice
+            self.post_event(run, "Normal", "Started", f"Running pipeline {spec.pipeline_ref.name} ({steps} steps)")
         status = PipelineRunStatus.model_validate(raw_status)
         ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
         observed = self._observe(ref, status)
@@ -161,10 +164,7 @@ class RunEngine:
             if other is not None:
                 earlier = PipelineRunStatus.model_validate(other.get("status") or {})
         pipeline_spec = PipelineSpec.model_validate(pipeline["spec"])
-        status = planning.start(spec, pipeline_spec, self.clock(), earlier, meta.get("generation"))
-        self.post_event(run, "Normal", "Started",
-                        f"Running pipeline {spec.pipeline_ref.name} ({len(pipeline_spec.steps)} steps)")
-        return status
+        return planning.start(spec, pipeline_spec, self.clock(), earlier, meta.get("generation"))
 
     def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
         """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended or whose pods
