@@ -56,7 +56,6 @@ from headwater.spec.models import PipelineRunSpec, PipelineSpec, StepPhase
 from headwater.spec.times import isotime
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADWATER = Path(sys.executable).parent / "headwater"
 TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
 DONE_SIGNALS = ("Complete", "SuccessCriteriaMet")
 PIPELINE = "bench"
@@ -229,6 +228,11 @@ def drop_namespace(api: Api, name: str, timeout: float = 300) -> float:
 
 
 # --- the operator under test ---------------------------------------------------------------------------
+# ``headwater`` through the interpreter, so that a --baseline checkout's package is the one run, whichever
+# layout it has (``headwater.cli`` the module with ``main``, or the package with ``main.main``).
+_HEADWATER_COMMAND = [sys.executable, "-c", "import sys; from headwater.cli import main as m; "
+                      "sys.exit(getattr(m, 'main', m)())"]
+
 class Operator:
     """``headwater operator -n NAMESPACE`` as a subprocess, with its memory and CPU read from /proc."""
 
@@ -242,7 +246,7 @@ class Operator:
 
     def start(self) -> Operator:
         with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen([str(HEADWATER), "operator", "-n", self.namespace],
+            self.proc = subprocess.Popen([*_HEADWATER_COMMAND, "operator", "-n", self.namespace],
                                          env=self.env, stdout=out, stderr=subprocess.STDOUT)
         return self
 

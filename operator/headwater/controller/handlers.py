@@ -92,6 +92,6 @@ def _pipeline_status(runtime: Runtime, body: dict[str, Any]) -> None:
         if exc.status == 409:
             return  # a newer version exists, and its event comes next
         raise
-    ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
+    ready = next(cond for cond in status["conditions"] if cond["type"] == c.CONDITION_READY)
     if ready["status"] == "False":
         runtime.events(body, "Warning", ready["reason"], ready["message"])

@@ -82,7 +82,7 @@ def is_ready(pipeline: dict[str, Any]) -> bool:
     """Ready=True, set for the Pipeline's current generation (an edit not yet checked is not Ready)."""
     generation = pipeline["metadata"].get("generation")
     for cond in (pipeline.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
+        if cond.get("type") == c.CONDITION_READY:
             seen = cond.get("observedGeneration")
             return bool(cond.get("status") == "True" and (seen is None or generation is None or seen == generation))
     return False

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from headwater.lineage import sqllineage
 from headwater.pipelines import scheduling
+from headwater.spec import constants as c
 from headwater.spec import dag
 from headwater.spec.conditions import set_condition
 from headwater.spec.dag import Problem
@@ -63,9 +64,9 @@ def pipeline_status(
     spec, reason, message = _problems(raw_spec, now)
     conditions: list[Condition] = list(status.conditions)
     if reason:
-        set_condition(conditions, "Ready", "False", reason, message, now, generation)
+        set_condition(conditions, c.CONDITION_READY, "False", reason, message, now, generation)
     else:
-        set_condition(conditions, "Ready", "True", "Valid", "the pipeline can run", now, generation)
+        set_condition(conditions, c.CONDITION_READY, "True", "Valid", "the pipeline can run", now, generation)
     drift = sqllineage.mismatches(spec) if spec and not reason else []
     if drift:
         set_condition(conditions, CONDITION_SQL_LINEAGE, "False", "UndeclaredDatasets",

@@ -24,5 +24,8 @@ PIPELINE_SHORT_NAME: Final = "pl"
 PIPELINERUN_SHORT_NAME: Final = "plr"
 CATEGORY: Final = "headwater"
 
+CONDITION_READY: Final = "Ready"
+"""A Pipeline's spec is valid and runnable (the scheduler and `kubectl get pipelines` read it)."""
+
 DEFAULT_IMAGE: Final = "ghcr.io/headwater-dev/headwater:0.1.0"
 """The Headwater image; steps of type sql run ``headwater step sql`` in it unless they set an image."""

@@ -148,7 +148,7 @@ def _crd(
     }
 
 
-_READY = '.status.conditions[?(@.type=="Ready")].status'
+_READY = f'.status.conditions[?(@.type=="{c.CONDITION_READY}")].status'
 _AGE = _column("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
 
 
