@@ -112,8 +112,10 @@ def test_a_pipeline_with_a_70_character_name_runs_by_hand_and_on_schedule(
 def test_a_step_refused_by_pod_security_shows_the_violation_and_fails_naming_it(
         cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-    cluster.apply(pipeline("guarded", [step("extract", retries=0, timeoutSeconds=20)]), run("guarded-1", "guarded"),
-                  namespace=namespace)
+    # Steps run restricted-compliant by default: this one asks for what the namespace refuses.
+    escalating = {"allowPrivilegeEscalation": True}
+    cluster.apply(pipeline("guarded", [step("extract", retries=0, timeoutSeconds=20, securityContext=escalating)]),
+                  run("guarded-1", "guarded"), namespace=namespace)
 
     def extract() -> dict[str, Any]:
         status = cluster.get("pipelinerun", "guarded-1", namespace).get("status") or {}
