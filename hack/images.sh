@@ -202,10 +202,14 @@ case "$cmd" in
     for name in $(with_dependencies "$@"); do
       read -r _ ref archive < <(build "$name")
       [[ "$name" == base ]] && continue
+      if ctr --address "$socket" --namespace k8s.io images ls -q | grep -x "$ref" >/dev/null; then
+        echo "$name $ref"; continue
+      fi
       log "importing $ref into containerd"
       ctr --address "$socket" --namespace k8s.io images import --no-unpack=false "$archive" >/dev/null \
         || die "ctr could not import $archive"
-      ctr --address "$socket" --namespace k8s.io images ls -q | grep -qx "$ref" \
+      # Not grep -q: it would stop reading early and fail the pipeline with ctr's SIGPIPE.
+      ctr --address "$socket" --namespace k8s.io images ls -q | grep -x "$ref" >/dev/null \
         || die "$ref is not in containerd after importing $archive"
       echo "$name $ref"
     done
