@@ -159,6 +159,14 @@ build_headwater() {
   save_ref "$ref" "$(archive_of headwater)"
 }
 
+# The archive is what is kept: the image leaves buildah's storage (all but the base, which later builds
+# start FROM), and of older archives of the same image only the two most recent stay.
+prune() {
+  local name="$1" old
+  [[ "$name" == base ]] || buildah_ rmi "$(ref_of "$name")" >/dev/null 2>&1 || true
+  for old in $(ls -t "$images_dir/$name"-*.tar 2>/dev/null | tail -n +4); do rm -f "$old"; done
+}
+
 build() {
   local name="$1" archive; archive="$(archive_of "$name")"
   if [[ ! -f "$archive" ]]; then
@@ -169,6 +177,7 @@ build() {
     "build_$name"
     trap - ERR
     log "built $name in $((SECONDS - start))s: $archive ($(du -h "$archive" | cut -f1))"
+    prune "$name"
   fi
   echo "$name $(ref_of "$name") $archive"
 }

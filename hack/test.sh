@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run every check: ruff and mypy over operator/, then all test
 # tiers (unit, integration with a real PostgreSQL, e2e on the local control
-# plane).  Extra arguments go to pytest (e.g. hack/test.sh -m unit).
+# plane, real on a real node: as root, it builds and starts what it needs
+# itself).  Extra arguments go to pytest (e.g. hack/test.sh -m unit).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -10,13 +10,14 @@ HEADWATER_KEEP_CLUSTER=1 keeps the cluster for the next session.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import yaml
 
-from helpers import wait_for
+from helpers import HACK, wait_for
 from real_support import (
     CHART,
     REAL_CLUSTER,
@@ -32,9 +33,20 @@ from real_support import (
 
 
 @pytest.fixture(scope="session")
-def real_cluster() -> Iterator[RealCluster]:
+def image_builds() -> Iterator[subprocess.Popen[bytes]]:
+    """The images' builds, started first: mostly downloads, they overlap the node's Go builds."""
     if os.geteuid() != 0:
         pytest.skip("the real tier needs root: it runs containerd, a kubelet and kube-proxy on this machine")
+    proc = subprocess.Popen(["bash", str(HACK / "images.sh"), "build", "headwater", "postgres"],
+                            stdout=subprocess.DEVNULL)
+    yield proc
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def real_cluster(image_builds: subprocess.Popen[bytes]) -> Iterator[RealCluster]:
     real = start_real_cluster(REAL_CLUSTER)
     try:
         yield real
@@ -44,8 +56,9 @@ def real_cluster() -> Iterator[RealCluster]:
 
 
 @pytest.fixture(scope="session")
-def images(real_cluster: RealCluster) -> dict[str, str]:
+def images(real_cluster: RealCluster, image_builds: subprocess.Popen[bytes]) -> dict[str, str]:
     """The Headwater image (the project's Dockerfile) and PostgreSQL's, built and loaded into the node."""
+    assert image_builds.wait(timeout=3600) == 0, "hack/images.sh build failed (its output is above)"
     return real_cluster.load_images("headwater", "postgres")
 
 
