@@ -134,10 +134,10 @@ up_kwok() {
   fi
   wait_ready
   if $real_node; then
-    local n
-    for n in $(kubectl_ get nodes -o name -l "$NODE_LABEL_KEY!=$NODE_LABEL_VALUE"); do
-      kubectl_ taint --overwrite "$n" headwater.dev/simulated=true:NoSchedule >/dev/null
-    done
+    if [[ -n "$(kubectl_ get nodes -o name -l "$NODE_LABEL_KEY!=$NODE_LABEL_VALUE")" ]]; then
+      kubectl_ taint nodes --overwrite -l "$NODE_LABEL_KEY!=$NODE_LABEL_VALUE" \
+        headwater.dev/simulated=true:NoSchedule >/dev/null
+    fi
     bash "$here/node.sh" up "$name" "$kubeconfig"
   fi
   log "cluster '$name' is ready: export KUBECONFIG=$kubeconfig"

@@ -72,7 +72,7 @@ save_sysctl() { [[ -f "$state/sysctl.$1" ]] || sysctl -n "$1" >"$state/sysctl.$1
 
 net_up() {
   local port="${1:?usage: hack/node.sh net-up NAME APISERVER_PORT}"
-  ensure_debian_packages iproute2 nftables iptables
+  ensure_debian_packages iproute2 nftables iptables procps
   mkdir -p "$state"
   if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
     [[ -f "$state/bridge" ]] || die "bridge $NODE_BRIDGE exists and is not this node's: is another real node up? (hack/node.sh leftovers)"
