@@ -55,6 +55,8 @@ from headwater.spec import constants as c
 from headwater.spec.models import PipelineRunSpec, PipelineSpec, StepPhase
 from headwater.spec.times import isotime
 
+READY = "Ready"  # the Pipeline's condition type
+
 ROOT = Path(__file__).resolve().parent.parent
 HEADWATER = Path(sys.executable).parent / "headwater"
 TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
@@ -517,7 +519,7 @@ def set_scene(api: Api, opts: Options, shape: Shape, runs: int) -> Scene:
 def pipeline_ready(api: Api, namespace: str, name: str) -> bool:
     obj = api.custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL, name)
     conds = (obj.get("status") or {}).get("conditions") or []
-    return any(x.get("type") == c.CONDITION_READY and x.get("status") == "True" for x in conds)
+    return any(x.get("type") == READY and x.get("status") == "True" for x in conds)
 
 
 def create_all(calls: Iterable[Callable[[], Any]], workers: int = 16) -> list[Any]:
@@ -636,7 +638,7 @@ def populate(api: Api, namespace: str, pipelines: int, runs: int) -> None:
 def count_ready(api: Api, namespace: str) -> int:
     out = api.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL)
     return sum(1 for p in out["items"] for x in (p.get("status") or {}).get("conditions") or []
-               if x.get("type") == c.CONDITION_READY and x.get("status") == "True")
+               if x.get("type") == READY and x.get("status") == "True")
 
 
 def memory_case(api: Api, opts: Options, pipelines: int, runs: int, window: float) -> MemoryResult:
