@@ -3,19 +3,26 @@
 #   ensure_debian_packages PACKAGE...
 #
 # A fresh CI machine has none of them, so every script that needs a package installs it itself.
-# `apt-get update` runs at most once per process, and only when something is missing.
-ensure_debian_packages() {
-  local missing=() p
+# Scripts run side by side (the real tier builds images while the node comes up), and apt allows one
+# user at a time: installs wait for each other on a lock file, and look again once they hold it.
+missing_debian_packages() {
+  local p
   for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"
   done
-  [[ ${#missing[@]} -eq 0 ]] && return 0
-  command -v apt-get >/dev/null || { echo "missing packages (not a Debian machine?): ${missing[*]}" >&2; return 1; }
+}
+
+ensure_debian_packages() {
+  [[ -z "$(missing_debian_packages "$@")" ]] && return 0
+  command -v apt-get >/dev/null || { echo "missing packages (not a Debian machine?): $*" >&2; return 1; }
   local sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_="sudo"
-  echo "installing Debian packages: ${missing[*]}" >&2
-  if [[ -z "${HEADWATER_APT_UPDATED:-}" ]]; then
+  (
+    flock -w 1800 9 || { echo "waited 30 minutes for another apt-get to finish" >&2; exit 1; }
+    local missing; missing="$(missing_debian_packages "$@")"
+    [[ -z "$missing" ]] && exit 0
+    echo "installing Debian packages:" $missing >&2
     $sudo_ apt-get update -qq >&2
-    export HEADWATER_APT_UPDATED=1
-  fi
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends $missing >&2
+  ) 9>>"${TMPDIR:-/tmp}/headwater-apt.lock"
 }
