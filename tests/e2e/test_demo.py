@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 def chart_metric_names() -> list[str]:
     """The metric names the chart's PrometheusRule and dashboard are built from (_metrics.tpl)."""
     text = (ROOT / "charts/headwater/templates/_metrics.tpl").read_text()
-    block = text.split('{{- define "headwater.adapters.metrics" -}}')[1].split("{{- end }}")[0]
+    block = text.split('{{- define "headwater.metrics" -}}')[1].split("{{- end }}")[0]
     return re.findall(r":\s*(headwater_\w+)", block)
 
 
