@@ -9,7 +9,9 @@ import pytest
 
 from real_support import Release, port_forward
 
-pytestmark = pytest.mark.real
+# The first test also waits for the node to come up, which on a fresh machine builds kubelet, kube-proxy,
+# CoreDNS and the images (about 15-20 minutes on 2 cores): more than the default per-test timeout.
+pytestmark = [pytest.mark.real, pytest.mark.timeout(2700)]
 
 
 def test_operator_and_postgresql_run_on_the_real_node_from_the_local_images(release: Release) -> None:

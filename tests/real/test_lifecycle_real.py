@@ -10,7 +10,9 @@ import yaml
 from helpers import wait_for
 from real_support import CHART, REAL_CLUSTER, RealCluster, Release, chart_values, leftovers, stop_real_cluster
 
-pytestmark = pytest.mark.real
+# The first test also waits for the node to come up, which on a fresh machine builds kubelet, kube-proxy,
+# CoreDNS and the images (about 15-20 minutes on 2 cores): more than the default per-test timeout.
+pytestmark = [pytest.mark.real, pytest.mark.timeout(2700)]
 
 RUNS_LAST = True
 

@@ -13,7 +13,9 @@ import yaml
 from helpers import HACK, wait_for
 from real_support import REAL_CLUSTER, RealCluster
 
-pytestmark = pytest.mark.real
+# The first test also waits for the node to come up, which on a fresh machine builds kubelet, kube-proxy,
+# CoreDNS and the images (about 15-20 minutes on 2 cores): more than the default per-test timeout.
+pytestmark = [pytest.mark.real, pytest.mark.timeout(2700)]
 
 
 def pod(name: str, image: str, **spec: Any) -> dict[str, Any]:

@@ -19,7 +19,9 @@ import yaml
 from helpers import ROOT, wait_for
 from real_support import Release, bundled_database, port_forward, step_pods, steps_by_name, wait_run
 
-pytestmark = pytest.mark.real
+# The first test also waits for the node to come up, which on a fresh machine builds kubelet, kube-proxy,
+# CoreDNS and the images (about 15-20 minutes on 2 cores): more than the default per-test timeout.
+pytestmark = [pytest.mark.real, pytest.mark.timeout(2700)]
 
 SETUP_SQL = """
 CREATE SCHEMA IF NOT EXISTS production_public;

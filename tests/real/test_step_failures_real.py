@@ -11,7 +11,9 @@ import yaml
 from helpers import wait_for
 from real_support import Release, bundled_database, step_pods, steps_by_name, wait_run
 
-pytestmark = pytest.mark.real
+# The first test also waits for the node to come up, which on a fresh machine builds kubelet, kube-proxy,
+# CoreDNS and the images (about 15-20 minutes on 2 cores): more than the default per-test timeout.
+pytestmark = [pytest.mark.real, pytest.mark.timeout(2700)]
 
 
 def start(release: Release, namespace: str, name: str, step: dict[str, Any]) -> dict[str, Any]:
