@@ -43,7 +43,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS business_metrics_currency ON analytics.busines
 INSERT INTO production_public.orders
   SELECT g, 100 + g, 1000 * g, CASE WHEN g % 2 = 0 THEN 'EUR' ELSE 'USD' END, 'paid', now()
   FROM generate_series(1, 6) g
-  ON CONFLICT (id) DO NOTHING;
+  ON CONFLICT (id) DO UPDATE SET created_at = EXCLUDED.created_at;
 """
 
 # The Stripe extract's stand-in: one payment per production order, the first one partly refunded.
@@ -53,7 +53,7 @@ with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
     cur = conn.execute(
         "INSERT INTO raw.stripe_payments "
         "SELECT 'pi_' || id, id, amount_cents, CASE WHEN id = 1 THEN 100 ELSE 0 END, 'succeeded' "
-        "FROM production_public.orders ON CONFLICT (payment_id) DO NOTHING")
+        "FROM production_public.orders ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status")
     rows = cur.rowcount
 with open("/dev/termination-log", "w") as log:
     json.dump({"rowsAffected": rows}, log)
