@@ -1,7 +1,7 @@
 .PHONY: demo test lint tools cluster-up cluster-down crds
 
-demo:  ## set up everything and run the demo pipeline end to end
-	bash hack/demo.sh
+demo:  ## set up everything and run the demo pipeline end to end (REAL=1: on a real node, as root)
+	bash hack/demo.sh $(if $(REAL),--real)
 
 test:  ## set up everything and run every check and test tier
 	bash hack/test.sh

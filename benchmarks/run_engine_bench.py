@@ -55,6 +55,8 @@ from headwater.spec import constants as c
 from headwater.spec.models import PipelineRunSpec, PipelineSpec, StepPhase
 from headwater.spec.times import isotime
 
+READY = "Ready"  # the Pipeline's condition type
+
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
 DONE_SIGNALS = ("Complete", "SuccessCriteriaMet")
@@ -108,9 +110,9 @@ def layered(width: int = 4, depth: int = 5) -> Shape:
 SHAPES: dict[str, Callable[[], Shape]] = {"diamond4": diamond, "layered20": layered}
 
 
-def pipeline_spec(shape: Shape, step_duration: str | None, history: int) -> dict[str, Any]:
+def pipeline_spec(shape: Shape, step_duration: str | None, history: int, image: str = "busybox") -> dict[str, Any]:
     pod = {"podMetadata": {"annotations": {"headwater.dev/test-duration": step_duration}}} if step_duration else {}
-    steps = [{"id": s, "type": "container", "image": "busybox", "command": ["true"], "dependsOn": d, **pod}
+    steps = [{"id": s, "type": "container", "image": image, "command": ["true"], "dependsOn": d, **pod}
              for s, d in shape.deps.items()]
     return {"owner": "bench@example.com", "steps": steps,
             "successfulRunsHistoryLimit": history, "failedRunsHistoryLimit": history}
@@ -457,6 +459,7 @@ class Options:
     history: int
     source: Path | None = None  # None: this checkout's operator
     label: str = "current"
+    image: str = "busybox"  # on kwok's nodes never pulled; on a real node it must be there already
 
 @dataclass
 class ScenarioResult:
@@ -520,7 +523,7 @@ def set_scene(api: Api, opts: Options, shape: Shape, runs: int) -> Scene:
 def pipeline_ready(api: Api, namespace: str, name: str) -> bool:
     obj = api.custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL, name)
     conds = (obj.get("status") or {}).get("conditions") or []
-    return any(x.get("type") == c.CONDITION_READY and x.get("status") == "True" for x in conds)
+    return any(x.get("type") == READY and x.get("status") == "True" for x in conds)
 
 
 def create_all(calls: Iterable[Callable[[], Any]], workers: int = 16) -> list[Any]:
@@ -541,7 +544,7 @@ def create_pipeline(api: Api, opts: Options, namespace: str, shape: Shape) -> No
     """Create the scenario's Pipeline and wait until the operator has marked it Ready (so it is watching)."""
     api.custom.create_namespaced_custom_object(
         c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL,
-        pipeline_body(PIPELINE, pipeline_spec(shape, opts.step_duration, opts.history)))
+        pipeline_body(PIPELINE, pipeline_spec(shape, opts.step_duration, opts.history, opts.image)))
     if not wait_until(lambda: pipeline_ready(api, namespace, PIPELINE), 60):
         raise RuntimeError(f"the operator did not mark Pipeline {PIPELINE} Ready in 60s")
 
@@ -639,7 +642,7 @@ def populate(api: Api, namespace: str, pipelines: int, runs: int) -> None:
 def count_ready(api: Api, namespace: str) -> int:
     out = api.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL)
     return sum(1 for p in out["items"] for x in (p.get("status") or {}).get("conditions") or []
-               if x.get("type") == c.CONDITION_READY and x.get("status") == "True")
+               if x.get("type") == READY and x.get("status") == "True")
 
 
 def memory_case(api: Api, opts: Options, pipelines: int, runs: int, window: float) -> MemoryResult:
@@ -729,11 +732,17 @@ def memory_table(results: list[MemoryResult], top: int = 4) -> str:
     return "\n".join(rows)
 
 
+def nodes(args: argparse.Namespace) -> str:
+    return f"steps in containers of image {args.image}" if args.image != "busybox" else "kwok"
+
+
 def report(args: argparse.Namespace, results: list[ScenarioResult], memory: list[MemoryResult]) -> str:
     limits = "as configured" if args.kubeconfig else "off (--no-qps-limits)" if args.no_qps_limits else "default"
+    default_duration = "1s (kwok default)" if args.image == "busybox" else "the container's own (`true`)"
     head = (f"Run engine benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs "
-            f"({platform.machine()}), Kubernetes {kubernetes_version()} (kwok), Python {platform.python_version()}, "
-            f"step duration {args.step_duration or '1s (kwok default)'}, control plane client rate limits "
+            f"({platform.machine()}), Kubernetes {kubernetes_version()} ({nodes(args)}), "
+            f"Python {platform.python_version()}, "
+            f"step duration {args.step_duration or default_duration}, control plane client rate limits "
             f"{limits}")
     parts = [head]
     if results:
@@ -765,6 +774,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="start the cluster without the components' client rate limits (kube-controller-manager's "
                         "default 20 requests/s caps Jobs per minute); has no effect with --kubeconfig")
     p.add_argument("--kubeconfig", help="use this (local) cluster instead of starting one")
+    p.add_argument("--image", default="busybox",
+                   help="image of the steps (they run `true`); on a real node (hack/cluster.sh up --real-node) one "
+                        "loaded into it, e.g. the Headwater image from hack/images.sh")
     p.add_argument("--keep-cluster", action="store_true")
     p.add_argument("--raw", type=Path, help="write raw samples (JSON) here")
     p.add_argument("--baseline", type=Path,
@@ -782,7 +794,7 @@ def bench(args: argparse.Namespace, kubeconfig: str) -> tuple[list[ScenarioResul
     api = connect(kubeconfig)
     apply_crds(api)
     opts = Options(kubeconfig, Path(tempfile.mkdtemp(prefix="run-engine-bench-")), args.timeout,
-                   args.step_duration, args.history)
+                   args.step_duration, args.history, image=args.image)
     log(f"operator logs in {opts.log_dir}")
     operators = [opts]
     if args.baseline:

@@ -3,8 +3,11 @@
 # kube-scheduler, kubectl, etcd, kwok, kwokctl), helm and promtool from Go modules,
 # once per version, into $HEADWATER_CACHE (default ~/.cache/headwater).
 #
-#   hack/build-tools.sh            build whatever is missing
-#   hack/build-tools.sh --check    exit 0 only when everything is built
+#   hack/build-tools.sh                 build whatever is missing
+#   hack/build-tools.sh --check         exit 0 only when everything is built
+#   hack/build-tools.sh --node          the real node's binaries only: kubelet and kube-proxy (from the same
+#                                       Kubernetes build as the control plane) and CoreDNS (the cluster's DNS)
+#   hack/build-tools.sh --check --node  exit 0 only when those are built
 #
 # Needs Go (the local toolchain; GOTOOLCHAIN=local) and the Go module proxy.
 set -euo pipefail
@@ -26,7 +29,22 @@ have_all() {
   done
 }
 
-if [[ "${1:-}" == "--check" ]]; then have_all; exit $?; fi
+have_node() {
+  [[ -x "$(k8s_node_bin_dir)/kubelet" && -x "$(k8s_node_bin_dir)/kube-proxy" && -x "$(coredns_bin_dir)/coredns" ]]
+}
+
+check=false node=false
+for arg in "$@"; do
+  case "$arg" in
+    --check) check=true ;;
+    --node) node=true ;;
+    *) echo "usage: hack/build-tools.sh [--check] [--node]" >&2; exit 2 ;;
+  esac
+done
+if $check; then
+  if $node; then have_node; else have_all; fi
+  exit $?
+fi
 
 command -v go >/dev/null || die "Go is not installed; install Go >= 1.26 (these modules declare go 1.26)."
 
@@ -98,12 +116,13 @@ build_promtool() {
 # k8s.io/kubernetes points its staging modules at ./staging/src/...; as a
 # dependency each needs a replace to the matching v0.x.y release.  The list is
 # derived from the go.mod that the module proxy serves for this version.
+#   build_kubernetes OUT_DIR CMD...   build k8s.io/kubernetes/cmd/CMD... into OUT_DIR
 build_kubernetes() {
-  local out; out="$(k8s_bin_dir)"
-  if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kube-scheduler" && -x "$out/kubectl" ]]; then
-    log "kubernetes $KUBERNETES_VERSION cached in $out"; return
-  fi
-  local mod staging; mod="$(scratch_module kubernetes-$KUBERNETES_VERSION)"
+  local out="$1"; shift
+  local cmd have=true
+  for cmd in "$@"; do [[ -x "$out/$cmd" ]] || have=false; done
+  if $have; then log "kubernetes $KUBERNETES_VERSION ($*) cached in $out"; return; fi
+  local mod staging; mod="$(scratch_module "kubernetes-$KUBERNETES_VERSION-$1")"
   staging="v0.${KUBERNETES_VERSION#v1.}"
   (cd "$mod" && go mod init headwater.local/kubernetes >/dev/null 2>&1)
   local gomod; gomod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
@@ -117,22 +136,64 @@ build_kubernetes() {
   # Without these the binaries report v0.0.0-master+$Format:%H$, which kubectl and helm cannot parse.
   local major="${KUBERNETES_VERSION#v}"; major="${major%%.*}"
   local minor="${KUBERNETES_VERSION#v*.}"; minor="${minor%%.*}"
-  local ldflags="-s -w" pkg
+  local ldflags="-s -w" pkg pkgs=()
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
+  for cmd in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
   (cd "$mod" && go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
-   run_build "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $KUBERNETES_VERSION" \
-     go build -ldflags "$ldflags" -o "$mod/out/" k8s.io/kubernetes/cmd/kube-apiserver \
-       k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+   run_build "$* $KUBERNETES_VERSION" go build -ldflags "$ldflags" -o "$mod/out/" "${pkgs[@]}")
   rm -rf "$out" && mkdir -p "$(dirname "$out")" && mv "$mod/out" "$out"
 }
 
+# CoreDNS with only the plugins a local cluster's DNS needs (no forwarding: names outside the
+# cluster are not answered, so no pod's query leaves the machine).  A small main over coremain
+# with its own plugin list, as CoreDNS documents for custom builds.
+build_coredns() {
+  local out; out="$(coredns_bin_dir)"
+  [[ -x "$out/coredns" ]] && { log "coredns $COREDNS_VERSION cached in $out"; return; }
+  local mod; mod="$(scratch_module "coredns-$COREDNS_VERSION")"
+  cat >"$mod/main.go" <<'GO'
+package main
 
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func init() {
+	// In the order of CoreDNS's own plugin.cfg.
+	dnsserver.Directives = []string{"bind", "ready", "health", "errors", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }
+GO
+  (cd "$mod" && go mod init headwater.local/coredns >/dev/null 2>&1 &&
+     go get "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null 2>&1 &&
+     run_build "coredns $COREDNS_VERSION" go build -ldflags "-s -w" -o "$mod/out/coredns" .)
+  mkdir -p "$out" && mv "$mod/out/coredns" "$out/coredns"
+}
+
+
+if $node; then
+  build_kubernetes "$(k8s_node_bin_dir)" kubelet kube-proxy
+  build_coredns
+  # Only this build's scratch modules: a control plane build may be running beside it.
+  rm -rf "$HEADWATER_CACHE/build/kubernetes-$KUBERNETES_VERSION-kubelet" "$HEADWATER_CACHE/build/coredns-$COREDNS_VERSION"
+  log "the real node's tools are ready under $HEADWATER_CACHE (${SECONDS}s total)"
+  exit 0
+fi
 build_etcd
 build_kwok
-build_kubernetes
+build_kubernetes "$(k8s_bin_dir)" kube-apiserver kube-controller-manager kube-scheduler kubectl
 build_helm
 build_promtool
 rm -rf "$HEADWATER_CACHE/build"

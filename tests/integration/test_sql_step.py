@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from headwater.steps import sql as step
-from helpers import ROOT
+from helpers import ROOT, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -241,3 +241,33 @@ def test_python_dash_m_runs_the_step_and_exits_with_its_code(
     assert failed.returncode == 1
     assert _result(termination_log)["sqlstate"] == "42P01"
     assert _query(database_url, f"SELECT label FROM {schema}.p") == [("from a subprocess",)] * 2
+
+
+def _sleeping_backends(database_url: str, marker: str) -> list[tuple[Any, ...]]:
+    return _query(database_url, "SELECT pid FROM pg_stat_activity WHERE state = 'active' "
+                                f"AND query LIKE '%{marker}%' AND query NOT LIKE '%pg_stat_activity%'")
+
+
+def test_sigterm_cancels_the_running_query_on_the_server_and_reports_it(
+    database_url: str, termination_log: Path
+) -> None:
+    marker = f"m{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "headwater.steps.sql"],
+        env={**_subprocess_env(database_url, termination_log, f"SELECT pg_sleep(120) /* {marker} */"),
+             step.ENV_STEP_PARAMS: ""},
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: _sleeping_backends(database_url, marker), timeout=30, message="the query to run")
+        proc.terminate()  # what the kubelet sends when a Job's deadline passes or a run is cancelled
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert proc.returncode == step.EXIT_TERMINATED, stderr
+    assert "terminated" in _result(termination_log)["error"]
+    # Cancelled in the server too: no backend left sleeping on behalf of a step that is gone.
+    wait_for(lambda: not _sleeping_backends(database_url, marker), timeout=5, message="the query to be cancelled")

@@ -22,7 +22,10 @@ object the operator copies into the PipelineRun's status, is written to the term
 ``{"rowsAffected": 1234, "statements": 2, "durationSeconds": 0.42}`` on success, or
 ``{"error": "relation \\"x\\" does not exist", "sqlstate": "42P01"}`` on failure.
 
-Exit codes: 0 success, 1 the database refused the script (or could not be reached), 2 bad configuration.
+Exit codes: 0 success, 1 the database refused the script (or could not be reached), 2 bad configuration,
+143 terminated by SIGTERM (the Job's deadline passed, or the run was cancelled): the running statement is
+cancelled in the server and nothing is committed. In a container the runner is PID 1, which the kernel
+shields from signals it has no handler for; without its own it would run on until SIGKILL.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -50,9 +54,11 @@ __all__ = [
     "ENV_TERMINATION_LOG",
     "EXIT_CONFIG_ERROR",
     "EXIT_SQL_ERROR",
+    "EXIT_TERMINATED",
     "ConfigError",
     "StepConfig",
     "StepResult",
+    "Terminated",
     "error_message",
     "load_config",
     "main",
@@ -69,6 +75,7 @@ ENV_TERMINATION_LOG = "HEADWATER_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 EXIT_SQL_ERROR = 1
 EXIT_CONFIG_ERROR = 2
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 MAX_MESSAGE_BYTES = 4096
 """Kubernetes keeps at most this much of a termination message."""
@@ -265,6 +272,14 @@ def _parser() -> argparse.ArgumentParser:
     )
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived. A SystemExit, so that psycopg cancels the running statement in the server."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(EXIT_TERMINATED)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the sql step configured by the environment; return the process exit code."""
     try:
@@ -278,8 +293,14 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(os.environ.get(ENV_TERMINATION_LOG) or DEFAULT_TERMINATION_LOG)
         _write_result(log, {"error": _truncate(str(exc), MAX_ERROR_CHARS)})
         return EXIT_CONFIG_ERROR
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         result = run_sql(config)
+    except Terminated:
+        _log("SQL step terminated (SIGTERM): the running statement was cancelled, nothing was committed")
+        _write_result(config.termination_log, {"error": "terminated by SIGTERM before the script finished; "
+                                                        "nothing was committed"})
+        return EXIT_TERMINATED
     except psycopg.Error as exc:
         payload = _sql_failure(exc, config)
         state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
