@@ -7,7 +7,9 @@ Headwater image that copies the orders' payments. Everything else is the example
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -106,13 +108,16 @@ def test_revenue_pipeline_runs_real_sql_to_succeeded_and_records_lineage(release
     assert revenue == {"EUR": 2000 + 4000 + 6000, "USD": 1000 + 3000 + 5000 - 100}
     assert metrics == {"EUR": 3, "USD": 3}
 
-    # The lineage the operator recorded, explained by the CLI from the in-cluster API.
+    # The lineage the operator recorded, explained by the CLI from the in-cluster API, with the read token
+    # the chart generated (the API answers 401 without it).
+    [tokens] = [s for s in real.list("secret", release.namespace) if s["metadata"]["name"].endswith("-api-token")]
+    reader = {**os.environ, "HEADWATER_API_TOKEN": base64.b64decode(tokens["data"]["read-token"]).decode()}
     with port_forward(real, release.namespace, f"svc/{release.name}-api", 8080) as port:
         def explained() -> dict[str, Any] | None:
             proc = subprocess.run(
                 [str(Path(sys.executable).parent / "headwater"), "lineage", "explain", "analytics.daily_revenue",
                  "--api", f"http://127.0.0.1:{port}", "-o", "json"],
-                capture_output=True, text=True, check=False, timeout=60)
+                capture_output=True, text=True, check=False, timeout=60, env=reader)
             if proc.returncode != 0:
                 return None
             answer: dict[str, Any] = json.loads(proc.stdout)
@@ -120,7 +125,8 @@ def test_revenue_pipeline_runs_real_sql_to_succeeded_and_records_lineage(release
         explanation = wait_for(explained, timeout=90, interval=2, message="the lineage of analytics.daily_revenue")
         tree = subprocess.run(
             [str(Path(sys.executable).parent / "headwater"), "lineage", "explain", "analytics.daily_revenue",
-             "--api", f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True, timeout=60).stdout
+             "--api", f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True, timeout=60,
+            env=reader).stdout
     names = json.dumps(explanation)
     for upstream in ("raw.orders", "raw.stripe_payments", "public.orders"):
         assert upstream in names, names
