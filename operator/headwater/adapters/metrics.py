@@ -50,3 +50,13 @@ class Metrics:
             "(since the operator started, when that is shorter).", registry=r)
         self.dataset_stale = Gauge("headwater_dataset_stale", "1 when a dataset is past its freshness SLA.",
                                    ["dataset"], registry=r)
+        self.delivery_sent = Counter("headwater_delivery_sent", "Payloads a receiver acknowledged (2xx).",
+                                     ["sender"], registry=r)
+        self.delivery_errors = Counter("headwater_delivery_errors",
+                                       "Failed delivery attempts, by cause (3xx, 4xx, 5xx, timeout, connection, "
+                                       "network, protocol).", ["sender", "reason"], registry=r)
+        self.delivery_dropped = Counter("headwater_delivery_dropped",
+                                        "Payloads abandoned: queue_full, rejected (4xx or redirect), gave_up "
+                                        "(every attempt failed), stopped.", ["sender", "reason"], registry=r)
+        self.delivery_queue_bytes = Gauge("headwater_delivery_queue_bytes", "Bytes of payloads waiting to be sent.",
+                                          ["sender"], registry=r)

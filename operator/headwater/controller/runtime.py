@@ -42,12 +42,14 @@ class Runtime:
         self.settings = settings
         self.kube = Kube(api_client)
         self.events = EventQueue(self.kube)
+        self.metrics = Metrics()
         self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
                                  settings.record_rescan_seconds) if settings.database_url else None
-        self.metrics = Metrics()
-        self.emitter = JsonPoster(settings.openlineage_url, settings.openlineage_api_key, name="openlineage-emitter") \
+        self.emitter = JsonPoster(settings.openlineage_url, settings.openlineage_api_key, name="openlineage",
+                                  metrics=self.metrics, max_queue_bytes=settings.delivery_queue_bytes) \
             if settings.openlineage_url else None
-        self.alerts = JsonPoster(settings.alert_webhook_url, settings.alert_webhook_token, name="alerts") \
+        self.alerts = JsonPoster(settings.alert_webhook_url, settings.alert_webhook_token, name="alerts",
+                                 metrics=self.metrics, max_queue_bytes=settings.delivery_queue_bytes) \
             if settings.alert_webhook_url else None
         self.sla = SlaMonitor(self.kube, self.metrics, self.events, self.alerts, self.scopes(),
                               settings.freshness_window_seconds)

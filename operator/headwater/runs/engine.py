@@ -48,7 +48,7 @@ class RunSink(Protocol):
 class EventFeed(Protocol):
     """Takes OpenLineage RunEvents to send (a background sender): must return at once."""
 
-    def send(self, payload: dict[str, Any]) -> None: ...
+    def send(self, payload: dict[str, Any]) -> object: ...
 
 
 def _dump(status: PipelineRunStatus) -> dict[str, Any]:
