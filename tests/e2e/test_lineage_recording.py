@@ -135,7 +135,7 @@ def test_runs_finish_while_postgres_is_down_and_are_recorded_exactly_once_when_i
         finally:
             operator.stop()
         with psycopg.connect(server.url) as conn:
-            runs = conn.execute("SELECT id, count(*) FROM pipeline_runs GROUP BY id").fetchall()
+            runs = conn.execute("SELECT namespace || '/' || name, count(*) FROM pipeline_runs GROUP BY 1").fetchall()
             steps = conn.execute("SELECT count(*), count(DISTINCT (run_id, step)) FROM step_runs").fetchone()
             edges = conn.execute("SELECT count(*) FROM lineage_edges").fetchone()
             versions = conn.execute("SELECT count(*) FROM dataset_versions").fetchone()

@@ -130,10 +130,20 @@ CREATE TRIGGER openlineage_events_append_only BEFORE UPDATE ON openlineage_event
     FOR EACH ROW EXECUTE FUNCTION hw_refuse_update();
 """
 
+# Runs were keyed by namespace/name until now: those rows keep their ids, and learn their name.
+_RUN_NAMES_SQL = """
+ALTER TABLE pipeline_runs ADD COLUMN name text, ADD COLUMN uid text;
+UPDATE pipeline_runs SET name = substr(id, length(namespace) + 2)
+    WHERE source = 'headwater' AND namespace <> '' AND starts_with(id, namespace || '/');
+CREATE INDEX pipeline_runs_name_idx ON pipeline_runs (namespace, name, (coalesce(started_at, created_at)) DESC)
+    WHERE name IS NOT NULL;
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "runs and step runs", _RUNS_SQL),
     Migration(2, "datasets, jobs, lineage edges and dataset versions", _LINEAGE_SQL),
     Migration(3, "raw OpenLineage events", _OPENLINEAGE_SQL),
+    Migration(4, "runs know their Kubernetes name and UID", _RUN_NAMES_SQL),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

@@ -133,6 +133,8 @@ class RunDetail:
     started_at: datetime | None
     finished_at: datetime | None
     steps: tuple[StepDetail, ...]
+    name: str | None = None
+    uid: str | None = None
 
 
 def check_depth(depth: int) -> int:
@@ -282,18 +284,28 @@ def dataset_detail(
     )
 
 
+_RUN_COLUMNS = "id, pipeline, namespace, phase, trigger, source, started_at, finished_at, name, uid"
+
+
 def run_detail(conn: Conn, run_id: str) -> RunDetail:
-    """A run with its steps (in the order they started)."""
-    row = conn.execute(
-        "SELECT id, pipeline, namespace, phase, trigger, source, started_at, finished_at "
-        "FROM pipeline_runs WHERE id = %s", (run_id,),
-    ).fetchone()
+    """A run with its steps (in the order they started).
+
+    ``run_id`` is a run's id, or ``namespace/name`` of a PipelineRun: then the latest run that had
+    that name (a name may have been used by several runs, one after the other).
+    """
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM pipeline_runs WHERE id = %s", (run_id,)).fetchone()
+    namespace, _, name = run_id.partition("/")
+    if row is None and name and "/" not in name:
+        row = conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM pipeline_runs WHERE namespace = %s AND name = %s "
+            "ORDER BY coalesce(started_at, created_at) DESC LIMIT 1", (namespace, name),
+        ).fetchone()
     if row is None:
         raise RunNotFoundError(run_id)
+    run, pipeline, namespace, phase, trigger, source, started_at, finished_at, name, uid = row
     steps = conn.execute(
         "SELECT step, phase, attempts, started_at, finished_at, rows_affected, error FROM step_runs "
-        "WHERE run_id = %s ORDER BY coalesce(started_at, created_at), step", (run_id,),
+        "WHERE run_id = %s ORDER BY coalesce(started_at, created_at), step", (run,),
     ).fetchall()
-    run, pipeline, namespace, phase, trigger, source, started_at, finished_at = row
     return RunDetail(run, pipeline, namespace, phase, trigger, source, started_at, finished_at,
-                     tuple(StepDetail(*s) for s in steps))
+                     tuple(StepDetail(*s) for s in steps), name, uid)

@@ -1,8 +1,9 @@
 """What a finished PipelineRun tells the lineage store: its run, steps, edges and dataset versions.
 
 Pure: the records are derived from the run object alone (its status carries the pipeline snapshot),
-so recording the same run twice writes the same facts.  ``Recorded=True`` on the run's status says
-they are in the store (:mod:`headwater.lineage.recorder` writes them).
+so recording the same run twice writes the same facts.  A run is identified by its namespace, name
+and UID: a run deleted and created again under the same name is another run.  ``Recorded=True`` on
+the run's status says its records are in the store (:mod:`headwater.lineage.recorder` writes them).
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ __all__ = ["CONDITION_RECORDED", "is_recorded", "records_for_run", "run_id"]
 CONDITION_RECORDED = "Recorded"
 
 
-def run_id(namespace: str, name: str) -> str:
-    """How a PipelineRun is named in the lineage store."""
-    return f"{namespace}/{name}"
+UID_PREFIX = 8
+
+
+def run_id(namespace: str, name: str, uid: str) -> str:
+    """How a PipelineRun is named in the lineage store and in OpenLineage: ``namespace/name/uid8``.
+
+    The first 8 hex digits of the UID (random in a UUID v4) tell apart runs that had the same name
+    at different times, and keep the id short enough to read and type.
+    """
+    return f"{namespace}/{name}/{uid[:UID_PREFIX]}"
 
 
 def is_recorded(run: dict[str, Any]) -> bool:
@@ -58,9 +66,10 @@ def records_for_run(run: dict[str, Any]) -> list[Record]:
     meta, spec = run["metadata"], run.get("spec") or {}
     status = PipelineRunStatus.model_validate(run.get("status") or {})
     pipeline = spec.get("pipelineRef", {}).get("name", "")
-    rid = run_id(meta["namespace"], meta["name"])
+    rid = run_id(meta["namespace"], meta["name"], meta["uid"])
     out: list[Record] = [RunRecord(rid, pipeline, meta["namespace"], status.phase.value, spec.get("trigger", "manual"),
-                                   _time(status.started_at), _time(status.finished_at))]
+                                   _time(status.started_at), _time(status.finished_at),
+                                   name=meta["name"], uid=meta["uid"])]
     snapshot = {s.id: s for s in (status.pipeline_spec.steps if status.pipeline_spec else [])}
     for step in status.steps:
         failed = step.phase in (StepPhase.FAILED, StepPhase.CANCELLED)

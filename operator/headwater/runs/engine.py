@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
 from headwater.lineage.emitting import step_events
-from headwater.lineage.run_records import is_recorded
+from headwater.lineage.run_records import is_recorded, run_id
 from headwater.runs import history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job
@@ -130,7 +130,8 @@ class RunEngine:
             raise
         self._measure(ref, status, out)
         if self.emitter is not None and out.status is not None:
-            for event in step_events(ref.namespace, ref.name, ref.pipeline, status, out.status, self.clock()):
+            for event in step_events(run_id(ref.namespace, ref.name, ref.uid), ref.pipeline, status, out.status,
+                                     self.clock()):
                 self.emitter.send(event)
         return out
 
