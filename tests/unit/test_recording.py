@@ -78,3 +78,11 @@ def test_a_run_created_again_under_the_same_name_is_another_run_in_every_record(
     again["metadata"]["uid"] = "7d41e0b2-0000-4000-8000-000000000000"
     ids = [{r.run_id for r in records_for_run(run)} for run in (first, again)]
     assert ids == [{"data/rev-1/0f3c9a1e"}, {"data/rev-1/7d41e0b2"}]
+
+
+def test_a_row_count_the_store_cannot_hold_is_left_out_rather_than_failing_the_run() -> None:
+    run = finished_run()
+    for rows in (2**63, True, -1, "12"):
+        run["status"]["steps"][0]["result"] = {"rowsAffected": rows}
+        steps = [r for r in records_for_run(run) if isinstance(r, StepRecord)]
+        assert steps[0].rows_affected is None

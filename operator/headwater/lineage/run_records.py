@@ -42,9 +42,13 @@ def _time(value: str | None) -> datetime | None:
     return parse_time(value) if value else None
 
 
+_BIGINT = 2**63
+
+
 def _rows(result: dict[str, Any] | None) -> int | None:
+    """rowsAffected of a step's result, when it is a count PostgreSQL can hold (bigint)."""
     value = (result or {}).get("rowsAffected")
-    return value if isinstance(value, int) and value >= 0 else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _BIGINT else None
 
 
 def _datasets(step: StepSpec) -> tuple[tuple[DatasetRef, ...], tuple[DatasetRef, ...]]:

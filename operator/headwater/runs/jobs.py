@@ -10,6 +10,7 @@ from typing import Any
 
 from headwater.spec import constants as c
 from headwater.spec.models import StepPhase, StepSpec
+from headwater.spec.text import RESULT_LIMIT, clean, clean_json
 
 __all__ = [
     "JobObservation",
@@ -162,16 +163,20 @@ def _termination(pod: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _parse_message(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """A termination message: a JSON object is a result; anything else is plain text."""
+    """A termination message: a JSON object is a result; anything else is plain text (both cleaned and
+    bounded: they come from the step's container)."""
     if not text or not text.strip():
         return None, None
     try:
         value = json.loads(text)
     except ValueError:
-        return None, text.strip()[:1024]
-    if isinstance(value, dict):
-        return value, None
-    return None, text.strip()[:1024]
+        return None, clean(text.strip())
+    if not isinstance(value, dict):
+        return None, clean(text.strip())
+    result = clean_json(value)
+    if result is None:
+        return None, f"the step's result was dropped: it takes more than {RESULT_LIMIT} bytes"
+    return result, None
 
 
 def _pods_by_phase(pods: list[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
@@ -207,11 +212,11 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobObservati
         term = next((t for p in reversed(_pods_by_phase(pods, "Failed")) if (t := _termination(p))), None)
         result, text = _parse_message(term.get("message") if term else None)
         detail = (result or {}).get("error") or text
-        message = broken.get("message") or ""
+        message = clean(str(broken.get("message") or ""))
         if detail:
-            message = f"{message}; last attempt: {detail}" if message else str(detail)
-        return JobObservation(name, StepPhase.FAILED, max(failed, 1), started,
-                              broken.get("lastTransitionTime"), broken.get("reason") or "Failed", message, result)
+            message = f"{message}; last attempt: {clean(str(detail))}" if message else clean(str(detail))
+        return JobObservation(name, StepPhase.FAILED, max(failed, 1), started, broken.get("lastTransitionTime"),
+                              clean(str(broken.get("reason") or "Failed"), 256), message, result)
     if active or status.get("ready") or failed or succeeded:
         # pods ran and the Job is not finished: a pod is running, a retry is due, or the Job
         # controller has yet to record a pod's success -- all still Running, never back to Pending
