@@ -111,6 +111,20 @@ class Kube:
         self.custom.patch_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"metadata": {"labels": labels}})
 
+    def patch_run_metadata(self, namespace: str, name: str, metadata: dict[str, Any],
+                           resource_version: str | None = None) -> dict[str, Any] | None:
+        """Merge-patch the run's labels or finalizers (a list is replaced whole, so pass ``resource_version``
+        to make it a guarded read-modify-write: 409 when the run changed since); None when it is gone."""
+        patch = {"metadata": {**metadata, **({"resourceVersion": resource_version} if resource_version else {})}}
+        try:
+            out: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, patch)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return out
+
     def patch_run_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"spec": spec})

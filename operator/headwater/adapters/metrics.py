@@ -37,6 +37,11 @@ class Metrics:
         self.reconcile_errors.labels("PipelineRun")  # exported as 0 before the first error
         self.lineage_backlog = Gauge("headwater_lineage_backlog",
                                      "Finished runs not yet written to the lineage store.", registry=r)
+        self.record_failures = Counter(
+            "headwater_lineage_record_failures",
+            "Failures to record finished runs: RecordFailed (one run's records refused; the run is marked "
+            "Recorded=False and backed off), StoreUnavailable, ApiUnavailable (the whole pass backs off).",
+            ["reason"], registry=r)
         self.dataset_last_updated = Gauge("headwater_dataset_last_updated_timestamp_seconds",
                                           "When a dataset was last written successfully.", ["dataset"], registry=r)
         self.dataset_sla = Gauge("headwater_dataset_freshness_sla_seconds",

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from kubernetes import client, config
 from prometheus_client import start_http_server
@@ -23,6 +24,7 @@ from headwater.adapters.metrics import Metrics
 from headwater.controller.api_server import serve_when_ready
 from headwater.controller.config import Settings
 from headwater.lineage.recorder import Recorder
+from headwater.lineage.run_records import has_finalizer
 from headwater.lineage.store import LineageStore
 from headwater.pipelines.scheduler import schedule_pipeline
 from headwater.runs.engine import RunEngine
@@ -44,7 +46,8 @@ class Runtime:
         self.events = EventQueue(self.kube)
         self.metrics = Metrics()
         self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
-                                 settings.record_rescan_seconds) if settings.database_url else None
+                                 settings.record_rescan_seconds, metrics=self.metrics, post_event=self.events) \
+            if settings.database_url else None
         self.emitter = JsonPoster(settings.openlineage_url, settings.openlineage_api_key, name="openlineage",
                                   metrics=self.metrics, max_queue_bytes=settings.delivery_queue_bytes) \
             if settings.openlineage_url else None
@@ -110,12 +113,26 @@ class Runtime:
 
     # --- the periodic passes ----------------------------------------------------------------
     def resync(self) -> None:
-        """Safety net: re-plan every unfinished run, whatever events were missed."""
-        unfinished = [(run["metadata"]["namespace"], run["metadata"]["name"])
-                      for scope in self.scopes() for run in self.kube.iter_runs(scope)
-                      if not RunPhase.ended((run.get("status") or {}).get("phase"))]
+        """Safety net: re-plan every unfinished run and see to every finished one, whatever events were missed."""
+        unfinished: list[tuple[str, str]] = []
+        for scope in self.scopes():
+            for run in self.kube.iter_runs(scope):
+                if RunPhase.ended((run.get("status") or {}).get("phase")):
+                    if self.recorder is None:  # the recorder scans for its own work
+                        self.finished(run)
+                else:
+                    unfinished.append((run["metadata"]["namespace"], run["metadata"]["name"]))
         for namespace, name in unfinished:
             self.engine.reconcile(namespace, name)
+
+    def finished(self, run: dict[str, Any]) -> None:
+        """A finished run: the recorder writes it and lets it go; without a store it is let go at once."""
+        if not has_finalizer(run):
+            return
+        if self.recorder is not None:
+            self.recorder.notify(run["metadata"]["namespace"], run["metadata"]["name"])
+        else:
+            self.engine.let_go(run)
 
     def schedule(self) -> None:
         """Create the runs whose schedule slot is due."""

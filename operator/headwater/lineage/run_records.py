@@ -13,12 +13,18 @@ from typing import Any
 
 from headwater.lineage import sqllineage
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord, EdgeRecord, Record, RunRecord, StepRecord
-from headwater.spec.models import PipelineRunStatus, StepPhase, StepReason, StepSpec
+from headwater.spec.conditions import condition_is
+from headwater.spec.models import PipelineRunStatus, RunPhase, StepPhase, StepReason, StepSpec
 from headwater.spec.times import parse_time
 
-__all__ = ["CONDITION_RECORDED", "is_recorded", "records_for_run", "run_id"]
+__all__ = [
+    "CONDITION_RECORDED", "FINALIZER", "finalizers_with", "finalizers_without", "has_finalizer", "is_deleting",
+    "is_recorded", "needs_recorder", "records_for_run", "run_id",
+]
 
 CONDITION_RECORDED = "Recorded"
+FINALIZER = "headwater.dev/lineage"
+"""Holds a started run until it is in the lineage store (only while a store is configured)."""
 
 
 UID_PREFIX = 8
@@ -34,8 +40,32 @@ def run_id(namespace: str, name: str, uid: str) -> str:
 
 
 def is_recorded(run: dict[str, Any]) -> bool:
-    conditions = (run.get("status") or {}).get("conditions") or []
-    return any(cond.get("type") == CONDITION_RECORDED and cond.get("status") == "True" for cond in conditions)
+    return condition_is(run, CONDITION_RECORDED, "True")
+
+
+def has_finalizer(run: dict[str, Any]) -> bool:
+    return FINALIZER in (run["metadata"].get("finalizers") or [])
+
+
+def is_deleting(run: dict[str, Any]) -> bool:
+    return bool(run["metadata"].get("deletionTimestamp"))
+
+
+def finalizers_with(run: dict[str, Any]) -> list[str] | None:
+    """The run's finalizers plus :data:`FINALIZER`; None when it has it, or is being deleted (the
+    apiserver refuses new finalizers then)."""
+    if has_finalizer(run) or is_deleting(run):
+        return None
+    return [*(run["metadata"].get("finalizers") or []), FINALIZER]
+
+
+def finalizers_without(run: dict[str, Any]) -> list[str]:
+    return [f for f in run["metadata"].get("finalizers") or [] if f != FINALIZER]
+
+
+def needs_recorder(run: dict[str, Any]) -> bool:
+    """A finished run the recorder still has work on: writing it, or letting it go (its finalizer)."""
+    return RunPhase.ended((run.get("status") or {}).get("phase")) and (not is_recorded(run) or has_finalizer(run))
 
 
 def _time(value: str | None) -> datetime | None:

@@ -23,7 +23,14 @@ from kubernetes.client.exceptions import ApiException
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
 from headwater.lineage.emitting import step_events
-from headwater.lineage.run_records import is_recorded, run_id
+from headwater.lineage.run_records import (
+    finalizers_with,
+    finalizers_without,
+    has_finalizer,
+    is_deleting,
+    is_recorded,
+    run_id,
+)
 from headwater.runs import history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job
@@ -107,16 +114,36 @@ class RunEngine:
         spec = PipelineRunSpec.model_validate(run.get("spec") or {})
         raw_status = run.get("status") or {}
         if not raw_status.get("pipelineSpec") and raw_status.get("phase") not in (RunPhase.FAILED, RunPhase.CANCELLED):
+            if is_deleting(run):  # deleted before it started: nothing ran, nothing to record
+                self.let_go(run)
+                return planning.Plan()
             started = self._start(run, spec)
             if started is None:
                 return planning.Plan()
+            metadata: dict[str, Any] = {}
             if meta.get("labels", {}).get(c.LABEL_PIPELINE) != spec.pipeline_ref.name:
                 # runs created by hand carry no pipeline label; schedules and history limits find runs by it
-                self.kube.label_run(meta["namespace"], meta["name"], {c.LABEL_PIPELINE: spec.pipeline_ref.name})
-                run = self.kube.get_run(meta["namespace"], meta["name"]) or run
+                metadata["labels"] = {c.LABEL_PIPELINE: spec.pipeline_ref.name}
+            if self.recorder is not None and (finalizers := finalizers_with(run)) is not None:
+                metadata["finalizers"] = finalizers  # held, once started, until it is in the lineage store
+            if metadata:
+                patched = self.kube.patch_run_metadata(meta["namespace"], meta["name"], metadata,
+                                                       meta["resourceVersion"])
+                if patched is None:
+                    return planning.Plan()
+                run = patched
             run = self.kube.replace_run_status(run, _dump(started))
             raw_status = run["status"]
             self.memory.remember(run, started)
+        elif self.recorder is not None and (finalizers := finalizers_with(run)) is not None:
+            # started by an operator without a lineage store, or before runs were held
+            run = self.kube.patch_run_metadata(meta["namespace"], meta["name"], {"finalizers": finalizers},
+                                               meta["resourceVersion"]) or run
+        elif self.recorder is None and has_finalizer(run):
+            run = self.let_go(run) or run
+        if is_deleting(run):
+            # deleted while running: stop its steps and end it, so that it is recorded and let go
+            spec = spec.model_copy(update={"cancel": True})
         status = PipelineRunStatus.model_validate(raw_status)
         ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
         observed = self._observe(ref, status)
@@ -153,6 +180,23 @@ class RunEngine:
         self.post_event(run, "Normal", "Started",
                         f"Running pipeline {spec.pipeline_ref.name} ({len(pipeline_spec.steps)} steps)")
         return status
+
+    def let_go(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """Remove the lineage finalizer of a run that has nothing to record, or when no store is configured;
+        the run as it is then (None once gone).  A run that changed meanwhile is let go on its next event
+        or the next resync."""
+        if not has_finalizer(run):
+            return run
+        meta = run["metadata"]
+        try:
+            out = self.kube.patch_run_metadata(meta["namespace"], meta["name"],
+                                               {"finalizers": finalizers_without(run)}, meta["resourceVersion"])
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            return run
+        log.info("Let go of PipelineRun %s/%s (nothing to record)", meta["namespace"], meta["name"])
+        return out
 
     def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
         """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended."""
