@@ -43,6 +43,7 @@ class FakeKube:
         self.jobs: dict[tuple[str, str], Obj] = {}
         self.fail: dict[str, Callable[[], BaseException | None]] = {}
         self._versions = itertools.count(1)
+        self._finished = 0
         self.writes: list[tuple[str, str, str]] = []  # (call, namespace, name)
 
     # --- helpers of the tests ---------------------------------------------------------------
@@ -227,13 +228,14 @@ class FakeKube:
         self.jobs.pop((namespace, name), None)
 
     def finish_job(self, namespace: str, name: str, succeeded: bool = True) -> None:
-        """What the Job controller writes when the Job's pod ends."""
+        """What the Job controller writes when the Job's pod ends (each Job a minute after the one before)."""
         job = self.jobs[(namespace, name)]
-        condition = {"type": "Complete" if succeeded else "Failed", "status": "True",
-                     "lastTransitionTime": "2026-11-23T06:01:00Z",
+        self._finished += 1
+        at = f"2026-11-23T{6 + self._finished // 60:02d}:{self._finished % 60:02d}:00Z"
+        condition = {"type": "Complete" if succeeded else "Failed", "status": "True", "lastTransitionTime": at,
                      "reason": "" if succeeded else "BackoffLimitExceeded"}
         job["status"] = {"startTime": "2026-11-23T06:00:00Z", "conditions": [condition],
                          "succeeded" if succeeded else "failed": 1}
         if succeeded:
-            job["status"]["completionTime"] = "2026-11-23T06:01:00Z"
+            job["status"]["completionTime"] = at
         self._stamp(job)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from fake_kube import FakeKube
+from headwater.adapters.metrics import Metrics
 from headwater.lineage.run_records import FINALIZER
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
+from headwater.sla.monitor import SlaMonitor
 
 pytestmark = pytest.mark.unit
 
@@ -113,3 +119,52 @@ def test_without_a_store_a_held_run_is_let_go_at_once() -> None:
     assert run_of(kube)["metadata"]["finalizers"] == []
     kube.delete_run(NS, "rev-1")
     assert (NS, "rev-1") not in kube.runs
+
+
+def settled(kube: FakeKube, name: str = "rev-1") -> tuple[str, str] | None:
+    conds = {c["type"]: c for c in run_of(kube, name)["status"].get("conditions") or []}
+    cond = conds.get("Settled")
+    return (cond["status"], cond["reason"]) if cond else None
+
+
+def test_after_finish_effects_that_fail_are_marked_and_applied_again_until_they_are_done() -> None:
+    kube = cluster()
+    monitor = SlaMonitor(kube, Metrics(), lambda *_: None, None, [NS])  # type: ignore[arg-type]
+    runs = engine(kube, on_finish=monitor.run_finished)
+    new_run(kube)
+    runs.reconcile(NS, "rev-1")
+    kube.fail["patch_pipeline_status"] = lambda: ApiException(status=422, reason="Unprocessable")
+    with contextlib.suppress(ApiException):  # the effects ran inline, right after the final status write
+        finish_all_jobs(kube, runs)
+    assert run_of(kube)["status"]["phase"] == "Succeeded"
+    assert settled(kube) == ("False", "EffectsFailed")
+    assert "lastRun" not in kube.pipelines[(NS, "rev")]["status"]
+    del kube.fail["patch_pipeline_status"]
+    runs._settle_retries.succeeded(run_of(kube)["metadata"]["uid"])  # as if its back-off had passed
+    runs.reconcile(NS, "rev-1")  # what the resync does for a finished run that is not settled
+    assert settled(kube) == ("True", "Settled")
+    status = kube.pipelines[(NS, "rev")]["status"]
+    assert (status["lastRun"], status["lastRunPhase"]) == ("rev-1", "Succeeded")
+    assert status["datasets"][0]["lastRun"] == "rev-1"
+
+
+def test_a_run_that_settles_after_a_newer_one_changes_neither_last_run_nor_last_updated() -> None:
+    kube = cluster()
+    monitor = SlaMonitor(kube, Metrics(), lambda *_: None, None, [NS])  # type: ignore[arg-type]
+    clock = iter(datetime(2026, 11, 23, 6, minute, tzinfo=UTC) for minute in range(60))
+    runs = engine(kube, on_finish=monitor.run_finished, clock=lambda: next(clock))
+    for name in ("rev-old", "rev-new"):
+        new_run(kube, name)
+        runs.reconcile(NS, name)
+    kube.fail["get_pipeline"] = lambda: ApiException(status=500, reason="apiserver away")
+    finish_all_jobs(kube, runs, "rev-old")  # finished first, but its effects could not be applied
+    del kube.fail["get_pipeline"]
+    finish_all_jobs(kube, runs, "rev-new")
+    assert settled(kube, "rev-old") == ("False", "Pending") and settled(kube, "rev-new") == ("True", "Settled")
+    newer = copy.deepcopy(kube.pipelines[(NS, "rev")]["status"])
+    runs._settle_retries.succeeded(run_of(kube, "rev-old")["metadata"]["uid"])
+    runs.reconcile(NS, "rev-old")
+    assert settled(kube, "rev-old") == ("True", "Settled")
+    status = kube.pipelines[(NS, "rev")]["status"]
+    assert (status["lastRun"], status["datasets"]) == (newer["lastRun"], newer["datasets"])
+    assert status["datasets"][0]["lastRun"] == "rev-new"

@@ -215,3 +215,12 @@ def test_a_finished_run_plans_nothing() -> None:
     assert status.phase == RunPhase.FAILED
     out = plan(RUN, run_spec(), status, {"a": failed("a")}, NOW, SETTINGS)
     assert out.status is None and out.create == [] and out.events == []
+
+
+def test_the_status_that_ends_a_run_says_its_after_finish_effects_are_still_to_be_applied() -> None:
+    status, _, _ = advance(start(run_spec(), diamond(), NOW), {})
+    assert "Settled" not in {c.type for c in status.conditions}
+    status, _, _ = advance(status, {"a": failed("a")})
+    assert status.phase == RunPhase.FAILED
+    settled = next(c for c in status.conditions if c.type == "Settled")
+    assert (settled.status, settled.reason) == ("False", "Pending")

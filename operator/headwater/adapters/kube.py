@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from headwater.spec import constants as c
 
-__all__ = ["Kube", "is_conflict", "is_not_found"]
+__all__ = ["Kube", "is_conflict", "is_not_found", "is_unavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,14 @@ def is_not_found(exc: Exception) -> bool:
 
 def is_conflict(exc: Exception) -> bool:
     return isinstance(exc, ApiException) and exc.status == 409
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the apiserver is away or overloaded (no answer, 429, 5xx), not that the request
+    was wrong."""
+    if isinstance(exc, ApiException):
+        return not exc.status or exc.status == 429 or exc.status >= 500
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
 
 
 class Kube:

@@ -29,6 +29,7 @@ from headwater.lineage.store import LineageStore
 from headwater.pipelines.scheduler import schedule_pipeline
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
+from headwater.runs.settling import needs_settling
 from headwater.sla.monitor import SlaMonitor
 from headwater.spec.models import RunPhase
 
@@ -113,16 +114,17 @@ class Runtime:
 
     # --- the periodic passes ----------------------------------------------------------------
     def resync(self) -> None:
-        """Safety net: re-plan every unfinished run and see to every finished one, whatever events were missed."""
-        unfinished: list[tuple[str, str]] = []
+        """Safety net, whatever events were missed: re-plan every unfinished run, apply the after-finish
+        effects of finished runs still ``Settled=False``, and (without a store) let held runs go."""
+        due: list[tuple[str, str]] = []
         for scope in self.scopes():
             for run in self.kube.iter_runs(scope):
-                if RunPhase.ended((run.get("status") or {}).get("phase")):
-                    if self.recorder is None:  # the recorder scans for its own work
-                        self.finished(run)
-                else:
-                    unfinished.append((run["metadata"]["namespace"], run["metadata"]["name"]))
-        for namespace, name in unfinished:
+                ended = RunPhase.ended((run.get("status") or {}).get("phase"))
+                if ended and self.recorder is None:  # with a store, the recorder scans for its own work
+                    self.finished(run)
+                if not ended or needs_settling(run):
+                    due.append((run["metadata"]["namespace"], run["metadata"]["name"]))
+        for namespace, name in due:
             self.engine.reconcile(namespace, name)
 
     def finished(self, run: dict[str, Any]) -> None:

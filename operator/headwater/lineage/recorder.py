@@ -20,10 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from headwater.adapters.kube import Kube
+from headwater.adapters.kube import Kube, is_unavailable
 from headwater.adapters.metrics import Metrics
 from headwater.lineage.run_records import (
     CONDITION_RECORDED,
@@ -53,11 +52,7 @@ def outage(exc: BaseException) -> str | None:
     """The reason when ``exc`` says the store or the apiserver is away (not this run's fault), else None."""
     if isinstance(exc, psycopg.OperationalError):  # connection refused or lost, pool timeout
         return "StoreUnavailable"
-    if isinstance(exc, ApiException) and (not exc.status or exc.status == 429 or exc.status >= 500):
-        return "ApiUnavailable"
-    if isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
-        return "ApiUnavailable"
-    return None
+    return "ApiUnavailable" if is_unavailable(exc) else None
 
 
 class Recorder:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
-from headwater.adapters.kube import Kube
+from headwater.adapters.kube import Kube, is_unavailable
 from headwater.adapters.metrics import Metrics
 from headwater.lineage.emitting import step_events
 from headwater.lineage.run_records import (
@@ -34,8 +34,19 @@ from headwater.lineage.run_records import (
 from headwater.runs import history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job
+from headwater.runs.settling import (
+    CONDITION_SETTLED,
+    MESSAGE_SETTLED,
+    REASON_FAILED,
+    REASON_SETTLED,
+    finished_later,
+    needs_settling,
+)
 from headwater.spec import constants as c
+from headwater.spec.conditions import with_condition
 from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase, StepReason
+from headwater.spec.retries import RetryBook
+from headwater.spec.text import clean
 from headwater.spec.times import parse_time
 
 __all__ = ["EventSink", "RunEngine", "RunSink"]
@@ -69,7 +80,7 @@ class RunEngine:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  recorder: RunSink | None = None, metrics: Metrics | None = None,
                  emitter: EventFeed | None = None,
-                 on_finish: Callable[[RunRef, PipelineRunStatus], None] | None = None) -> None:
+                 on_finish: Callable[[RunRef, PipelineRunStatus, bool], None] | None = None) -> None:
         self.kube = kube
         self.on_finish = on_finish
         self.emitter = emitter
@@ -81,6 +92,7 @@ class RunEngine:
         self.clock = clock
         self._passes = Coalescer()
         self.memory = RunMemory()
+        self._settle_retries = RetryBook(first=5.0, cap=600.0)
 
     def forget(self, namespace: str, name: str) -> None:
         self.memory.forget(namespace, name)
@@ -111,8 +123,11 @@ class RunEngine:
 
     def _reconcile(self, run: dict[str, Any]) -> planning.Plan:
         meta = run["metadata"]
-        spec = PipelineRunSpec.model_validate(run.get("spec") or {})
         raw_status = run.get("status") or {}
+        if RunPhase.ended(raw_status.get("phase")) and raw_status.get("pipelineSpec"):
+            self.settle(run)  # a finished run only ever needs its effects (again)
+            return planning.Plan()
+        spec = PipelineRunSpec.model_validate(run.get("spec") or {})
         if not raw_status.get("pipelineSpec") and raw_status.get("phase") not in (RunPhase.FAILED, RunPhase.CANCELLED):
             if is_deleting(run):  # deleted before it started: nothing ran, nothing to record
                 self.let_go(run)
@@ -227,7 +242,7 @@ class RunEngine:
         if out.finished and out.status is not None:
             if self.recorder is not None:
                 self.recorder.notify(ref.namespace, ref.name)
-            self._after_finish(ref, out.status)
+            self.settle(run)
 
     def _measure(self, ref: RunRef, old: PipelineRunStatus, out: planning.Plan) -> None:
         """Step durations, attempts, handoff latency and run outcomes, from the transition just applied."""
@@ -260,19 +275,93 @@ class RunEngine:
                 self.metrics.run_duration.labels(ref.pipeline).observe(total.total_seconds())
             self._succeeded_at.pop((ref.namespace, ref.name), None)
 
-    def _after_finish(self, ref: RunRef, status: PipelineRunStatus) -> None:
-        """Record the outcome on the Pipeline and trim its run history."""
+    def settle(self, run: dict[str, Any]) -> bool:
+        """Put a finished run's outcome on its Pipeline, then mark it ``Settled=True``; True when done.
+
+        Level-based (:mod:`headwater.runs.settling`): called right after the final status write and again
+        by the resync for any run still ``Settled=False``.  A failure marks the run with the reason and
+        backs it off; it never raises, so one run never stops the others.
+        """
+        meta = run["metadata"]
+        if not needs_settling(run) or not self._settle_retries.due(meta["uid"], time.monotonic()):
+            return False
+        try:
+            self._apply_effects(run)
+            done = self._mark_settled(run, "True", REASON_SETTLED, MESSAGE_SETTLED)
+        except Exception as exc:
+            self._settle_failed(run, exc)
+            return False
+        self._settle_retries.succeeded(meta["uid"])
+        return done
+
+    def _apply_effects(self, run: dict[str, Any]) -> None:
+        """lastRun, the SLA monitor's datasets and incidents, and history trimming; each idempotent."""
+        meta = run["metadata"]
+        spec = PipelineRunSpec.model_validate(run.get("spec") or {})
+        status = PipelineRunStatus.model_validate(run.get("status") or {})
+        ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
         pipeline = self.kube.get_pipeline(ref.namespace, ref.pipeline)
         if pipeline is None:
-            return
-        self.kube.patch_pipeline_status(ref.namespace, ref.pipeline, {
-            "lastRun": ref.name, "lastRunPhase": status.phase.value})
+            return  # deleted with its runs: nothing to update
+        latest = self._is_latest(pipeline, ref, status)
+        if latest:
+            self.kube.patch_pipeline_status(ref.namespace, ref.pipeline, {
+                "lastRun": ref.name, "lastRunPhase": status.phase.value})
         if self.on_finish is not None:
-            self.on_finish(ref, status)
-        spec = PipelineSpec.model_validate(pipeline["spec"])
+            self.on_finish(ref, status, latest)
+        pipeline_spec = PipelineSpec.model_validate(pipeline["spec"])
         runs = self.kube.list_runs(ref.namespace, f"{c.LABEL_PIPELINE}={ref.pipeline}")
-        unrecorded = (lambda r: not is_recorded(r)) if self.recorder is not None else (lambda _: False)
-        for name in history.runs_to_delete(runs, spec.successful_runs_history_limit,
-                                           spec.failed_runs_history_limit, unrecorded):
+
+        def keep(other: dict[str, Any]) -> bool:
+            unrecorded = self.recorder is not None and not is_recorded(other)
+            return unrecorded or needs_settling(other) or other["metadata"].get("uid") == ref.uid
+        for name in history.runs_to_delete(runs, pipeline_spec.successful_runs_history_limit,
+                                           pipeline_spec.failed_runs_history_limit, keep):
             self.kube.delete_run(ref.namespace, name)
             log.info("Deleted PipelineRun %s/%s (history limit)", ref.namespace, name)
+
+    def _is_latest(self, pipeline: dict[str, Any], ref: RunRef, status: PipelineRunStatus) -> bool:
+        """Whether no run the Pipeline already shows as its last one finished after this one."""
+        shown = (pipeline.get("status") or {}).get("lastRun")
+        if not shown or shown == ref.name:
+            return True
+        other = self.kube.get_run(ref.namespace, shown)
+        theirs = ((other or {}).get("status") or {}).get("finishedAt")
+        return finished_later(status.finished_at, theirs)
+
+    def _mark_settled(self, run: dict[str, Any], state: str, reason: str, message: str) -> bool:
+        """Write the Settled condition, re-reading the run on a conflict; False when the run is gone."""
+        meta = run["metadata"]
+        latest: dict[str, Any] | None = run
+        for _ in range(4):
+            if latest is None or latest["metadata"].get("uid") != meta["uid"]:
+                return False
+            new = with_condition(latest.get("status") or {}, CONDITION_SETTLED, state, reason, message,
+                                 self.clock())
+            if new is None:
+                return True
+            try:
+                self.kube.replace_run_status(latest, new)
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                if exc.status != 409:
+                    raise
+            latest = self.kube.get_run(meta["namespace"], meta["name"])
+        raise RuntimeError(f"PipelineRun {meta['namespace']}/{meta['name']} kept changing while it settled")
+
+    def _settle_failed(self, run: dict[str, Any], exc: Exception) -> None:
+        meta = run["metadata"]
+        failure = self._settle_retries.failed(meta["uid"], time.monotonic())
+        message = clean(f"{type(exc).__name__}: {exc}", 1024)
+        log.warning("could not apply the effects of PipelineRun %s/%s (failure %d in a row; retried by the "
+                    "resync): %s", meta["namespace"], meta["name"], failure.count, message)
+        if is_unavailable(exc):
+            return  # the apiserver is away: nothing to mark, the resync retries
+        try:
+            if self._mark_settled(run, "False", REASON_FAILED, message):
+                self.post_event(run, "Warning", REASON_FAILED, f"after-finish effects failed: {message}")
+        except Exception as again:
+            log.warning("could not mark PipelineRun %s/%s: %s", meta["namespace"], meta["name"],
+                        clean(str(again), 300))

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, build_job
+from headwater.runs.settling import mark_unsettled
 from headwater.spec import dag
 from headwater.spec.conditions import set_condition
 from headwater.spec.models import (
@@ -245,6 +246,7 @@ def _next_status(old: PipelineRunStatus, pipeline: PipelineSpec, work: _Work, no
             RunPhase.CANCELLED: ("False", "Cancelled", "the run was cancelled"),
         }[new.phase]
         set_condition(new.conditions, "Succeeded", state, reason, message, now)
+        mark_unsettled(new, now)
     return new
 
 

@@ -20,6 +20,7 @@ from headwater.adapters.delivery import JsonPoster
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
 from headwater.runs.jobs import RunRef
+from headwater.runs.settling import finished_later
 from headwater.sla.alerts import DatasetGraph, Incident, notification
 from headwater.sla.freshness import evaluate
 from headwater.spec.conditions import set_condition
@@ -84,8 +85,13 @@ class SlaMonitor:
                 self.kube.patch_pipeline_status(namespace, name, dump)
 
     # --- runs -------------------------------------------------------------------------------
-    def run_finished(self, ref: RunRef, status: PipelineRunStatus, now: datetime | None = None) -> None:
-        """Record the outputs a finished run wrote; clear risks it resolves; raise an incident if it failed."""
+    def run_finished(self, ref: RunRef, status: PipelineRunStatus, latest: bool = True,
+                     now: datetime | None = None) -> None:
+        """Record the outputs a finished run wrote; clear risks it resolves; raise an incident if it failed.
+
+        Idempotent, so that it can be applied again after a crash: a dataset's lastUpdated only moves
+        forward, and only the pipeline's ``latest`` run (none finished after it) clears or sets risks.
+        """
         now = now or datetime.now(UTC)
         done = {s.name: s for s in status.steps if s.phase == StepPhase.SUCCEEDED and s.reason != StepReason.REUSED}
 
@@ -95,11 +101,13 @@ class SlaMonitor:
                 if step.id in done:
                     for out in step.outputs:
                         entry = by_key[(out.namespace, out.name)]
-                        entry.last_updated, entry.last_run = done[step.id].finished_at, ref.name
+                        written = done[step.id].finished_at
+                        if not entry.last_updated or finished_later(written, entry.last_updated):
+                            entry.last_updated, entry.last_run = written, ref.name
 
         self._update(ref.namespace, ref.pipeline, wrote, now)
         source = f"{ref.namespace}/{ref.pipeline}"
-        if status.phase == RunPhase.SUCCEEDED:
+        if status.phase == RunPhase.SUCCEEDED and latest:
             self._clear_risk(source, now)
         elif status.phase == RunPhase.FAILED:
             graph = DatasetGraph.from_pipelines(self._pipelines())
@@ -107,7 +115,7 @@ class SlaMonitor:
             roots = [k for s in failed for k in graph.outputs_of_step.get((ref.namespace, ref.pipeline, s.name), [])]
             cause = "; ".join(f"{ref.pipeline}/{s.name} failed in run {ref.namespace}/{ref.name}: "
                               f"{s.reason}: {s.message or ''}".strip() for s in failed)
-            self._raise(Incident.build(graph, cause, source, roots), now)
+            self._raise(Incident.build(graph, cause, source, roots), now, put_at_risk=latest)
 
     # --- freshness --------------------------------------------------------------------------
     def evaluate_all(self, now: datetime | None = None) -> None:
@@ -148,12 +156,16 @@ class SlaMonitor:
                                    [key]), now)
 
     # --- incidents --------------------------------------------------------------------------
-    def _raise(self, incident: Incident, now: datetime) -> None:
+    def _raise(self, incident: Incident, now: datetime, put_at_risk: bool = True) -> None:
+        """Send the incident's notification and, when ``put_at_risk``, mark its datasets at risk (a failed run
+        settled after a newer run of its pipeline is still announced, but no longer puts anything at risk)."""
         if not incident.affected:
             return
         log.warning("Incident: %s; %d dataset(s) at risk", incident.cause, len(incident.affected))
         if self.alerts is not None:
             self.alerts.send(notification(incident))
+        if not put_at_risk:
+            return
         at_risk = set(incident.affected)
         for obj in self._pipelines():
             def mark(spec: PipelineSpec, datasets: list[DatasetStatus]) -> None:
