@@ -55,6 +55,9 @@ class Metrics:
             "(since the operator started, when that is shorter).", registry=r)
         self.dataset_stale = Gauge("headwater_dataset_stale", "1 when a dataset is past its freshness SLA.",
                                    ["dataset"], registry=r)
+        self.alerts_pending = Gauge("headwater_alerts_pending",
+                                    "Incidents in Pipelines' status not yet acknowledged by the alert webhook.",
+                                    registry=r)
         self.delivery_sent = Counter("headwater_delivery_sent", "Payloads a receiver acknowledged (2xx).",
                                      ["sender"], registry=r)
         self.delivery_errors = Counter("headwater_delivery_errors",

@@ -37,12 +37,17 @@ def _problems(raw_spec: dict[str, Any]) -> tuple[PipelineSpec | None, str, str]:
     return spec, "", ""
 
 
+_OWNED = {"conditions", "observed_generation", "steps", "next_schedule_time"}
+"""The fields written here: a merge patch of the others (datasets, alerts, lastRun...) would put back
+the copy this event carried over what their own writers wrote since."""
+
+
 def pipeline_status(
     raw_spec: dict[str, Any], old: dict[str, Any] | None, generation: int | None, now: datetime
 ) -> dict[str, Any] | None:
     """The status fields the Pipeline should have; None when they are already so."""
     status = PipelineStatus.model_validate(old or {})
-    before = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    before = status.model_dump(by_alias=True, exclude_none=True, mode="json", include=_OWNED)
     spec, reason, message = _problems(raw_spec)
     conditions: list[Condition] = list(status.conditions)
     if reason:
@@ -64,7 +69,7 @@ def pipeline_status(
         status.next_schedule_time = isotime(scheduling.next_slot(spec.schedule, spec.time_zone, now))
     else:
         status.next_schedule_time = None
-    after = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    after = status.model_dump(by_alias=True, exclude_none=True, mode="json", include=_OWNED)
     if after == before:
         return None
     if "nextScheduleTime" not in after:

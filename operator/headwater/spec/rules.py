@@ -155,10 +155,6 @@ ENV_FROM_ONE_OF = Rule(
     "has(self.secretRef) != has(self.configMapRef)",
     "envFrom entries need exactly one of secretRef or configMapRef",
 )
-NOTIFICATION_TARGET = Rule(
-    "has(self.slackChannel) || has(self.webhookSecretRef)",
-    "notifications need a slackChannel, a webhookSecretRef or both",
-)
 RETRY_OF_NEEDS_RETRY = Rule(
     "!has(self.retryOf) || self.trigger == 'retry'", "retryOf is only allowed with trigger: retry",
     field_path=".retryOf", reason="FieldValueForbidden",
