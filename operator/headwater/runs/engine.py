@@ -147,6 +147,7 @@ class RunEngine:
                 if patched is None:
                     return planning.Plan()
                 run = patched
+                self.memory.remember(run, started)  # the echo of this write says nothing new
             run = self.kube.replace_run_status(run, _dump(started))
             raw_status = run["status"]
             self.memory.remember(run, started)
