@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from fake_kube import FakeKube
@@ -106,3 +107,16 @@ def test_a_recorded_run_that_kept_its_finalizer_after_a_crash_is_let_go_without_
     recorder.stop()
     assert kube.runs[("data", "crashed-in-between")]["metadata"]["finalizers"] == []
     assert stored_runs(lineage_url) == set()
+
+
+def test_while_the_store_is_unreachable_the_backlog_counts_the_runs_waiting_and_none_is_marked() -> None:
+    kube = FakeKube()
+    for i in range(3):
+        kube.add_run(finished_run(f"waiting-{i}"))
+    metrics = Metrics()
+    recorder = Recorder(lambda: LineageStore.open("postgresql://headwater@127.0.0.1:1/none", timeout=2), kube,
+                        ["data"], metrics=metrics)
+    with pytest.raises(psycopg.OperationalError):
+        recorder.run_pass()
+    assert recorder.backlog == 3
+    assert all(condition(kube, f"waiting-{i}") is None for i in range(3))

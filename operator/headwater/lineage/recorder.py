@@ -111,11 +111,11 @@ class Recorder:
 
     def run_pass(self) -> None:
         """Record every finished run that is due; raises when the store or the apiserver is away."""
+        pending = [r for scope in self.scopes for r in self.kube.iter_runs(scope) if needs_recorder(r)]
+        self.backlog = sum(1 for r in pending if not is_recorded(r))  # what waits, also while the store is away
+        self.retries.keep_only(r["metadata"]["uid"] for r in pending)
         if self.store is None:
             self.store = self._open_store()
-        pending = [r for scope in self.scopes for r in self.kube.iter_runs(scope) if needs_recorder(r)]
-        self.backlog = sum(1 for r in pending if not is_recorded(r))
-        self.retries.keep_only(r["metadata"]["uid"] for r in pending)
         for run in pending:
             if self._stop.is_set():
                 return
