@@ -21,6 +21,8 @@ from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 HACK = ROOT / "hack"
+CLUSTER_NAME = os.environ.get("HEADWATER_TEST_CLUSTER", "headwater-test")
+"""The local cluster of the test session (its kwokctl name)."""
 
 T = TypeVar("T")
 
