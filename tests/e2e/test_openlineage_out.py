@@ -20,17 +20,24 @@ pytestmark = pytest.mark.e2e
 
 
 class Receiver(ThreadingHTTPServer):
-    """A loopback HTTP endpoint that keeps every JSON body POSTed to it."""
+    """A loopback HTTP endpoint that keeps every JSON body it accepts (``answer``, 201 unless changed)."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.refused = 0
+        self.answer = 201
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.events.append(json.loads(body))
-                self.send_response(201)
+                answer = outer.answer
+                if answer < 300:
+                    outer.events.append(json.loads(body))
+                else:
+                    outer.refused += 1
+                self.send_response(answer)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *_: object) -> None:
