@@ -168,3 +168,23 @@ def test_a_run_that_settles_after_a_newer_one_changes_neither_last_run_nor_last_
     status = kube.pipelines[(NS, "rev")]["status"]
     assert (status["lastRun"], status["datasets"]) == (newer["lastRun"], newer["datasets"])
     assert status["datasets"][0]["lastRun"] == "rev-new"
+
+
+def test_with_a_history_limit_of_zero_a_run_goes_as_soon_as_its_outcome_is_applied() -> None:
+    kube = cluster(successfulRunsHistoryLimit=0)
+    runs = engine(kube)
+    new_run(kube)
+    runs.reconcile(NS, "rev-1")
+    finish_all_jobs_until_gone(kube, runs)
+    assert (NS, "rev-1") not in kube.runs
+    assert kube.pipelines[(NS, "rev")]["status"]["lastRun"] == "rev-1"
+
+
+def finish_all_jobs_until_gone(kube: FakeKube, runs: RunEngine, name: str = "rev-1") -> None:
+    for _ in range(5):
+        for (ns, job), obj in list(kube.jobs.items()):
+            if not obj["status"]:
+                kube.finish_job(ns, job)
+        runs.reconcile(NS, name)
+        if (NS, name) not in kube.runs:
+            return

@@ -315,7 +315,8 @@ class RunEngine:
 
         def keep(other: dict[str, Any]) -> bool:
             unrecorded = self.recorder is not None and not is_recorded(other)
-            return unrecorded or needs_settling(other) or other["metadata"].get("uid") == ref.uid
+            # another run whose effects are still to come keeps its place; this one has just had them
+            return unrecorded or (needs_settling(other) and other["metadata"].get("uid") != ref.uid)
         for name in history.runs_to_delete(runs, pipeline_spec.successful_runs_history_limit,
                                            pipeline_spec.failed_runs_history_limit, keep):
             self.kube.delete_run(ref.namespace, name)
