@@ -42,6 +42,8 @@ class Metrics:
             "Failures to record finished runs: RecordFailed (one run's records refused; the run is marked "
             "Recorded=False and backed off), StoreUnavailable, ApiUnavailable (the whole pass backs off).",
             ["reason"], registry=r)
+        for reason in ("RecordFailed", "StoreUnavailable", "ApiUnavailable"):
+            self.record_failures.labels(reason)  # exported as 0 before the first failure
         self.dataset_last_updated = Gauge("headwater_dataset_last_updated_timestamp_seconds",
                                           "When a dataset was last written successfully.", ["dataset"], registry=r)
         self.dataset_sla = Gauge("headwater_dataset_freshness_sla_seconds",
