@@ -154,13 +154,13 @@ class SlaMonitor:
             if incident is not None and incident.affected and self.alerts is not None:
                 add_alert(alerts, alert_for(incident, run_alert_id(ref.uid), now, _channel(spec)))
 
-        written = self._update(ref.namespace, ref.pipeline, wrote, now)
+        after = self._update(ref.namespace, ref.pipeline, wrote, now)
         if status.phase == RunPhase.SUCCEEDED and latest:
             self._clear_risk(source, now)
         elif incident is not None:
             self._raise(incident, now, put_at_risk=latest)
-            if written is not None:
-                self._send_pending(ref.namespace, ref.pipeline, written.alerts)
+            if after is not None:
+                self._send_pending(ref.namespace, ref.pipeline, after.alerts)
 
     # --- freshness --------------------------------------------------------------------------
     def evaluate_all(self, now: datetime | None = None) -> None:
