@@ -197,10 +197,10 @@ class SlaMonitor:
     def _evaluate(self, obj: dict[str, Any], graph: DatasetGraph, now: datetime) -> None:
         meta = obj["metadata"]
         source = f"{meta['namespace']}/{meta['name']}"
-        went_stale: list[Incident] = []
+        went_stale: list[tuple[Incident, str]] = []  # and the DatasetStale Event's message
 
         def check(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert],
-                  out: list[Incident] = went_stale) -> None:
+                  out: list[tuple[Incident, str]] = went_stale) -> None:
             out.clear()  # asked again after a write conflict: only the last answer counts
             rules = {(o.namespace, o.name): o.freshness for s in spec.steps for o in s.outputs if o.freshness}
             for d in datasets:
@@ -213,7 +213,7 @@ class SlaMonitor:
                     key = (d.namespace, d.name)
                     incident = Incident.build(graph, f"{d.namespace}/{d.name} is stale: it {verdict.message}",
                                               source, [key])
-                    out.append(incident)
+                    out.append((incident, f"{d.namespace}/{d.name} is past its freshness SLA ({verdict.message})"))
                     if self.alerts is not None:
                         alert_id = stale_alert_id(source, key, d.last_updated)
                         add_alert(alerts, alert_for(incident, alert_id, now, _channel(spec)))
@@ -221,8 +221,8 @@ class SlaMonitor:
                 self.metrics.dataset_sla.labels(f"{d.namespace}/{d.name}").set(verdict.sla_seconds)
 
         self._update(meta["namespace"], meta["name"], check, now)
-        for incident in went_stale:
-            self.post_event(obj, "Warning", "DatasetStale", f"{incident.cause}"[:1024])
+        for incident, message in went_stale:
+            self.post_event(obj, "Warning", "DatasetStale", message[:1024])
             self._raise(incident, now)
 
     # --- incidents --------------------------------------------------------------------------
