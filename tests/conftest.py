@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, Cluster, start_cluster, stop_cluster, throwaway_postgres, wait_for
-
-CLUSTER_NAME = os.environ.get("HEADWATER_TEST_CLUSTER", "headwater-test")
+from helpers import CLUSTER_NAME, ROOT, Cluster, start_cluster, stop_cluster, throwaway_postgres, wait_for
 
 
 @pytest.fixture(scope="session")

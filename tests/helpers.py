@@ -24,6 +24,8 @@ from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 HACK = ROOT / "hack"
+CLUSTER_NAME = os.environ.get("HEADWATER_TEST_CLUSTER", "headwater-test")
+"""The local cluster of the test session (its kwokctl name)."""
 
 T = TypeVar("T")
 
@@ -174,17 +176,24 @@ def fresh_database(server_url: str) -> Iterator[str]:
 
 
 class Receiver(ThreadingHTTPServer):
-    """A loopback HTTP endpoint that keeps every JSON body POSTed to it."""
+    """A loopback HTTP endpoint that keeps every JSON body it accepts (``answer``, 201 unless changed)."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.refused = 0
+        self.answer = 201
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.events.append(json.loads(body))
-                self.send_response(201)
+                answer = outer.answer
+                if answer < 300:
+                    outer.events.append(json.loads(body))
+                else:
+                    outer.refused += 1
+                self.send_response(answer)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *_: object) -> None:

@@ -6,7 +6,9 @@ spec change bumps the generation, and a write that changes nothing writes nothin
 Pipelines, Jobs and pods have a status subresource: status changes only through the status calls.
 A status replace with a stale ``resourceVersion`` and a create of a taken name are HTTP 409, a
 missing object is 404 (reported as ``KubeClient`` reports it), lists honour label selectors and come
-in pages, and deleting an owner deletes what it owns, as the garbage collector does.
+in pages, and deleting an owner deletes what it owns, as the garbage collector does.  Finalizers hold
+a deleted object (``deletionTimestamp`` set, no new finalizers accepted) until the last one is removed;
+a merge patch that carries ``metadata.resourceVersion`` is refused (409) when the object changed since.
 
 Tests steer it with :meth:`FakeKube.fail` (the next calls of a method get an error), :meth:`FakeKube.before`
 (another writer acts just before a call), the Job controller's moves (:meth:`FakeKube.start_job`,
@@ -272,6 +274,8 @@ class FakeKube(KubeHelpers):
         meta = new["metadata"]
         self._store(resource)[(meta["namespace"], meta["name"])] = new
         self._changes.append(Change("MODIFIED", resource, copy.deepcopy(new)))
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self._remove(resource, new)  # its last finalizer is gone: the deletion completes
         return copy.deepcopy(new)
 
     def read(self, resource: str, namespace: str, name: str) -> Obj:
@@ -342,8 +346,19 @@ class FakeKube(KubeHelpers):
                 patched = merge_patch(old.get("status") or {}, patch.get("status") or {})
                 new["status"] = patched
             else:
+                guard = (patch.get("metadata") or {}).get("resourceVersion")
+                if guard is not None and guard != old["metadata"]["resourceVersion"]:
+                    raise api_error(409, f'Operation cannot be fulfilled on {_GROUP_RESOURCE[resource]} "{name}": '
+                                         "the object has been modified; please apply your changes to the latest "
+                                         "version and try again")
                 new = merge_patch(old, patch)
-                for key in ("uid", "creationTimestamp", "resourceVersion", "generation", "namespace", "name"):
+                if old["metadata"].get("deletionTimestamp"):
+                    added = set(new["metadata"].get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
+                    if added:
+                        raise api_error(422, f"metadata.finalizers: Forbidden: no new finalizers can be added if the "
+                                             f"object is being deleted, found new finalizers {sorted(added)}")
+                for key in ("uid", "creationTimestamp", "resourceVersion", "generation", "namespace", "name",
+                            "deletionTimestamp"):
                     if key in old["metadata"]:
                         new["metadata"][key] = old["metadata"][key]
                 if resource in _WITH_STATUS:
@@ -359,9 +374,21 @@ class FakeKube(KubeHelpers):
             return self.replace_status(resource, {**old, "status": status})
 
     def delete(self, resource: str, namespace: str, name: str) -> None:
-        """Delete the object, then (as the garbage collector) whatever it alone owned."""
+        """Delete the object, then (as the garbage collector) whatever it alone owned; an object with
+        finalizers is only marked (``deletionTimestamp``) until they are removed."""
         with self._lock:
             obj = self._current(resource, namespace, name)
+            if obj["metadata"].get("finalizers"):
+                if not obj["metadata"].get("deletionTimestamp"):
+                    marked = copy.deepcopy(obj)
+                    marked["metadata"]["deletionTimestamp"] = isotime(self.clock())
+                    self._put(resource, obj, marked)
+                return
+            self._remove(resource, obj)
+
+    def _remove(self, resource: str, obj: Obj) -> None:
+        with self._lock:
+            namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
             del self._store(resource)[(namespace, name)]
             obj["metadata"]["resourceVersion"] = self._bump()
             self._changes.append(Change("DELETED", resource, copy.deepcopy(obj)))
@@ -369,7 +396,8 @@ class FakeKube(KubeHelpers):
             for kind in list(self._state.objects):
                 for key, other in list(self._store(kind).items()):
                     owners = {ref["uid"] for ref in other["metadata"].get("ownerReferences") or []}
-                    if obj["metadata"]["uid"] in owners and not owners & alive and key in self._store(kind):
+                    if obj["metadata"]["uid"] in owners and not owners & alive and key in self._store(kind) \
+                            and not other["metadata"].get("deletionTimestamp"):
                         self.delete(kind, *key)
 
     def seed(self, obj: Obj, namespace: str = "default") -> Obj:
@@ -445,6 +473,20 @@ class FakeKube(KubeHelpers):
     def label_run(self, namespace: str, name: str, labels: dict[str, str]) -> None:
         self._enter("label_run", name)
         self.patch(RUNS, namespace, name, {"metadata": {"labels": labels}})
+
+    def patch_run_metadata(self, namespace: str, name: str, metadata: Obj,
+                           resource_version: str | None = None) -> Obj | None:
+        self._enter("patch_run_metadata", name)
+        patch = {**metadata, **({"resourceVersion": resource_version} if resource_version else {})}
+        try:
+            self.patch(RUNS, namespace, name, {"metadata": patch})
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        with self._lock:
+            stored = self._store(RUNS).get((namespace, name))
+            return copy.deepcopy(stored) if stored is not None else None
 
     def patch_run_spec(self, namespace: str, name: str, spec: Obj) -> None:
         self._enter("patch_run_spec", name)

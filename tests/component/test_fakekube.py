@@ -224,3 +224,33 @@ def test_the_job_controller_moves_read_back_as_the_engine_reads_a_job(kube: Fake
     interim = kube.read(JOBS, NS, "interim")
     assert [cond["type"] for cond in interim["status"]["conditions"]] == ["SuccessCriteriaMet"]
     assert observe_job(interim, []).phase == StepPhase.SUCCEEDED
+
+
+def test_a_deleted_object_with_finalizers_is_held_until_the_last_one_is_removed_and_takes_no_new_ones(
+        kube: FakeKube) -> None:
+    kube.create_run(NS, run("orders-1"))
+    held = kube.patch_run_metadata(NS, "orders-1", {"finalizers": ["example.com/a", "example.com/b"]})
+    assert held is not None
+    owner_uid = held["metadata"]["uid"]
+    kube.create_job(job("orders-1-extract", owner_uid=owner_uid))
+    kube.delete_run(NS, "orders-1")
+    marked = kube.read(RUNS, NS, "orders-1")
+    assert marked["metadata"]["deletionTimestamp"] == "2026-11-23T06:00:00Z"
+    assert kube.names(JOBS, NS) == ["orders-1-extract"]  # its dependents go with it, not before
+    with pytest.raises(ApiException) as refused:
+        kube.patch_run_metadata(NS, "orders-1", {"finalizers": ["example.com/a", "example.com/b", "example.com/c"]})
+    assert refused.value.status == 422
+    assert kube.patch_run_metadata(NS, "orders-1", {"finalizers": ["example.com/b"]}) is not None
+    assert kube.patch_run_metadata(NS, "orders-1", {"finalizers": []}) is None  # the last one: gone
+    assert kube.get_run(NS, "orders-1") is None
+    assert kube.names(JOBS, NS) == []
+
+
+def test_a_metadata_patch_carrying_a_stale_resource_version_is_a_conflict_and_changes_nothing(kube: FakeKube) -> None:
+    kube.create_run(NS, run("orders-1"))
+    version = kube.read(RUNS, NS, "orders-1")["metadata"]["resourceVersion"]
+    kube.label_run(NS, "orders-1", {"someone": "else"})
+    with pytest.raises(ConflictException):
+        kube.patch_run_metadata(NS, "orders-1", {"finalizers": ["example.com/a"]}, version)
+    assert "finalizers" not in kube.read(RUNS, NS, "orders-1")["metadata"]
+    assert kube.patch_run_metadata(NS, "gone", {"finalizers": []}) is None

@@ -23,8 +23,8 @@ def test_a_dataset_turns_stale_at_the_first_evaluation_past_its_max_age_and_says
                                                      "freshness": {"maxAge": "6s"}}])])
     obj["status"] = {"datasets": [{"namespace": WH, "name": "analytics.events", "lastUpdated": "2026-11-23T07:30:00Z"}]}
     kube.seed(obj, "data")
-    events: list[str] = []
-    monitor = SlaMonitor(kube=kube, metrics=Metrics(), post_event=lambda *e: events.append(e[2]), alerts=None,
+    events: list[tuple[str, str]] = []
+    monitor = SlaMonitor(kube=kube, metrics=Metrics(), post_event=lambda *e: events.append((e[2], e[3])), alerts=None,
                          scopes=[None])
 
     def status() -> dict[str, object]:
@@ -41,4 +41,5 @@ def test_a_dataset_turns_stale_at_the_first_evaluation_past_its_max_age_and_says
     fresh = next(c for c in status()["conditions"] if c["type"] == "Fresh")  # type: ignore[attr-defined]
     assert (fresh["status"], fresh["lastTransitionTime"]) == ("False", "2026-11-23T07:30:06Z")
     monitor.evaluate_all(WRITTEN + timedelta(seconds=7))
-    assert events == ["DatasetStale"]
+    assert events == [("DatasetStale", "postgres://warehouse/analytics.events is past its freshness SLA "
+                                       "(must be at most 6s old)")]

@@ -55,11 +55,13 @@ def finish_the_new_run(kube: FakeKube, operator: Operator) -> None:
 
 
 @pytest.mark.usefixtures("history")
-def test_with_a_recorder_finished_runs_not_yet_recorded_are_never_trimmed(
+def test_with_a_recorder_finished_runs_not_yet_recorded_are_never_trimmed_but_count_toward_the_limits(
         kube: FakeKube, clock: ManualClock) -> None:
     recorder = Recorder(lambda: None, kube, [None])  # not started: the engine only tells it a run finished
     finish_the_new_run(kube, Operator(kube, clock, recorder=recorder))
-    assert kube.names(RUNS, NS) == ["failed-recorded", "failed-unrecorded", "ok-recorded", "ok-unrecorded",
+    # orders-new (not recorded yet) is the one succeeded run kept, so ok-recorded goes; ok-unrecorded and
+    # failed-unrecorded stay beyond the limits until they are recorded
+    assert kube.names(RUNS, NS) == ["failed-recorded", "failed-unrecorded", "ok-unrecorded",
                                     "orders-new", "other-old", "still-running"]
 
 

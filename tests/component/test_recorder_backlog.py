@@ -76,9 +76,9 @@ def backlog(kube: FakeKube) -> list[str]:
     waiting = []
     for i in range(50):
         namespace, recorded = NAMESPACES[i % 2], i % 3 == 0
-        kube.seed(finished_run(f"orders-{i:02d}", PHASES[i % 3], recorded), namespace)
+        uid = kube.seed(finished_run(f"orders-{i:02d}", PHASES[i % 3], recorded), namespace)["metadata"]["uid"]
         if not recorded:
-            waiting.append(run_id(namespace, f"orders-{i:02d}"))
+            waiting.append(run_id(namespace, f"orders-{i:02d}", uid))
     for i in range(3):
         unfinished = run(f"running-{i}", "orders")
         unfinished["status"] = {"phase": "Running"}
@@ -104,8 +104,8 @@ def start_recorder(kube: FakeKube, store: KeptRecords, started: list[Recorder]) 
 
 
 def recorded(kube: FakeKube) -> list[str]:
-    return sorted(run_id(r["metadata"]["namespace"], r["metadata"]["name"]) for r in kube.select(RUNS)
-                  if is_recorded(r))
+    return sorted(run_id(r["metadata"]["namespace"], r["metadata"]["name"], r["metadata"]["uid"])
+                  for r in kube.select(RUNS) if is_recorded(r))
 
 
 def test_one_pass_writes_every_finished_unrecorded_run_and_marks_it_recorded(
@@ -120,7 +120,7 @@ def test_one_pass_writes_every_finished_unrecorded_run_and_marks_it_recorded(
         name, conditions = obj["metadata"]["name"], obj["status"].get("conditions") or []
         if name.startswith("running-"):
             assert conditions == [], name
-        elif run_id(obj["metadata"]["namespace"], name) in backlog:
+        elif run_id(obj["metadata"]["namespace"], name, obj["metadata"]["uid"]) in backlog:
             assert [c["type"] for c in conditions] == ["Succeeded", CONDITION_RECORDED], name
             assert conditions[0] == EARLIER
         else:
@@ -145,10 +145,11 @@ def test_a_run_the_engine_finishes_is_recorded_without_waiting_for_the_next_scan
     recorder = start_recorder(kube, store, recorder_of)
     operator = Operator(kube, clock, recorder=recorder)
     kube.seed(pipeline("orders", [step("load")]), "data")
-    kube.seed(run("orders-1", "orders"), "data")
+    uid = kube.seed(run("orders-1", "orders"), "data")["metadata"]["uid"]
     operator.deliver()
     kube.complete_job("data", job_name("orders-1", "load"))
     operator.deliver()
-    wait_for(lambda: recorded(kube) == ["data/orders-1"], timeout=10, interval=0.02, message="the run recorded")
-    assert store.runs() == ["data/orders-1"]
+    lineage_id = run_id("data", "orders-1", uid)
+    wait_for(lambda: recorded(kube) == [lineage_id], timeout=10, interval=0.02, message="the run recorded")
+    assert store.runs() == [lineage_id]
     assert operator.errors == []

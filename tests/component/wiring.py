@@ -38,6 +38,7 @@ class Operator:
                  alerts: JsonPoster | None = None, namespaces: tuple[str, ...] = ()) -> None:
         self.kube = kube
         self.namespaces = namespaces
+        self.recorder = recorder
         self.metrics = Metrics()
         self.errors: list[Exception] = []
         self.isolation = Isolation(self.events, clock=lambda: clock().timestamp())
@@ -46,6 +47,7 @@ class Operator:
                                 metrics=self.metrics, on_finish=self.sla.run_finished, isolation=self.isolation)
 
     reconcile = Runtime.reconcile
+    finished = Runtime.finished
 
     def scopes(self) -> list[str | None]:
         return list(self.namespaces) or [None]

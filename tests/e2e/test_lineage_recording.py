@@ -144,7 +144,7 @@ def test_runs_finish_while_postgres_is_down_and_are_recorded_exactly_once_when_i
         finally:
             operator.stop()
         with psycopg.connect(server.url) as conn:
-            runs = conn.execute("SELECT id, count(*) FROM pipeline_runs GROUP BY id").fetchall()
+            runs = conn.execute("SELECT namespace || '/' || name, count(*) FROM pipeline_runs GROUP BY 1").fetchall()
             steps = conn.execute("SELECT count(*), count(DISTINCT (run_id, step)) FROM step_runs").fetchone()
             edges = conn.execute("SELECT count(*) FROM lineage_edges").fetchone()
             versions = conn.execute("SELECT count(*) FROM dataset_versions").fetchone()
@@ -152,3 +152,72 @@ def test_runs_finish_while_postgres_is_down_and_are_recorded_exactly_once_when_i
         assert steps == (10, 10)
         assert edges == (1,)  # raw.events -> load -> analytics.events, deduplicated across the 5 runs
         assert versions == (10,)
+
+
+def owned_run(name: str, owner: dict[str, Any]) -> dict[str, Any]:
+    """A run owned by its Pipeline, as scheduled runs are: deleting the Pipeline garbage-collects it."""
+    manifest = run(name, owner["metadata"]["name"])
+    manifest["metadata"]["ownerReferences"] = [{
+        "apiVersion": owner["apiVersion"], "kind": "Pipeline", "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+    return manifest
+
+
+def run_names(cluster: Cluster, namespace: str) -> set[str]:
+    return {r["metadata"]["name"] for r in cluster.list("pipelineruns", namespace)}
+
+
+def test_runs_garbage_collected_with_their_pipeline_while_postgres_is_down_are_all_recorded(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    chain = [step("extract", outputs=[{"namespace": "postgres://warehouse", "name": "raw.gc"}])]
+    names = {f"gc-{i}" for i in range(10)}
+    with throwaway_postgres() as server:
+        LineageStore.open(server.url).close()  # migrated while up
+        server.stop()
+        operator = start_recording_operator(cluster, namespace, tmp_path, server.url)
+        try:
+            cluster.apply(pipeline("gc", chain, successfulRunsHistoryLimit=100), namespace=namespace)
+            owner = cluster.get("pipeline", "gc", namespace)
+            cluster.apply(*[owned_run(n, owner) for n in sorted(names)], namespace=namespace)
+            finished = [wait_run(cluster, namespace, n, timeout=90) for n in sorted(names)]
+            assert {r["status"]["phase"] for r in finished} == {"Succeeded"}
+            assert all(r["metadata"]["finalizers"] == ["headwater.dev/lineage"] for r in finished)
+            cluster.kubectl("-n", namespace, "delete", "pipeline", "gc", "--wait=false")
+            wait_for(lambda: all(r["metadata"].get("deletionTimestamp")
+                                 for r in cluster.list("pipelineruns", namespace)) and
+                     len(cluster.list("pipelineruns", namespace)) == 10,
+                     timeout=60, message="the garbage collector to delete the 10 runs (held by the finalizer)")
+            server.start()
+            wait_for(lambda: not run_names(cluster, namespace), timeout=120, interval=1,
+                     message="every run to be recorded and let go")
+        finally:
+            operator.stop()
+        with psycopg.connect(server.url) as conn:
+            stored = conn.execute("SELECT name, phase FROM pipeline_runs").fetchall()
+            versions = conn.execute("SELECT count(*) FROM dataset_versions").fetchone()
+        assert sorted(stored) == sorted((n, "Succeeded") for n in names)
+        assert versions == (10,)
+
+
+def test_a_run_deleted_and_created_again_under_its_name_is_recorded_as_two_runs(
+        cluster: Cluster, namespace: str, lineage_url: str, tmp_path: Path) -> None:
+    operator = start_recording_operator(cluster, namespace, tmp_path, lineage_url)
+    uids = []
+    try:
+        cluster.apply(pipeline("again", [step("load", outputs=[{"namespace": "postgres://warehouse",
+                                                                  "name": "analytics.again"}])]),
+                      namespace=namespace)
+        for _ in range(2):
+            cluster.apply(run("again-1", "again"), namespace=namespace)
+            uids.append(wait_run(cluster, namespace, "again-1")["metadata"]["uid"])
+            wait_for(lambda: recorded(cluster, namespace, "again-1"), timeout=60, message="the run recorded")
+            cluster.kubectl("-n", namespace, "delete", "pipelinerun", "again-1", "--timeout=60s")
+    finally:
+        operator.stop()
+    assert uids[0] != uids[1]
+    with LineageStore.open(lineage_url) as store:
+        first, second = (store.run(f"{namespace}/again-1/{uid[:8]}") for uid in uids)
+        assert (first.uid, second.uid) == (uids[0], uids[1])
+        assert store.run(f"{namespace}/again-1").uid == uids[1]
+        versions = store.dataset("analytics.again").versions
+        assert sorted(v.run_id for v in versions) == sorted(f"{namespace}/again-1/{uid[:8]}" for uid in uids)

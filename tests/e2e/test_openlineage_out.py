@@ -9,6 +9,7 @@ import pytest
 
 from conftest_e2e import OperatorProcess, wait_run
 from headwater.lineage.openlineage import step_run_uuid
+from headwater.lineage.run_records import run_id
 from helpers import Cluster, Receiver, receiving, wait_for
 from manifests import failing_pods, pipeline, run, step
 
@@ -40,6 +41,6 @@ def test_every_step_transition_reaches_the_openlineage_endpoint_with_stable_run_
     finally:
         operator.stop()
     ids = {(e["job"]["name"], e["run"]["runId"]) for e in receiver.events}
-    assert ids == {("extract", step_run_uuid(f"{namespace}/ol-1", "extract")),
-                   ("load", step_run_uuid(f"{namespace}/ol-1", "load"))}
+    lineage_id = run_id(namespace, "ol-1", cluster.get("pipelinerun", "ol-1", namespace)["metadata"]["uid"])
+    assert ids == {("extract", step_run_uuid(lineage_id, "extract")), ("load", step_run_uuid(lineage_id, "load"))}
     assert all(e["job"]["namespace"] == "ol" for e in receiver.events)

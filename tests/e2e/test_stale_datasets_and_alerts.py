@@ -108,3 +108,33 @@ def test_a_failing_source_sends_one_grouped_notification_naming_every_downstream
         "raw.stripe_payments", "analytics.daily_revenue", "reporting.finance_daily"]
     assert incident["owners"] == ["data-team@example.com", "finance@example.com"]
     assert "revenue/extract-payments failed in run" in receiver.events[0]["text"]
+
+
+def test_an_alert_still_pending_when_the_operator_is_killed_is_delivered_by_the_next_one(
+        cluster: Cluster, namespace: str, tmp_path: Path, receiver: Receiver) -> None:  # noqa: F811
+    receiver.answer = 503  # the webhook is away when the run fails
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hooks/alerts"
+    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_ALERT_WEBHOOK_URL=url,
+                               HEADWATER_FRESHNESS_INTERVAL_SECONDS="2")
+    operator.start()
+    try:
+        cluster.apply(pipeline("revenue", [step("extract", retries=0, podMetadata=failing_pods(),
+                                                outputs=[ds("raw.stripe_payments")])],
+                               notifications={"slackChannel": "#revenue"}),
+                      run("revenue-1", "revenue"), namespace=namespace)
+        assert wait_run(cluster, namespace, "revenue-1")["status"]["phase"] == "Failed"
+        wait_for(lambda: receiver.refused, timeout=30, message="a first attempt, refused")
+        [pending] = cluster.get("pipeline", "revenue", namespace)["status"]["alerts"]
+        assert "notifiedAt" not in pending
+        operator.kill()  # its sender dies with the alert in memory
+        receiver.answer = 201
+        operator.start()
+        notified = wait_for(lambda: cluster.get("pipeline", "revenue", namespace)["status"]["alerts"][0]
+                            .get("notifiedAt"), timeout=60, message="the alert to be delivered and acknowledged")
+        assert notified
+    finally:
+        operator.stop()
+    [message] = receiver.events
+    assert message["incident"]["id"] == pending["id"]
+    assert message["incident"]["channel"] == "#revenue"
+    assert "revenue/extract failed in run" in message["text"]

@@ -110,7 +110,8 @@ def test_revenue_pipeline_runs_real_sql_to_succeeded_and_records_lineage(release
 
     # The lineage the operator recorded, explained by the CLI from the in-cluster API, with the read token
     # the chart generated (the API answers 401 without it).
-    [tokens] = [s for s in real.list("secret", release.namespace) if s["metadata"]["name"].endswith("-api-token")]
+    secrets = json.loads(real.kubectl("-n", release.namespace, "get", "secrets", "-o", "json").stdout)["items"]
+    [tokens] = [s for s in secrets if s["metadata"]["name"].endswith("-api-token")]
     reader = {**os.environ, "HEADWATER_API_TOKEN": base64.b64decode(tokens["data"]["read-token"]).decode()}
     with port_forward(real, release.namespace, f"svc/{release.name}-api", 8080) as port:
         def explained() -> dict[str, Any] | None:

@@ -37,7 +37,8 @@ METRICS = {
     "headwater_runs_total", "headwater_run_duration_seconds", "headwater_step_duration_seconds",
     "headwater_step_attempts_total", "headwater_step_handoff_seconds", "headwater_reconcile_errors_total",
     "headwater_lineage_backlog", "headwater_dataset_last_updated_timestamp_seconds",
-    "headwater_dataset_freshness_sla_seconds", "headwater_dataset_stale",
+    "headwater_dataset_freshness_sla_seconds", "headwater_dataset_stale", "headwater_lineage_record_failures_total",
+    "headwater_alerts_pending",
 }
 
 # Everything the operator may do in a namespace it watches: (apiGroup, resource) -> verbs.
@@ -572,7 +573,7 @@ def test_the_alerts_watch_staleness_failures_the_operator_and_the_lineage_backlo
     [group] = one(render(*EVERYTHING), "PrometheusRule")["spec"]["groups"]
     alerts = {r["alert"]: r for r in group["rules"]}
     assert set(alerts) == {"HeadwaterDatasetStale", "HeadwaterRunsFailing", "HeadwaterOperatorDown",
-                           "HeadwaterLineageBacklogGrowing"}
+                           "HeadwaterLineageBacklogGrowing", "HeadwaterRunNotRecorded", "HeadwaterAlertsUndelivered"}
     assert alerts["HeadwaterDatasetStale"]["expr"] == "headwater_dataset_stale == 1"
     assert alerts["HeadwaterDatasetStale"]["for"] == "5m"
     assert 'increase(headwater_runs_total{phase="Failed"}[1h])' in alerts["HeadwaterRunsFailing"]["expr"]
@@ -582,6 +583,10 @@ def test_the_alerts_watch_staleness_failures_the_operator_and_the_lineage_backlo
     assert alerts["HeadwaterLineageBacklogGrowing"]["expr"] == (
         "headwater_lineage_backlog > 0 and deriv(headwater_lineage_backlog[15m]) > 0")
     assert alerts["HeadwaterLineageBacklogGrowing"]["for"] == "15m"
+    assert alerts["HeadwaterRunNotRecorded"]["expr"] == (
+        'increase(headwater_lineage_record_failures_total{reason="RecordFailed"}[15m]) > 0')
+    assert (alerts["HeadwaterAlertsUndelivered"]["expr"], alerts["HeadwaterAlertsUndelivered"]["for"]) == (
+        "headwater_alerts_pending > 0", "30m")
     for alert in alerts.values():
         assert alert["labels"]["severity"] in ("warning", "critical")
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]

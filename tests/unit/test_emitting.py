@@ -8,6 +8,7 @@ import pytest
 
 from headwater.lineage.emitting import step_events
 from headwater.lineage.openlineage import parse_run_event, step_run_uuid
+from headwater.lineage.run_records import run_id
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef
 from headwater.runs.planning import plan, start
 from headwater.spec.models import PipelineRunSpec, PipelineSpec, StepPhase
@@ -16,7 +17,8 @@ from manifests import step
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
-RUN = RunRef("rev-1", "data", "uid", "rev")
+RUN = RunRef("rev-1", "data", "0f3c9a1e-5d2b-4c8e-9f10-2a3b4c5d6e7f", "rev")
+RUN_ID = run_id(RUN.namespace, RUN.name, RUN.uid)
 SPEC = PipelineRunSpec.model_validate({"pipelineRef": {"name": "rev"}})
 PIPELINE = PipelineSpec.model_validate({"steps": [
     step("extract", outputs=[{"namespace": "postgres://wh", "name": "raw.orders"}]),
@@ -27,13 +29,13 @@ def test_a_step_emits_start_when_its_job_is_created_and_complete_with_its_row_co
     first = start(SPEC, PIPELINE, NOW)
     created = plan(RUN, SPEC, first, {}, NOW, JobSettings("img")).status
     assert created is not None
-    events = step_events("data", "rev-1", "rev", first, created, NOW)
+    events = step_events(RUN_ID, "rev", first, created, NOW)
     assert [(e["eventType"], e["job"]["name"]) for e in events] == [("START", "extract")]
-    assert events[0]["run"]["runId"] == step_run_uuid("data/rev-1", "extract")
+    assert events[0]["run"]["runId"] == step_run_uuid("data/rev-1/0f3c9a1e", "extract")
     done = JobObservation("rev-1-extract", StepPhase.SUCCEEDED, 1, result={"rowsAffected": 42})
     after = plan(RUN, SPEC, created, {"extract": done}, NOW, JobSettings("img")).status
     assert after is not None
-    events = step_events("data", "rev-1", "rev", created, after, NOW)
+    events = step_events(RUN_ID, "rev", created, after, NOW)
     assert [(e["eventType"], e["job"]["name"]) for e in events] == [("COMPLETE", "extract"), ("START", "load")]
     complete = parse_run_event(events[0])  # a valid OpenLineage event by our own strict parser
     assert complete.event_type == "COMPLETE"
@@ -47,6 +49,18 @@ def test_a_failed_step_emits_fail_with_its_message_and_skipped_steps_emit_nothin
     broken = JobObservation("rev-1-extract", StepPhase.FAILED, 3, reason="BackoffLimitExceeded", message="boom")
     after = plan(RUN, SPEC, created, {"extract": broken}, NOW, JobSettings("img")).status
     assert after is not None
-    events = step_events("data", "rev-1", "rev", created, after, NOW)
+    events = step_events(RUN_ID, "rev", created, after, NOW)
     assert [(e["eventType"], e["job"]["name"]) for e in events] == [("FAIL", "extract")]
     assert events[0]["run"]["facets"]["errorMessage"]["message"] == "boom"
+
+
+def test_a_run_created_again_under_the_same_name_gets_other_openlineage_run_ids() -> None:
+    first = start(SPEC, PIPELINE, NOW)
+    created = plan(RUN, SPEC, first, {}, NOW, JobSettings("img")).status
+    assert created is not None
+    again = run_id("data", "rev-1", "7d41e0b2-0000-4000-8000-000000000000")
+    before = step_events(RUN_ID, "rev", first, created, NOW)
+    after = step_events(again, "rev", first, created, NOW)
+    assert before[0]["run"]["runId"] != after[0]["run"]["runId"]
+    assert before[0]["run"]["facets"]["parent"]["run"]["runId"] != after[0]["run"]["facets"]["parent"]["run"]["runId"]
+    assert step_events(RUN_ID, "rev", first, created, NOW)[0]["run"]["runId"] == before[0]["run"]["runId"]

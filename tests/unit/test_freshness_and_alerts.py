@@ -7,9 +7,18 @@ from typing import Any
 
 import pytest
 
-from headwater.sla.alerts import DatasetGraph, Incident, notification
+from headwater.sla.alerts import (
+    DatasetGraph,
+    Incident,
+    acknowledge,
+    add_alert,
+    alert_for,
+    is_pending,
+    notification,
+    prune_alerts,
+)
 from headwater.sla.freshness import evaluate
-from headwater.spec.models import Freshness
+from headwater.spec.models import Alert, Freshness
 
 pytestmark = pytest.mark.unit
 
@@ -58,11 +67,43 @@ def test_an_incident_reaches_every_downstream_dataset_across_pipelines_and_their
     incident = Incident.build(GRAPH, "revenue/extract failed", "data/revenue", [(WH, "raw.payments")])
     assert [name for _, name in incident.affected] == ["raw.payments", "analytics.revenue", "reporting.daily"]
     assert incident.owners == ("data@co.com", "finance@co.com")
-    message = notification(incident)
+    message = notification(alert_for(incident, "run-uid-1", NOW, channel="#data-alerts"))
     assert "revenue/extract failed" in message["text"]
     assert "3 dataset(s) at risk" in message["text"]
     assert [d["name"] for d in message["incident"]["affectedDatasets"]] == [
         "raw.payments", "analytics.revenue", "reporting.daily"]
+    assert (message["incident"]["id"], message["incident"]["channel"]) == ("run-uid-1", "#data-alerts")
+
+
+def test_an_incident_is_kept_once_until_acknowledged_and_the_status_stays_bounded() -> None:
+    incident = Incident.build(GRAPH, "revenue/extract failed", "data/revenue", [(WH, "raw.payments")])
+    alerts: list[Alert] = []
+    add_alert(alerts, alert_for(incident, "run-1", NOW))
+    add_alert(alerts, alert_for(incident, "run-1", NOW))  # the same incident applied again
+    assert [a.id for a in alerts] == ["run-1"] and is_pending(alerts[0])
+    acknowledge(alerts, "run-1", NOW)
+    assert alerts[0].notified_at == "2026-11-23T07:30:00Z" and not is_pending(alerts[0])
+    add_alert(alerts, alert_for(incident, "run-1", NOW))  # still known: not announced twice
+    assert len(alerts) == 1
+    acknowledge(alerts, "run-1", NOW, refused="HTTP 400")
+    assert alerts[0].refused is None  # a delivered alert stays delivered
+    many = [alert_for(incident, f"done-{i}", NOW) for i in range(15)] + \
+           [alert_for(incident, f"pending-{i}", NOW) for i in range(30)]
+    for alert in many[:15]:
+        acknowledge(many, alert.id, NOW)
+    kept, dropped = prune_alerts(many)
+    assert len(kept) == 32 and dropped == 0
+    assert [a.id for a in kept if not is_pending(a)] == ["done-13", "done-14"]
+    kept, dropped = prune_alerts([alert_for(incident, f"p-{i}", NOW) for i in range(40)])
+    assert dropped == 8 and kept[0].id == "p-8"
+
+
+def test_an_incident_with_many_datasets_keeps_the_first_fifty_and_the_count() -> None:
+    incident = Incident("x failed", "data/x", tuple((WH, f"t{i}") for i in range(80)), ())
+    message = notification(alert_for(incident, "run-2", NOW))
+    assert len(message["incident"]["affectedDatasets"]) == 50
+    assert message["incident"]["affectedCount"] == 80
+    assert "80 dataset(s) at risk" in message["text"] and message["text"].endswith("and 30 more")
 
 
 def test_the_sla_met_share_counts_checks_inside_the_window_only() -> None:

@@ -26,3 +26,13 @@ def test_the_oldest_finished_runs_beyond_each_limit_are_deleted() -> None:
 def test_a_limit_of_zero_deletes_every_finished_run_of_that_kind() -> None:
     runs = [_run("ok", "Succeeded", 1), _run("bad", "Failed", 2)]
     assert runs_to_delete(runs, keep_successful=0, keep_failed=5) == ["ok"]
+
+
+def test_protected_runs_count_toward_the_limit_but_are_not_deleted() -> None:
+    runs = [_run(f"ok-{i}", "Succeeded", i) for i in range(4)]
+    unsettled = {"ok-3", "ok-0"}  # the run that just finished, and an old one whose effects failed
+
+    def protected(run: dict[str, Any]) -> bool:
+        return run["metadata"]["name"] in unsettled
+
+    assert runs_to_delete(runs, keep_successful=2, keep_failed=2, protected=protected) == ["ok-1"]

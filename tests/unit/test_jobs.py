@@ -275,3 +275,22 @@ def test_events_and_pods_are_read_only_for_jobs_whose_pods_have_not_started_afte
     assert probe(running, observe_job(running, []), later) == Probe()
     never_started = _job([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}])
     assert probe(never_started, observe_job(never_started, []), t0) == Probe(events=True)
+
+
+def test_text_from_a_pod_loses_its_nul_and_control_characters_and_is_bounded() -> None:
+    job = _job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}],
+               failed=1)
+    seen = observe_job(job, [_pod("Failed", "bad\x00 byte\x1b[31m " + "x" * 5000)])
+    assert seen.message is not None and "\x00" not in seen.message and "\x1b" not in seen.message
+    assert seen.message.startswith("limit; last attempt: bad byte[31m x")
+    assert len(seen.message) <= 2 * 1024 and seen.message.endswith("[cut]")
+
+
+def test_a_json_result_with_nul_in_its_strings_is_cleaned_and_an_oversized_one_dropped() -> None:
+    done = _job([{"type": "Complete", "status": "True"}], succeeded=1)
+    seen = observe_job(done, [_pod("Succeeded", json.dumps({"rowsAffected": 3, "note": "a\u0000b\ud800"}))])
+    assert seen.result == {"rowsAffected": 3, "note": "ab\ufffd"}
+    failed = _job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}], failed=1)
+    huge = observe_job(failed, [_pod("Failed", json.dumps({"error": "e" * 10_000}))])
+    assert huge.result is None
+    assert huge.message == "the step's result was dropped: it takes more than 4096 bytes"

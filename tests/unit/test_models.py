@@ -190,10 +190,12 @@ def test_an_env_var_has_a_value_or_a_value_from_not_both() -> None:
         EnvVar.model_validate({"name": "TOKEN", "valueFrom": {}})
 
 
-def test_notifications_need_somewhere_to_go() -> None:
-    with pytest.raises(ValidationError, match="notifications need a slackChannel, a webhookSecretRef"):
+def test_notifications_name_a_channel_and_no_longer_take_a_webhook_secret() -> None:
+    with pytest.raises(ValidationError, match="slackChannel"):
         Notifications.model_validate({})
     assert Notifications.model_validate({"slackChannel": "#data-alerts"}).slack_channel == "#data-alerts"
+    with pytest.raises(ValidationError, match="webhookSecretRef"):
+        Notifications.model_validate({"slackChannel": "#a", "webhookSecretRef": {"name": "s", "key": "url"}})
 
 
 @pytest.mark.parametrize(("spec", "message"), [

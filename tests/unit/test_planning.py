@@ -285,3 +285,12 @@ def test_the_pipelines_security_context_reaches_every_steps_job() -> None:
     out = plan(RUN, run_spec(), start(run_spec(), pipeline, NOW), {}, NOW, SETTINGS)
     [job] = out.create
     assert job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUser"] == 1000
+
+
+def test_the_status_that_ends_a_run_says_its_after_finish_effects_are_still_to_be_applied() -> None:
+    status, _, _ = advance(start(run_spec(), diamond(), NOW), {})
+    assert "Settled" not in {c.type for c in status.conditions}
+    status, _, _ = advance(status, {"a": failed("a")})
+    assert status.phase == RunPhase.FAILED
+    settled = next(c for c in status.conditions if c.type == "Settled")
+    assert (settled.status, settled.reason) == ("False", "Pending")

@@ -21,7 +21,7 @@ def finished_run(**status: Any) -> dict[str, Any]:
              step("load", "extract", type="sql", inputs=[{"namespace": WAREHOUSE, "name": "raw.payments"}],
                   outputs=[{"namespace": WAREHOUSE, "name": "analytics.revenue"}])]
     return {
-        "metadata": {"name": "rev-1", "namespace": "data"},
+        "metadata": {"name": "rev-1", "namespace": "data", "uid": "0f3c9a1e-5d2b-4c8e-9f10-2a3b4c5d6e7f"},
         "spec": {"pipelineRef": {"name": "rev"}, "trigger": "manual"},
         "status": {"phase": "Failed", "startedAt": "2026-11-23T06:00:00Z", "finishedAt": "2026-11-23T06:01:00Z",
                    "pipelineSpec": {"steps": steps},
@@ -40,7 +40,8 @@ def test_a_finished_run_becomes_its_run_steps_edges_and_dataset_versions() -> No
     steps = {r.step: r for r in records if isinstance(r, StepRecord)}
     edges = [r for r in records if isinstance(r, EdgeRecord)]
     versions = [r for r in records if isinstance(r, DatasetVersionRecord)]
-    assert [(r.run_id, r.pipeline, r.phase) for r in runs] == [("data/rev-1", "rev", "Failed")]
+    assert [(r.run_id, r.pipeline, r.phase) for r in runs] == [("data/rev-1/0f3c9a1e", "rev", "Failed")]
+    assert (runs[0].name, runs[0].uid) == ("rev-1", "0f3c9a1e-5d2b-4c8e-9f10-2a3b4c5d6e7f")
     assert steps["extract"].rows_affected == 120
     assert steps["load"].error == "relation raw.payments is locked"
     assert [(e.step, e.inputs, e.outputs) for e in edges] == [
@@ -70,3 +71,18 @@ def test_tables_a_sql_step_reads_without_declaring_them_still_become_lineage() -
     edges = [r for r in records_for_run(run) if isinstance(r, EdgeRecord)]
     assert {d.name for d in edges[0].inputs} == {"payments", "staging.refunds", "staging.fx"}
     assert {d.namespace for d in edges[0].inputs if d.name.startswith("staging.")} == {WAREHOUSE}
+
+
+def test_a_run_created_again_under_the_same_name_is_another_run_in_every_record() -> None:
+    first, again = finished_run(), finished_run()
+    again["metadata"]["uid"] = "7d41e0b2-0000-4000-8000-000000000000"
+    ids = [{r.run_id for r in records_for_run(run)} for run in (first, again)]
+    assert ids == [{"data/rev-1/0f3c9a1e"}, {"data/rev-1/7d41e0b2"}]
+
+
+def test_a_row_count_the_store_cannot_hold_is_left_out_rather_than_failing_the_run() -> None:
+    run = finished_run()
+    for rows in (2**63, True, -1, "12"):
+        run["status"]["steps"][0]["result"] = {"rowsAffected": rows}
+        steps = [r for r in records_for_run(run) if isinstance(r, StepRecord)]
+        assert steps[0].rows_affected is None

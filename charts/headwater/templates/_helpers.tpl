@@ -125,8 +125,8 @@ operator/headwater/adapters/kube.py and controller/handlers.py). Nothing else: n
 refer to them by name; the operator never reads them), no wildcards.
 */}}
 {{- define "headwater.rbacRules" -}}
-# Pipelines and PipelineRuns: watched by kopf; runs created by schedules, patched (cancel),
-# deleted by history limits.
+# Pipelines and PipelineRuns: watched by kopf; runs created by schedules, patched (cancel, labels,
+# the lineage finalizer), deleted by history limits.
 - apiGroups: ["headwater.dev"]
   resources: ["pipelines", "pipelineruns"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

@@ -14,6 +14,8 @@ that the operator defines every one of them.
   headwater_dataset_last_updated_timestamp_seconds{dataset}     gauge      when a dataset was last written
   headwater_dataset_freshness_sla_seconds{dataset}              gauge      a dataset's freshness SLA (maximum age)
   headwater_dataset_stale{dataset}                              gauge      1 when a dataset is past its SLA
+  headwater_lineage_record_failures_total{reason}               counter    runs that failed to record, by reason
+  headwater_alerts_pending                                      gauge      incidents not yet acknowledged by the webhook
 */}}
 {{- define "headwater.metrics" -}}
 runsTotal: headwater_runs_total
@@ -26,4 +28,6 @@ lineageBacklog: headwater_lineage_backlog
 datasetLastUpdated: headwater_dataset_last_updated_timestamp_seconds
 datasetFreshnessSla: headwater_dataset_freshness_sla_seconds
 datasetStale: headwater_dataset_stale
+recordFailuresTotal: headwater_lineage_record_failures_total
+alertsPending: headwater_alerts_pending
 {{- end }}

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from headwater.spec import constants as c
 from headwater.spec.names import label_value
 
-__all__ = ["Kube", "KubeClient", "KubeHelpers", "post_event"]
+__all__ = ["Kube", "KubeClient", "KubeHelpers", "is_unavailable", "post_event"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class Kube(Protocol):
 
     def label_run(self, namespace: str, name: str, labels: dict[str, str]) -> None: ...
 
+    def patch_run_metadata(self, namespace: str, name: str, metadata: dict[str, Any],
+                           resource_version: str | None = None) -> dict[str, Any] | None: ...
+
     def patch_run_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None: ...
 
     def delete_run(self, namespace: str, name: str) -> None: ...
@@ -72,6 +76,14 @@ class Kube(Protocol):
     def delete_job(self, namespace: str, name: str) -> None: ...
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> None: ...
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the apiserver is away or overloaded (no answer, 429, 5xx), not that the request
+    was wrong."""
+    if isinstance(exc, ApiException):
+        return not exc.status or exc.status == 429 or exc.status >= 500
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
 
 
 class KubeHelpers:
@@ -207,6 +219,20 @@ class KubeClient(KubeHelpers):
     def label_run(self, namespace: str, name: str, labels: dict[str, str]) -> None:
         self.custom.patch_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"metadata": {"labels": labels}})
+
+    def patch_run_metadata(self, namespace: str, name: str, metadata: dict[str, Any],
+                           resource_version: str | None = None) -> dict[str, Any] | None:
+        """Merge-patch the run's labels or finalizers (a list is replaced whole, so pass ``resource_version``
+        to make it a guarded read-modify-write: 409 when the run changed since); None when it is gone."""
+        patch = {"metadata": {**metadata, **({"resourceVersion": resource_version} if resource_version else {})}}
+        try:
+            out: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, patch)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return out
 
     def patch_run_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(

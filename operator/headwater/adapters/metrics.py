@@ -37,6 +37,13 @@ class Metrics:
         self.reconcile_errors.labels("PipelineRun")  # exported as 0 before the first error
         self.lineage_backlog = Gauge("headwater_lineage_backlog",
                                      "Finished runs not yet written to the lineage store.", registry=r)
+        self.record_failures = Counter(
+            "headwater_lineage_record_failures",
+            "Failures to record finished runs: RecordFailed (one run's records refused; the run is marked "
+            "Recorded=False and backed off), StoreUnavailable, ApiUnavailable (the whole pass backs off).",
+            ["reason"], registry=r)
+        for reason in ("RecordFailed", "StoreUnavailable", "ApiUnavailable"):
+            self.record_failures.labels(reason)  # exported as 0 before the first failure
         self.dataset_last_updated = Gauge("headwater_dataset_last_updated_timestamp_seconds",
                                           "When a dataset was last written successfully.", ["dataset"], registry=r)
         self.dataset_sla = Gauge("headwater_dataset_freshness_sla_seconds",
@@ -50,3 +57,16 @@ class Metrics:
             "(since the operator started, when that is shorter).", registry=r)
         self.dataset_stale = Gauge("headwater_dataset_stale", "1 when a dataset is past its freshness SLA.",
                                    ["dataset"], registry=r)
+        self.alerts_pending = Gauge("headwater_alerts_pending",
+                                    "Incidents in Pipelines' status not yet acknowledged by the alert webhook.",
+                                    registry=r)
+        self.delivery_sent = Counter("headwater_delivery_sent", "Payloads a receiver acknowledged (2xx).",
+                                     ["sender"], registry=r)
+        self.delivery_errors = Counter("headwater_delivery_errors",
+                                       "Failed delivery attempts, by cause (3xx, 4xx, 5xx, timeout, connection, "
+                                       "network, protocol).", ["sender", "reason"], registry=r)
+        self.delivery_dropped = Counter("headwater_delivery_dropped",
+                                        "Payloads abandoned: queue_full, rejected (4xx or redirect), gave_up "
+                                        "(every attempt failed), stopped.", ["sender", "reason"], registry=r)
+        self.delivery_queue_bytes = Gauge("headwater_delivery_queue_bytes", "Bytes of payloads waiting to be sent.",
+                                          ["sender"], registry=r)

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         default=None, description="Slack-compatible or generic webhook that receives one message per incident."
     )
     alert_webhook_token: str | None = Field(default=None, description="Bearer token for alert_webhook_url.")
+    delivery_queue_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=64 * 1024,
+        description="Bytes of JSON each sender (alerts, OpenLineage) may hold waiting for its receiver; "
+        "a payload that does not fit is dropped and counted in headwater_delivery_dropped_total.",
+    )
     record_rescan_seconds: float = Field(
         default=30.0, gt=0, description="How often finished runs not yet in the lineage store are looked for."
     )

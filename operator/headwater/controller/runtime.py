@@ -25,10 +25,12 @@ from headwater.adapters.metrics import Metrics
 from headwater.controller.api_server import serve_when_ready
 from headwater.controller.config import Settings
 from headwater.lineage.recorder import Recorder
+from headwater.lineage.run_records import has_finalizer
 from headwater.lineage.store import LineageStore
 from headwater.pipelines.scheduler import schedule_pipeline, set_schedule_condition
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
+from headwater.runs.settling import needs_settling
 from headwater.sla.monitor import SlaMonitor
 from headwater.spec import constants as c
 from headwater.spec.models import RunPhase
@@ -46,12 +48,15 @@ class Runtime:
         self.kube = KubeClient(api_client)
         self.events = EventQueue(self.kube)
         self.isolation = Isolation(self.events)
-        self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
-                                 settings.record_rescan_seconds) if settings.database_url else None
         self.metrics = Metrics()
-        self.emitter = JsonPoster(settings.openlineage_url, settings.openlineage_api_key, name="openlineage-emitter") \
+        self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
+                                 settings.record_rescan_seconds, metrics=self.metrics, post_event=self.events) \
+            if settings.database_url else None
+        self.emitter = JsonPoster(settings.openlineage_url, settings.openlineage_api_key, name="openlineage",
+                                  metrics=self.metrics, max_queue_bytes=settings.delivery_queue_bytes) \
             if settings.openlineage_url else None
-        self.alerts = JsonPoster(settings.alert_webhook_url, settings.alert_webhook_token, name="alerts") \
+        self.alerts = JsonPoster(settings.alert_webhook_url, settings.alert_webhook_token, name="alerts",
+                                 metrics=self.metrics, max_queue_bytes=settings.delivery_queue_bytes) \
             if settings.alert_webhook_url else None
         self.sla = SlaMonitor(self.kube, self.metrics, self.events, self.alerts, self.scopes(),
                               settings.freshness_window_seconds, isolation=self.isolation)
@@ -116,11 +121,15 @@ class Runtime:
     # Each object is worked on in isolation: its error is logged once, posted as an Event on it, set as a
     # condition and backed off, and the pass goes on with the others (docs/architecture.md).
     def resync(self) -> None:
-        """Safety net: re-plan every unfinished run, whatever events were missed."""
+        """Safety net, whatever events were missed: re-plan every unfinished run, apply the after-finish
+        effects of finished runs still ``Settled=False``, and (without a store) let held runs go."""
         for scope in self.scopes():
             runs = self._listed(scope, "PipelineRuns", lambda s: list(self.kube.iter_runs(s)))
             for run in runs:
-                if not RunPhase.ended((run.get("status") or {}).get("phase")):
+                ended = RunPhase.ended((run.get("status") or {}).get("phase"))
+                if ended and self.recorder is None:  # with a store, the recorder scans for its own work
+                    self.finished(run)
+                if not ended or needs_settling(run):
                     self.reconcile(run)
 
     def reconcile(self, run: dict[str, Any]) -> None:
@@ -131,6 +140,19 @@ class Runtime:
             partial(self.engine.reconcile, meta["namespace"], meta["name"]), reason="ReconcileFailed",
             on_failure=partial(self.engine.mark_reconcile_failure, meta["namespace"], meta["name"]),
             on_recovery=partial(self.engine.mark_reconcile_failure, meta["namespace"], meta["name"], None))
+
+    def finished(self, run: dict[str, Any]) -> None:
+        """A finished run: the recorder writes it and lets it go; without a store it is let go at once
+        (its failure kept to it)."""
+        if not has_finalizer(run):
+            return
+        meta = run["metadata"]
+        if self.recorder is not None:
+            self.recorder.notify(meta["namespace"], meta["name"])
+        else:
+            self.isolation.run({"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND, "metadata": meta},
+                               "letting the run go", partial(self.engine.let_go, run), reason="LetGoFailed",
+                               kind=f"{c.PIPELINERUN_KIND}/finalizer")
 
     def schedule(self) -> None:
         """Create the runs whose schedule slot is due."""

@@ -1,9 +1,10 @@
 """Data lineage: records, the PostgreSQL store and its migrations, queries, explain and OpenLineage.
 
 ``records``, ``openlineage``, ``sqllineage`` and ``emitting`` are pure; ``store`` owns the connection
-pool; ``queries`` and ``explain`` run on a connection the store lends them; ``recording`` writes
-finished runs; ``api`` is the HTTP API.  The names below are importable from ``headwater.lineage``
-itself, loaded on first use, so importing a pure module never loads the database driver.
+pool; ``queries`` and ``explain`` run on a connection the store lends them; ``run_records`` and
+``recorder`` turn finished runs into records and write them; ``api`` is the HTTP API.  The names
+below are importable from ``headwater.lineage`` itself, loaded on first use, so importing a pure
+module never loads the database driver.
 """
 
 from __future__ import annotations

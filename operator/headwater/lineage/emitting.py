@@ -1,8 +1,9 @@
 """OpenLineage out: START / COMPLETE / FAIL / ABORT RunEvents for every step, sent to a configured endpoint.
 
 Events are derived from the step transitions the engine applies, with stable run ids
-(uuid5 of the PipelineRun and the step), so a receiver sees the same id across retries and
-operator restarts.  Pure: a :class:`~headwater.adapters.delivery.JsonPoster` sends them on a background
+(uuid5 of the PipelineRun's lineage id, which includes its UID, and the step), so a receiver sees
+the same id across retries and operator restarts, and another id for a run re-created under the
+same name.  Pure: a :class:`~headwater.adapters.delivery.JsonPoster` sends them on a background
 thread with retries and back-off, never holding up reconciliation; an event still undeliverable after
 its retries is dropped and logged (the lineage store, not this feed, is the record that is never lost).
 """
@@ -15,7 +16,6 @@ from typing import Any
 
 from headwater.lineage.openlineage import build_run_event
 from headwater.lineage.records import DatasetRef
-from headwater.lineage.run_records import run_id
 from headwater.spec.models import PipelineRunStatus, StepPhase, StepReason, StepStatus
 
 __all__ = ["step_events"]
@@ -27,9 +27,10 @@ def _started(step: StepStatus | None) -> bool:
     return step is not None and step.job is not None and step.reason != StepReason.REUSED
 
 
-def step_events(namespace: str, name: str, pipeline: str, old: PipelineRunStatus, new: PipelineRunStatus,
+def step_events(run_id: str, pipeline: str, old: PipelineRunStatus, new: PipelineRunStatus,
                 now: datetime) -> list[dict[str, Any]]:
-    """The RunEvents for the step transitions from ``old`` to ``new``."""
+    """The RunEvents for the step transitions from ``old`` to ``new`` of the run ``run_id``
+    (:func:`headwater.lineage.run_records.run_id`)."""
     before = {s.name: s for s in old.steps}
     declared = {s.id: s for s in (new.pipeline_spec.steps if new.pipeline_spec else [])}
     events = []
@@ -37,7 +38,7 @@ def step_events(namespace: str, name: str, pipeline: str, old: PipelineRunStatus
         prev, spec = before.get(step.name), declared.get(step.name)
         inputs = [DatasetRef(d.namespace, d.name) for d in (spec.inputs if spec else [])]
         outputs = [DatasetRef(d.namespace, d.name) for d in (spec.outputs if spec else [])]
-        event = partial(build_run_event, run_id=run_id(namespace, name), pipeline=pipeline, step=step.name,
+        event = partial(build_run_event, run_id=run_id, pipeline=pipeline, step=step.name,
                         event_time=now, inputs=inputs, outputs=outputs)
         if _started(step) and not _started(prev):
             events.append(event("START"))

@@ -148,11 +148,21 @@ _TIME_BOUNDS_SQL = "\n".join([
       f"CHECK ({column} >= {_LOW} AND {column} < {_HIGH});" for table, column in _TIMES),
 ])
 
+# Runs were keyed by namespace/name until now: those rows keep their ids, and learn their name.
+_RUN_NAMES_SQL = """
+ALTER TABLE pipeline_runs ADD COLUMN name text, ADD COLUMN uid text;
+UPDATE pipeline_runs SET name = substr(id, length(namespace) + 2)
+    WHERE source = 'headwater' AND namespace <> '' AND starts_with(id, namespace || '/');
+CREATE INDEX pipeline_runs_name_idx ON pipeline_runs (namespace, name, (coalesce(started_at, created_at)) DESC)
+    WHERE name IS NOT NULL;
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "runs and step runs", _RUNS_SQL),
     Migration(2, "datasets, jobs, lineage edges and dataset versions", _LINEAGE_SQL),
     Migration(3, "raw OpenLineage events", _OPENLINEAGE_SQL),
     Migration(4, "every stored time readable: from 1970 to before 9999", _TIME_BOUNDS_SQL),
+    Migration(5, "runs know their Kubernetes name and UID", _RUN_NAMES_SQL),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

@@ -194,6 +194,8 @@ class RunDetail:
     finished_at: datetime | None
     steps: tuple[StepDetail, ...]
     truncated: bool = False
+    name: str | None = None
+    uid: str | None = None
 
 
 def check_depth(depth: int) -> int:
@@ -385,20 +387,30 @@ def dataset_detail(
     )
 
 
+_RUN_COLUMNS = "id, pipeline, namespace, phase, trigger, source, started_at, finished_at, name, uid"
+
+
 def run_detail(conn: Conn, run_id: str) -> RunDetail:
-    """A run with its steps (in the order they started)."""
+    """A run with its steps (in the order they started).
+
+    ``run_id`` is a run's id, or ``namespace/name`` of a PipelineRun: then the latest run that had
+    that name (a name may have been used by several runs, one after the other).
+    """
     if not storable(run_id):
         raise RunNotFoundError(run_id)
-    row = conn.execute(
-        "SELECT id, pipeline, namespace, phase, trigger, source, started_at, finished_at "
-        "FROM pipeline_runs WHERE id = %s", (run_id,),
-    ).fetchone()
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM pipeline_runs WHERE id = %s", (run_id,)).fetchone()
+    namespace, _, name = run_id.partition("/")
+    if row is None and name and "/" not in name:
+        row = conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM pipeline_runs WHERE namespace = %s AND name = %s "
+            "ORDER BY coalesce(started_at, created_at) DESC LIMIT 1", (namespace, name),
+        ).fetchone()
     if row is None:
         raise RunNotFoundError(run_id)
+    run, pipeline, namespace, phase, trigger, source, started_at, finished_at, name, uid = row
     steps = conn.execute(
         "SELECT step, phase, attempts, started_at, finished_at, rows_affected, error FROM step_runs "
-        "WHERE run_id = %s ORDER BY coalesce(started_at, created_at), step LIMIT %s", (run_id, MAX_STEPS + 1),
+        "WHERE run_id = %s ORDER BY coalesce(started_at, created_at), step LIMIT %s", (run, MAX_STEPS + 1),
     ).fetchall()
-    run, pipeline, namespace, phase, trigger, source, started_at, finished_at = row
     return RunDetail(run, pipeline, namespace, phase, trigger, source, started_at, finished_at,
-                     tuple(StepDetail(*s) for s in steps[:MAX_STEPS]), len(steps) > MAX_STEPS)
+                     tuple(StepDetail(*s) for s in steps[:MAX_STEPS]), len(steps) > MAX_STEPS, name, uid)

@@ -67,7 +67,8 @@ class DatasetRef:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A PipelineRun as it is now; ``run_id`` is the caller's id (namespace/name or uid)."""
+    """A PipelineRun as it is now; ``run_id`` is the caller's id (``namespace/name/uid8`` for Headwater's
+    runs, the OpenLineage run id for others), ``name`` and ``uid`` the Kubernetes object's when it has them."""
 
     run_id: str
     pipeline: str
@@ -77,6 +78,8 @@ class RunRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     source: str = "headwater"
+    name: str | None = None
+    uid: str | None = None
 
     def __post_init__(self) -> None:
         _check_phase(self.phase, RUN_PHASES, "run")

@@ -1,8 +1,9 @@
 """What a finished PipelineRun tells the lineage store: its run, steps, edges and dataset versions.
 
 Pure: the records are derived from the run object alone (its status carries the pipeline snapshot),
-so recording the same run twice writes the same facts.  ``Recorded=True`` on the run's status says
-they are in the store (:mod:`headwater.lineage.recorder` writes them).
+so recording the same run twice writes the same facts.  A run is identified by its namespace, name
+and UID: a run deleted and created again under the same name is another run.  ``Recorded=True`` on
+the run's status says its records are in the store (:mod:`headwater.lineage.recorder` writes them).
 """
 
 from __future__ import annotations
@@ -12,31 +13,72 @@ from typing import Any
 
 from headwater.lineage import sqllineage
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord, EdgeRecord, Record, RunRecord, StepRecord
-from headwater.spec.models import PipelineRunStatus, StepPhase, StepReason, StepSpec
+from headwater.spec.conditions import condition_is
+from headwater.spec.models import PipelineRunStatus, RunPhase, StepPhase, StepReason, StepSpec
 from headwater.spec.times import parse_time
 
-__all__ = ["CONDITION_RECORDED", "is_recorded", "records_for_run", "run_id"]
+__all__ = [
+    "CONDITION_RECORDED", "FINALIZER", "finalizers_with", "finalizers_without", "has_finalizer", "is_deleting",
+    "is_recorded", "needs_recorder", "records_for_run", "run_id",
+]
 
 CONDITION_RECORDED = "Recorded"
+FINALIZER = "headwater.dev/lineage"
+"""Holds a started run until it is in the lineage store (only while a store is configured)."""
 
 
-def run_id(namespace: str, name: str) -> str:
-    """How a PipelineRun is named in the lineage store."""
-    return f"{namespace}/{name}"
+UID_PREFIX = 8
+
+
+def run_id(namespace: str, name: str, uid: str) -> str:
+    """How a PipelineRun is named in the lineage store and in OpenLineage: ``namespace/name/uid8``.
+
+    The first 8 hex digits of the UID (random in a UUID v4) tell apart runs that had the same name
+    at different times, and keep the id short enough to read and type.
+    """
+    return f"{namespace}/{name}/{uid[:UID_PREFIX]}"
 
 
 def is_recorded(run: dict[str, Any]) -> bool:
-    conditions = (run.get("status") or {}).get("conditions") or []
-    return any(cond.get("type") == CONDITION_RECORDED and cond.get("status") == "True" for cond in conditions)
+    return condition_is(run, CONDITION_RECORDED, "True")
+
+
+def has_finalizer(run: dict[str, Any]) -> bool:
+    return FINALIZER in (run["metadata"].get("finalizers") or [])
+
+
+def is_deleting(run: dict[str, Any]) -> bool:
+    return bool(run["metadata"].get("deletionTimestamp"))
+
+
+def finalizers_with(run: dict[str, Any]) -> list[str] | None:
+    """The run's finalizers plus :data:`FINALIZER`; None when it has it, or is being deleted (the
+    apiserver refuses new finalizers then)."""
+    if has_finalizer(run) or is_deleting(run):
+        return None
+    return [*(run["metadata"].get("finalizers") or []), FINALIZER]
+
+
+def finalizers_without(run: dict[str, Any]) -> list[str]:
+    return [f for f in run["metadata"].get("finalizers") or [] if f != FINALIZER]
+
+
+def needs_recorder(run: dict[str, Any]) -> bool:
+    """A finished run the recorder still has work on: writing it, or letting it go (its finalizer)."""
+    return RunPhase.ended((run.get("status") or {}).get("phase")) and (not is_recorded(run) or has_finalizer(run))
 
 
 def _time(value: str | None) -> datetime | None:
     return parse_time(value) if value else None
 
 
+_BIGINT = 2**63
+
+
 def _rows(result: dict[str, Any] | None) -> int | None:
+    """rowsAffected of a step's result, when it is a count PostgreSQL can hold (bigint)."""
     value = (result or {}).get("rowsAffected")
-    return value if isinstance(value, int) and value >= 0 else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _BIGINT else None
 
 
 def _datasets(step: StepSpec) -> tuple[tuple[DatasetRef, ...], tuple[DatasetRef, ...]]:
@@ -58,9 +100,10 @@ def records_for_run(run: dict[str, Any]) -> list[Record]:
     meta, spec = run["metadata"], run.get("spec") or {}
     status = PipelineRunStatus.model_validate(run.get("status") or {})
     pipeline = spec.get("pipelineRef", {}).get("name", "")
-    rid = run_id(meta["namespace"], meta["name"])
+    rid = run_id(meta["namespace"], meta["name"], meta["uid"])
     out: list[Record] = [RunRecord(rid, pipeline, meta["namespace"], status.phase.value, spec.get("trigger", "manual"),
-                                   _time(status.started_at), _time(status.finished_at))]
+                                   _time(status.started_at), _time(status.finished_at),
+                                   name=meta["name"], uid=meta["uid"])]
     snapshot = {s.id: s for s in (status.pipeline_spec.steps if status.pipeline_spec else [])}
     for step in status.steps:
         failed = step.phase in (StepPhase.FAILED, StepPhase.CANCELLED)

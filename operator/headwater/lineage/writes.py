@@ -26,11 +26,13 @@ __all__ = ["ensure_datasets", "write_record"]
 Conn = psycopg.Connection[Any]
 
 _UPSERT_RUN = """
-INSERT INTO pipeline_runs AS r (id, pipeline, namespace, phase, trigger, source, started_at, finished_at)
+INSERT INTO pipeline_runs AS r (id, pipeline, namespace, phase, trigger, source, started_at, finished_at, name, uid)
 VALUES (%(run_id)s, %(pipeline)s, %(namespace)s, %(phase)s, %(trigger)s, %(source)s,
-        %(started_at)s, %(finished_at)s)
+        %(started_at)s, %(finished_at)s, %(name)s, %(uid)s)
 ON CONFLICT (id) DO UPDATE SET
     phase = excluded.phase,
+    name = coalesce(r.name, excluded.name),
+    uid = coalesce(r.uid, excluded.uid),
     started_at = coalesce(r.started_at, excluded.started_at),
     finished_at = coalesce(excluded.finished_at, r.finished_at),
     updated_at = now()
@@ -123,7 +125,7 @@ def _write_run(conn: Conn, record: RunRecord) -> None:
     conn.execute(_UPSERT_RUN, {
         "run_id": record.run_id, "pipeline": record.pipeline, "namespace": record.namespace,
         "phase": record.phase, "trigger": record.trigger, "source": record.source,
-        "started_at": record.started_at, "finished_at": record.finished_at,
+        "started_at": record.started_at, "finished_at": record.finished_at, "name": record.name, "uid": record.uid,
     })
 
 

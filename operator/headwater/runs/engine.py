@@ -25,12 +25,27 @@ from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
 from headwater.lineage.emitting import step_events
-from headwater.lineage.run_records import is_recorded
+from headwater.lineage.run_records import (
+    finalizers_with,
+    finalizers_without,
+    has_finalizer,
+    is_deleting,
+    is_recorded,
+    run_id,
+)
 from headwater.runs import history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
+from headwater.runs.settling import (
+    CONDITION_SETTLED,
+    MESSAGE_SETTLED,
+    REASON_FAILED,
+    REASON_SETTLED,
+    finished_later,
+    needs_settling,
+)
 from headwater.spec import constants as c
-from headwater.spec.conditions import set_condition
+from headwater.spec.conditions import set_condition, with_condition
 from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase, StepReason
 from headwater.spec.names import label_value
 from headwater.spec.times import parse_time
@@ -54,7 +69,7 @@ class RunSink(Protocol):
 class EventFeed(Protocol):
     """Takes OpenLineage RunEvents to send (a background sender): must return at once."""
 
-    def send(self, payload: dict[str, Any]) -> None: ...
+    def send(self, payload: dict[str, Any]) -> object: ...
 
 
 def _dump(status: PipelineRunStatus) -> dict[str, Any]:
@@ -68,7 +83,7 @@ class RunEngine:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  recorder: RunSink | None = None, metrics: Metrics | None = None,
                  emitter: EventFeed | None = None,
-                 on_finish: Callable[[RunRef, PipelineRunStatus], None] | None = None,
+                 on_finish: Callable[[RunRef, PipelineRunStatus, bool], None] | None = None,
                  isolation: Isolation | None = None) -> None:
         self.kube = kube
         self.isolation = isolation or Isolation(post_event)
@@ -114,23 +129,47 @@ class RunEngine:
 
     def _reconcile(self, run: dict[str, Any]) -> planning.Plan:
         meta = run["metadata"]
-        spec = PipelineRunSpec.model_validate(run.get("spec") or {})
         raw_status = run.get("status") or {}
+        if RunPhase.ended(raw_status.get("phase")) and raw_status.get("pipelineSpec"):
+            self.settle(run)  # a finished run only ever needs its effects (again)
+            return planning.Plan()
+        spec = PipelineRunSpec.model_validate(run.get("spec") or {})
         if not raw_status.get("pipelineSpec") and raw_status.get("phase") not in (RunPhase.FAILED, RunPhase.CANCELLED):
+            if is_deleting(run):  # deleted before it started: nothing ran, nothing to record
+                self.let_go(run)
+                return planning.Plan()
             started = self._start(run, spec)
             if started is None:
                 return planning.Plan()
+            metadata: dict[str, Any] = {}
             pipeline_label = label_value(spec.pipeline_ref.name)
             if meta.get("labels", {}).get(c.LABEL_PIPELINE) != pipeline_label:
                 # runs created by hand carry no pipeline label; schedules and history limits find runs by it
-                self.kube.label_run(meta["namespace"], meta["name"], {c.LABEL_PIPELINE: pipeline_label})
-                run = self.kube.get_run(meta["namespace"], meta["name"]) or run
+                metadata["labels"] = {c.LABEL_PIPELINE: pipeline_label}
+            if self.recorder is not None and (finalizers := finalizers_with(run)) is not None:
+                metadata["finalizers"] = finalizers  # held, once started, until it is in the lineage store
+            if metadata:
+                patched = self.kube.patch_run_metadata(meta["namespace"], meta["name"], metadata,
+                                                       meta["resourceVersion"])
+                if patched is None:
+                    return planning.Plan()
+                run = patched
+                self.memory.remember(run, started)  # the echo of this write says nothing new
             run = self.kube.replace_run_status(run, _dump(started))
             raw_status = run["status"]
             self.memory.remember(run, started)
             steps = len(started.pipeline_spec.steps) if started.pipeline_spec else 0
             # after the write: a start that conflicts is planned again, and must not say so twice
             self.post_event(run, "Normal", "Started", f"Running pipeline {spec.pipeline_ref.name} ({steps} steps)")
+        elif self.recorder is not None and (finalizers := finalizers_with(run)) is not None:
+            # started by an operator without a lineage store, or before runs were held
+            run = self.kube.patch_run_metadata(meta["namespace"], meta["name"], {"finalizers": finalizers},
+                                               meta["resourceVersion"]) or run
+        elif self.recorder is None and has_finalizer(run):
+            run = self.let_go(run) or run
+        if is_deleting(run):
+            # deleted while running: stop its steps and end it, so that it is recorded and let go
+            spec = spec.model_copy(update={"cancel": True})
         status = PipelineRunStatus.model_validate(raw_status)
         ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
         observed = self._observe(ref, status)
@@ -146,7 +185,8 @@ class RunEngine:
         if out.recheck_after is not None:
             self._recheck_later(ref, out.recheck_after)
         if self.emitter is not None and out.status is not None:
-            for event in step_events(ref.namespace, ref.name, ref.pipeline, status, out.status, self.clock()):
+            for event in step_events(run_id(ref.namespace, ref.name, ref.uid), ref.pipeline, status, out.status,
+                                     self.clock()):
                 self.emitter.send(event)
         return out
 
@@ -165,6 +205,23 @@ class RunEngine:
                 earlier = PipelineRunStatus.model_validate(other.get("status") or {})
         pipeline_spec = PipelineSpec.model_validate(pipeline["spec"])
         return planning.start(spec, pipeline_spec, self.clock(), earlier, meta.get("generation"))
+
+    def let_go(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """Remove the lineage finalizer of a run that has nothing to record, or when no store is configured;
+        the run as it is then (None once gone).  A run that changed meanwhile is let go on its next event
+        or the next resync."""
+        if not has_finalizer(run):
+            return run
+        meta = run["metadata"]
+        try:
+            out = self.kube.patch_run_metadata(meta["namespace"], meta["name"],
+                                               {"finalizers": finalizers_without(run)}, meta["resourceVersion"])
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            return run
+        log.info("Let go of PipelineRun %s/%s (nothing to record)", meta["namespace"], meta["name"])
+        return out
 
     def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
         """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended or whose pods
@@ -219,7 +276,7 @@ class RunEngine:
         if out.finished and out.status is not None:
             if self.recorder is not None:
                 self.recorder.notify(ref.namespace, ref.name)
-            self._after_finish(ref, out.status)
+            self.settle(run)
 
     def _measure(self, ref: RunRef, old: PipelineRunStatus, out: planning.Plan) -> None:
         """Step durations, attempts, handoff latency and run outcomes, from the transition just applied."""
@@ -272,33 +329,67 @@ class RunEngine:
                 if exc.status != 409:
                     raise
 
-    def _after_finish(self, ref: RunRef, status: PipelineRunStatus) -> None:
-        """Record the outcome on the Pipeline, tell the SLA monitor and trim the run history.
+    def settle(self, run: dict[str, Any]) -> bool:
+        """Put a finished run's outcome on its Pipeline, then mark it ``Settled=True``; True when done.
 
-        Three independent effects: each one's failure is reported on the Pipeline and never
-        keeps the others from happening.
+        Level-based (:mod:`headwater.runs.settling`): called right after the final status write and again
+        (on the run's events and by the resync) for any run still ``Settled=False``.  It runs in isolation:
+        a failure is logged once, posted as an Event on the run, set as ``Settled=False`` with the reason,
+        and the run backs off; it never raises, so one run never stops the others.
         """
+        if not needs_settling(run):
+            return False
+        meta = run["metadata"]
+        obj = {"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND, "metadata": meta}
+        done = self.isolation.run(obj, "applying the after-finish effects", partial(self._settle, run),
+                                  reason=REASON_FAILED, kind=f"{c.PIPELINERUN_KIND}/settle",
+                                  on_failure=partial(self._mark_failed, run))
+        return bool(done)
+
+    def _settle(self, run: dict[str, Any]) -> bool:
+        failed = self._apply_effects(run)
+        if failed:
+            raise EffectsFailedError(f"{'; '.join(failed)} failed (each reported on the Pipeline)")
+        return self._mark_settled(run, "True", REASON_SETTLED, MESSAGE_SETTLED)
+
+    def _apply_effects(self, run: dict[str, Any]) -> list[str]:
+        """lastRun, the SLA monitor's datasets and incidents, and history trimming; each idempotent, and each
+        run on its own: one's failure is reported on the Pipeline and never keeps the others from happening.
+        The effects that failed."""
+        meta = run["metadata"]
+        spec = PipelineRunSpec.model_validate(run.get("spec") or {})
+        status = PipelineRunStatus.model_validate(run.get("status") or {})
+        ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
         pipeline = self.kube.get_pipeline(ref.namespace, ref.pipeline)
         if pipeline is None:
-            return
-        effects: list[tuple[str, Callable[[], object]]] = [
-            ("recording the last run", partial(self.kube.patch_pipeline_status, ref.namespace, ref.pipeline,
-                                               {"lastRun": ref.name, "lastRunPhase": status.phase.value})),
-            ("trimming the run history", partial(self._trim_history, ref, pipeline)),
-        ]
+            return []  # deleted with its runs: nothing to update
+        latest = self._is_latest(pipeline, ref, status)
+        effects: list[tuple[str, Callable[[], object]]] = []
+        if latest:
+            effects.append(("recording the last run", partial(
+                self.kube.patch_pipeline_status, ref.namespace, ref.pipeline,
+                {"lastRun": ref.name, "lastRunPhase": status.phase.value})))
         if self.on_finish is not None:
-            effects.insert(1, ("the run's SLA effects", partial(self.on_finish, ref, status)))
+            effects.append(("the run's SLA effects", partial(self.on_finish, ref, status, latest)))
+        effects.append(("trimming the run history", partial(self._trim_history, ref, pipeline)))
+        failed: list[str] = []
         for what, effect in effects:
-            self.isolation.run(pipeline, what, effect, reason="RunEffectFailed", kind=f"{c.PIPELINE_KIND}/{what}",
-                               respect_backoff=False)
+            if self.isolation.run(pipeline, what, partial(_done, effect), reason="RunEffectFailed",
+                                  kind=f"{c.PIPELINE_KIND}/{what}", respect_backoff=False) is None:
+                failed.append(what)
+        return failed
 
     def _trim_history(self, ref: RunRef, pipeline: dict[str, Any]) -> None:
         spec = PipelineSpec.model_validate(pipeline["spec"])
         runs = self.kube.list_pipeline_runs(ref.namespace, ref.pipeline)
-        unrecorded = (lambda r: not is_recorded(r)) if self.recorder is not None else (lambda _: False)
+
+        def keep(other: dict[str, Any]) -> bool:
+            unrecorded = self.recorder is not None and not is_recorded(other)
+            # another run whose effects are still to come keeps its place; this one has just had them
+            return unrecorded or (needs_settling(other) and other["metadata"].get("uid") != ref.uid)
         failed: list[str] = []
         for name in history.runs_to_delete(runs, spec.successful_runs_history_limit,
-                                           spec.failed_runs_history_limit, unrecorded):
+                                           spec.failed_runs_history_limit, keep):
             try:
                 self.kube.delete_run(ref.namespace, name)
             except ApiException as exc:  # one run that cannot be deleted keeps no other from going
@@ -307,3 +398,47 @@ class RunEngine:
             log.info("Deleted PipelineRun %s/%s (history limit)", ref.namespace, name)
         if failed:
             raise RuntimeError(f"could not delete {len(failed)} run(s) beyond the history limit: {', '.join(failed)}")
+
+    def _is_latest(self, pipeline: dict[str, Any], ref: RunRef, status: PipelineRunStatus) -> bool:
+        """Whether no run the Pipeline already shows as its last one finished after this one."""
+        shown = (pipeline.get("status") or {}).get("lastRun")
+        if not shown or shown == ref.name:
+            return True
+        other = self.kube.get_run(ref.namespace, shown)
+        theirs = ((other or {}).get("status") or {}).get("finishedAt")
+        return finished_later(status.finished_at, theirs)
+
+    def _mark_settled(self, run: dict[str, Any], state: str, reason: str, message: str) -> bool:
+        """Write the Settled condition, re-reading the run on a conflict; False when the run is gone."""
+        meta = run["metadata"]
+        latest: dict[str, Any] | None = run
+        for _ in range(4):
+            if latest is None or latest["metadata"].get("uid") != meta["uid"]:
+                return False
+            new = with_condition(latest.get("status") or {}, CONDITION_SETTLED, state, reason, message,
+                                 self.clock())
+            if new is None:
+                return True
+            try:
+                self.kube.replace_run_status(latest, new)
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                if exc.status != 409:
+                    raise
+            latest = self.kube.get_run(meta["namespace"], meta["name"])
+        raise RuntimeError(f"PipelineRun {meta['namespace']}/{meta['name']} kept changing while it settled")
+
+    def _mark_failed(self, run: dict[str, Any], message: str) -> None:
+        """``Settled=False`` with why the effects failed (the isolation's failure report)."""
+        self._mark_settled(run, "False", REASON_FAILED, message)
+
+
+class EffectsFailedError(RuntimeError):
+    """Some after-finish effects of a run failed; the others were applied."""
+
+
+def _done(effect: Callable[[], object]) -> bool:
+    effect()
+    return True

@@ -17,13 +17,14 @@ def runs_to_delete(runs: list[dict[str, Any]], keep_successful: int, keep_failed
                    protected: Callable[[dict[str, Any]], bool] = lambda _: False) -> list[str]:
     """Names of the oldest finished runs beyond the limits.
 
-    Unfinished runs are never chosen, nor runs for which ``protected`` is true (e.g. not yet in
-    the lineage store).
+    Unfinished runs are never chosen.  Runs for which ``protected`` is true (e.g. not yet in the
+    lineage store, or their outcome not yet applied) count toward the limits but are not chosen:
+    a later trim deletes them, once they are no longer protected.
     """
     def newest_first(phases: frozenset[RunPhase]) -> list[dict[str, Any]]:
-        chosen = [r for r in runs if (r.get("status") or {}).get("phase") in phases and not protected(r)]
+        chosen = [r for r in runs if (r.get("status") or {}).get("phase") in phases]
         return sorted(chosen, key=lambda r: (r["metadata"].get("creationTimestamp") or "", r["metadata"]["name"]),
                       reverse=True)
 
-    doomed = newest_first(_SUCCESS)[keep_successful:] + newest_first(_FAILURE)[keep_failed:]
-    return sorted(r["metadata"]["name"] for r in doomed)
+    beyond = newest_first(_SUCCESS)[keep_successful:] + newest_first(_FAILURE)[keep_failed:]
+    return sorted(r["metadata"]["name"] for r in beyond if not protected(r))

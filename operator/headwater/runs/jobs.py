@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from headwater.spec import constants as c
 from headwater.spec.models import SecurityContext, StepPhase, StepReason, StepSpec
 from headwater.spec.names import job_name, label_value
+from headwater.spec.text import RESULT_LIMIT, clean, clean_json
 from headwater.spec.times import parse_time
 
 __all__ = [
@@ -246,16 +247,20 @@ def _termination(pod: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _parse_message(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """A termination message: a JSON object is a result; anything else is plain text."""
+    """A termination message: a JSON object is a result; anything else is plain text (both cleaned and
+    bounded: they come from the step's container)."""
     if not text or not text.strip():
         return None, None
     try:
         value = json.loads(text)
     except ValueError:
-        return None, text.strip()[:1024]
-    if isinstance(value, dict):
-        return value, None
-    return None, text.strip()[:1024]
+        return None, clean(text.strip())
+    if not isinstance(value, dict):
+        return None, clean(text.strip())
+    result = clean_json(value)
+    if result is None:
+        return None, f"the step's result was dropped: it takes more than {RESULT_LIMIT} bytes"
+    return result, None
 
 
 def _pods_by_phase(pods: list[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
@@ -299,7 +304,7 @@ def _failed_create(events: list[dict[str, Any]]) -> str | None:
     if not chosen:
         return None
     latest = max(chosen, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-    return str(latest["message"])[:1024]
+    return clean(str(latest["message"]), 1024)
 
 
 def _stuck_pod(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -309,10 +314,10 @@ def _stuck_pod(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
         for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
             waiting = (container.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in _WAITING_REASONS:
-                return waiting["reason"], str(waiting.get("message") or waiting["reason"])[:1024]
+                return waiting["reason"], clean(str(waiting.get("message") or waiting["reason"]), 1024)
         for cond in status.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason"):
-                return "Unschedulable", str(cond.get("message") or cond["reason"])[:1024]
+                return "Unschedulable", clean(str(cond.get("message") or cond["reason"]), 1024)
     return None
 
 
@@ -340,10 +345,10 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]],
         term = next((t for p in reversed(_pods_by_phase(pods, "Failed")) if (t := _termination(p))), None)
         result, text = _parse_message(term.get("message") if term else None)
         detail = (result or {}).get("error") or text
-        message = broken.get("message") or ""
-        reason = broken.get("reason") or "Failed"
+        message = clean(str(broken.get("message") or ""))
+        reason = clean(str(broken.get("reason") or "Failed"), 256)
         if detail:
-            message = f"{message}; last attempt: {detail}" if message else str(detail)
+            message = f"{message}; last attempt: {clean(str(detail))}" if message else clean(str(detail))
         cannot_create = _failed_create(events or []) if not failed else None
         if cannot_create:
             message = f"{message} ({reason}); its pods could not be created: {cannot_create}"

@@ -24,6 +24,7 @@ from headwater.runs.jobs import (
     build_job,
     refusal,
 )
+from headwater.runs.settling import mark_unsettled
 from headwater.spec import dag
 from headwater.spec.conditions import set_condition
 from headwater.spec.models import (
@@ -280,6 +281,7 @@ def _next_status(old: PipelineRunStatus, pipeline: PipelineSpec, work: _Work, no
             RunPhase.CANCELLED: ("False", "Cancelled", "the run was cancelled"),
         }[new.phase]
         set_condition(new.conditions, "Succeeded", state, reason, message, now)
+        mark_unsettled(new, now)
     return new
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from headwater.spec.models import Condition
 from headwater.spec.times import isotime
 
-__all__ = ["set_condition"]
+__all__ = ["condition_is", "set_condition", "with_condition"]
 
 
 def set_condition(
@@ -31,3 +32,22 @@ def set_condition(
     conditions.append(Condition(type=type_, status=status, reason=reason, message=message,
                                 last_transition_time=isotime(now), observed_generation=observed_generation))
     return True
+
+
+def with_condition(raw_status: dict[str, Any], type_: str, status: str, reason: str, message: str,
+                   now: datetime) -> dict[str, Any] | None:
+    """A raw status (as read from the apiserver) with the condition set; None when it is already so.
+
+    Only the conditions are parsed, so a status that no longer fits the model can still be marked.
+    """
+    conditions = [Condition.model_validate(c) for c in raw_status.get("conditions") or []]
+    if not set_condition(conditions, type_, status, reason, message, now):
+        return None
+    dumped = [c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in conditions]
+    return {**raw_status, "conditions": dumped}
+
+
+def condition_is(obj: dict[str, Any], type_: str, status: str) -> bool:
+    """Whether a raw object's status has the condition ``type_`` with this status."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == type_ and c.get("status") == status for c in conditions)

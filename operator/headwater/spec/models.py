@@ -39,8 +39,8 @@ from headwater.spec.podspec import (
 )
 
 __all__ = [
-    "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "Dataset", "EnvFromSource", "EnvVar",
-    "EnvVarSource", "Freshness", "NamedRef", "Notifications", "OutputDataset",
+    "Alert", "AlertDataset", "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "Dataset", "EnvFromSource",
+    "EnvVar", "EnvVarSource", "Freshness", "NamedRef", "Notifications", "OutputDataset",
     "PipelineRef", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
     "PodMetadata", "Resources", "RunPhase", "SecretKeyRef", "SecurityContext", "StepPhase", "StepReason",
     "StepSpec", "StepStatus", "StepType", "Timestamp", "Trigger",
@@ -280,17 +280,12 @@ class StepSpec(SpecModel):
 
 
 class Notifications(SpecModel):
-    """Where to tell people about failed runs and missed freshness SLAs."""
+    """Where people hear about failed runs and missed freshness SLAs: every alert goes to the operator's
+    webhook (HEADWATER_ALERT_WEBHOOK_URL) and names this channel, so that one receiver routes per team."""
 
-    model_config = ConfigDict(json_schema_extra=r.cel(r.NOTIFICATION_TARGET))
-    slack_channel: Annotated[str, string(81, r.SLACK_CHANNEL)] | None = optional("Slack channel: #alerts.")
-    webhook_secret_ref: SecretKeyRef | None = optional("Secret key holding a webhook URL to POST to.")
-
-    @model_validator(mode="after")
-    def _target(self) -> Notifications:
-        if self.slack_channel is None and self.webhook_secret_ref is None:
-            raise r.NOTIFICATION_TARGET.error()
-        return self
+    slack_channel: Annotated[str, string(81, r.SLACK_CHANNEL)] = Field(
+        description="Slack channel of the pipeline's alerts (channel in the message), e.g. #data-alerts."
+    )
 
 
 class PipelineSpec(SpecModel):
@@ -385,6 +380,38 @@ class DatasetStatus(StatusModel):
                                           "its next successful run clears the risk.", max_length=253)
 
 
+class AlertDataset(StatusModel):
+    """A dataset an incident puts at risk."""
+
+    namespace: str = Field(description="Dataset namespace, e.g. postgres://warehouse.", max_length=253)
+    name: str = Field(description="Dataset name, e.g. analytics.daily_revenue.", max_length=512)
+
+
+MAX_ALERT_DATASETS = 50
+
+
+class Alert(StatusModel):
+    """An incident of this pipeline and its notification: kept here before it is sent, and until the alert
+    webhook acknowledges it, so that a crash or an unreachable receiver never loses it."""
+
+    id: str = Field(max_length=128, description="Stable id of the incident (also in the message), so the same "
+                    "incident is announced once, and a receiver can drop a message it has seen.")
+    raised_at: Timestamp = Field(description="When the incident was raised.")
+    cause: str = Field(max_length=1024, description="What happened, e.g. a failed step and its error.")
+    source: str = Field(max_length=253, description="namespace/pipeline at fault.")
+    affected_datasets: list[AlertDataset] = Field(
+        default_factory=list, max_length=MAX_ALERT_DATASETS,
+        description=f"Datasets at risk, downstream first by distance (the first {MAX_ALERT_DATASETS}).")
+    affected_count: int = Field(0, ge=0, description="How many datasets are at risk in all.")
+    owners: list[Annotated[str, string(254)]] = Field(
+        default_factory=list, max_length=32, description="Owners of the pipelines that produce them.")
+    channel: Annotated[str, string(81)] | None = optional("The pipeline's notifications.slackChannel.")
+    notified_at: Timestamp | None = optional("When the alert webhook acknowledged the message (2xx); unset "
+                                             "while it is still being sent.")
+    refused: Annotated[str, string(256)] | None = optional(
+        "Why the alert webhook refused the message (a 4xx or a redirect): it is not sent again.")
+
+
 class PipelineStatus(StatusModel):
     """Observed state of a Pipeline, written by the operator."""
 
@@ -402,6 +429,11 @@ class PipelineStatus(StatusModel):
     datasets: list[DatasetStatus] = Field(
         default_factory=list, max_length=256,
         description="Output datasets: when each was last written, and whether it is stale or at risk.",
+    )
+    alerts: list[Alert] = Field(
+        default_factory=list, max_length=32,
+        description="Incidents of this pipeline: pending until the alert webhook acknowledges them, then kept "
+        "for a while with notifiedAt (or refused).",
     )
 
 

@@ -196,10 +196,6 @@ ROOT_NEEDS_RUN_AS_NON_ROOT_FALSE = Rule(
     "!has(self.runAsUser) || self.runAsUser != 0 || (has(self.runAsNonRoot) && !self.runAsNonRoot)",
     "runAsUser: 0 (root) needs runAsNonRoot: false", field_path=".runAsUser",
 )
-NOTIFICATION_TARGET = Rule(
-    "has(self.slackChannel) || has(self.webhookSecretRef)",
-    "notifications need a slackChannel, a webhookSecretRef or both",
-)
 RETRY_OF_NEEDS_RETRY = Rule(
     "!has(self.retryOf) || self.trigger == 'retry'", "retryOf is only allowed with trigger: retry",
     field_path=".retryOf", reason="FieldValueForbidden",

@@ -1,0 +1,62 @@
+"""Finished PipelineRuns in the lineage store: one run per Kubernetes object, whatever its name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from headwater.lineage.migrations import LATEST_VERSION, MIGRATIONS, migrate
+from headwater.lineage.run_records import records_for_run
+from headwater.lineage.store import LineageStore
+from helpers import fresh_database
+
+pytestmark = pytest.mark.integration
+
+WAREHOUSE = "postgres://warehouse"
+FIRST_UID = "0f3c9a1e-5d2b-4c8e-9f10-2a3b4c5d6e7f"
+SECOND_UID = "7d41e0b2-0000-4000-8000-000000000000"
+
+
+def finished_run(uid: str, finished: str, rows: int) -> dict[str, Any]:
+    step = {"id": "load", "type": "container", "image": "busybox",
+            "outputs": [{"namespace": WAREHOUSE, "name": "analytics.revenue"}]}
+    return {
+        "metadata": {"name": "rev-1", "namespace": "data", "uid": uid},
+        "spec": {"pipelineRef": {"name": "rev"}},
+        "status": {"phase": "Succeeded", "startedAt": finished, "finishedAt": finished,
+                   "pipelineSpec": {"steps": [step]},
+                   "steps": [{"name": "load", "phase": "Succeeded", "attempts": 1, "startedAt": finished,
+                              "finishedAt": finished, "result": {"rowsAffected": rows}}]},
+    }
+
+
+def test_a_run_deleted_and_created_again_under_its_name_is_recorded_as_a_second_run(store: LineageStore) -> None:
+    store.record(*records_for_run(finished_run(FIRST_UID, "2026-11-23T06:00:00Z", 100)))
+    store.record(*records_for_run(finished_run(SECOND_UID, "2026-11-24T06:00:00Z", 200)))
+    assert store.counts()["pipeline_runs"] == 2
+    versions = store.dataset("analytics.revenue").versions
+    assert [(v.run_id, v.row_count) for v in versions] == [("data/rev-1/7d41e0b2", 200), ("data/rev-1/0f3c9a1e", 100)]
+    assert store.run("data/rev-1/0f3c9a1e").uid == FIRST_UID
+    latest = store.run("data/rev-1")  # the name alone: the latest run that had it
+    assert (latest.id, latest.name, latest.uid) == ("data/rev-1/7d41e0b2", "rev-1", SECOND_UID)
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_runs_recorded_before_uids_keep_their_ids_and_are_found_by_name(database_url: str, version: int) -> None:
+    """From a store of either earlier version, the migrations still to come apply in order."""
+    with fresh_database(database_url) as url:
+        with psycopg.connect(url) as conn:
+            conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                         "applied_at timestamptz NOT NULL DEFAULT now())")
+            for migration in MIGRATIONS[:version]:
+                conn.execute(migration.sql.encode())
+                conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                             (migration.version, migration.name))
+            conn.execute("INSERT INTO pipeline_runs (id, pipeline, namespace, phase, trigger) "
+                         "VALUES ('data/old-run', 'rev', 'data', 'Succeeded', 'manual')")
+        assert migrate(url) == list(range(version + 1, LATEST_VERSION + 1)) == list(range(version + 1, 6))
+        with LineageStore.open(url) as store:
+            old = store.run("data/old-run")
+            assert (old.id, old.name, old.uid) == ("data/old-run", "old-run", None)
