@@ -25,6 +25,8 @@ __all__ = ["Kube", "KubeClient", "KubeHelpers", "is_unavailable", "post_event"]
 
 log = logging.getLogger(__name__)
 
+RunWrite = Callable[[dict[str, Any]], dict[str, Any] | None]
+"""Given the run as last read, write to it and return what was written (or the run, when nothing was)."""
 StatusChange = Callable[[dict[str, Any]], dict[str, Any] | None]
 """Given a Pipeline as read, the status patch to apply onto that version (None: nothing to write)."""
 
@@ -53,6 +55,9 @@ class Kube(Protocol):
     def list_pipeline_runs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]: ...
 
     def update_pipeline_status(self, namespace: str, name: str, change: StatusChange, attempts: int = 5) -> bool: ...
+
+    def update_run(self, run: dict[str, Any], write: RunWrite, what: str,
+                   attempts: int = 4) -> dict[str, Any] | None: ...
 
     def create_run(self, namespace: str, body: dict[str, Any]) -> bool: ...
 
@@ -95,6 +100,30 @@ class KubeHelpers:
 
     def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
         raise NotImplementedError
+
+    def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def update_run(self, run: dict[str, Any], write: RunWrite, what: str, attempts: int = 4) -> dict[str, Any] | None:
+        """``write(run)``; on a conflict, again with the run read afresh, as long as it is the same run (UID).
+
+        None once the run is gone (deleted, or re-created under its name); ``what`` names the write in the
+        error raised when the run kept changing.
+        """
+        meta = run["metadata"]
+        latest: dict[str, Any] | None = run
+        for _ in range(attempts):
+            if latest is None or latest["metadata"].get("uid") != meta["uid"]:
+                return None
+            try:
+                return write(latest)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                if exc.status != 409:
+                    raise
+            latest = self.get_run(meta["namespace"], meta["name"])
+        raise RuntimeError(f"PipelineRun {meta['namespace']}/{meta['name']} kept changing while {what}")
 
     def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any],
                               resource_version: str | None = None) -> None:

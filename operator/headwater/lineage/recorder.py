@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from kubernetes.client.exceptions import ApiException
 
 from headwater.adapters.kube import Kube, is_unavailable
 from headwater.adapters.metrics import Metrics
@@ -177,20 +176,7 @@ class Recorder:
 
     def _with_latest(self, run: Run, write: Callable[[Run], Run | None]) -> Run | None:
         """``write(run)``; on a conflict, again with the run read afresh.  None once the run is gone."""
-        meta = run["metadata"]
-        latest: Run | None = run
-        for _ in range(4):
-            if latest is None or latest["metadata"].get("uid") != meta["uid"]:
-                return None
-            try:
-                return write(latest)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                if exc.status != 409:
-                    raise
-            latest = self.kube.get_run(meta["namespace"], meta["name"])
-        raise RuntimeError(f"PipelineRun {meta['namespace']}/{meta['name']} kept changing while it was recorded")
+        return self.kube.update_run(run, write, "it was recorded")
 
     def _failed(self, run: Run, exc: Exception) -> None:
         meta = run["metadata"]

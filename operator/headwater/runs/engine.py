@@ -410,25 +410,10 @@ class RunEngine:
 
     def _mark_settled(self, run: dict[str, Any], state: str, reason: str, message: str) -> bool:
         """Write the Settled condition, re-reading the run on a conflict; False when the run is gone."""
-        meta = run["metadata"]
-        latest: dict[str, Any] | None = run
-        for _ in range(4):
-            if latest is None or latest["metadata"].get("uid") != meta["uid"]:
-                return False
-            new = with_condition(latest.get("status") or {}, CONDITION_SETTLED, state, reason, message,
-                                 self.clock())
-            if new is None:
-                return True
-            try:
-                self.kube.replace_run_status(latest, new)
-                return True
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                if exc.status != 409:
-                    raise
-            latest = self.kube.get_run(meta["namespace"], meta["name"])
-        raise RuntimeError(f"PipelineRun {meta['namespace']}/{meta['name']} kept changing while it settled")
+        def write(latest: dict[str, Any]) -> dict[str, Any]:
+            new = with_condition(latest.get("status") or {}, CONDITION_SETTLED, state, reason, message, self.clock())
+            return latest if new is None else self.kube.replace_run_status(latest, new)
+        return self.kube.update_run(run, write, "it settled") is not None
 
     def _mark_failed(self, run: dict[str, Any], message: str) -> None:
         """``Settled=False`` with why the effects failed (the isolation's failure report)."""
