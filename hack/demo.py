@@ -91,9 +91,11 @@ def free_port() -> int:
 
 
 class AlertInbox(ThreadingHTTPServer):
-    """A local webhook that stands in for Slack: it keeps the messages the operator sends."""
+    """A local webhook that stands in for Slack: it keeps the messages the operator sends.
 
-    def __init__(self) -> None:
+    On loopback by default; the real-node demo listens on the node's address, which in-cluster pods reach."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.messages: list[dict[str, Any]] = []
         inbox = self
 
@@ -106,8 +108,8 @@ class AlertInbox(ThreadingHTTPServer):
             def log_message(self, *_: object) -> None:
                 return
 
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/slack"
+        super().__init__((host, 0), Handler)
+        self.url = f"http://{host}:{self.server_address[1]}/slack"
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def close(self) -> None:

@@ -17,16 +17,14 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
-from demo import HACK, NAMESPACE, ROOT, Kubectl, load, say, sh, wait_recorded, wait_runs
+from demo import HACK, NAMESPACE, ROOT, AlertInbox, Kubectl, load, say, sh, wait_recorded, wait_runs
 
 RELEASE, RELEASE_NAMESPACE = "headwater", "headwater-system"
 ORDERS = 480
@@ -120,27 +118,6 @@ def real_reporting(image: str) -> dict[str, Any]:
             step.update(image=image, command=["python", "-c", EXPORT], args=[], env=database)
             step.pop("envFrom", None)
     return pipeline
-
-
-class AlertInbox(ThreadingHTTPServer):
-    """Stands in for Slack, on the node's address: the in-cluster operator reaches it through the bridge."""
-
-    def __init__(self, host: str) -> None:
-        self.messages: list[dict[str, Any]] = []
-        inbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                inbox.messages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                return
-
-        super().__init__((host, 0), Handler)
-        self.url = f"http://{host}:{self.server_address[1]}/slack"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from headwater.lineage import (
@@ -17,6 +18,7 @@ from headwater.lineage import (
     RunRecord,
     StepRecord,
 )
+from headwater.lineage.migrations import MIGRATIONS
 
 WAREHOUSE = "postgres://warehouse"
 
@@ -103,3 +105,14 @@ def record_revenue_day(
     store.record(*pipeline_run_records(f"data/reporting-{day:%Y%m%d-%H%M}", REPORTING_STEPS,
                                        day + timedelta(minutes=30), rows))
     return run_id
+
+
+def store_at_version(url: str, version: int) -> None:
+    """Give the empty database at ``url`` the schema as it was at ``version`` (what an older Headwater left)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        for migration in MIGRATIONS[:version]:
+            conn.execute(migration.sql.encode())
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                         (migration.version, migration.name))

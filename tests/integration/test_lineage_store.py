@@ -20,9 +20,9 @@ from headwater.lineage import (
     build_run_event,
     migrate,
 )
-from headwater.lineage.migrations import LATEST_VERSION, MIGRATIONS, applied_versions
+from headwater.lineage.migrations import LATEST_VERSION, applied_versions
 from helpers import fresh_database
-from lineage_support import REVENUE_STEPS, WAREHOUSE, pipeline_run_records, wh
+from lineage_support import REVENUE_STEPS, WAREHOUSE, pipeline_run_records, store_at_version, wh
 
 pytestmark = pytest.mark.integration
 
@@ -211,19 +211,8 @@ def test_raw_events_are_append_only(store: LineageStore) -> None:
         conn.execute("UPDATE openlineage_events SET event_type = 'OTHER'")
 
 
-def _migrate_to(url: str, version: int) -> None:
-    """The schema as it was at ``version`` (what a store created by an older Headwater holds)."""
-    with psycopg.connect(url) as conn:
-        conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-                     "applied_at timestamptz NOT NULL DEFAULT now())")
-        for migration in MIGRATIONS[:version]:
-            conn.execute(migration.sql.encode())
-            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                         (migration.version, migration.name))
-
-
 def test_times_no_client_can_read_are_repaired_by_the_migration_and_refused_after(empty_db: str) -> None:
-    _migrate_to(empty_db, 3)
+    store_at_version(empty_db, 3)
     with psycopg.connect(empty_db) as conn:  # the columns of migration 5 that today's writes name, for now
         conn.execute("ALTER TABLE pipeline_runs ADD COLUMN name text, ADD COLUMN uid text")
     with LineageStore.open(empty_db, apply_migrations=False) as old:

@@ -7,10 +7,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from headwater.lineage.migrations import LATEST_VERSION, MIGRATIONS, migrate
+from headwater.lineage.migrations import LATEST_VERSION, migrate
 from headwater.lineage.run_records import records_for_run
 from headwater.lineage.store import LineageStore
 from helpers import fresh_database
+from lineage_support import store_at_version
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +48,8 @@ def test_a_run_deleted_and_created_again_under_its_name_is_recorded_as_a_second_
 def test_runs_recorded_before_uids_keep_their_ids_and_are_found_by_name(database_url: str, version: int) -> None:
     """From a store of either earlier version, the migrations still to come apply in order."""
     with fresh_database(database_url) as url:
+        store_at_version(url, version)
         with psycopg.connect(url) as conn:
-            conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-                         "applied_at timestamptz NOT NULL DEFAULT now())")
-            for migration in MIGRATIONS[:version]:
-                conn.execute(migration.sql.encode())
-                conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                             (migration.version, migration.name))
             conn.execute("INSERT INTO pipeline_runs (id, pipeline, namespace, phase, trigger) "
                          "VALUES ('data/old-run', 'rev', 'data', 'Succeeded', 'manual')")
         assert migrate(url) == list(range(version + 1, LATEST_VERSION + 1)) == list(range(version + 1, 6))

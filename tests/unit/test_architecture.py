@@ -35,7 +35,7 @@ PURE: frozenset[str] = frozenset({
     "headwater.spec", "headwater.spec.constants", "headwater.spec.models", "headwater.spec.podspec",
     "headwater.spec.rules", "headwater.spec.parsing", "headwater.spec.dag", "headwater.spec.validation",
     "headwater.spec.crdgen", "headwater.spec.conditions", "headwater.spec.times", "headwater.spec.names",
-    "headwater.spec.redaction", "headwater.spec.retries", "headwater.spec.text",
+    "headwater.spec.redaction", "headwater.spec.text",
     "headwater.adapters.http_verdicts",
     "headwater.runs", "headwater.runs.planning", "headwater.runs.jobs", "headwater.runs.history",
     "headwater.runs.settling",

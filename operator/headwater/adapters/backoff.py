@@ -7,12 +7,13 @@ only means every object is tried once more at once.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 __all__ = ["BackoffTracker", "Failure", "Key"]
 
 Key = tuple[str, str, str]
-"""(kind, namespace, name) of the object."""
+"""(kind, namespace, name) of the object; any hashable key works (the recorder keys runs by UID)."""
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,14 @@ class BackoffTracker:
 
     def __init__(self, base: float = 5.0, cap: float = 300.0, factor: float = 2.0) -> None:
         self.base, self.cap, self.factor = base, cap, factor
-        self._failures: dict[Key, Failure] = {}
+        self._failures: dict[Hashable, Failure] = {}
 
-    def due(self, key: Key, now: float) -> bool:
+    def due(self, key: Hashable, now: float) -> bool:
         """Whether the object may be tried now (never failed, or its delay is over)."""
         failure = self._failures.get(key)
         return failure is None or now >= failure.retry_at
 
-    def failed(self, key: Key, message: str, now: float) -> tuple[Failure, bool]:
+    def failed(self, key: Hashable, message: str, now: float) -> tuple[Failure, bool]:
         """Record a failure; also whether it is news (the first, or a different error than the last)."""
         before = self._failures.get(key)
         attempts = before.attempts + 1 if before else 1
@@ -46,12 +47,18 @@ class BackoffTracker:
         self._failures[key] = failure
         return failure, before is None or before.message != message
 
-    def succeeded(self, key: Key) -> Failure | None:
+    def succeeded(self, key: Hashable) -> Failure | None:
         """Forget the object's failures; returns the last one, if it was failing."""
         return self._failures.pop(key, None)
 
-    def failing(self, key: Key) -> Failure | None:
+    def failing(self, key: Hashable) -> Failure | None:
         return self._failures.get(key)
+
+    def keep_only(self, keys: Iterable[Hashable]) -> None:
+        """Forget the objects not in ``keys`` (gone, or no longer waiting)."""
+        wanted = set(keys)
+        for key in [k for k in self._failures if k not in wanted]:
+            del self._failures[key]
 
     def __len__(self) -> int:
         return len(self._failures)

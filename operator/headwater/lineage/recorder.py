@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from headwater.adapters.backoff import BackoffTracker
 from headwater.adapters.kube import Kube, is_unavailable
 from headwater.adapters.metrics import Metrics
 from headwater.lineage.run_records import (
@@ -34,7 +35,6 @@ from headwater.lineage.run_records import (
 )
 from headwater.spec.conditions import with_condition
 from headwater.spec.redaction import redact
-from headwater.spec.retries import RetryBook
 from headwater.spec.text import clean
 from headwater.spec.times import now
 
@@ -60,13 +60,13 @@ class Recorder:
 
     def __init__(self, open_store: Callable[[], Any], kube: Kube, scopes: list[str | None],
                  rescan_seconds: float = 30.0, *, metrics: Metrics | None = None,
-                 post_event: EventSink | None = None, retries: RetryBook | None = None,
+                 post_event: EventSink | None = None, retries: BackoffTracker | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._open_store, self.kube, self.scopes = open_store, kube, scopes
         self.rescan_seconds = rescan_seconds
         self.metrics = metrics or Metrics()
         self.post_event = post_event
-        self.retries = retries or RetryBook(first=2.0, cap=300.0)
+        self.retries = retries or BackoffTracker(base=2.0, cap=300.0)
         self.clock = clock
         self.store: Any = None
         self.backlog = 0
@@ -180,11 +180,11 @@ class Recorder:
 
     def _failed(self, run: Run, exc: Exception) -> None:
         meta = run["metadata"]
-        failure = self.retries.failed(meta["uid"], self.clock())
-        self.metrics.record_failures.labels(REASON_RECORD_FAILED).inc()
         message = clean(f"{type(exc).__name__}: {redact(exc)}", 1024)
+        failure, _ = self.retries.failed(meta["uid"], message, self.clock())
+        self.metrics.record_failures.labels(REASON_RECORD_FAILED).inc()
         log.warning("could not record PipelineRun %s/%s (failure %d in a row, next try in %.0fs or later): %s",
-                    meta["namespace"], meta["name"], failure.count, failure.retry_at - self.clock(), message)
+                    meta["namespace"], meta["name"], failure.attempts, failure.retry_at - self.clock(), message)
         try:
             changed = with_condition(run.get("status") or {}, CONDITION_RECORDED, "False", REASON_RECORD_FAILED,
                                      message, now())
