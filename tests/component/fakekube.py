@@ -471,6 +471,7 @@ class FakeKube(KubeHelpers):
         return True
 
     def label_run(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        """Another client labelling a run (the operator itself writes metadata with patch_run_metadata)."""
         self._enter("label_run", name)
         self.patch(RUNS, namespace, name, {"metadata": {"labels": labels}})
 

@@ -61,8 +61,6 @@ class Kube(Protocol):
 
     def create_run(self, namespace: str, body: dict[str, Any]) -> bool: ...
 
-    def label_run(self, namespace: str, name: str, labels: dict[str, str]) -> None: ...
-
     def patch_run_metadata(self, namespace: str, name: str, metadata: dict[str, Any],
                            resource_version: str | None = None) -> dict[str, Any] | None: ...
 
@@ -244,10 +242,6 @@ class KubeClient(KubeHelpers):
                 return False
             raise
         return True
-
-    def label_run(self, namespace: str, name: str, labels: dict[str, str]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, name, {"metadata": {"labels": labels}})
 
     def patch_run_metadata(self, namespace: str, name: str, metadata: dict[str, Any],
                            resource_version: str | None = None) -> dict[str, Any] | None:
