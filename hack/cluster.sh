@@ -98,18 +98,22 @@ YAML
   cat "$here/kwok/stages.yaml" >>"$cfg"
 }
 
+# How long a starting cluster may take to be usable.  Generous: on a busy 2-core machine (load
+# average near 20) the simulated nodes alone were seen to take more than two minutes.
+READY_TIMEOUT="${HEADWATER_CLUSTER_READY_TIMEOUT:-600}"
+
 wait_ready() {
-  local deadline=$((SECONDS + 120))
+  local deadline=$((SECONDS + READY_TIMEOUT))
   until kubectl_ get --raw /readyz >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "the apiserver did not become ready in 120s (logs: $cluster_dir/logs)"
+    ((SECONDS < deadline)) || die "the apiserver did not become ready in ${READY_TIMEOUT}s (logs: $cluster_dir/logs)"
     sleep 0.5
   done
   until [[ "$(kubectl_ get nodes --no-headers 2>/dev/null | grep -c ' Ready ' || true)" -ge "$nodes" ]]; do
-    ((SECONDS < deadline)) || die "the simulated nodes did not become Ready in 120s"
+    ((SECONDS < deadline)) || die "the simulated nodes did not become Ready in ${READY_TIMEOUT}s"
     sleep 0.5
   done
   until kubectl_ -n default get serviceaccount default >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "the default ServiceAccount did not appear in 120s"
+    ((SECONDS < deadline)) || die "the default ServiceAccount did not appear in ${READY_TIMEOUT}s"
     sleep 0.5
   done
 }
