@@ -17,6 +17,7 @@ from headwater.sla.alerts import (
     notification,
     prune_alerts,
 )
+from headwater.sla.exporting import MetWindow
 from headwater.sla.freshness import evaluate
 from headwater.spec.models import Alert, Freshness
 
@@ -107,12 +108,8 @@ def test_an_incident_with_many_datasets_keeps_the_first_fifty_and_the_count() ->
 
 
 def test_the_sla_met_share_counts_checks_inside_the_window_only() -> None:
-    from headwater.adapters.metrics import Metrics  # noqa: PLC0415
-    from headwater.sla.monitor import SlaMonitor  # noqa: PLC0415
-
-    monitor = SlaMonitor(kube=None, metrics=Metrics(), post_event=print, alerts=None, scopes=[None],  # type: ignore[arg-type]
-                         window_seconds=100)
-    assert monitor.record_sample(0, met=0, total=4) == 0.0
-    assert monitor.record_sample(50, met=4, total=4) == 0.5
-    assert monitor.record_sample(150, met=4, total=4) == 1.0  # the check at t=0 left the window
-    assert monitor.record_sample(151, met=0, total=0) == 1.0
+    window = MetWindow(seconds=100)
+    assert window.record(0, met=0, total=4) == 0.0
+    assert window.record(50, met=4, total=4) == 0.5
+    assert window.record(150, met=4, total=4) == 1.0  # the check at t=0 left the window
+    assert window.record(151, met=0, total=0) == 1.0

@@ -1,10 +1,10 @@
-"""Freshness SLAs and cascading alerts, kept on the Pipelines' status.
+"""Freshness SLAs and cascading alerts, kept on the Pipelines' status: the I/O around the pure SLA rules.
 
 ``Pipeline.status.datasets`` is the level state: when each output was last written, whether it is
-stale, and whether (and why) it is at risk.  Metrics are set from it on every evaluation, so they
-survive operator restarts.  An incident (a failed run, or a dataset going stale) marks every dataset
-downstream of it, across pipelines, at risk and is announced in one grouped notification; the next
-successful run of the pipeline at fault clears the risk.
+stale, and whether (and why) it is at risk.  What changes it is decided by pure functions
+(``evaluation`` for freshness passes, ``incidents`` for finished runs, ``exporting`` for the metrics);
+this module reads Pipelines, applies those decisions in resourceVersion-guarded writes, posts Events
+and sends alerts.
 
 Notifications are never only in memory: an incident is written to ``status.alerts`` of the pipeline
 at fault in the same status write that records its cause (the run's outcome, the dataset turning
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -30,7 +29,6 @@ from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
 from headwater.runs.jobs import RunRef
-from headwater.runs.settling import finished_later
 from headwater.sla.alerts import (
     DatasetGraph,
     Incident,
@@ -41,42 +39,18 @@ from headwater.sla.alerts import (
     notification,
     prune_alerts,
     run_alert_id,
-    stale_alert_id,
 )
-from headwater.sla.freshness import evaluate
+from headwater.sla.evaluation import FreshnessPass, Mutation, channel, check_freshness, dataset_entries, sla_conditions
+from headwater.sla.exporting import MetWindow, summarize
+from headwater.sla.incidents import clear_risk, failure_incident, mark_at_risk, record_writes, steps_that_wrote
 from headwater.spec import constants as c
-from headwater.spec.conditions import set_condition
-from headwater.spec.models import (
-    Alert,
-    DatasetStatus,
-    PipelineRunStatus,
-    PipelineSpec,
-    PipelineStatus,
-    RunPhase,
-    StepPhase,
-    StepReason,
-)
-from headwater.spec.times import parse_time
+from headwater.spec.models import Alert, DatasetStatus, PipelineRunStatus, PipelineSpec, PipelineStatus, RunPhase
 
 __all__ = ["SlaMonitor"]
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
-Mutation = Callable[[PipelineSpec, list[DatasetStatus], list[Alert]], None]
-"""Changes a pipeline's datasets and alerts in place."""
 AlertKey = tuple[str, str, str]  # (namespace, pipeline, alert id)
-
-
-def _channel(spec: PipelineSpec) -> str | None:
-    return spec.notifications.slack_channel if spec.notifications else None
-
-
-def _entries(spec: PipelineSpec, old: list[DatasetStatus]) -> list[DatasetStatus]:
-    """One entry per declared output, keeping what was known."""
-    known = {(d.namespace, d.name): d for d in old}
-    keys = dict.fromkeys((o.namespace, o.name) for s in spec.steps for o in s.outputs)
-    return [known.get(k, DatasetStatus(namespace=k[0], name=k[1])).model_copy() for k in keys]
 
 
 class SlaMonitor:
@@ -90,8 +64,7 @@ class SlaMonitor:
         self._lock = threading.Lock()
         self._flight_guard = threading.Lock()
         self._in_flight: set[AlertKey] = set()
-        self.window_seconds = window_seconds
-        self._samples: deque[tuple[float, int, int]] = deque()  # (time, datasets met, datasets with an SLA)
+        self._met = MetWindow(window_seconds)
 
     def _update(self, namespace: str, name: str, mutate: Mutation, now: datetime) -> PipelineStatus | None:
         """Apply ``mutate`` to the Pipeline's datasets and alerts and write them, with the Fresh and AtRisk
@@ -107,7 +80,7 @@ class SlaMonitor:
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         spec = PipelineSpec.model_validate(obj["spec"])
         status = PipelineStatus.model_validate(obj.get("status") or {})
-        datasets = _entries(spec, status.datasets)
+        datasets = dataset_entries(spec, status.datasets)
         alerts = list(status.alerts)
         mutate(spec, datasets, alerts)
         alerts, dropped = prune_alerts(alerts)
@@ -116,15 +89,7 @@ class SlaMonitor:
                         namespace, name, dropped)
             self.metrics.delivery_dropped.labels("alerts", "status_full").inc(dropped)
         conditions = list(status.conditions)
-        stale = [f"{d.namespace}/{d.name}" for d in datasets if d.stale]
-        set_condition(conditions, "Fresh", "False" if stale else "True", "Stale" if stale else "Fresh",
-                      f"past their freshness SLA: {', '.join(stale)}" if stale
-                      else "every output with a freshness SLA is fresh", now)
-        risky = [d for d in datasets if d.at_risk]
-        set_condition(conditions, "AtRisk", "True" if risky else "False",
-                      "UpstreamIncident" if risky else "NoIncident",
-                      "; ".join(f"{d.namespace}/{d.name}: {d.at_risk}" for d in risky)[:4096] if risky
-                      else "no output is downstream of a failed step or a stale dataset", now)
+        sla_conditions(conditions, datasets, now)
         new = status.model_copy(update={"datasets": datasets, "conditions": conditions, "alerts": alerts})
         written.append(new)
         if (datasets, conditions, alerts) == (status.datasets, status.conditions, status.alerts):
@@ -143,34 +108,22 @@ class SlaMonitor:
         raised at the end, so that the run stays unsettled and all of this is applied again.
         """
         now = now or datetime.now(UTC)
-        done = {s.name: s for s in status.steps if s.phase == StepPhase.SUCCEEDED and s.reason != StepReason.REUSED}
-
-        source = f"{ref.namespace}/{ref.pipeline}"
+        wrote = steps_that_wrote(status)
         incident = None
         if status.phase == RunPhase.FAILED:
-            graph = DatasetGraph.from_pipelines(self._pipelines())
-            failed = [s for s in status.steps if s.phase == StepPhase.FAILED]
-            roots = [k for s in failed for k in graph.outputs_of_step.get((ref.namespace, ref.pipeline, s.name), [])]
-            cause = "; ".join(f"{ref.pipeline}/{s.name} failed in run {ref.namespace}/{ref.name}: "
-                              f"{s.reason}: {s.message or ''}".strip() for s in failed)
-            incident = Incident.build(graph, cause, source, roots)
+            incident = failure_incident(DatasetGraph.from_pipelines(self._pipelines()), ref.namespace,
+                                        ref.pipeline, ref.name, status)
 
-        def wrote(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert]) -> None:
-            by_key = {(d.namespace, d.name): d for d in datasets}
-            for step in spec.steps:
-                if step.id in done:
-                    for out in step.outputs:
-                        entry = by_key[(out.namespace, out.name)]
-                        written = done[step.id].finished_at
-                        if not entry.last_updated or finished_later(written, entry.last_updated):
-                            entry.last_updated, entry.last_run = written, ref.name
+        def written(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert]) -> None:
+            record_writes(spec, datasets, wrote, ref.name)
             if incident is not None and incident.affected and self.alerts is not None:
-                add_alert(alerts, alert_for(incident, run_alert_id(ref.uid), now, _channel(spec)))
+                add_alert(alerts, alert_for(incident, run_alert_id(ref.uid), now, channel(spec)))
 
-        after = self._update(ref.namespace, ref.pipeline, wrote, now)
+        after = self._update(ref.namespace, ref.pipeline, written, now)
         missed: list[str] = []
         if status.phase == RunPhase.SUCCEEDED and latest:
-            missed = self._clear_risk(source, now)
+            source = f"{ref.namespace}/{ref.pipeline}"
+            missed = self._on_each("clearing a risk", lambda _s, datasets, _a: clear_risk(datasets, source), now)
         elif incident is not None:
             missed = self._raise(incident, now, put_at_risk=latest)
             if after is not None:
@@ -197,33 +150,19 @@ class SlaMonitor:
     def _evaluate(self, obj: dict[str, Any], graph: DatasetGraph, now: datetime) -> None:
         meta = obj["metadata"]
         source = f"{meta['namespace']}/{meta['name']}"
-        went_stale: list[tuple[Incident, str]] = []  # and the DatasetStale Event's message
+        found: list[FreshnessPass] = []
 
-        def check(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert],
-                  out: list[tuple[Incident, str]] = went_stale) -> None:
-            out.clear()  # asked again after a write conflict: only the last answer counts
-            rules = {(o.namespace, o.name): o.freshness for s in spec.steps for o in s.outputs if o.freshness}
-            for d in datasets:
-                rule = rules.get((d.namespace, d.name))
-                if rule is None:
-                    d.stale = False
-                    continue
-                verdict = evaluate(rule, parse_time(d.last_updated) if d.last_updated else None, now)
-                if verdict.stale and not d.stale and d.last_updated:  # never written is no incident
-                    key = (d.namespace, d.name)
-                    incident = Incident.build(graph, f"{d.namespace}/{d.name} is stale: it {verdict.message}",
-                                              source, [key])
-                    out.append((incident, f"{d.namespace}/{d.name} is past its freshness SLA ({verdict.message})"))
-                    if self.alerts is not None:
-                        alert_id = stale_alert_id(source, key, d.last_updated)
-                        add_alert(alerts, alert_for(incident, alert_id, now, _channel(spec)))
-                d.stale = verdict.stale
-                self.metrics.dataset_sla.labels(f"{d.namespace}/{d.name}").set(verdict.sla_seconds)
+        def check(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert]) -> None:
+            found[:] = [check_freshness(spec, datasets, alerts, graph=graph, source=source, now=now,
+                                        alerting=self.alerts is not None)]  # asked again after a conflict
 
         self._update(meta["namespace"], meta["name"], check, now)
-        for incident, message in went_stale:
-            self.post_event(obj, "Warning", "DatasetStale", message[:1024])
-            self._raise(incident, now)
+        for result in found:
+            for label, seconds in result.sla_seconds.items():
+                self.metrics.dataset_sla.labels(label).set(seconds)
+            for incident, message in result.went_stale:
+                self.post_event(obj, "Warning", "DatasetStale", message[:1024])
+                self._raise(incident, now)
 
     # --- incidents --------------------------------------------------------------------------
     def _raise(self, incident: Incident, now: datetime, put_at_risk: bool = True) -> list[str]:
@@ -235,20 +174,8 @@ class SlaMonitor:
         log.warning("Incident: %s; %d dataset(s) at risk", incident.cause, len(incident.affected))
         if not put_at_risk:
             return []
-        at_risk = set(incident.affected)
-
-        def mark(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert]) -> None:
-            for d in datasets:
-                if (d.namespace, d.name) in at_risk:
-                    d.at_risk, d.at_risk_source = incident.cause[:1024], incident.source
-        return self._on_each("marking datasets at risk", mark, now)
-
-    def _clear_risk(self, source: str, now: datetime) -> list[str]:
-        def clear(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert]) -> None:
-            for d in datasets:
-                if d.at_risk_source == source:
-                    d.at_risk = d.at_risk_source = None
-        return self._on_each("clearing a risk", clear, now)
+        return self._on_each("marking datasets at risk", lambda _s, datasets, _a: mark_at_risk(datasets, incident),
+                             now)
 
     def _on_each(self, what: str, mutate: Mutation, now: datetime) -> list[str]:
         """Apply ``mutate`` to every Pipeline, each on its own; the ones that failed (reported on themselves)."""
@@ -323,35 +250,14 @@ class SlaMonitor:
     def _export(self, pipelines: list[dict[str, Any]], now: datetime) -> None:
         """Dataset metrics from the Pipelines' status (level-based: right after a restart too), and the
         share of SLA checks met over the window."""
-        met = total = pending = 0
-        for obj in pipelines:
-            try:
-                status = PipelineStatus.model_validate(obj.get("status") or {})
-            except ValidationError:
-                log.debug("Pipeline %s/%s: status unreadable; no dataset metrics", obj["metadata"].get("namespace"),
-                          obj["metadata"].get("name"))
-                continue
-            pending += sum(1 for a in status.alerts if is_pending(a))
-            with_sla = {(o.namespace, o.name) for s in PipelineSpec.model_validate(obj["spec"]).steps
-                        for o in s.outputs if o.freshness}
-            for d in status.datasets:
-                if (d.namespace, d.name) in with_sla:
-                    total, met = total + 1, met + (0 if d.stale else 1)
-                label = f"{d.namespace}/{d.name}"
-                if d.last_updated:
-                    self.metrics.dataset_last_updated.labels(label).set(parse_time(d.last_updated).timestamp())
-                self.metrics.dataset_stale.labels(label).set(1 if d.stale else 0)
-                self.metrics.dataset_at_risk.labels(label).set(1 if d.at_risk else 0)
-        self.metrics.freshness_met_ratio.set(self.record_sample(now.timestamp(), met, total))
-        self.metrics.alerts_pending.set(pending)
-
-    def record_sample(self, at: float, met: int, total: int) -> float:
-        """Add one evaluation; the share of (dataset, evaluation) pairs that met their SLA in the window."""
-        self._samples.append((at, met, total))
-        while self._samples and self._samples[0][0] < at - self.window_seconds:
-            self._samples.popleft()
-        checked = sum(t for _, _, t in self._samples)
-        return sum(m for _, m, _ in self._samples) / checked if checked else 1.0
+        summary = summarize(pipelines)
+        for d in summary.datasets:
+            if d.last_updated is not None:
+                self.metrics.dataset_last_updated.labels(d.label).set(d.last_updated)
+            self.metrics.dataset_stale.labels(d.label).set(1 if d.stale else 0)
+            self.metrics.dataset_at_risk.labels(d.label).set(1 if d.at_risk else 0)
+        self.metrics.freshness_met_ratio.set(self._met.record(now.timestamp(), summary.met, summary.total))
+        self.metrics.alerts_pending.set(summary.pending_alerts)
 
 
 def _readable(pipeline: dict[str, Any]) -> bool:

@@ -1,0 +1,64 @@
+"""What a finished run changes in the datasets' state: pure.
+
+A run's successful steps move their outputs' ``lastUpdated`` forward (never back: a run settled late
+does not undo a newer write).  A failed run is an incident: every dataset downstream of the failed
+steps' outputs, across pipelines, is at risk until the next successful run of the pipeline at fault
+clears what it caused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from headwater.runs.settling import finished_later
+from headwater.sla.alerts import DatasetGraph, Incident
+from headwater.spec.models import DatasetStatus, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase, StepReason
+
+__all__ = ["clear_risk", "failure_incident", "mark_at_risk", "record_writes", "steps_that_wrote"]
+
+
+def steps_that_wrote(status: PipelineRunStatus) -> dict[str, str | None]:
+    """The steps of a run that wrote their outputs (succeeded, not reused), with when they finished."""
+    return {s.name: s.finished_at for s in status.steps
+            if s.phase == StepPhase.SUCCEEDED and s.reason != StepReason.REUSED}
+
+
+def record_writes(spec: PipelineSpec, datasets: list[DatasetStatus], wrote: Mapping[str, str | None],
+                  run: str) -> None:
+    """Move the outputs of the steps in ``wrote`` (step id: finish time) to that write, only forward."""
+    by_key = {(d.namespace, d.name): d for d in datasets}
+    for step in spec.steps:
+        if step.id not in wrote:
+            continue
+        written = wrote[step.id]
+        for out in step.outputs:
+            entry = by_key[(out.namespace, out.name)]
+            if not entry.last_updated or finished_later(written, entry.last_updated):
+                entry.last_updated, entry.last_run = written, run
+
+
+def failure_incident(graph: DatasetGraph, namespace: str, pipeline: str, run: str,
+                     status: PipelineRunStatus) -> Incident | None:
+    """The incident of a failed run: caused by its failed steps, rooted at their outputs; None otherwise."""
+    if status.phase != RunPhase.FAILED:
+        return None
+    failed = [s for s in status.steps if s.phase == StepPhase.FAILED]
+    roots = [k for s in failed for k in graph.outputs_of_step.get((namespace, pipeline, s.name), [])]
+    cause = "; ".join(f"{pipeline}/{s.name} failed in run {namespace}/{run}: {s.reason}: {s.message or ''}".strip()
+                      for s in failed)
+    return Incident.build(graph, cause, f"{namespace}/{pipeline}", roots)
+
+
+def mark_at_risk(datasets: list[DatasetStatus], incident: Incident) -> None:
+    """Put the incident's datasets at risk, naming its cause and source."""
+    at_risk: Collection[tuple[str, str]] = set(incident.affected)
+    for d in datasets:
+        if (d.namespace, d.name) in at_risk:
+            d.at_risk, d.at_risk_source = incident.cause[:1024], incident.source
+
+
+def clear_risk(datasets: list[DatasetStatus], source: str) -> None:
+    """Clear the risks that ``source`` (namespace/pipeline) caused."""
+    for d in datasets:
+        if d.at_risk_source == source:
+            d.at_risk = d.at_risk_source = None
