@@ -140,3 +140,22 @@ def test_a_receiver_that_refuses_an_alert_is_not_asked_again(receiver: ScriptedR
     finally:
         operator.stop()
     assert len(receiver.requests) == 1
+
+
+def test_a_pass_that_read_the_pipelines_before_the_acknowledgement_does_not_send_the_alert_again(
+        receiver: ScriptedReceiver) -> None:
+    # A freshness pass lists the Pipelines, the alert is delivered and acknowledged meanwhile, and the pass
+    # then sends what its (now stale) list still shows as pending: seen as two identical Slack messages.
+    kube = cluster()
+    operator = Operator(kube, receiver.url, start_sender=False)
+    try:
+        fail_the_run(kube, operator.engine)
+        listed_before = kube.list_pipelines(NS)
+        operator.sender.start()
+        wait_for(lambda: "notifiedAt" in alerts(kube)[0], timeout=30, message="the alert to be acknowledged")
+        operator.monitor.deliver_pending(listed_before)
+        operator.sender.send({"marker": True})  # one queue, one thread: anything sent before it arrives first
+        wait_for(lambda: any(b.get("marker") for b in bodies(receiver)), timeout=30, message="the marker")
+    finally:
+        operator.stop()
+    assert [b.get("marker", False) for b in bodies(receiver)] == [False, True]

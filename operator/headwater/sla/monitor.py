@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 
 AlertKey = tuple[str, str, str]  # (namespace, pipeline, alert id)
 
+ACKNOWLEDGED_MEMORY = 4096
+"""Alerts remembered as acknowledged, so that a pass holding a list read before an acknowledgement
+does not send that alert again; beyond it the oldest are forgotten (their status says notifiedAt)."""
+
 
 class SlaMonitor:
     """Evaluates freshness, raises incidents and keeps Pipeline.status.datasets; thread-safe."""
@@ -64,6 +69,7 @@ class SlaMonitor:
         self._lock = threading.Lock()
         self._flight_guard = threading.Lock()
         self._in_flight: set[AlertKey] = set()
+        self._acknowledged: OrderedDict[AlertKey, None] = OrderedDict()
         self._met = MetWindow(window_seconds)
 
     def _update(self, namespace: str, name: str, mutate: Mutation, now: datetime) -> PipelineStatus | None:
@@ -213,28 +219,35 @@ class SlaMonitor:
         for alert in alerts:
             key = (namespace, name, alert.id)
             with self._flight_guard:
-                if not is_pending(alert) or key in self._in_flight:
+                if not is_pending(alert) or key in self._in_flight or key in self._acknowledged:
                     continue
                 self._in_flight.add(key)
             self.alerts.send(notification(alert), on_done=partial(self._delivered, key))
 
     def _delivered(self, key: AlertKey, outcome: Outcome) -> None:
-        """The sender's answer about one alert (on its thread): a 2xx or a refusal is written to the status."""
-        with self._flight_guard:
-            self._in_flight.discard(key)
+        """The sender's answer about one alert (on its thread): a 2xx or a refusal is written to the status,
+        and remembered, before the alert stops being in flight."""
         namespace, name, alert_id = key
-        if outcome not in (Outcome.DELIVERED, Outcome.REJECTED):
+        answered = outcome in (Outcome.DELIVERED, Outcome.REJECTED)
+        if not answered:
             log.info("alert %s of Pipeline %s/%s not delivered (%s); sent again after the next evaluation",
                      alert_id, namespace, name, outcome.value)
-            return
-        refused = "the alert webhook refused it (a 4xx or a redirect)" if outcome == Outcome.REJECTED else None
+        else:
+            refused = "the alert webhook refused it (a 4xx or a redirect)" if outcome == Outcome.REJECTED else None
 
-        def ack(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert]) -> None:
-            acknowledge(alerts, alert_id, datetime.now(UTC), refused)
-        try:
-            self._update(namespace, name, ack, datetime.now(UTC))
-        except Exception as exc:  # it stays pending and is sent again: the id lets receivers drop the repeat
-            log.warning("could not mark alert %s of Pipeline %s/%s as sent: %s", alert_id, namespace, name, exc)
+            def ack(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert]) -> None:
+                acknowledge(alerts, alert_id, datetime.now(UTC), refused)
+            try:
+                self._update(namespace, name, ack, datetime.now(UTC))
+            except Exception as exc:  # it stays pending and is sent again: the id lets receivers drop the repeat
+                log.warning("could not mark alert %s of Pipeline %s/%s as sent: %s", alert_id, namespace, name, exc)
+                answered = False
+        with self._flight_guard:
+            if answered:
+                self._acknowledged[key] = None
+                while len(self._acknowledged) > ACKNOWLEDGED_MEMORY:
+                    self._acknowledged.popitem(last=False)
+            self._in_flight.discard(key)
 
     def _pipelines(self) -> list[dict[str, Any]]:
         """Every Pipeline whose spec the operator can read: the others are not Ready, and their condition
