@@ -8,6 +8,8 @@
 #   hack/build-tools.sh --node          the real node's binaries only: kubelet and kube-proxy (from the same
 #                                       Kubernetes build as the control plane) and CoreDNS (the cluster's DNS)
 #   hack/build-tools.sh --check --node  exit 0 only when those are built
+#   hack/build-tools.sh --prometheus    the Prometheus server only (the real tier scrapes the operator with it)
+#   hack/build-tools.sh --check --prometheus
 #
 # Needs Go (the local toolchain; GOTOOLCHAIN=local) and the Go module proxy.
 set -euo pipefail
@@ -29,20 +31,23 @@ have_all() {
   done
 }
 
+have_prometheus() { [[ -x "$(prometheus_bin_dir)/prometheus" ]]; }
+
 have_node() {
   [[ -x "$(k8s_node_bin_dir)/kubelet" && -x "$(k8s_node_bin_dir)/kube-proxy" && -x "$(coredns_bin_dir)/coredns" ]]
 }
 
-check=false node=false
+check=false node=false prometheus=false
 for arg in "$@"; do
   case "$arg" in
     --check) check=true ;;
     --node) node=true ;;
-    *) echo "usage: hack/build-tools.sh [--check] [--node]" >&2; exit 2 ;;
+    --prometheus) prometheus=true ;;
+    *) echo "usage: hack/build-tools.sh [--check] [--node | --prometheus]" >&2; exit 2 ;;
   esac
 done
 if $check; then
-  if $node; then have_node; else have_all; fi
+  if $node; then have_node; elif $prometheus; then have_prometheus; else have_all; fi
   exit $?
 fi
 
@@ -110,6 +115,26 @@ build_promtool() {
   mkdir -p "$out.tmp"
   GOBIN="$out.tmp" run_build "promtool $PROMETHEUS_VERSION" \
     go install -tags remove_all_sd -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+# The Prometheus server as users run it, from the same module version as promtool.  Without service
+# discovery plugins (remove_all_sd: static targets are all the real tier needs, and the build is shorter)
+# and without the built-in web UI (the builtinassets tag needs the UI built with npm): the HTTP API, which
+# is what is used here, is complete.  Version ldflags as Prometheus' own release build sets them, so that
+# /api/v1/status/buildinfo and --version tell the version; the revision is not known from the module.
+build_prometheus() {
+  local out; out="$(prometheus_bin_dir)"
+  have_prometheus && { log "prometheus $PROMETHEUS_VERSION cached in $out"; return; }
+  local dir version
+  dir="$(go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  version="$(cat "$dir/VERSION" 2>/dev/null)" || die "no VERSION file in github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
+  local pkg=github.com/prometheus/common/version
+  local ldflags="-s -w -X $pkg.Version=$version -X $pkg.Branch=HEAD -X $pkg.BuildUser=headwater"
+  ldflags+=" -X $pkg.BuildDate=19700101-00:00:00"
+  mkdir -p "$out.tmp"
+  GOBIN="$out.tmp" run_build "prometheus $version ($PROMETHEUS_VERSION)" \
+    go install -tags remove_all_sd -ldflags "$ldflags" "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
@@ -183,6 +208,11 @@ GO
 }
 
 
+if $prometheus; then
+  build_prometheus
+  log "the Prometheus server is ready in $(prometheus_bin_dir) (${SECONDS}s total)"
+  exit 0
+fi
 if $node; then
   build_kubernetes "$(k8s_node_bin_dir)" kubelet kube-proxy
   build_coredns
