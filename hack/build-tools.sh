@@ -3,13 +3,15 @@
 # kube-scheduler, kubectl, etcd, kwok, kwokctl), helm and promtool from Go modules,
 # once per version, into $HEADWATER_CACHE (default ~/.cache/headwater).
 #
-#   hack/build-tools.sh                 build whatever is missing
-#   hack/build-tools.sh --check         exit 0 only when everything is built
+#   hack/build-tools.sh                 build whatever is missing of the control plane, helm and promtool
+#   hack/build-tools.sh --check         exit 0 only when those are built
+#   hack/build-tools.sh --cluster       the control plane only (etcd, kwok, Kubernetes): what hack/cluster.sh up
+#                                       and the simulated demo need
+#   hack/build-tools.sh --helm          helm only;  --promtool: promtool only
 #   hack/build-tools.sh --node          the real node's binaries only: kubelet and kube-proxy (from the same
 #                                       Kubernetes build as the control plane) and CoreDNS (the cluster's DNS)
-#   hack/build-tools.sh --check --node  exit 0 only when those are built
 #   hack/build-tools.sh --prometheus    the Prometheus server only (the real tier scrapes the operator with it)
-#   hack/build-tools.sh --check --prometheus
+# The selections combine (--cluster --helm); with --check, exit 0 only when the selected ones are built.
 #
 # Needs Go (the local toolchain; GOTOOLCHAIN=local) and the Go module proxy.
 set -euo pipefail
@@ -22,14 +24,16 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-trimpath -mod=mod"
 log() { printf '[build-tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-have_all() {
+have_cluster() {
   local d
   for d in "$(k8s_bin_dir)/kube-apiserver" "$(k8s_bin_dir)/kube-controller-manager" \
            "$(k8s_bin_dir)/kube-scheduler" "$(k8s_bin_dir)/kubectl" "$(etcd_bin_dir)/etcd" \
-           "$(kwok_bin_dir)/kwok" "$(kwok_bin_dir)/kwokctl" "$(helm_bin_dir)/helm" "$(promtool_bin_dir)/promtool"; do
+           "$(kwok_bin_dir)/kwok" "$(kwok_bin_dir)/kwokctl"; do
     [[ -x "$d" ]] || return 1
   done
 }
+have_helm() { [[ -x "$(helm_bin_dir)/helm" ]]; }
+have_promtool() { [[ -x "$(promtool_bin_dir)/promtool" ]]; }
 
 have_prometheus() { [[ -x "$(prometheus_bin_dir)/prometheus" ]]; }
 
@@ -37,18 +41,19 @@ have_node() {
   [[ -x "$(k8s_node_bin_dir)/kubelet" && -x "$(k8s_node_bin_dir)/kube-proxy" && -x "$(coredns_bin_dir)/coredns" ]]
 }
 
-check=false node=false prometheus=false
+check=false wanted=()
 for arg in "$@"; do
   case "$arg" in
     --check) check=true ;;
-    --node) node=true ;;
-    --prometheus) prometheus=true ;;
-    *) echo "usage: hack/build-tools.sh [--check] [--node | --prometheus]" >&2; exit 2 ;;
+    --cluster | --helm | --promtool | --node | --prometheus) wanted+=("${arg#--}") ;;
+    *) echo "usage: hack/build-tools.sh [--check] [--cluster] [--helm] [--promtool] [--node] [--prometheus]" >&2
+       exit 2 ;;
   esac
 done
+[[ ${#wanted[@]} -gt 0 ]] || wanted=(cluster helm promtool)
 if $check; then
-  if $node; then have_node; elif $prometheus; then have_prometheus; else have_all; fi
-  exit $?
+  for what in "${wanted[@]}"; do "have_$what" || exit 1; done
+  exit 0
 fi
 
 command -v go >/dev/null || die "Go is not installed; install Go >= 1.26 (these modules declare go 1.26)."
@@ -208,23 +213,25 @@ GO
 }
 
 
-if $prometheus; then
-  build_prometheus
-  log "the Prometheus server is ready in $(prometheus_bin_dir) (${SECONDS}s total)"
-  exit 0
-fi
-if $node; then
+build_cluster() {
+  build_etcd
+  build_kwok
+  build_kubernetes "$(k8s_bin_dir)" kube-apiserver kube-controller-manager kube-scheduler kubectl
+}
+
+build_node() {
   build_kubernetes "$(k8s_node_bin_dir)" kubelet kube-proxy
   build_coredns
-  # Only this build's scratch modules: a control plane build may be running beside it.
-  rm -rf "$HEADWATER_CACHE/build/kubernetes-$KUBERNETES_VERSION-kubelet" "$HEADWATER_CACHE/build/coredns-$COREDNS_VERSION"
-  log "the real node's tools are ready under $HEADWATER_CACHE (${SECONDS}s total)"
-  exit 0
-fi
-build_etcd
-build_kwok
-build_kubernetes "$(k8s_bin_dir)" kube-apiserver kube-controller-manager kube-scheduler kubectl
-build_helm
-build_promtool
-rm -rf "$HEADWATER_CACHE/build"
-log "all tools ready under $HEADWATER_CACHE (${SECONDS}s total)"
+}
+
+for what in "${wanted[@]}"; do "build_$what"; done
+# Only these builds' scratch modules: another selection's build may be running beside this one.
+for what in "${wanted[@]}"; do
+  case "$what" in
+    cluster) rm -rf "$HEADWATER_CACHE/build/etcd-$ETCD_VERSION" \
+                    "$HEADWATER_CACHE/build/kubernetes-$KUBERNETES_VERSION-kube-apiserver" ;;
+    node) rm -rf "$HEADWATER_CACHE/build/kubernetes-$KUBERNETES_VERSION-kubelet" \
+                 "$HEADWATER_CACHE/build/coredns-$COREDNS_VERSION" ;;
+  esac
+done
+log "ready under $HEADWATER_CACHE: ${wanted[*]} (${SECONDS}s total)"
