@@ -3,11 +3,15 @@
 # kube-scheduler, kubectl, etcd, kwok, kwokctl), helm and promtool from Go modules,
 # once per version, into $HEADWATER_CACHE (default ~/.cache/headwater).
 #
-#   hack/build-tools.sh                 build whatever is missing
-#   hack/build-tools.sh --check         exit 0 only when everything is built
+#   hack/build-tools.sh                 build whatever is missing of the control plane, helm and promtool
+#   hack/build-tools.sh --check         exit 0 only when those are built
+#   hack/build-tools.sh --cluster       the control plane only (etcd, kwok, Kubernetes): what hack/cluster.sh up
+#                                       and the simulated demo need
+#   hack/build-tools.sh --helm          helm only;  --promtool: promtool only
 #   hack/build-tools.sh --node          the real node's binaries only: kubelet and kube-proxy (from the same
 #                                       Kubernetes build as the control plane) and CoreDNS (the cluster's DNS)
-#   hack/build-tools.sh --check --node  exit 0 only when those are built
+#   hack/build-tools.sh --prometheus    the Prometheus server only (the real tier scrapes the operator with it)
+# The selections combine (--cluster --helm); with --check, exit 0 only when the selected ones are built.
 #
 # Needs Go (the local toolchain; GOTOOLCHAIN=local) and the Go module proxy.
 set -euo pipefail
@@ -20,30 +24,36 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-trimpath -mod=mod"
 log() { printf '[build-tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-have_all() {
+have_cluster() {
   local d
   for d in "$(k8s_bin_dir)/kube-apiserver" "$(k8s_bin_dir)/kube-controller-manager" \
            "$(k8s_bin_dir)/kube-scheduler" "$(k8s_bin_dir)/kubectl" "$(etcd_bin_dir)/etcd" \
-           "$(kwok_bin_dir)/kwok" "$(kwok_bin_dir)/kwokctl" "$(helm_bin_dir)/helm" "$(promtool_bin_dir)/promtool"; do
+           "$(kwok_bin_dir)/kwok" "$(kwok_bin_dir)/kwokctl"; do
     [[ -x "$d" ]] || return 1
   done
 }
+have_helm() { [[ -x "$(helm_bin_dir)/helm" ]]; }
+have_promtool() { [[ -x "$(promtool_bin_dir)/promtool" ]]; }
+
+have_prometheus() { [[ -x "$(prometheus_bin_dir)/prometheus" ]]; }
 
 have_node() {
   [[ -x "$(k8s_node_bin_dir)/kubelet" && -x "$(k8s_node_bin_dir)/kube-proxy" && -x "$(coredns_bin_dir)/coredns" ]]
 }
 
-check=false node=false
+check=false wanted=()
 for arg in "$@"; do
   case "$arg" in
     --check) check=true ;;
-    --node) node=true ;;
-    *) echo "usage: hack/build-tools.sh [--check] [--node]" >&2; exit 2 ;;
+    --cluster | --helm | --promtool | --node | --prometheus) wanted+=("${arg#--}") ;;
+    *) echo "usage: hack/build-tools.sh [--check] [--cluster] [--helm] [--promtool] [--node] [--prometheus]" >&2
+       exit 2 ;;
   esac
 done
+[[ ${#wanted[@]} -gt 0 ]] || wanted=(cluster helm promtool)
 if $check; then
-  if $node; then have_node; else have_all; fi
-  exit $?
+  for what in "${wanted[@]}"; do "have_$what" || exit 1; done
+  exit 0
 fi
 
 command -v go >/dev/null || die "Go is not installed; install Go >= 1.26 (these modules declare go 1.26)."
@@ -110,6 +120,26 @@ build_promtool() {
   mkdir -p "$out.tmp"
   GOBIN="$out.tmp" run_build "promtool $PROMETHEUS_VERSION" \
     go install -tags remove_all_sd -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+# The Prometheus server as users run it, from the same module version as promtool.  Without service
+# discovery plugins (remove_all_sd: static targets are all the real tier needs, and the build is shorter)
+# and without the built-in web UI (the builtinassets tag needs the UI built with npm): the HTTP API, which
+# is what is used here, is complete.  Version ldflags as Prometheus' own release build sets them, so that
+# /api/v1/status/buildinfo and --version tell the version; the revision is not known from the module.
+build_prometheus() {
+  local out; out="$(prometheus_bin_dir)"
+  have_prometheus && { log "prometheus $PROMETHEUS_VERSION cached in $out"; return; }
+  local dir version
+  dir="$(go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  version="$(cat "$dir/VERSION" 2>/dev/null)" || die "no VERSION file in github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
+  local pkg=github.com/prometheus/common/version
+  local ldflags="-s -w -X $pkg.Version=$version -X $pkg.Branch=HEAD -X $pkg.BuildUser=headwater"
+  ldflags+=" -X $pkg.BuildDate=19700101-00:00:00"
+  mkdir -p "$out.tmp"
+  GOBIN="$out.tmp" run_build "prometheus $version ($PROMETHEUS_VERSION)" \
+    go install -tags remove_all_sd -ldflags "$ldflags" "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
@@ -183,18 +213,25 @@ GO
 }
 
 
-if $node; then
+build_cluster() {
+  build_etcd
+  build_kwok
+  build_kubernetes "$(k8s_bin_dir)" kube-apiserver kube-controller-manager kube-scheduler kubectl
+}
+
+build_node() {
   build_kubernetes "$(k8s_node_bin_dir)" kubelet kube-proxy
   build_coredns
-  # Only this build's scratch modules: a control plane build may be running beside it.
-  rm -rf "$HEADWATER_CACHE/build/kubernetes-$KUBERNETES_VERSION-kubelet" "$HEADWATER_CACHE/build/coredns-$COREDNS_VERSION"
-  log "the real node's tools are ready under $HEADWATER_CACHE (${SECONDS}s total)"
-  exit 0
-fi
-build_etcd
-build_kwok
-build_kubernetes "$(k8s_bin_dir)" kube-apiserver kube-controller-manager kube-scheduler kubectl
-build_helm
-build_promtool
-rm -rf "$HEADWATER_CACHE/build"
-log "all tools ready under $HEADWATER_CACHE (${SECONDS}s total)"
+}
+
+for what in "${wanted[@]}"; do "build_$what"; done
+# Only these builds' scratch modules: another selection's build may be running beside this one.
+for what in "${wanted[@]}"; do
+  case "$what" in
+    cluster) rm -rf "$HEADWATER_CACHE/build/etcd-$ETCD_VERSION" \
+                    "$HEADWATER_CACHE/build/kubernetes-$KUBERNETES_VERSION-kube-apiserver" ;;
+    node) rm -rf "$HEADWATER_CACHE/build/kubernetes-$KUBERNETES_VERSION-kubelet" \
+                 "$HEADWATER_CACHE/build/coredns-$COREDNS_VERSION" ;;
+  esac
+done
+log "ready under $HEADWATER_CACHE: ${wanted[*]} (${SECONDS}s total)"

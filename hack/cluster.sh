@@ -121,7 +121,7 @@ wait_ready() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 up_kwok() {
-  "$here/build-tools.sh" >&2
+  "$here/build-tools.sh" --cluster >&2
   mkdir -p "$KWOK_WORKDIR"
   local port=""
   if $real_node; then

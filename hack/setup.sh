@@ -3,7 +3,9 @@
 #   - PostgreSQL server binaries (Debian package) when missing
 #   - a Python virtualenv in .venv with the hashed, pinned dependencies of requirements/constraints.txt
 #     (pip --require-hashes), then Headwater itself in editable mode without dependencies
-#   - the local control plane binaries (hack/build-tools.sh; slow the first time, cached after)
+#   - the local control plane binaries and tools (hack/build-tools.sh; slow the first time, cached after):
+#     its arguments select which (hack/setup.sh --cluster: the control plane only); none: all but the
+#     real node's and the Prometheus server
 # Idempotent: a second run only checks.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,5 +42,5 @@ if [[ ! -f "$stamp" ]]; then
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 
-bash hack/build-tools.sh
+bash hack/build-tools.sh "$@"
 log "ready"

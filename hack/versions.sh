@@ -4,7 +4,8 @@ KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
-# Prometheus 3.16.0 is published as the Go module version v0.316.0; only promtool is built.
+# Prometheus 3.16.0 is published as the Go module version v0.316.0: promtool for everything, the server
+# only for the real tier (built by hack/build-tools.sh --prometheus).
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 # CoreDNS serves the real node's cluster DNS (hack/node.sh); built only for it.
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
@@ -19,3 +20,4 @@ etcd_bin_dir() { echo "$HEADWATER_CACHE/etcd/$ETCD_VERSION/bin"; }
 kwok_bin_dir() { echo "$HEADWATER_CACHE/kwok/$KWOK_VERSION/bin"; }
 helm_bin_dir() { echo "$HEADWATER_CACHE/helm/$HELM_VERSION/bin"; }
 promtool_bin_dir() { echo "$HEADWATER_CACHE/prometheus/$PROMETHEUS_VERSION-b2/bin"; }
+prometheus_bin_dir() { echo "$HEADWATER_CACHE/prometheus/$PROMETHEUS_VERSION-server-b1/bin"; }

@@ -115,3 +115,25 @@ def test_jobs_use_the_operators_step_image_when_a_step_names_none(kube: FakeKube
     container = kube.read(JOBS, NS, J_ONE_1_COUNT)["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == STEP_IMAGE
     assert container["command"] == ["headwater", "step", "sql"]
+
+
+def runs_counter(operator: Operator, pipeline: str, phase: str) -> float | None:
+    return operator.metrics.registry.get_sample_value("headwater_runs_total", {"pipeline": pipeline, "phase": phase})
+
+
+def test_a_pipeline_s_failed_runs_counter_is_exported_at_zero_before_its_first_run_ends(
+        kube: FakeKube, operator: Operator) -> None:
+    """A counter born at 1 shows no increase() to Prometheus: the first failure would never alert."""
+    kube.seed(pipeline("nightly", [step("load")]), NS)
+    operator.deliver()
+    assert runs_counter(operator, "nightly", "Failed") == 0.0
+    kube.seed(pipeline("hourly", [step("load")]), NS)
+    operator.kube.take_changes()  # the Pipeline's event is missed: its run's first reconcile exports it too
+    kube.seed(run("hourly-1", "hourly"), NS)
+    operator.deliver()
+    assert kube.names(JOBS, NS) == [job_name("hourly-1", "load")]
+    assert runs_counter(operator, "hourly", "Failed") == 0.0
+    kube.fail_job(NS, job_name("hourly-1", "load"), attempts=1)
+    operator.deliver()
+    assert kube.read(RUNS, NS, "hourly-1")["status"]["phase"] == "Failed"
+    assert runs_counter(operator, "hourly", "Failed") == 1.0

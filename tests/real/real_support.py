@@ -147,7 +147,9 @@ def chart_values(images: dict[str, str], **overrides: Any) -> dict[str, Any]:
             "nodeSelector": on_real_node,
         },
         "nodeSelector": on_real_node,
-        "operator": {"resyncSeconds": 10, "recordRescanSeconds": 5},
+        "operator": {"resyncSeconds": 10, "recordRescanSeconds": 5,
+                     # freshness checked every 5 s (default 30), so that a missed deadline shows soon
+                     "extraEnv": [{"name": "HEADWATER_FRESHNESS_INTERVAL_SECONDS", "value": "5"}]},
     }
     for key, value in overrides.items():
         values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value

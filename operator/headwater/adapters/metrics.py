@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from headwater.spec.models import RunPhase
+
 __all__ = ["Metrics"]
 
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
@@ -70,3 +72,13 @@ class Metrics:
                                         "(every attempt failed), stopped.", ["sender", "reason"], registry=r)
         self.delivery_queue_bytes = Gauge("headwater_delivery_queue_bytes", "Bytes of payloads waiting to be sent.",
                                           ["sender"], registry=r)
+
+    def pipeline_seen(self, pipeline: str) -> None:
+        """Export the pipeline's run outcome counters at 0 before its first run ends.
+
+        A counter born at 1 shows no increase() to Prometheus, so without its 0 the first failed run of a
+        pipeline would never fire an alert on increase(headwater_runs_total{phase="Failed"}).
+        """
+        for phase in RunPhase:
+            if phase.final:
+                self.runs.labels(pipeline, phase.value)

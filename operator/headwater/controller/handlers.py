@@ -77,6 +77,7 @@ def pipeline_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: 
     if event["type"] == "DELETED":
         return
     runtime: Runtime = memo.runtime
+    runtime.metrics.pipeline_seen(body["metadata"]["name"])
     runtime.isolation.run(dict(body), "checking the spec", partial(_pipeline_status, runtime, dict(body)),
                           reason="StatusFailed", kind=f"{c.PIPELINE_KIND}/spec", respect_backoff=False)
 

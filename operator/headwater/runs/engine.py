@@ -280,6 +280,7 @@ class RunEngine:
 
     def _measure(self, ref: RunRef, old: PipelineRunStatus, out: planning.Plan) -> None:
         """Step durations, attempts, handoff latency and run outcomes, from the transition just applied."""
+        self.metrics.pipeline_seen(ref.pipeline)
         if out.status is None:
             return
         now = time.monotonic()
