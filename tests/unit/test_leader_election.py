@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from headwater.controller.leases import (LeaseRecord, Move, Observed, decide, observe, released, still_leading,
-                                         written)
+from headwater.controller.config import Settings
+from headwater.controller.leases import LeaseRecord, Move, Observed, decide, observe, released, still_leading, written
 
 pytestmark = pytest.mark.unit
 
@@ -76,3 +77,16 @@ def test_the_holder_stops_before_a_candidate_may_take_over() -> None:
     # a candidate that saw that renewal (at or after it started) may take over at 110 at the earliest
     candidate = Observed(LeaseRecord(ME, duration, "t0", "t0"), last_renewed)
     assert decide(OTHER, candidate, 109.9) is Move.WAIT
+
+
+def test_each_shard_has_a_lease_of_its_own() -> None:
+    assert Settings().lease() == "headwater-operator"
+    assert Settings(lease_name="hw-headwater", shard="1/3").lease() == "hw-headwater-shard-1-of-3"
+    assert Settings(shard=" 0 / 2 ").shard == "0/2"
+    assert Settings(shard="").owned_shard() is None
+
+
+@pytest.mark.parametrize(("duration", "deadline", "retry"), [(10, 10, 2), (10, 7, 7), (5, 7, 2), (10, 12, 2)])
+def test_lease_timings_that_could_let_two_leaders_act_are_refused(duration: int, deadline: float, retry: float) -> None:
+    with pytest.raises(ValidationError, match="retry < renew deadline < duration"):
+        Settings(lease_duration_seconds=duration, lease_renew_deadline_seconds=deadline, lease_retry_seconds=retry)
