@@ -7,7 +7,8 @@ Uses a running local cluster (``hack/cluster.sh up NAME``; the CRDs applied) and
 10 s, renew deadline 7 s, retry 2 s). Each round stops the leader (SIGKILL, or SIGTERM for a clean stop),
 creates a one-step run at that moment, and times, on the monotonic clock from the signal: until the
 other replica holds the Lease (polled every 50 ms), and until the run's Job exists (the first thing the
-new leader writes for it). The stopped replica is then started again as the standby. Markdown to stdout.
+new leader writes for it). The stopped replica is then started again as the standby, and the next round
+waits until it has read the Lease once (its log says who holds it). Markdown to stdout.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ class Replica:
                     "HEADWATER_LEADER_IDENTITY": identity}
         self.namespace, self.identity, self.log = namespace, identity, log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_from = 0
 
     def start(self) -> None:
+        self.log_from = self.log.stat().st_size if self.log.exists() else 0  # this start's lines begin here
         headwater = Path(sys.executable).parent / "headwater"
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([str(headwater), "operator", "-n", self.namespace], env=self.env,
@@ -49,6 +52,13 @@ class Replica:
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
+
+    def has_read_the_lease(self) -> bool:
+        """Whether this process (its latest start) has read the Lease once: from then on its clock runs."""
+        with self.log.open("rb") as log:
+            log.seek(self.log_from)
+            text = log.read().decode(errors="replace")
+        return "standing by for the Lease" in text and "is held by" in text
 
     def wait(self) -> None:
         if self.proc is not None:
@@ -100,7 +110,9 @@ def main() -> int:
         for replica in replicas.values():
             replica.start()
         until(lambda: holder(coord, namespace) in replicas, 120, "a first leader", 0.2)
-        time.sleep(3)  # the other replica reads the Lease at least once
+        first = holder(coord, namespace)
+        until(lambda: all(r.has_read_the_lease() for n, r in replicas.items() if n != first), 120,
+              "the standby to read the Lease", 0.2)
         plan = ["SIGKILL"] * args.crashes + ["SIGTERM"] * args.stops
         for i, kind in enumerate(plan):
             leader = holder(coord, namespace)
@@ -119,13 +131,19 @@ def main() -> int:
             print(f"{kind} {i}: lease taken after {took:.2f} s, the run's Job after {job:.2f} s", file=sys.stderr)
             replicas[leader].wait()
             replicas[leader].start()
-            time.sleep(3)  # the restarted replica reads the Lease at least once
+            # a standby times the Lease from its first read: a kill before that would be timed from later
+            until(replicas[leader].has_read_the_lease, 120, "the restarted replica to read the Lease", 0.2)
     finally:
         for replica in replicas.values():
             if replica.proc is not None and replica.proc.poll() is None:
                 replica.signal(signal.SIGTERM)
                 replica.wait()
         core.delete_namespace(namespace)
+    report(results)
+    return 0
+
+
+def report(results: dict[str, list[tuple[float, float]]]) -> None:
     load = os.getloadavg()
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, {os.cpu_count()} cores, "
           f"load average {load[0]:.1f}; lease 10 s, renew deadline 7 s, retry 2 s\n")
@@ -136,7 +154,6 @@ def main() -> int:
             leases, jobs = [s[0] for s in samples], [s[1] for s in samples]
             print(f"| {kind} | {len(samples)} | {statistics.median(leases):.1f} / {max(leases):.1f} | "
                   f"{statistics.median(jobs):.1f} / {max(jobs):.1f} |")
-    return 0
 
 
 if __name__ == "__main__":
