@@ -181,8 +181,11 @@ def chart_operator(cluster: Cluster, namespace: str, chart_access: ChartAccess, 
     """
     cluster_wide = request.node.callspec.params["chart_access"] == "cluster-wide"
     kind = ClusterWideOperator if cluster_wide else OperatorProcess
+    # with leader election as the chart sets it: its Lease is named after the release (as is the ServiceAccount)
     operator = kind(cluster, namespace, tmp_path / "operator.log", KUBECONFIG=str(chart_access.kubeconfig),
-                    HEADWATER_NAMESPACES="" if cluster_wide else namespace, HEADWATER_DATABASE_URL="")
+                    HEADWATER_NAMESPACES="" if cluster_wide else namespace, HEADWATER_DATABASE_URL="",
+                    HEADWATER_LEADER_ELECTION="true", HEADWATER_LEASE_NAME=chart_access.service_account,
+                    HEADWATER_LEASE_NAMESPACE=namespace)
     operator.start()
     yield operator
     operator.stop()
@@ -223,6 +226,8 @@ def test_the_charts_rbac_is_enough_for_the_operator_to_run_a_pipeline(
     # Events are posted from a background queue, after the status that the run's wait saw
     wait_for(events, timeout=120, message="the operator's Events about the run (can it post them?)")
     _assert_no_rbac_denials(chart_operator)
+    lease = cluster.get("lease", chart_operator.env["HEADWATER_LEASE_NAME"], namespace)
+    assert lease["spec"]["holderIdentity"]
 
 
 def _ready_condition(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
@@ -254,6 +259,14 @@ def test_the_charts_rbac_grants_nothing_broader(chart_access: ChartAccess, reque
                            ("create", "serviceaccounts/token")]:
         assert can(verb, resource, "-n", ns) == "no", f"{verb} {resource}"
     assert can("get", "secrets", "--all-namespaces") == "no"
+    # Leader election: its own Lease in the release's namespace, no other Lease, nowhere else.
+    own_lease = f"leases.coordination.k8s.io/{chart_access.service_account}"
+    assert can("create", "leases.coordination.k8s.io", "-n", ns) == "yes"
+    assert can("get", own_lease, "-n", ns) == "yes" and can("update", own_lease, "-n", ns) == "yes"
+    assert can("update", "leases.coordination.k8s.io/someone-else", "-n", ns) == "no"
+    assert can("delete", own_lease, "-n", ns) == "no"
+    assert can("list", "leases.coordination.k8s.io", "-n", ns) == "no"
+    assert can("create", "leases.coordination.k8s.io", "-n", "default") == "no"
     assert can("create", "namespaces") == "no" and can("delete", "namespaces") == "no"
     if request.node.callspec.params["chart_access"] == "namespaced":
         # Nothing outside the watched namespace (kopf may list and watch namespaces, to match its patterns).

@@ -35,7 +35,7 @@ PURE: frozenset[str] = frozenset({
     "headwater.spec", "headwater.spec.constants", "headwater.spec.models", "headwater.spec.podspec",
     "headwater.spec.rules", "headwater.spec.parsing", "headwater.spec.dag", "headwater.spec.validation",
     "headwater.spec.crdgen", "headwater.spec.conditions", "headwater.spec.times", "headwater.spec.names",
-    "headwater.spec.redaction", "headwater.spec.text",
+    "headwater.spec.redaction", "headwater.spec.text", "headwater.spec.shards",
     "headwater.adapters.http_verdicts",
     "headwater.runs", "headwater.runs.planning", "headwater.runs.jobs", "headwater.runs.history",
     "headwater.runs.settling",
@@ -45,6 +45,7 @@ PURE: frozenset[str] = frozenset({
     "headwater.lineage", "headwater.lineage.records", "headwater.lineage.openlineage",
     "headwater.lineage.validation", "headwater.lineage.sqllineage", "headwater.lineage.emitting",
     "headwater.lineage.run_records",
+    "headwater.controller.leases",
 })
 """Modules that decide without doing I/O: no network, database, threads or clock of their own."""
 

@@ -59,6 +59,8 @@ NAMESPACED_ACCESS = {
 # (kopf lists and watches them to match its namespace patterns; cluster-wide it never looks at them).
 CRD_ACCESS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
 NAMESPACES_ACCESS = {("", "namespaces"): {"list", "watch"}}
+# Leader election, in the release's namespace only: create any Lease, get and update only its own.
+LEASE_ACCESS = {("coordination.k8s.io", "leases"): {"create", "get", "update"}}
 
 EXTERNAL_DB = ("--set", "postgresql.enabled=false", "--set", "database.existingSecret=lineage-db")
 # helm template cannot read a generated password back from the cluster: the bundled PostgreSQL needs one given.
@@ -198,6 +200,7 @@ def test_the_defaults_render_the_operator_rbac_services_and_the_bundled_postgres
         ("ServiceAccount", "hw-headwater"),
         ("ClusterRole", "hw-headwater"), ("ClusterRoleBinding", "hw-headwater"),
         ("ClusterRole", "hw-headwater-kopf"), ("ClusterRoleBinding", "hw-headwater-kopf"),
+        ("Role", "hw-headwater-leader-election"), ("RoleBinding", "hw-headwater-leader-election"),
         ("Deployment", "hw-headwater"),
         ("Service", "hw-headwater-api"), ("Service", "hw-headwater-metrics"),
         ("Secret", "hw-headwater-postgresql"), ("Service", "hw-headwater-postgresql"),
@@ -213,7 +216,8 @@ def test_the_operator_runs_one_replica_of_the_app_version_image_with_the_operato
     docs = render()
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     container = operator_container(docs)
     assert container["image"] == "ghcr.io/headwater-dev/headwater:0.1.0"
     assert container["args"] == ["operator"]
@@ -238,6 +242,11 @@ def test_the_environment_maps_values_to_the_operators_settings_and_their_default
     assert "HEADWATER_NAMESPACES" not in variables  # cluster-wide
     # Outside a pod the API listens on loopback only; in the pod it must answer on the pod's address.
     assert variables.pop("HEADWATER_API_HOST") == "0.0.0.0"
+    # Outside a pod the operator is the only one and acts at once; the chart's pods elect a leader on a
+    # Lease of the release's own name, in its namespace.
+    assert variables.pop("HEADWATER_LEADER_ELECTION") == "true"
+    assert variables.pop("HEADWATER_LEASE_NAME") == "hw-headwater"
+    assert variables.pop("HEADWATER_LEASE_NAMESPACE") == "headwater-system"
     for name, value in variables.items():
         field = name.removeprefix("HEADWATER_").lower()
         assert name.startswith("HEADWATER_") and field in Settings.model_fields, f"{name} is no operator setting"
@@ -350,7 +359,7 @@ def test_resources_scheduling_and_pod_annotations_come_from_values() -> None:
 
 def test_cluster_wide_rbac_grants_exactly_what_the_operator_needs() -> None:
     docs = render()
-    assert not of_kind(docs, "Role") and not of_kind(docs, "RoleBinding")
+    assert [r["metadata"]["name"] for r in of_kind(docs, "Role")] == ["hw-headwater-leader-election"]
     roles = {r["metadata"]["name"]: access(r["rules"]) for r in of_kind(docs, "ClusterRole")}
     assert roles == {"hw-headwater": NAMESPACED_ACCESS, "hw-headwater-kopf": CRD_ACCESS}
     for binding in of_kind(docs, "ClusterRoleBinding"):
@@ -363,11 +372,13 @@ def test_namespaced_rbac_is_a_role_in_each_watched_namespace_and_no_cluster_role
     docs = render("--set", "watchNamespaces={a,b}")
     assert env(docs)["HEADWATER_NAMESPACES"] == "a,b"
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): access(r["rules"]) for r in of_kind(docs, "Role")}
-    assert roles == {("a", "hw-headwater"): NAMESPACED_ACCESS, ("b", "hw-headwater"): NAMESPACED_ACCESS}
+    assert roles == {("a", "hw-headwater"): NAMESPACED_ACCESS, ("b", "hw-headwater"): NAMESPACED_ACCESS,
+                     ("headwater-system", "hw-headwater-leader-election"): LEASE_ACCESS}
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["kind"], b["roleRef"]["name"]): b["subjects"]
                 for b in of_kind(docs, "RoleBinding")}
     subject = [{"kind": "ServiceAccount", "name": "hw-headwater", "namespace": "headwater-system"}]
-    assert bindings == {("a", "Role", "hw-headwater"): subject, ("b", "Role", "hw-headwater"): subject}
+    assert bindings == {("a", "Role", "hw-headwater"): subject, ("b", "Role", "hw-headwater"): subject,
+                        ("headwater-system", "Role", "hw-headwater-leader-election"): subject}
     # Only kopf's reading of cluster-scoped CRDs and namespaces stays cluster-wide.
     assert [(r["metadata"]["name"], access(r["rules"])) for r in of_kind(docs, "ClusterRole")] == [
         ("hw-headwater-kopf", CRD_ACCESS | NAMESPACES_ACCESS)]
@@ -400,7 +411,9 @@ def test_rbac_has_no_wildcards_and_no_access_to_secrets(values: tuple[str, ...])
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule.get(key, []), rule
         assert "secrets" not in rule.get("resources", []), rule
-        assert not rule.get("nonResourceURLs") and not rule.get("resourceNames"), rule
+        assert not rule.get("nonResourceURLs"), rule
+        # names narrow a rule; only the Lease rule needs them (its own Leases)
+        assert not rule.get("resourceNames") or rule["resources"] == ["leases"], rule
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
@@ -648,3 +661,93 @@ def test_the_operator_defines_every_metric_the_chart_uses() -> None:
 def test_the_notes_tell_how_to_upgrade_the_crds() -> None:
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     assert "kubectl apply --server-side -f crds/" in notes
+
+
+# --- high availability and sharding ---------------------------------------------------------------
+
+def test_two_replicas_elect_a_leader_roll_one_pod_at_a_time_and_have_a_disruption_budget() -> None:
+    docs = render("--set", "replicaCount=2")
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    variables = env(docs)
+    assert variables["HEADWATER_LEADER_ELECTION"] == "true"
+    timing = Settings(lease_duration_seconds=variables["HEADWATER_LEASE_DURATION_SECONDS"],
+                      lease_renew_deadline_seconds=variables["HEADWATER_LEASE_RENEW_DEADLINE_SECONDS"],
+                      lease_retry_seconds=variables["HEADWATER_LEASE_RETRY_SECONDS"])
+    assert (timing.lease_duration_seconds, timing.lease_renew_deadline_seconds, timing.lease_retry_seconds) == (
+        Settings.model_fields["lease_duration_seconds"].default,
+        Settings.model_fields["lease_renew_deadline_seconds"].default,
+        Settings.model_fields["lease_retry_seconds"].default)
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["metadata"]["name"] == "hw-headwater"
+    assert pdb["spec"] == {"maxUnavailable": 1,
+                           "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}
+    assert deployment["spec"]["template"]["metadata"]["labels"].items() >= \
+        pdb["spec"]["selector"]["matchLabels"].items()
+
+
+def test_one_replica_has_no_disruption_budget_that_could_block_a_drain() -> None:
+    assert not of_kind(render(), "PodDisruptionBudget")
+    assert not of_kind(render("--set", "replicaCount=2", "--set", "podDisruptionBudget.enabled=false"),
+                       "PodDisruptionBudget")
+
+
+def test_without_leader_election_the_operator_is_recreated_and_more_replicas_are_refused() -> None:
+    docs = render("--set", "leaderElection.enabled=false")
+    assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert "HEADWATER_LEADER_ELECTION" not in env(docs)
+    assert not [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("leader-election")]
+    proc = helm("template", "hw", str(CHART), *GIVEN_PASSWORD, "--set", "leaderElection.enabled=false",
+                "--set", "replicaCount=2")
+    assert proc.returncode != 0 and "replicaCount > 1 needs leaderElection.enabled" in proc.stderr
+
+
+def test_the_lease_rbac_is_limited_to_the_releases_namespace_and_its_own_lease_names() -> None:
+    for values, names in [((), ["hw-headwater"]),
+                          (("--set", "sharding.shards=3"),
+                           [f"hw-headwater-shard-{i}-of-3" for i in range(3)])]:
+        docs = render(*values)
+        role = one(docs, "Role", "hw-headwater-leader-election")
+        assert role["metadata"]["namespace"] == "headwater-system"
+        assert role["rules"] == [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": names,
+             "verbs": ["get", "update"]}]
+        # the names the operator derives from its settings are exactly the ones granted
+        for deployment in of_kind(docs, "Deployment"):
+            variables = {e["name"]: e.get("value") for e in
+                         deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+            settings = Settings(lease_name=variables["HEADWATER_LEASE_NAME"],
+                                shard=variables.get("HEADWATER_SHARD"))
+            assert settings.lease() in names
+
+
+def test_shards_are_one_deployment_each_with_its_own_selector_shard_and_budget() -> None:
+    docs = render("--set", "sharding.shards=3", "--set", "replicaCount=2")
+    deployments = of_kind(docs, "Deployment")
+    assert [d["metadata"]["name"] for d in deployments] == [f"hw-headwater-shard-{i}" for i in range(3)]
+    selectors = []
+    for i, deployment in enumerate(deployments):
+        variables = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert variables["HEADWATER_SHARD"] == f"{i}/3"
+        assert deployment["spec"]["replicas"] == 2
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector["headwater.dev/shard"] == f"{i}-of-3"
+        assert deployment["spec"]["template"]["metadata"]["labels"].items() >= selector.items()
+        selectors.append(selector)
+    assert len({tuple(sorted(s.items())) for s in selectors}) == 3  # no two Deployments share pods
+    budgets = of_kind(docs, "PodDisruptionBudget")
+    assert [b["spec"]["selector"]["matchLabels"] for b in budgets] == selectors
+    # the Services reach every shard's pods (each serves the lineage API and /metrics)
+    for service in of_kind(docs, "Service"):
+        if service["metadata"]["name"] in ("hw-headwater-api", "hw-headwater-metrics"):
+            assert all(s.items() >= service["spec"]["selector"].items() for s in selectors)
+
+
+def test_one_shard_keeps_the_deployment_name_and_selector_of_an_unsharded_install() -> None:
+    # a Deployment's selector cannot change: an upgrade to this chart must not touch it
+    deployment = one(render(), "Deployment")
+    assert deployment["metadata"]["name"] == "hw-headwater"
+    assert "headwater.dev/shard" not in deployment["spec"]["selector"]["matchLabels"]
+    assert "HEADWATER_SHARD" not in env(render())

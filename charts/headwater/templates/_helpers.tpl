@@ -165,3 +165,31 @@ floats, and 1000000 would otherwise print as 1e+06).
 {{- define "headwater.number" -}}
 {{- if eq (float64 .) (float64 (int64 .)) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- end }}
+
+{{/*
+The name of shard <index>'s Deployment (and PodDisruptionBudget): the full name, with -shard-<index>
+when there are several shards. Called with (list $ index).
+*/}}
+{{- define "headwater.shardName" -}}
+{{- $root := index . 0 }}{{- $index := index . 1 }}
+{{- if gt (int $root.Values.sharding.shards) 1 }}
+{{- printf "%s-shard-%d" (include "headwater.fullname" $root) (int $index) }}
+{{- else }}
+{{- include "headwater.fullname" $root }}
+{{- end }}
+{{- end }}
+
+{{/*
+The names of the operator's Leases: the full name, or one per shard (<fullname>-shard-<i>-of-<N>), as
+the operator derives them from HEADWATER_LEASE_NAME and HEADWATER_SHARD. A YAML list.
+*/}}
+{{- define "headwater.leaseNames" -}}
+{{- $shards := int .Values.sharding.shards }}
+{{- if gt $shards 1 }}
+{{- range $index := until $shards }}
+- {{ printf "%s-shard-%d-of-%d" (include "headwater.fullname" $) $index $shards | quote }}
+{{- end }}
+{{- else }}
+- {{ include "headwater.fullname" . | quote }}
+{{- end }}
+{{- end }}

@@ -158,10 +158,15 @@ class KubeHelpers:
 
 
 class KubeClient(KubeHelpers):
-    """:class:`Kube` over one API client."""
+    """:class:`Kube` over one API client.
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    ``owns`` (a shard's namespaces) narrows every list: a shard's periodic passes (resync, schedules,
+    freshness, the recorder's rescan) never see another shard's objects.
+    """
+
+    def __init__(self, api_client: client.ApiClient, owns: Callable[[str], bool] | None = None) -> None:
         self.api_client = api_client
+        self.owns = owns
         self.custom = client.CustomObjectsApi(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
@@ -198,7 +203,7 @@ class KubeClient(KubeHelpers):
                     c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, **kwargs)
             else:
                 out = self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PIPELINERUN_PLURAL, **kwargs)
-            yield from out.get("items", [])
+            yield from self._owned(out.get("items", []))
             kwargs["_continue"] = (out.get("metadata") or {}).get("continue")
             if not kwargs["_continue"]:
                 return
@@ -208,8 +213,13 @@ class KubeClient(KubeHelpers):
             out = self.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL)
         else:
             out = self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PIPELINE_PLURAL)
-        items: list[dict[str, Any]] = out.get("items", [])
-        return items
+        return self._owned(out.get("items", []))
+
+    def _owned(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.owns is None:
+            return items
+        owns = self.owns
+        return [item for item in items if owns(item["metadata"]["namespace"])]
 
     def replace_run_status(self, run: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write the whole status, guarded by the run's resourceVersion (409 when someone else wrote first)."""

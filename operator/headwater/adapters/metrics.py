@@ -37,6 +37,9 @@ class Metrics:
         self.reconcile_errors = Counter("headwater_reconcile_errors", "Reconciles that raised an error.",
                                         ["kind"], registry=r)
         self.reconcile_errors.labels("PipelineRun")  # exported as 0 before the first error
+        self.leader = Gauge("headwater_leader",
+                            "1 while this process acts (it holds the Lease, or runs without leader election); "
+                            "0 while it stands by.", registry=r)
         self.lineage_backlog = Gauge("headwater_lineage_backlog",
                                      "Finished runs not yet written to the lineage store.", registry=r)
         self.record_failures = Counter(

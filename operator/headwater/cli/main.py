@@ -40,7 +40,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     """Run the operator until interrupted."""
     from headwater.controller.main import run_operator  # noqa: PLC0415 (imported only when the subcommand runs)
 
-    run_operator(args.namespace, verbose=args.verbose)
+    run_operator(args.namespace, verbose=args.verbose, shard=args.shard)
     return 0
 
 
@@ -142,6 +142,8 @@ def _add_runtime_commands(commands: argparse._SubParsersAction[argparse.Argument
     op.add_argument("-n", "--namespace", action="append", default=[],
                     help="watch only this namespace (repeatable); default: all, or HEADWATER_NAMESPACES")
     op.add_argument("-v", "--verbose", action="store_true", help="log kopf's own activity too")
+    op.add_argument("--shard", metavar="I/N", default=None,
+                    help="act only on the namespaces of shard I of N (e.g. 0/3); default: HEADWATER_SHARD, or all")
     op.set_defaults(func=_cmd_operator)
 
     step = commands.add_parser("step", help="run a step inside its Job")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from headwater.spec.rules import DNS_LABEL, DNS_SUBDOMAIN
+from headwater.spec.shards import Shard
 
 __all__ = ["Settings", "load_settings"]
 
@@ -95,6 +96,64 @@ class Settings(BaseSettings):
     record_rescan_seconds: float = Field(
         default=30.0, gt=0, description="How often finished runs not yet in the lineage store are looked for."
     )
+
+    shard: str | None = Field(
+        default=None,
+        description="This instance's shard, i/N (e.g. 0/3): it acts only on the namespaces whose SHA-256 is i "
+        "modulo N; unset: every namespace (docs/install.md, Sharding).",
+    )
+    leader_election: bool = Field(
+        default=False,
+        description="Stand by until this process holds the Lease (leader election), so that replicas never "
+        "act at once; off: act at once, as the only instance.",
+    )
+    lease_name: str = Field(
+        default="headwater-operator", pattern=DNS_SUBDOMAIN,
+        description="Name of the coordination.k8s.io Lease; with a shard, -shard-i-of-N is appended.",
+    )
+    lease_namespace: str | None = Field(
+        default=None, pattern=DNS_LABEL,
+        description="Namespace of the Lease; unset: the pod's own namespace (in a pod), else default.",
+    )
+    leader_identity: str | None = Field(
+        default=None, max_length=128,
+        description="This candidate's name in the Lease; unset: the host (pod) name and a random suffix.",
+    )
+    lease_duration_seconds: int = Field(
+        default=10, ge=2, le=300,
+        description="How long a Lease not renewed stays its holder's: the longest handover after a crash.",
+    )
+    lease_renew_deadline_seconds: float = Field(
+        default=7.0, gt=0,
+        description="The leader stops (exits) when it could not renew its Lease for this long; below the "
+        "lease duration, so it has stopped before anyone else may take over.",
+    )
+    lease_retry_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader renews and a standby tries to take over."
+    )
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return str(Shard.parse(value))
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> Settings:
+        if not self.lease_retry_seconds < self.lease_renew_deadline_seconds < self.lease_duration_seconds:
+            raise ValueError("lease timing must be retry < renew deadline < duration "
+                             f"({self.lease_retry_seconds:g} < {self.lease_renew_deadline_seconds:g} < "
+                             f"{self.lease_duration_seconds})")
+        return self
+
+    def owned_shard(self) -> Shard | None:
+        return Shard.parse(self.shard) if self.shard else None
+
+    def lease(self) -> str:
+        """The Lease's name: one per shard."""
+        shard = self.owned_shard()
+        return f"{self.lease_name}-{shard.suffix}" if shard else self.lease_name
 
     @field_validator("namespaces", "allowed_service_accounts", mode="before")
     @classmethod

@@ -32,7 +32,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.batching.batch_window = 0.05
     settings.scanning.disabled = True  # our resources are known: no CRD or namespace discovery needed
     own: Settings = memo.settings  # put there by controller.main
-    runtime = Runtime(own, api_client(64))
+    runtime = Runtime(own, api_client(64), memo.metrics)
     await runtime.start()
     memo.runtime = runtime
 
@@ -43,7 +43,13 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await runtime.close()
 
 
-@kopf.on.event(c.GROUP, c.VERSION, c.PIPELINERUN_PLURAL)
+def _owned(namespace: str | None, memo: kopf.Memo, **_: Any) -> bool:
+    """Whether this instance's shard owns the object's namespace (every namespace without shards)."""
+    shard = memo.settings.owned_shard()
+    return shard is None or namespace is None or shard.owns(namespace)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.PIPELINERUN_PLURAL, when=_owned)
 def run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     meta = body["metadata"]
@@ -55,7 +61,8 @@ def run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
         runtime.reconcile(dict(body))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_RUN: kopf.PRESENT})
+@kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_RUN: kopf.PRESENT},
+               when=_owned)
 def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     namespace, owner = body["metadata"]["namespace"], _owning_run(body)
@@ -72,7 +79,7 @@ def _owning_run(job: kopf.Body) -> dict[str, Any] | None:
     return None
 
 
-@kopf.on.event(c.GROUP, c.VERSION, c.PIPELINE_PLURAL)
+@kopf.on.event(c.GROUP, c.VERSION, c.PIPELINE_PLURAL, when=_owned)
 def pipeline_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if event["type"] == "DELETED":
         return

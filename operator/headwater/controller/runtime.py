@@ -2,7 +2,8 @@
 
 Created at start-up from the :class:`~headwater.controller.config.Settings` that kopf's memo carries,
 kept in that memo for the handlers, and closed at clean-up.  The kopf handlers only parse and call
-into it; nothing else starts or stops a background activity.
+into it; nothing else starts or stops a background activity that writes.  /metrics and the lineage API
+are served before it, by ``controller.main`` (a standby serves them too, and runs none of this).
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from functools import partial
 from typing import Any
 
 from kubernetes import client, config
-from prometheus_client import start_http_server
 
 from headwater.adapters.delivery import JsonPoster
 from headwater.adapters.events import EventQueue
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import KubeClient
 from headwater.adapters.metrics import Metrics
-from headwater.controller.api_server import serve_when_ready
 from headwater.controller.config import Settings
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.run_records import has_finalizer
@@ -43,12 +42,13 @@ log = logging.getLogger(__name__)
 class Runtime:
     """Everything the handlers share; :meth:`start` and :meth:`close` bracket the operator's life."""
 
-    def __init__(self, settings: Settings, api_client: client.ApiClient) -> None:
+    def __init__(self, settings: Settings, api_client: client.ApiClient, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.kube = KubeClient(api_client)
+        shard = settings.owned_shard()
+        self.kube = KubeClient(api_client, owns=shard.owns if shard else None)
         self.events = EventQueue(self.kube)
         self.isolation = Isolation(self.events)
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         self.recorder = Recorder(partial(LineageStore.open, settings.database_url), self.kube, self.scopes(),
                                  settings.record_rescan_seconds, metrics=self.metrics, post_event=self.events) \
             if settings.database_url else None
@@ -73,11 +73,9 @@ class Runtime:
 
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the Event poster, /metrics, the periodic loops, the senders, the recorder and the API."""
+        """Start the Event poster, the periodic loops, the senders and the recorder."""
         own = self.settings
         self.events.start()
-        if own.metrics_port:
-            start_http_server(own.metrics_port, registry=self.metrics.registry)
         self._every(own.resync_seconds, self.resync)
         self._every(own.schedule_interval_seconds, self.schedule)
         self._every(own.freshness_interval_seconds, self.sla.evaluate_all)
@@ -88,8 +86,6 @@ class Runtime:
             recorder = self.recorder
             self.metrics.lineage_backlog.set_function(lambda: recorder.backlog)
             recorder.start()
-            if own.api_port:
-                self._tasks.append(asyncio.create_task(serve_when_ready(own)))
 
     async def close(self) -> None:
         """Stop everything :meth:`start` started, loops first, then the threads, then the API client."""
