@@ -29,6 +29,7 @@ from headwater.adapters.delivery import JsonPoster, Outcome
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
+from headwater.runs import checks
 from headwater.runs.jobs import RunRef
 from headwater.runs.settling import finished_later
 from headwater.sla.alerts import (
@@ -37,11 +38,13 @@ from headwater.sla.alerts import (
     acknowledge,
     add_alert,
     alert_for,
+    check_alert_id,
     is_pending,
     notification,
     prune_alerts,
     run_alert_id,
     stale_alert_id,
+    step_cause,
 )
 from headwater.sla.freshness import evaluate
 from headwater.spec import constants as c
@@ -151,9 +154,18 @@ class SlaMonitor:
             graph = DatasetGraph.from_pipelines(self._pipelines())
             failed = [s for s in status.steps if s.phase == StepPhase.FAILED]
             roots = [k for s in failed for k in graph.outputs_of_step.get((ref.namespace, ref.pipeline, s.name), [])]
-            cause = "; ".join(f"{ref.pipeline}/{s.name} failed in run {ref.namespace}/{ref.name}: "
-                              f"{s.reason}: {s.message or ''}".strip() for s in failed)
+            cause = "; ".join(step_cause(ref.pipeline, f"{ref.namespace}/{ref.name}", s) for s in failed)
             incident = Incident.build(graph, cause, source, roots)
+        warnings = [(s, r) for s in status.steps for r in checks.failed_warnings(s.checks or [])]
+        warned: list[tuple[str, Incident]] = []
+        if warnings:
+            graph = DatasetGraph.from_pipelines(self._pipelines())
+            for step, verdict in warnings:
+                key = checks.split_label(verdict.dataset)
+                cause = f"{ref.pipeline}/{step.name} in run {ref.namespace}/{ref.name}: {checks.describe(verdict)} " \
+                        f"(warning: the version is published)"
+                warned.append((check_alert_id(ref.uid, step.name, verdict.dataset, verdict.name),
+                               Incident.build(graph, cause, source, [key])))
 
         def wrote(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert]) -> None:
             by_key = {(d.namespace, d.name): d for d in datasets}
@@ -166,6 +178,9 @@ class SlaMonitor:
                             entry.last_updated, entry.last_run = written, ref.name
             if incident is not None and incident.affected and self.alerts is not None:
                 add_alert(alerts, alert_for(incident, run_alert_id(ref.uid), now, _channel(spec)))
+            if self.alerts is not None:
+                for alert_id, warning in warned:  # announced, never marking anything at risk
+                    add_alert(alerts, alert_for(warning, alert_id, now, _channel(spec)))
 
         after = self._update(ref.namespace, ref.pipeline, wrote, now)
         missed: list[str] = []
@@ -173,8 +188,8 @@ class SlaMonitor:
             missed = self._clear_risk(source, now)
         elif incident is not None:
             missed = self._raise(incident, now, put_at_risk=latest)
-            if after is not None:
-                self._send_pending(ref.namespace, ref.pipeline, after.alerts)
+        if (incident is not None or warned) and after is not None:
+            self._send_pending(ref.namespace, ref.pipeline, after.alerts)
         if missed:
             raise RuntimeError(f"could not update the datasets of Pipeline(s) {', '.join(missed)}")
 
