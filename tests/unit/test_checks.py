@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from headwater.lineage.run_records import records_for_run
 from headwater.lineage.records import DatasetVersionRecord, StepRecord
+from headwater.lineage.run_records import records_for_run
 from headwater.runs import checks
 from headwater.runs.checks import Baseline
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, job_name
