@@ -83,9 +83,8 @@ def observe(result: Mapping[str, Any] | None, output: OutputDataset, only_output
     step with one output also the top level (``rowsAffected``, ``columns``, ``newestRecordAt``, ``checks``)."""
     result = result or {}
     per = result.get("outputs")
-    block = (per.get(output.name) or per.get(dataset_label(output))) if isinstance(per, dict) else None
-    if not isinstance(block, dict):
-        block = result if only_output else {}
+    own = (per.get(output.name) or per.get(dataset_label(output))) if isinstance(per, dict) else None
+    block = {**(result if only_output else {}), **(own if isinstance(own, dict) else {})}
     rows = _count(block.get("rowCount", block.get("rowsAffected")))
     raw_columns = block.get("columns")
     columns = tuple(str(c) for c in raw_columns) if isinstance(raw_columns, list) else None
