@@ -304,7 +304,9 @@ class OutputDataset(Dataset):
     checks: tuple[Check, ...] | None = optional(
         f"Data checks on each version the step writes (at most {MAX_CHECKS_PER_OUTPUT}); a failed check of "
         "severity error keeps the version from being published.",
-        max_length=MAX_CHECKS_PER_OUTPUT, json_schema_extra=r.cel(r.UNIQUE_CHECK_NAMES))
+        max_length=MAX_CHECKS_PER_OUTPUT,
+        # unique names as a list map: CEL comparing every pair is beyond the apiserver's cost budget here
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
 
     @field_validator("checks")
     @classmethod

@@ -185,7 +185,7 @@ CHANGE_BOUNDS = Rule(
     "has(self.maxDropPercent) || has(self.maxGrowthPercent)",
     "change needs maxDropPercent, maxGrowthPercent or both",
 )
-UNIQUE_CHECK_NAMES = Rule(
+UNIQUE_CHECK_NAMES = Rule(  # Python only: the apiserver keeps names unique as the keys of a list map
     "self.all(c, self.exists_one(d, d.name == c.name))", "check names must be unique within an output",
 )
 SQL_CHECK_ONLY_FOR_SQL = Rule(
