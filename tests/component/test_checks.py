@@ -122,3 +122,34 @@ def test_a_warning_check_failure_does_not_skip_anything(kube: FakeKube, watched:
     assert state["extract"]["phase"] == "Succeeded"
     assert [c["outcome"] for c in state["extract"]["checks"]] == ["Passed", "Failed"]
     assert state["transform"]["job"]
+
+
+def test_checks_wait_for_their_baseline_while_the_store_is_away_and_are_evaluated_once_it_is_back(
+        kube: FakeKube, clock: ManualClock) -> None:
+    away = [True]
+
+    def baselines(wanted: list[str]) -> Mapping[str, Baseline]:
+        if away[0]:
+            raise ConnectionError("the lineage store cannot be reached")
+        return {w: Baseline(rows=(48000,)) for w in wanted}
+
+    kube.seed(pipeline("revenue", [
+        step("extract", outputs=[{**ds("raw.payments"), "checks": [{"name": "no-drop",
+                                                                    "change": {"maxDropPercent": 30}}]}]),
+        step("transform", "extract")]), NS)
+    operator = Operator(kube, clock, namespaces=(NS,), baselines=baselines)
+    kube.seed(run("revenue-5", "revenue"), NS)
+    operator.deliver()
+    kube.complete_job(NS, job_name("revenue-5", "extract"), '{"rowsAffected": 20000}')
+    operator.deliver()
+    assert steps(kube, "revenue-5")["extract"]["phase"] == "Pending"  # not judged without its baseline
+    assert "ReconcileFailed" in [reason for _, reason, _ in kube.events_about("revenue-5")]
+    assert job_name("revenue-5", "transform") not in kube.names(JOBS, NS)
+
+    away[0] = False
+    clock.advance(10)
+    operator.reconcile(kube.read(RUNS, NS, "revenue-5"))  # the resync after the back-off
+    operator.deliver()
+    extract = steps(kube, "revenue-5")["extract"]
+    assert (extract["phase"], extract["reason"]) == ("Failed", "CheckFailed")
+    assert steps(kube, "revenue-5")["transform"]["reason"] == "CheckFailed"
