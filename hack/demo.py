@@ -53,10 +53,14 @@ class Kubectl:
         return sh(self.path, "--kubeconfig", self.kubeconfig, *args, input=input)
 
 
-def simulated(manifest: dict[str, Any], rows: dict[str, int] | None = None) -> dict[str, Any]:
-    """The example with each step's simulated result, as the step would write it to its termination log."""
+def simulated(manifest: dict[str, Any], rows: dict[str, int] | None = None,
+              errors: dict[str, str] | None = None) -> dict[str, Any]:
+    """The example with each step's simulated result, as the step would write it to its termination log
+    (``errors``: the error a failing step reports instead)."""
     for step in manifest.get("spec", {}).get("steps", []):
-        result = {"rowsAffected": {**ROWS, **(rows or {})}.get(step["id"], 100)}
+        result: dict[str, Any] = {"rowsAffected": {**ROWS, **(rows or {})}.get(step["id"], 100)}
+        if step["id"] in (errors or {}):
+            result = {"error": (errors or {})[step["id"]]}
         meta = step.setdefault("podMetadata", {})
         meta.setdefault("annotations", {})["headwater.dev/test-termination-message"] = json.dumps(result)
     return manifest
@@ -159,7 +163,7 @@ def main() -> int:
                               alerts.url)
     say(f"operator started (pid {operator.pid}, log {log_path}), lineage API on {api}")
     try:
-        code = _demo(kubectl, api)
+        code = _demo(kubectl, api, alerts)
         code = code or _break_a_source(kubectl, alerts)
         if args.metrics_out:
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
@@ -199,7 +203,19 @@ def run_once(kubectl: Kubectl, pipeline: str, suffix: str) -> str:
     return name
 
 
-def _demo(kubectl: Kubectl, api: str) -> int:
+def wait_alerts(alerts: AlertInbox, count: int, timeout: float = 120) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while len(alerts.messages) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return alerts.messages
+
+
+def last_updated(kubectl: Kubectl, pipeline: str, dataset: str) -> str:
+    return kubectl("-n", NAMESPACE, "get", "pipeline", pipeline, "-o",
+                   f"jsonpath={{.status.datasets[?(@.name=='{dataset}')].lastUpdated}}").strip()
+
+
+def _demo(kubectl: Kubectl, api: str, alerts: AlertInbox) -> int:
     revenue, reporting = load("revenue-pipeline.yaml")[0], load("revenue-reporting.yaml")[0]
     say("applying the revenue pipeline and the revenue-reporting pipeline that consumes it")
     kubectl("-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump_all([simulated(revenue), simulated(reporting)]))
@@ -214,13 +230,28 @@ def _demo(kubectl: Kubectl, api: str) -> int:
     print("STEP\tPHASE\tATTEMPTS\tROWS\n" + steps)
     say("where does analytics.business_metrics come from?  headwater lineage upstream analytics.business_metrics")
     print(headwater("lineage", "upstream", "analytics.business_metrics", "--api", api))
+    good = last_updated(kubectl, "revenue", "analytics.business_metrics")
     say("day 2: Stripe's API changed its pagination; extract-payments quietly writes 40% fewer rows")
     fewer = round(ROWS["extract-payments"] * 0.6)
     kubectl("-n", NAMESPACE, "apply", "-f", "-",
             input=yaml.safe_dump(simulated(load("revenue-pipeline.yaml")[0], {"extract-payments": fewer})))
-    run_once(kubectl, "revenue", "day2")
+    second = run_once(kubectl, "revenue", "day2")
+    steps = kubectl("-n", NAMESPACE, "get", "pipelinerun", second, "-o",
+                    "jsonpath={range .status.steps[*]}{.name}{'\\t'}{.phase}{'\\t'}{.reason}{'\\n'}{end}")
+    print("STEP\tPHASE\tREASON\n" + steps)
+    say("the extract's check held the version back: nothing downstream ran on it; the alert every owner got:")
+    messages = wait_alerts(alerts, 1)
+    if len(messages) != 1 or "no-drop" not in messages[0]["incident"]["cause"]:
+        say(f"expected one alert naming the check no-drop, received {len(messages)}")
+        return 1
+    print(messages[0]["text"] + "\n")
+    kept = last_updated(kubectl, "revenue", "analytics.business_metrics")
+    say(f"analytics.business_metrics keeps yesterday's good version (written {kept})" if kept == good
+        else f"analytics.business_metrics moved from {good} to {kept}")
+    if kept != good:
+        return 1
     run_once(kubectl, "revenue-reporting", "day2")
-    say("the revenue dashboard looks low: headwater lineage explain analytics.business_metrics")
+    say("why is the dashboard not updated?  headwater lineage explain analytics.business_metrics")
     explanation = headwater("lineage", "explain", "analytics.business_metrics", "--api", api)
     print(explanation)
     found = "raw.stripe_payments" in explanation.splitlines()[1] if len(explanation.splitlines()) > 1 else False
@@ -231,23 +262,23 @@ def _demo(kubectl: Kubectl, api: str) -> int:
 
 def _break_a_source(kubectl: Kubectl, alerts: AlertInbox) -> int:
     say("day 3: the Stripe API key was rotated; extract-payments fails (retries set to 0 for the demo)")
-    broken = simulated(load("revenue-pipeline.yaml")[0])
+    broken = simulated(load("revenue-pipeline.yaml")[0],
+                       errors={"extract-payments": "Stripe API: 401 Unauthorized (invalid API key)"})
+    before = len(alerts.messages)
     for step in broken["spec"]["steps"]:
         if step["id"] == "extract-payments":
             step["retries"] = 0
             step["podMetadata"].setdefault("labels", {})["headwater.dev/test-fail"] = "true"
     kubectl("-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(broken))
     run_once(kubectl, "revenue", "day3")
-    deadline = time.monotonic() + 120
-    while not alerts.messages and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if len(alerts.messages) != 1:
-        say(f"expected one grouped alert, received {len(alerts.messages)}")
+    messages = wait_alerts(alerts, before + 1)[before:]
+    if len(messages) != 1:
+        say(f"expected one grouped alert, received {len(messages)}")
         return 1
     say("the alert every downstream owner received at once:")
-    print(alerts.messages[0]["text"] + "\n")
+    print(messages[0]["text"] + "\n")
     # the alert is sent before the Pipelines' status is marked: wait for the datasets it names
-    named = {f"{d['namespace']}/{d['name']}" for d in alerts.messages[0]["incident"]["affectedDatasets"]}
+    named = {f"{d['namespace']}/{d['name']}" for d in messages[0]["incident"]["affectedDatasets"]}
     at_risk = "{range .items[*]}{range .status.datasets[?(@.atRisk)]}{.namespace}/{.name}{'\\n'}{end}{end}"
     deadline, shown = time.monotonic() + 120, ""
     while not named <= set(shown.split()):

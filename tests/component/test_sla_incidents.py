@@ -82,8 +82,8 @@ def test_a_failed_run_marks_every_downstream_dataset_at_risk_with_one_notificati
     run_orders(kube, watched, "orders-1", succeed=False)
 
     marked = datasets(kube)
-    cause = ("orders/load failed in run data/orders-1: BackoffLimitExceeded: Job has reached the specified backoff "
-             "limit; last attempt: relation raw.orders is locked")
+    cause = ("orders/load failed in run data/orders-1: relation raw.orders is locked (BackoffLimitExceeded: Job has "
+             "reached the specified backoff limit)")
     for name in ("raw.orders", "analytics.revenue", "finance.monthly"):
         assert (marked[name].get("atRisk"), marked[name].get("atRiskSource")) == (cause, "data/orders"), name
     assert "atRisk" not in marked["mkt.leads"]

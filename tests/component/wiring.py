@@ -21,7 +21,7 @@ from headwater.adapters.metrics import Metrics
 from headwater.controller import handlers
 from headwater.controller.runtime import Runtime
 from headwater.lineage.recorder import Recorder
-from headwater.runs.engine import RunEngine
+from headwater.runs.engine import Baselines, RunEngine
 from headwater.runs.jobs import JobSettings
 from headwater.sla.monitor import SlaMonitor
 from headwater.spec import constants as c
@@ -35,7 +35,8 @@ class Operator:
     """Engine, SLA monitor and handlers over one fake API, sharing one clock."""
 
     def __init__(self, kube: FakeKube, clock: Callable[[], datetime], *, recorder: Recorder | None = None,
-                 alerts: JsonPoster | None = None, namespaces: tuple[str, ...] = ()) -> None:
+                 alerts: JsonPoster | None = None, namespaces: tuple[str, ...] = (),
+                 baselines: Baselines | None = None) -> None:
         self.kube = kube
         self.namespaces = namespaces
         self.recorder = recorder
@@ -44,7 +45,8 @@ class Operator:
         self.isolation = Isolation(self.events, clock=lambda: clock().timestamp())
         self.sla = SlaMonitor(kube, self.metrics, self.events, alerts, self.scopes(), isolation=self.isolation)
         self.engine = RunEngine(kube, JobSettings(STEP_IMAGE), self.events, clock=clock, recorder=recorder,
-                                metrics=self.metrics, on_finish=self.sla.run_finished, isolation=self.isolation)
+                                metrics=self.metrics, on_finish=self.sla.run_finished, isolation=self.isolation,
+                                baselines=baselines)
 
     reconcile = Runtime.reconcile
     finished = Runtime.finished

@@ -34,7 +34,14 @@ def test_the_demo_traces_explains_and_alerts_and_exposes_every_metric_the_chart_
     assert proc.returncode == 0, out[-6000:] + proc.stderr[-3000:]
     assert "└── postgres://warehouse/analytics.daily_revenue  <- revenue/aggregate-metrics" in out
     assert "explain points at raw.stripe_payments (extract-payments) first" in out
+    day2 = out.split("day 2:")[1].split("day 3:")[0]
+    assert "extract-payments\tFailed\tCheckFailed" in day2 and "aggregate-metrics\tSkipped\tCheckFailed" in day2
+    assert "check no-drop (change, error) on postgres://warehouse/raw.stripe_payments failed: 28788 rows, " \
+           "40.0% below" in day2
+    assert "Owners: data-team@company.com, finance-analytics@company.com" in day2
+    assert "analytics.business_metrics keeps yesterday's good version" in day2
     assert "revenue/extract-payments failed in run" in out
+    assert "Stripe API: 401 Unauthorized (invalid API key) (BackoffLimitExceeded" in out.split("day 3:")[1]
     assert "postgres://warehouse/reporting.finance_daily" in out.split("datasets at risk")[-1]
     exposed = {line.split("{")[0].split(" ")[0] for line in metrics_file.read_text().splitlines()
                if line and not line.startswith("#")}

@@ -9,12 +9,16 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from headwater.runs import checks
+from headwater.runs.jobs import JobSettings, RunRef, build_job
+from headwater.spec.models import CheckOutcome, StepSpec
 from headwater.steps import sql as step
 from helpers import ROOT, wait_for
 
@@ -271,3 +275,32 @@ def test_sigterm_cancels_the_running_query_on_the_server_and_reports_it(
     assert "terminated" in _result(termination_log)["error"]
     # Cancelled in the server too: no backend left sleeping on behalf of a step that is gone.
     wait_for(lambda: not _sleeping_backends(database_url, marker), timeout=5, message="the query to be cancelled")
+
+
+def test_checks_are_measured_after_the_commit_and_their_verdicts_follow_from_the_result(
+        step_env: pytest.MonkeyPatch, schema: str, termination_log: Path) -> None:
+    table = f"{schema}.payments"
+    spec = StepSpec.model_validate({"id": "extract", "type": "sql", "sql": "SELECT 1", "outputs": [{
+        "namespace": "postgres://warehouse", "name": table, "checks": [
+            {"name": "same-columns", "schemaUnchanged": True},
+            {"name": "no-negative", "sql": f"SELECT * FROM {table} WHERE amount < 0"},
+            {"name": "broken", "sql": "SELECT * FROM no_such_table"},
+            {"name": "fresh", "freshness": {"maxAge": "1h", "column": "paid_at"}}]}]})
+    [measures] = [e for e in _container_env(spec) if e["name"] == step.ENV_CHECKS]
+    step_env.setenv(step.ENV_CHECKS, measures["value"])
+    code = _run(step_env, f"CREATE TABLE {table} (id int, amount int, paid_at timestamptz); "
+                          f"INSERT INTO {table} VALUES (1, 10, now()), (2, -5, now() - interval '2 hours')")
+    assert code == 0
+    result = _result(termination_log)
+    block = result["outputs"][table]
+    assert block["columns"] == ["id integer", "amount integer", "paid_at timestamp with time zone"]
+    assert block["checks"] == {"no-negative": 1}
+    assert "no_such_table" in result["checkErrors"][f"{table}: checks.broken"]
+    verdicts = {r.name: r.outcome for r in checks.evaluate_step(spec, result, datetime.now(UTC), {})}
+    assert verdicts == {"same-columns": CheckOutcome.SKIPPED, "no-negative": CheckOutcome.FAILED,
+                        "broken": CheckOutcome.FAILED, "fresh": CheckOutcome.PASSED}
+
+
+def _container_env(spec: StepSpec) -> list[dict[str, Any]]:
+    job = build_job(RunRef("r", "ns", "uid", "p"), spec, JobSettings(step_image="headwater:test"))
+    return list(job["spec"]["template"]["spec"]["containers"][0]["env"])

@@ -38,7 +38,7 @@ PURE: frozenset[str] = frozenset({
     "headwater.spec.redaction", "headwater.spec.text", "headwater.spec.shards",
     "headwater.adapters.http_verdicts",
     "headwater.runs", "headwater.runs.planning", "headwater.runs.jobs", "headwater.runs.history",
-    "headwater.runs.settling",
+    "headwater.runs.settling", "headwater.runs.checks",
     "headwater.pipelines", "headwater.pipelines.status", "headwater.pipelines.scheduling",
     "headwater.sla", "headwater.sla.freshness", "headwater.sla.alerts", "headwater.sla.evaluation",
     "headwater.sla.incidents", "headwater.sla.exporting",

@@ -64,3 +64,22 @@ def test_a_run_created_again_under_the_same_name_gets_other_openlineage_run_ids(
     assert before[0]["run"]["runId"] != after[0]["run"]["runId"]
     assert before[0]["run"]["facets"]["parent"]["run"]["runId"] != after[0]["run"]["facets"]["parent"]["run"]["runId"]
     assert step_events(RUN_ID, "rev", first, created, NOW)[0]["run"]["runId"] == before[0]["run"]["runId"]
+
+
+def test_check_verdicts_travel_as_data_quality_assertions_on_the_output_of_a_fail_event() -> None:
+    checked = PipelineSpec.model_validate({"steps": [
+        step("extract", outputs=[{"namespace": "postgres://wh", "name": "raw.orders", "checks": [
+            {"name": "enough", "rowCount": {"min": 100}},
+            {"name": "no-drop", "change": {"maxDropPercent": 30}}]}]),
+        step("load", "extract")]})
+    created = plan(RUN, SPEC, start(SPEC, checked, NOW), {}, NOW, JobSettings("img")).status
+    assert created is not None
+    done = JobObservation("rev-1-extract", StepPhase.SUCCEEDED, 1, result={"rowsAffected": 42})
+    after = plan(RUN, SPEC, created, {"extract": done}, NOW, JobSettings("img")).status
+    assert after is not None
+    [fail] = [e for e in step_events(RUN_ID, "rev", created, after, NOW) if e["job"]["name"] == "extract"]
+    assert fail["eventType"] == "FAIL"
+    facet = fail["outputs"][0]["facets"]["dataQualityAssertions"]
+    assert facet["assertions"] == [{"assertion": "enough", "success": False}]  # no-drop: no baseline, no assertion
+    assert facet["_schemaURL"].endswith("DataQualityAssertionsDatasetFacet")
+    parse_run_event(fail)

@@ -34,6 +34,9 @@ class Metrics:
         self.handoff = Histogram("headwater_step_handoff_seconds",
                                  "From the operator seeing a step's last dependency succeed to creating its Job.",
                                  ["pipeline"], buckets=_HANDOFF_BUCKETS, registry=r)
+        self.checks = Counter("headwater_checks", "Verdicts of data checks on written dataset versions, by check "
+                              "and outcome (Passed, Failed, Skipped).",
+                              ["pipeline", "dataset", "check", "severity", "outcome"], registry=r)
         self.reconcile_errors = Counter("headwater_reconcile_errors", "Reconciles that raised an error.",
                                         ["kind"], registry=r)
         self.reconcile_errors.labels("PipelineRun")  # exported as 0 before the first error

@@ -23,6 +23,7 @@ from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.config import Settings
+from headwater.lineage.baselines import StoreBaselines
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.run_records import has_finalizer
 from headwater.lineage.store import LineageStore
@@ -60,11 +61,14 @@ class Runtime:
             if settings.alert_webhook_url else None
         self.sla = SlaMonitor(self.kube, self.metrics, self.events, self.alerts, self.scopes(),
                               settings.freshness_window_seconds, isolation=self.isolation)
+        self.baselines = StoreBaselines(partial(LineageStore.open, settings.database_url, max_size=2)) \
+            if settings.database_url else None
         jobs = JobSettings(settings.step_image, settings.job_ttl_seconds,
                            frozenset(settings.allowed_service_accounts))
         self.engine = RunEngine(self.kube, jobs,
                                 self.events, recorder=self.recorder, metrics=self.metrics,
-                                emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation)
+                                emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation,
+                                baselines=self.baselines)
         self._tasks: list[asyncio.Task[None]] = []
 
     def scopes(self) -> list[str | None]:
@@ -96,6 +100,8 @@ class Runtime:
         self._tasks.clear()
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.stop)
+        if self.baselines is not None:
+            await asyncio.to_thread(self.baselines.close)
         for poster in (self.emitter, self.alerts):
             if poster is not None:
                 await asyncio.to_thread(poster.stop)

@@ -16,7 +16,8 @@ from typing import Any
 
 from headwater.lineage.openlineage import build_run_event
 from headwater.lineage.records import DatasetRef
-from headwater.spec.models import PipelineRunStatus, StepPhase, StepReason, StepStatus
+from headwater.runs.checks import split_label
+from headwater.spec.models import CheckOutcome, PipelineRunStatus, StepPhase, StepReason, StepStatus
 
 __all__ = ["step_events"]
 
@@ -25,6 +26,16 @@ _EVENT_TYPES = {StepPhase.SUCCEEDED: "COMPLETE", StepPhase.FAILED: "FAIL", StepP
 
 def _started(step: StepStatus | None) -> bool:
     return step is not None and step.job is not None and step.reason != StepReason.REUSED
+
+
+def _assertions(step: StepStatus) -> dict[DatasetRef, list[tuple[str, bool]]]:
+    """The step's check verdicts per output (a check skipped for want of a baseline asserted nothing)."""
+    out: dict[DatasetRef, list[tuple[str, bool]]] = {}
+    for verdict in step.checks or []:
+        if verdict.outcome != CheckOutcome.SKIPPED:
+            out.setdefault(DatasetRef(*split_label(verdict.dataset)), []).append(
+                (verdict.name, verdict.outcome == CheckOutcome.PASSED))
+    return out
 
 
 def step_events(run_id: str, pipeline: str, old: PipelineRunStatus, new: PipelineRunStatus,
@@ -46,5 +57,6 @@ def step_events(run_id: str, pipeline: str, old: PipelineRunStatus, new: Pipelin
         if kind and _started(step) and (prev is None or prev.phase != step.phase):
             rows = (step.result or {}).get("rowsAffected")
             counts = {outputs[0]: rows} if kind == "COMPLETE" and len(outputs) == 1 and isinstance(rows, int) else None
-            events.append(event(kind, row_counts=counts, error=step.message if kind == "FAIL" else None))
+            events.append(event(kind, row_counts=counts, error=step.message if kind == "FAIL" else None,
+                                assertions=_assertions(step)))
     return events

@@ -3,13 +3,20 @@
 Signals and their scores (a node's score is its strongest signal; see docs/lineage.md):
 
 ======================  =====================================================================
+check_failed       110  a check of severity error failed on the latest write (not published)
 producer_failed    100  the latest run of a step that writes the dataset failed
 producer_skipped    90  ... was skipped or cancelled (often because something upstream failed)
 row_count_drop   56-80  the latest write has ≥ 20 % fewer rows than the one before: 50 + 0.3 x drop %
 schema_changed      40  the schema fingerprint differs from the previous write's
+check_warned        60  a check of severity warn failed on the latest write
 row_count_spike     30  the latest write has at least twice the rows of the one before
 stale / never       20  the latest write is older than ``stale_after``, or a producer never wrote it
 ======================  =====================================================================
+
+A dataset is known from its writes and from the steps that declare it as an output (every recorded
+run's snapshot), so a dataset never written is explained too: its producer's latest run says why
+(failed with its error, skipped and because of what); when that run failed elsewhere, the failed
+steps' declared outputs join the tree one level up, so the step at the origin and its error come first.
 
 Nodes are ordered by score, then by the number of signals, then deepest first (the further
 upstream, the closer to the origin of a problem that propagates down), then by name.  At most
@@ -82,6 +89,8 @@ class NodeFacts:
     run_phase: str | None
     producers: tuple[StepOutcome, ...]
     has_producer: bool
+    failed_checks: tuple[tuple[str, str, str], ...] = ()
+    """(name, severity, message) of the checks that failed on the latest write."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,19 @@ def _schema_changed(latest: VersionInfo | None, previous: VersionInfo | None) ->
     return None not in fingerprints and fingerprints[0] != fingerprints[1]
 
 
+def _check_reasons(facts: NodeFacts) -> list[Reason]:
+    reasons = []
+    run = facts.latest.run_id if facts.latest else "?"
+    for name, severity, message in facts.failed_checks:
+        if severity == "error":
+            reasons.append(Reason("check_failed", 110.0,
+                                  f"check {name} failed on the write of run {run}, which is not published: {message}"))
+        else:
+            reasons.append(Reason("check_warned", 60.0, f"check {name} (warn) failed on the write of run {run}: "
+                                                        f"{message}"))
+    return reasons
+
+
 def _step_reasons(failed: Iterable[StepOutcome]) -> list[Reason]:
     reasons = []
     for outcome in failed:
@@ -155,7 +177,7 @@ def score(facts: NodeFacts, now: datetime, stale_after: timedelta = DEFAULT_STAL
     change = _change_pct(facts.latest, facts.previous)
     age = (now - facts.latest.written_at).total_seconds() if facts.latest else None
     failed = tuple(p for p in facts.producers if p.phase in _PROBLEM_PHASES)
-    reasons = sorted(_step_reasons(failed) + _write_reasons(facts, change, age, stale_after),
+    reasons = sorted(_check_reasons(facts) + _step_reasons(failed) + _write_reasons(facts, change, age, stale_after),
                      key=lambda r: -r.score)
     return ExplainNode(
         dataset=facts.dataset, depth=facts.depth, score=reasons[0].score if reasons else 0.0,
@@ -182,9 +204,27 @@ ORDER BY n.id, v.written_at DESC, v.id DESC
 _PRODUCER_JOBS = """
 SELECT n.id, p.pipeline, p.step FROM unnest(%s::bigint[]) AS n (id)
 CROSS JOIN LATERAL (
-    SELECT DISTINCT j.pipeline, j.step FROM lineage_edges e JOIN jobs j ON j.id = e.job_id
-    WHERE e.output_id = n.id ORDER BY 1, 2 LIMIT %s
+    SELECT DISTINCT j.pipeline, j.step FROM (
+        SELECT e.job_id FROM lineage_edges e WHERE e.output_id = n.id
+        UNION SELECT o.job_id FROM step_outputs o WHERE o.dataset_id = n.id
+    ) x JOIN jobs j ON j.id = x.job_id ORDER BY 1, 2 LIMIT %s
 ) p
+"""
+_FAILED_CHECKS = """
+SELECT n.id, c.name, c.severity, c.message FROM unnest(%s::bigint[]) AS n (id)
+CROSS JOIN LATERAL (
+    SELECT v.id FROM dataset_versions v WHERE v.dataset_id = n.id ORDER BY v.written_at DESC, v.id DESC LIMIT 1
+) v
+JOIN check_results c ON c.version_id = v.id AND c.outcome = 'Failed'
+ORDER BY n.id, c.severity, c.name
+"""
+_ORIGINS = """
+SELECT DISTINCT o.dataset_id, d.namespace, d.name FROM step_runs s
+JOIN jobs j ON j.pipeline = s.pipeline AND j.step = s.step
+JOIN step_outputs o ON o.job_id = j.id
+JOIN datasets d ON d.id = o.dataset_id
+WHERE s.run_id = ANY(%s) AND s.phase = 'Failed'
+ORDER BY 1 LIMIT %s
 """
 _LATEST_STEP_RUNS = """
 SELECT x.id, x.pipeline, x.step, s.run_id, s.phase, s.error, s.finished_at
@@ -224,15 +264,33 @@ def explain(conn: Conn, name: str, *, namespace: str | None = None, depth: int =
     check_limit(limit)
     root, ref = resolve(conn, name, namespace)
     graph, nodes = subgraph(conn, root, ref, "upstream", depth, limit)
-    ids = list(nodes)
+    places = {node_id: (node.dataset, node.depth) for node_id, node in nodes.items()}
+    ids = list(places)
     versions = _versions(conn, ids)
     producers, with_edges = _producers(conn, ids, versions)
+    # a producer that did not write in its latest run: the steps that failed in that run are the origin
+    unwritten = sorted({p.run_id for i in ids for p in producers[i] if p.phase in _PROBLEM_PHASES})
+    if unwritten and len(places) < limit:
+        for origin, origin_namespace, origin_name in conn.execute(
+                _ORIGINS, (unwritten, limit - len(places))).fetchall():
+            if int(origin) not in places:
+                places[int(origin)] = (DatasetRef(origin_namespace, origin_name), 1)
+        added = [i for i in places if i not in versions]
+        if added:
+            versions.update(_versions(conn, added))
+            more, more_edges = _producers(conn, added, {i: versions[i] for i in added})
+            producers.update(more)
+            with_edges |= more_edges
+    checks: dict[int, list[tuple[str, str, str]]] = {}
+    for node_id, check, severity, message in conn.execute(_FAILED_CHECKS, (list(places),)).fetchall():
+        checks.setdefault(int(node_id), []).append((str(check), str(severity), str(message)))
     scored = []
-    for node_id, node in nodes.items():
+    for node_id, (dataset, node_depth) in places.items():
         history = versions[node_id] + [(None, None), (None, None)]
         facts = NodeFacts(
-            dataset=node.dataset, depth=node.depth, latest=history[0][0], previous=history[1][0],
+            dataset=dataset, depth=node_depth, latest=history[0][0], previous=history[1][0],
             run_phase=history[0][1], producers=tuple(producers[node_id]), has_producer=node_id in with_edges,
+            failed_checks=tuple(checks.get(node_id, ())),
         )
         scored.append(score(facts, now, stale_after))
     return Explanation(graph.dataset, now, depth, tuple(rank(scored)), graph.edges, limit, graph.truncated)

@@ -157,12 +157,41 @@ CREATE INDEX pipeline_runs_name_idx ON pipeline_runs (namespace, name, (coalesce
     WHERE name IS NOT NULL;
 """
 
+# A version a blocking check failed on is kept (its rows exist, its checks say why) but not published:
+# baselines, triggers and "the latest good version" read published versions only.  Earlier versions
+# had no checks and stay published.
+_CHECKS_SQL = """
+ALTER TABLE dataset_versions ADD COLUMN published boolean NOT NULL DEFAULT true;
+CREATE INDEX dataset_versions_published_idx ON dataset_versions (dataset_id, written_at DESC, id DESC)
+    WHERE published;
+CREATE TABLE check_results (
+    version_id bigint NOT NULL REFERENCES dataset_versions (id),
+    name       text NOT NULL,
+    kind       text NOT NULL,
+    severity   text NOT NULL CHECK (severity IN ('error', 'warn')),
+    outcome    text NOT NULL CHECK (outcome IN ('Passed', 'Failed', 'Skipped')),
+    observed   text,
+    baseline   text,
+    message    text NOT NULL DEFAULT '',
+    PRIMARY KEY (version_id, name)
+);
+-- What each step declares it writes, from every recorded run whatever the step's outcome: a dataset a step
+-- never wrote is still known, with the step that should have written it (explain answers for it).
+CREATE TABLE step_outputs (
+    job_id      bigint NOT NULL REFERENCES jobs (id),
+    dataset_id  bigint NOT NULL REFERENCES datasets (id),
+    last_run_id text NOT NULL,
+    PRIMARY KEY (dataset_id, job_id)
+);
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "runs and step runs", _RUNS_SQL),
     Migration(2, "datasets, jobs, lineage edges and dataset versions", _LINEAGE_SQL),
     Migration(3, "raw OpenLineage events", _OPENLINEAGE_SQL),
     Migration(4, "every stored time readable: from 1970 to before 9999", _TIME_BOUNDS_SQL),
     Migration(5, "runs know their Kubernetes name and UID", _RUN_NAMES_SQL),
+    Migration(6, "published dataset versions, check results, declared step outputs", _CHECKS_SQL),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

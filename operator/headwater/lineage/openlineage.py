@@ -189,8 +189,13 @@ def _facet(schema: str, **fields: Any) -> dict[str, Any]:
     return {"_producer": PRODUCER, "_schemaURL": f"{_SPEC}/facets/{schema}", **fields}
 
 
-def _output_json(dataset: DatasetRef, row_count: int | None) -> dict[str, Any]:
+def _output_json(dataset: DatasetRef, row_count: int | None,
+                 assertions: Sequence[tuple[str, bool]] = ()) -> dict[str, Any]:
     out: dict[str, Any] = {"namespace": dataset.namespace, "name": dataset.name, "facets": {}}
+    if assertions:
+        schema = "1-0-1/DataQualityAssertionsDatasetFacet.json#/$defs/DataQualityAssertionsDatasetFacet"
+        out["facets"]["dataQualityAssertions"] = _facet(
+            schema, assertions=[{"assertion": name, "success": ok} for name, ok in assertions])
     if row_count is not None:
         schema = "1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
         stats = _facet(schema, rowCount=row_count)
@@ -209,8 +214,10 @@ def build_run_event(
     outputs: Sequence[DatasetRef] = (),
     row_counts: Mapping[DatasetRef, int] | None = None,
     error: str | None = None,
+    assertions: Mapping[DatasetRef, Sequence[tuple[str, bool]]] | None = None,
 ) -> dict[str, Any]:
-    """An OpenLineage RunEvent for ``step`` of Headwater run ``run_id`` (job namespace = pipeline)."""
+    """An OpenLineage RunEvent for ``step`` of Headwater run ``run_id`` (job namespace = pipeline);
+    ``assertions``: check verdicts (name, passed) per output, as data-quality assertion facets."""
     if event_type not in _PHASES:
         raise ValueError(f"event type {event_type!r} is not one of {', '.join(_PHASES)}")
     if event_time.tzinfo is None:
@@ -230,5 +237,6 @@ def build_run_event(
         "run": {"runId": step_run_uuid(run_id, step), "facets": run_facets},
         "job": {"namespace": pipeline, "name": step, "facets": {}},
         "inputs": [{"namespace": d.namespace, "name": d.name, "facets": {}} for d in inputs],
-        "outputs": [_output_json(d, counts.get(d) if event_type == "COMPLETE" else None) for d in outputs],
+        "outputs": [_output_json(d, counts.get(d) if event_type == "COMPLETE" else None,
+                                 (assertions or {}).get(d, ())) for d in outputs],
     }

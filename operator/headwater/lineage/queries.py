@@ -20,12 +20,14 @@ from typing import Any, Final, Literal
 import psycopg
 
 from headwater.lineage.records import DatasetRef, dataset_key
+from headwater.runs.checks import Baseline
 
 __all__ = [
     "DEFAULT_DEPTH", "DEFAULT_LIMIT", "MAX_DEPTH", "MAX_JOBS", "MAX_LIMIT", "MAX_STEPS", "AmbiguousDatasetError",
     "BadCursorError", "Cursor", "DatasetDetail", "DatasetNotFoundError",
     "DatasetSummary", "Direction", "JobRef", "LineageEdge", "LineageGraph", "LineageNode", "RunDetail",
-    "RunNotFoundError", "StepDetail", "VersionInfo", "check_depth", "check_limit", "dataset_detail", "datasets",
+    "RunNotFoundError", "StepDetail", "VersionInfo", "baselines", "check_depth", "check_limit", "dataset_detail",
+    "datasets",
     "resolve", "run_detail", "storable", "subgraph", "traverse", "walk",
 ]
 
@@ -414,3 +416,33 @@ def run_detail(conn: Conn, run_id: str) -> RunDetail:
     ).fetchall()
     return RunDetail(run, pipeline, namespace, phase, trigger, source, started_at, finished_at,
                      tuple(StepDetail(*s) for s in steps[:MAX_STEPS]), len(steps) > MAX_STEPS, name, uid)
+
+
+MAX_BASELINE_VERSIONS: Final = 30
+"""Published versions read per dataset for check baselines (a change check's ``versions`` is at most this)."""
+_BASELINES = """
+SELECT n.ident, v.row_count, v.schema_fingerprint
+FROM unnest(%s::bytea[]) AS n (ident)
+JOIN datasets d ON d.ident = n.ident
+CROSS JOIN LATERAL (
+    SELECT v.row_count, v.schema_fingerprint, v.written_at, v.id FROM dataset_versions v
+    WHERE v.dataset_id = d.id AND v.published ORDER BY v.written_at DESC, v.id DESC LIMIT %s
+) v
+ORDER BY n.ident, v.written_at DESC, v.id DESC
+"""
+
+
+def baselines(conn: Conn, refs: list[DatasetRef]) -> dict[DatasetRef, Baseline]:
+    """The latest published versions of each dataset: row counts newest first, the latest schema fingerprint.
+
+    Unpublished versions (held back by a check) never become a baseline, so a bad day cannot move it."""
+    keys = {dataset_key(r.namespace, r.name): r for r in refs}
+    rows: dict[DatasetRef, list[int]] = {r: [] for r in refs}
+    schema: dict[DatasetRef, str | None] = {}
+    for ident, count, fingerprint in conn.execute(_BASELINES, (list(keys), MAX_BASELINE_VERSIONS)).fetchall():
+        ref = keys[bytes(ident)]
+        if count is not None:
+            rows[ref].append(int(count))
+        if ref not in schema:
+            schema[ref] = fingerprint
+    return {r: Baseline(tuple(rows[r]), schema.get(r)) for r in refs}

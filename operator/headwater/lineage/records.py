@@ -20,8 +20,18 @@ from headwater.spec.models import RunPhase, StepPhase
 from headwater.spec.times import isotime_precise
 
 __all__ = [
-    "RUN_PHASES", "STEP_PHASES", "DatasetRef", "DatasetVersionRecord", "EdgeRecord",
-    "Record", "RunRecord", "StepRecord", "dataset_key", "jsonable",
+    "RUN_PHASES",
+    "STEP_PHASES",
+    "CheckRecord",
+    "DatasetRef",
+    "DatasetVersionRecord",
+    "DeclaredOutputsRecord",
+    "EdgeRecord",
+    "Record",
+    "RunRecord",
+    "StepRecord",
+    "dataset_key",
+    "jsonable",
 ]
 
 RUN_PHASES: Final = frozenset(p.value for p in RunPhase)
@@ -140,8 +150,30 @@ class EdgeRecord:
 
 
 @dataclass(frozen=True)
+class CheckRecord:
+    """One check's verdict on a dataset version (see ``headwater.runs.checks``)."""
+
+    name: str
+    kind: str
+    severity: str
+    outcome: str
+    observed: str | None = None
+    baseline: str | None = None
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.severity not in ("error", "warn"):
+            raise ValueError(f"check severity {self.severity!r} is not error or warn")
+        if self.outcome not in ("Passed", "Failed", "Skipped"):
+            raise ValueError(f"check outcome {self.outcome!r} is not Passed, Failed or Skipped")
+
+
+@dataclass(frozen=True)
 class DatasetVersionRecord:
-    """A successful write of ``dataset`` by a step of a run (one per dataset, run and step)."""
+    """A write of ``dataset`` by a step of a run (one per dataset, run and step).
+
+    ``published`` is False when a check of severity error failed on it: the rows were written, but
+    nothing downstream may take it as the dataset's current version (baselines, triggers, "latest")."""
 
     dataset: DatasetRef
     run_id: str
@@ -150,6 +182,8 @@ class DatasetVersionRecord:
     written_at: datetime
     row_count: int | None = None
     schema_fingerprint: str | None = None
+    published: bool = True
+    checks: tuple[CheckRecord, ...] = ()
 
     def __post_init__(self) -> None:
         _check_aware(self.written_at, "written_at")
@@ -161,7 +195,25 @@ class DatasetVersionRecord:
         return _digest("version", self.dataset.namespace, self.dataset.name, self.run_id, self.step)
 
 
-Record = RunRecord | StepRecord | EdgeRecord | DatasetVersionRecord
+@dataclass(frozen=True)
+class DeclaredOutputsRecord:
+    """The datasets a step of a run declares it writes, whether it wrote them or not."""
+
+    run_id: str
+    pipeline: str
+    step: str
+    outputs: tuple[DatasetRef, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outputs", tuple(sorted(set(self.outputs))))
+
+    @property
+    def key(self) -> str:
+        return _digest("declared", self.run_id, self.pipeline, self.step,
+                       [[d.namespace, d.name] for d in self.outputs])
+
+
+Record = RunRecord | StepRecord | EdgeRecord | DatasetVersionRecord | DeclaredOutputsRecord
 def jsonable(value: object) -> Any:
     """``value`` as JSON-ready data: dataclasses become dicts with camelCase keys, times RFC 3339 UTC."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -12,9 +12,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from headwater.lineage import sqllineage
-from headwater.lineage.records import DatasetRef, DatasetVersionRecord, EdgeRecord, Record, RunRecord, StepRecord
+from headwater.lineage.records import (
+    CheckRecord,
+    DatasetRef,
+    DatasetVersionRecord,
+    DeclaredOutputsRecord,
+    EdgeRecord,
+    Record,
+    RunRecord,
+    StepRecord,
+)
+from headwater.runs import checks
 from headwater.spec.conditions import condition_is
-from headwater.spec.models import PipelineRunStatus, RunPhase, StepPhase, StepReason, StepSpec
+from headwater.spec.models import CheckResult, PipelineRunStatus, RunPhase, StepPhase, StepReason, StepSpec, StepStatus
 from headwater.spec.times import parse_time
 
 __all__ = [
@@ -94,9 +104,24 @@ def _datasets(step: StepSpec) -> tuple[tuple[DatasetRef, ...], tuple[DatasetRef,
     return tuple(sorted(inputs)), tuple(sorted(outputs))
 
 
+def _wrote(step: StepStatus) -> bool:
+    """The step's Job wrote its outputs in this run: it succeeded, or its Job did and a check held the
+    version back (then the version is recorded unpublished)."""
+    if step.reason == StepReason.REUSED:
+        return False
+    return step.phase == StepPhase.SUCCEEDED or (step.phase == StepPhase.FAILED and step.reason ==
+                                                 StepReason.CHECK_FAILED and bool(step.checks))
+
+
+def _check_records(results: list[CheckResult], dataset: DatasetRef) -> tuple[CheckRecord, ...]:
+    return tuple(CheckRecord(r.name, r.kind, r.severity.value, r.outcome.value, r.observed, r.baseline, r.message)
+                 for r in results if r.dataset == str(dataset))
+
+
 def records_for_run(run: dict[str, Any]) -> list[Record]:
-    """Everything the store should know about a run: the run, its steps, and for each succeeded step
-    its lineage edges and a version of each dataset it wrote."""
+    """Everything the store should know about a run: the run, its steps, and for each step that wrote
+    its lineage edges and a version of each dataset it wrote, with its checks' verdicts (unpublished
+    when a check of severity error failed)."""
     meta, spec = run["metadata"], run.get("spec") or {}
     status = PipelineRunStatus.model_validate(run.get("status") or {})
     pipeline = spec.get("pipelineRef", {}).get("name", "")
@@ -106,18 +131,34 @@ def records_for_run(run: dict[str, Any]) -> list[Record]:
                                    name=meta["name"], uid=meta["uid"])]
     snapshot = {s.id: s for s in (status.pipeline_spec.steps if status.pipeline_spec else [])}
     for step in status.steps:
-        failed = step.phase in (StepPhase.FAILED, StepPhase.CANCELLED)
+        # why a step did not write (failed, cancelled, or skipped and because of what) is kept for explain
+        unwritten = step.phase in (StepPhase.FAILED, StepPhase.CANCELLED, StepPhase.SKIPPED)
         out.append(StepRecord(rid, pipeline, step.name, step.phase.value, step.attempts, _time(step.started_at),
-                              _time(step.finished_at), _rows(step.result), step.message if failed else None))
+                              _time(step.finished_at), _rows(step.result), step.message if unwritten else None))
         declared = snapshot.get(step.name)
-        if declared is None or step.phase != StepPhase.SUCCEEDED or step.reason == StepReason.REUSED:
+        if declared is not None and declared.outputs:
+            out.append(DeclaredOutputsRecord(rid, pipeline, step.name,
+                                             tuple(DatasetRef(o.namespace, o.name) for o in declared.outputs)))
+        if declared is None or not _wrote(step):
             continue
         inputs, outputs = _datasets(declared)
         written = _time(step.finished_at) or datetime.now(UTC)
         if inputs or outputs:
             out.append(EdgeRecord(rid, pipeline, step.name, inputs, outputs, written))
-        rows = _rows(step.result) if len(outputs) == 1 else None
         fingerprint = (step.result or {}).get("schemaFingerprint")
-        out.extend(DatasetVersionRecord(o, rid, pipeline, step.name, written, rows,
-                                        fingerprint if isinstance(fingerprint, str) else None) for o in outputs)
+        published = step.phase == StepPhase.SUCCEEDED
+        declared_outputs = {DatasetRef(o.namespace, o.name): o for o in declared.outputs}
+        for o in outputs:
+            spec = declared_outputs.get(o)
+            seen = checks.observe(step.result, spec, len(outputs) == 1) if spec is not None else None
+            rows = seen.rows if seen is not None and seen.rows is not None else \
+                (_rows(step.result) if len(outputs) == 1 else None)
+            schema = (seen.schema if seen is not None else None) or \
+                (fingerprint if isinstance(fingerprint, str) else None)
+            out.append(DatasetVersionRecord(o, rid, pipeline, step.name, written, _bounded(rows), schema,
+                                            published, _check_records(step.checks or [], o)))
     return out
+
+
+def _bounded(rows: int | None) -> int | None:
+    return rows if rows is not None and rows < _BIGINT else None

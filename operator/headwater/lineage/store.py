@@ -25,8 +25,9 @@ from headwater.lineage import explain as _explain
 from headwater.lineage import queries
 from headwater.lineage.migrations import check_url, migrate
 from headwater.lineage.openlineage import ParsedEvent, parse_run_event
-from headwater.lineage.records import Record
+from headwater.lineage.records import DatasetRef, Record
 from headwater.lineage.writes import write_record
+from headwater.runs.checks import Baseline
 
 __all__ = ["DEFAULT_STATEMENT_TIMEOUT", "IngestResult", "LineageStore"]
 
@@ -182,6 +183,11 @@ class LineageStore:
     def datasets(self, *, limit: int = 1000, offset: int = 0) -> list[queries.DatasetSummary]:
         with self.transaction() as conn:
             return queries.datasets(conn, limit=limit, offset=offset)
+
+    def baselines(self, refs: list[DatasetRef]) -> dict[DatasetRef, Baseline]:
+        """Check baselines: the latest published versions of each dataset (``queries.baselines``)."""
+        with self.transaction() as conn:
+            return queries.baselines(conn, refs)
 
     def run(self, run_id: str) -> queries.RunDetail:
         with self.transaction() as conn:

@@ -14,6 +14,7 @@ import psycopg
 from headwater.lineage.records import (
     DatasetRef,
     DatasetVersionRecord,
+    DeclaredOutputsRecord,
     EdgeRecord,
     Record,
     RunRecord,
@@ -91,10 +92,17 @@ WHERE excluded.first_seen < e.first_seen OR excluded.last_seen > e.last_seen
 """
 
 _INSERT_VERSION = """
-INSERT INTO dataset_versions (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint)
+INSERT INTO dataset_versions (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint,
+                              published)
 VALUES (%(dataset_id)s, %(run_id)s, %(pipeline)s, %(step)s, %(written_at)s, %(row_count)s,
-        %(schema_fingerprint)s)
+        %(schema_fingerprint)s, %(published)s)
 ON CONFLICT (dataset_id, run_id, step) DO NOTHING
+"""
+_INSERT_CHECK = """
+INSERT INTO check_results (version_id, name, kind, severity, outcome, observed, baseline, message)
+SELECT v.id, %(name)s, %(kind)s, %(severity)s, %(outcome)s, %(observed)s, %(baseline)s, %(message)s
+FROM dataset_versions v WHERE v.dataset_id = %(dataset_id)s AND v.run_id = %(run_id)s AND v.step = %(step)s
+ON CONFLICT (version_id, name) DO NOTHING
 """
 
 
@@ -152,8 +160,30 @@ def _write_version(conn: Conn, record: DatasetVersionRecord) -> None:
     conn.execute(_INSERT_VERSION, {
         "dataset_id": dataset_id, "run_id": record.run_id, "pipeline": record.pipeline, "step": record.step,
         "written_at": record.written_at, "row_count": record.row_count,
-        "schema_fingerprint": record.schema_fingerprint,
+        "schema_fingerprint": record.schema_fingerprint, "published": record.published,
     })
+    for check in record.checks:
+        conn.execute(_INSERT_CHECK, {
+            "dataset_id": dataset_id, "run_id": record.run_id, "step": record.step, "name": check.name,
+            "kind": check.kind, "severity": check.severity, "outcome": check.outcome, "observed": check.observed,
+            "baseline": check.baseline, "message": check.message,
+        })
+
+
+_UPSERT_DECLARED = """
+INSERT INTO step_outputs AS o (job_id, dataset_id, last_run_id)
+SELECT %(job)s, d, %(run_id)s FROM unnest(%(outputs)s::bigint[]) AS d ORDER BY d
+ON CONFLICT (dataset_id, job_id) DO UPDATE SET last_run_id = excluded.last_run_id
+WHERE o.last_run_id IS DISTINCT FROM excluded.last_run_id
+"""
+
+
+def _write_declared(conn: Conn, record: DeclaredOutputsRecord) -> None:
+    if not record.outputs:
+        return
+    ids = ensure_datasets(conn, record.outputs)
+    job = _ensure_job(conn, record.pipeline, record.step)
+    conn.execute(_UPSERT_DECLARED, {"job": job, "run_id": record.run_id, "outputs": [ids[d] for d in record.outputs]})
 
 
 def write_record(conn: Conn, record: Record) -> None:
@@ -164,5 +194,7 @@ def write_record(conn: Conn, record: Record) -> None:
         _write_step(conn, record)
     elif isinstance(record, EdgeRecord):
         _write_edges(conn, record)
+    elif isinstance(record, DeclaredOutputsRecord):
+        _write_declared(conn, record)
     else:
         _write_version(conn, record)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -33,7 +33,7 @@ from headwater.lineage.run_records import (
     is_recorded,
     run_id,
 )
-from headwater.runs import history, planning
+from headwater.runs import checks, history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
 from headwater.runs.settling import (
@@ -66,6 +66,11 @@ class RunSink(Protocol):
     def notify(self, namespace: str, name: str) -> None: ...
 
 
+Baselines = Callable[[list[str]], Mapping[str, checks.Baseline]]
+"""Earlier published versions of datasets (``namespace/name``) for checks: the lineage store's, read at once;
+raises while the store is away (the run is reconciled again, its checks not evaluated without it)."""
+
+
 class EventFeed(Protocol):
     """Takes OpenLineage RunEvents to send (a background sender): must return at once."""
 
@@ -84,8 +89,9 @@ class RunEngine:
                  recorder: RunSink | None = None, metrics: Metrics | None = None,
                  emitter: EventFeed | None = None,
                  on_finish: Callable[[RunRef, PipelineRunStatus, bool], None] | None = None,
-                 isolation: Isolation | None = None) -> None:
+                 isolation: Isolation | None = None, baselines: Baselines | None = None) -> None:
         self.kube = kube
+        self.baselines = baselines
         self.isolation = isolation or Isolation(post_event)
         self.on_finish = on_finish
         self.emitter = emitter
@@ -173,7 +179,8 @@ class RunEngine:
         status = PipelineRunStatus.model_validate(raw_status)
         ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
         observed = self._observe(ref, status)
-        out = planning.plan(ref, spec, status, observed, self.clock(), self.settings)
+        out = planning.plan(ref, spec, status, observed, self.clock(), self.settings,
+                            self._baselines(status, observed))
         # remembered before the writes, so that the events of the Jobs being created are known for what they are
         self.memory.remember(run, out.status or status)
         try:
@@ -189,6 +196,15 @@ class RunEngine:
                                      self.clock()):
                 self.emitter.send(event)
         return out
+
+    def _baselines(self, status: PipelineRunStatus,
+                   observed: Mapping[str, JobObservation]) -> Mapping[str, checks.Baseline]:
+        """Baselines of the checks the planner is about to evaluate (none without a lineage store)."""
+        if self.baselines is None or status.pipeline_spec is None:
+            return {}
+        succeeded = {step for step, seen in observed.items() if seen.phase == StepPhase.SUCCEEDED}
+        wanted = checks.baseline_requests(status.pipeline_spec, status, succeeded)
+        return self.baselines(wanted) if wanted else {}
 
     def _start(self, run: dict[str, Any], spec: PipelineRunSpec) -> PipelineRunStatus | None:
         """The first status of a run, or None while its Pipeline does not exist yet."""
@@ -291,6 +307,9 @@ class RunEngine:
                 continue
             if step.phase == StepPhase.SUCCEEDED:
                 seen[step.name] = now
+            for verdict in step.checks or []:
+                self.metrics.checks.labels(ref.pipeline, verdict.dataset, verdict.name, verdict.severity.value,
+                                           verdict.outcome.value).inc()
             if step.started_at and step.finished_at and step.reason != StepReason.REUSED:
                 elapsed = (parse_time(step.finished_at) - parse_time(step.started_at)).total_seconds()
                 self.metrics.step_duration.labels(ref.pipeline, step.name).observe(elapsed)

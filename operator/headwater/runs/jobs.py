@@ -153,6 +153,23 @@ def container_security_context(*levels: SecurityContext | None) -> dict[str, Any
     return context
 
 
+def _measures(step: StepSpec) -> list[dict[str, Any]]:
+    """What a sql step's runner measures on its output tables after the commit, for the outputs' checks."""
+    out = []
+    for output in step.outputs:
+        item: dict[str, Any] = {"output": output.name}
+        for check in output.all_checks:
+            if check.schema_unchanged:
+                item["columns"] = True
+            if check.freshness is not None and check.freshness.column:
+                item["freshnessColumn"] = check.freshness.column
+            if check.sql is not None:
+                item.setdefault("assertions", {})[check.name] = check.sql
+        if len(item) > 1:
+            out.append(item)
+    return out
+
+
 def _container(step: StepSpec, settings: JobSettings, pipeline_context: SecurityContext | None) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "step",
@@ -165,6 +182,9 @@ def _container(step: StepSpec, settings: JobSettings, pipeline_context: Security
     if step.type == "sql":
         container["command"] = step.command or ["headwater", "step", "sql"]
         env.append({"name": "HEADWATER_SQL", "value": step.sql or ""})
+        measures = _measures(step)
+        if measures:
+            env.append({"name": "HEADWATER_CHECKS", "value": json.dumps(measures, separators=(",", ":"))})
         if step.connection_secret_ref is not None:
             ref = step.connection_secret_ref
             env.append({

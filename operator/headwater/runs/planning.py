@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from headwater.runs import checks
 from headwater.runs.jobs import (
     BLOCKED_REASONS,
     PROBE_AFTER_SECONDS,
@@ -34,6 +35,7 @@ from headwater.spec.models import (
     RunPhase,
     StepPhase,
     StepReason,
+    StepSpec,
     StepStatus,
 )
 from headwater.spec.times import format_duration, isotime, parse_time
@@ -147,12 +149,17 @@ def plan(
     observed: Mapping[str, JobObservation],
     now: datetime,
     settings: JobSettings,
+    baselines: Mapping[str, checks.Baseline] | None = None,
 ) -> Plan:
     """Decide the next step of a started run from what the cluster shows.
 
     ``observed`` maps step ids to what their Jobs report.  Terminal step
     outcomes already in ``status`` are final; everything else is read from the
-    Jobs.  A finished run plans nothing.
+    Jobs.  A finished run plans nothing.  A step whose Job succeeded has its
+    output checks evaluated (``baselines``: earlier published versions, by
+    ``namespace/name``, see :func:`headwater.runs.checks.baseline_requests`);
+    a failed check of severity error fails it with reason CheckFailed and skips
+    everything downstream with the same reason.
     """
     out = Plan()
     if status.phase.final or status.pipeline_spec is None:
@@ -160,8 +167,10 @@ def plan(
     pipeline = status.pipeline_spec
     work = _Work(run, spec, observed, settings, out)
     previous = {s.name: s for s in status.steps}
+    by_id = {s.id: s for s in pipeline.steps}
     for step_id in dag.topological_order(pipeline.steps):
         work.steps[step_id] = _observe_step(previous.get(step_id), step_id, observed.get(step_id))
+        _check_outputs(work.steps[step_id], previous.get(step_id), by_id[step_id], baselines or {}, now)
     halted = spec.cancel or (pipeline.fail_fast and any(s.phase == StepPhase.FAILED for s in work.steps.values()))
     if halted:
         _halt(work, StepReason.CANCELLED if spec.cancel else StepReason.FAIL_FAST, now)
@@ -205,6 +214,21 @@ def _observe_step(prev: StepStatus | None, step_id: str, seen: JobObservation | 
     return StepStatus(name=step_id, phase=StepPhase.PENDING, message=prev.message if prev else None)
 
 
+def _check_outputs(step: StepStatus, prev: StepStatus | None, spec: StepSpec,
+                   baselines: Mapping[str, checks.Baseline], now: datetime) -> None:
+    """Evaluate the checks of a step whose Job has just succeeded; a blocking failure fails the step."""
+    if step.phase != StepPhase.SUCCEEDED or (prev is not None and prev.phase.final) or step.reason == StepReason.REUSED:
+        return
+    if not any(o.all_checks for o in spec.outputs):
+        return
+    written = parse_time(step.finished_at) if step.finished_at else now
+    step.checks = checks.evaluate_step(spec, step.result, written, baselines)
+    block = checks.blocking(step.checks)
+    if block is not None:
+        step.phase, step.reason = StepPhase.FAILED, StepReason.CHECK_FAILED
+        step.message = f"{checks.describe(block)}; the version is not published"
+
+
 def _halt(work: _Work, reason: str, now: datetime) -> None:
     """Cancel (or fail fast): delete unfinished Jobs and end every unfinished step."""
     for step in work.steps.values():
@@ -232,7 +256,13 @@ def _advance(work: _Work, pipeline: PipelineSpec, now: datetime) -> None:
             continue
         deps = [work.steps[d] for d in by_id[step_id].depends_on]
         broken = next((d for d in deps if d.phase.final and not _satisfied(d)), None)
-        if broken is not None:
+        if broken is not None and broken.reason == StepReason.CHECK_FAILED:
+            # the whole closure says which check held it back, not only the nearest skipped step
+            step.phase, step.reason = StepPhase.SKIPPED, StepReason.CHECK_FAILED
+            step.message = broken.message if broken.phase == StepPhase.SKIPPED else \
+                f"upstream step {broken.name}: {broken.message}"
+            step.finished_at = isotime(now)
+        elif broken is not None:
             step.phase, step.reason = StepPhase.SKIPPED, StepReason.UPSTREAM_FAILED
             step.message = f"upstream step {broken.name} {broken.phase.value.lower()}"
             step.finished_at = isotime(now)
@@ -292,6 +322,9 @@ def _diff_events(previous: Mapping[str, StepStatus], new: PipelineRunStatus, out
             out.events.append(Event("Warning", step.reason or "", f"Step {step.name} cannot start: {step.message}"))
         if old is not None and old.phase == step.phase and old.job == step.job:
             continue
+        if step.phase.final and (old is None or not old.phase.final):
+            out.events.extend(Event("Warning", "CheckWarning", f"Step {step.name}: {checks.describe(r)}")
+                              for r in checks.failed_warnings(step.checks or []))
         event = _step_event(step)
         if event is not None:
             out.events.append(event)

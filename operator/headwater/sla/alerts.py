@@ -15,13 +15,13 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from headwater.spec.models import MAX_ALERT_DATASETS, Alert, AlertDataset, PipelineSpec
+from headwater.spec.models import MAX_ALERT_DATASETS, Alert, AlertDataset, PipelineSpec, StepReason, StepStatus
 from headwater.spec.text import clean
 from headwater.spec.times import isotime
 
 __all__ = [
-    "DatasetGraph", "Incident", "acknowledge", "add_alert", "alert_for", "is_pending", "notification",
-    "prune_alerts", "run_alert_id", "stale_alert_id",
+    "DatasetGraph", "Incident", "acknowledge", "add_alert", "alert_for", "check_alert_id", "is_pending",
+    "notification", "prune_alerts", "run_alert_id", "stale_alert_id", "step_cause",
 ]
 
 MAX_ALERTS: Final = 32
@@ -97,6 +97,31 @@ def alert_for(incident: Incident, alert_id: str, now: datetime, channel: str | N
         id=alert_id, raised_at=isotime(now), cause=clean(incident.cause, 1024), source=incident.source[:253],
         affected_datasets=[AlertDataset(namespace=k[0], name=k[1]) for k in incident.affected[:MAX_ALERT_DATASETS]],
         affected_count=len(incident.affected), owners=list(incident.owners[:32]), channel=channel)
+
+
+_LAST_ATTEMPT = "; last attempt: "
+
+
+def step_cause(pipeline: str, run: str, step: StepStatus) -> str:
+    """Why a step failed, for people: a failed check as the check said it (observed value and baseline), and
+    otherwise the step's own error (its termination message) first, the Job's reason after it."""
+    if step.reason == StepReason.CHECK_FAILED:
+        return f"{pipeline}/{step.name} in run {run}: {step.message or 'a check failed'}"
+    error = (step.result or {}).get("error")
+    message = step.message or ""
+    own = error if isinstance(error, str) and error.strip() else \
+        (message.split(_LAST_ATTEMPT, 1)[1] if _LAST_ATTEMPT in message else None)
+    if own:
+        job = message.split(_LAST_ATTEMPT, 1)[0] if _LAST_ATTEMPT in message else message
+        detail = f"{step.reason}: {job}" if job and job != own else step.reason
+        return f"{pipeline}/{step.name} failed in run {run}: {clean(own)} ({detail})"
+    return f"{pipeline}/{step.name} failed in run {run}: {step.reason}: {message}".strip()
+
+
+def check_alert_id(uid: str, step: str, dataset: str, check: str) -> str:
+    """One announcement per warning check verdict on a version."""
+    digest = hashlib.sha256(json.dumps([uid, step, dataset, check]).encode()).hexdigest()
+    return f"check-{digest[:24]}"
 
 
 def run_alert_id(uid: str) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+from headwater.runs import checks
 from headwater.runs.settling import finished_later
-from headwater.sla.alerts import DatasetGraph, Incident
+from headwater.sla.alerts import DatasetGraph, Incident, check_alert_id, step_cause
 from headwater.spec.models import DatasetStatus, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase, StepReason
 
-__all__ = ["clear_risk", "failure_incident", "mark_at_risk", "record_writes", "steps_that_wrote"]
+__all__ = ["check_warnings", "clear_risk", "failure_incident", "mark_at_risk", "record_writes", "steps_that_wrote"]
 
 
 def steps_that_wrote(status: PipelineRunStatus) -> dict[str, str | None]:
@@ -44,9 +45,23 @@ def failure_incident(graph: DatasetGraph, namespace: str, pipeline: str, run: st
         return None
     failed = [s for s in status.steps if s.phase == StepPhase.FAILED]
     roots = [k for s in failed for k in graph.outputs_of_step.get((namespace, pipeline, s.name), [])]
-    cause = "; ".join(f"{pipeline}/{s.name} failed in run {namespace}/{run}: {s.reason}: {s.message or ''}".strip()
-                      for s in failed)
+    cause = "; ".join(step_cause(pipeline, f"{namespace}/{run}", s) for s in failed)
     return Incident.build(graph, cause, f"{namespace}/{pipeline}", roots)
+
+
+def check_warnings(graph: DatasetGraph, namespace: str, pipeline: str, run: str, uid: str,
+                   status: PipelineRunStatus) -> list[tuple[str, Incident]]:
+    """One announcement (alert id, incident) per warning-severity check that failed in the run: the version
+    is published, so these put nothing at risk."""
+    warned: list[tuple[str, Incident]] = []
+    for step in status.steps:
+        for verdict in checks.failed_warnings(step.checks or []):
+            cause = (f"{pipeline}/{step.name} in run {namespace}/{run}: {checks.describe(verdict)} "
+                     f"(warning: the version is published)")
+            roots = [checks.split_label(verdict.dataset)]
+            warned.append((check_alert_id(uid, step.name, verdict.dataset, verdict.name),
+                           Incident.build(graph, cause, f"{namespace}/{pipeline}", roots)))
+    return warned
 
 
 def mark_at_risk(datasets: list[DatasetStatus], incident: Incident) -> None:

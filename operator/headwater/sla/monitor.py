@@ -43,7 +43,14 @@ from headwater.sla.alerts import (
 )
 from headwater.sla.evaluation import FreshnessPass, Mutation, channel, check_freshness, dataset_entries, sla_conditions
 from headwater.sla.exporting import MetWindow, summarize
-from headwater.sla.incidents import clear_risk, failure_incident, mark_at_risk, record_writes, steps_that_wrote
+from headwater.sla.incidents import (
+    check_warnings,
+    clear_risk,
+    failure_incident,
+    mark_at_risk,
+    record_writes,
+    steps_that_wrote,
+)
 from headwater.spec import constants as c
 from headwater.spec.models import Alert, DatasetStatus, PipelineRunStatus, PipelineSpec, PipelineStatus, RunPhase
 
@@ -115,15 +122,19 @@ class SlaMonitor:
         """
         now = now or datetime.now(UTC)
         wrote = steps_that_wrote(status)
-        incident = None
-        if status.phase == RunPhase.FAILED:
-            incident = failure_incident(DatasetGraph.from_pipelines(self._pipelines()), ref.namespace,
-                                        ref.pipeline, ref.name, status)
+        incident, warned = None, []
+        if status.phase == RunPhase.FAILED or any(s.checks for s in status.steps):
+            graph = DatasetGraph.from_pipelines(self._pipelines())
+            incident = failure_incident(graph, ref.namespace, ref.pipeline, ref.name, status)
+            warned = check_warnings(graph, ref.namespace, ref.pipeline, ref.name, ref.uid, status)
 
         def written(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert]) -> None:
             record_writes(spec, datasets, wrote, ref.name)
             if incident is not None and incident.affected and self.alerts is not None:
                 add_alert(alerts, alert_for(incident, run_alert_id(ref.uid), now, channel(spec)))
+            if self.alerts is not None:
+                for alert_id, warning in warned:  # announced, never marking anything at risk
+                    add_alert(alerts, alert_for(warning, alert_id, now, channel(spec)))
 
         after = self._update(ref.namespace, ref.pipeline, written, now)
         missed: list[str] = []
@@ -132,8 +143,8 @@ class SlaMonitor:
             missed = self._on_each("clearing a risk", lambda _s, datasets, _a: clear_risk(datasets, source), now)
         elif incident is not None:
             missed = self._raise(incident, now, put_at_risk=latest)
-            if after is not None:
-                self._send_pending(ref.namespace, ref.pipeline, after.alerts)
+        if (incident is not None or warned) and after is not None:
+            self._send_pending(ref.namespace, ref.pipeline, after.alerts)
         if missed:
             raise RuntimeError(f"could not update the datasets of Pipeline(s) {', '.join(missed)}")
 

@@ -39,11 +39,12 @@ from headwater.spec.podspec import (
 )
 
 __all__ = [
-    "Alert", "AlertDataset", "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "Dataset", "EnvFromSource",
+    "Alert", "AlertDataset", "ChangeCheck", "Check", "CheckOutcome", "CheckResult", "CheckSeverity",
+    "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "DataFreshnessCheck", "Dataset", "EnvFromSource",
     "EnvVar", "EnvVarSource", "Freshness", "NamedRef", "Notifications", "OutputDataset",
     "PipelineRef", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
-    "PodMetadata", "Resources", "RunPhase", "SecretKeyRef", "SecurityContext", "StepPhase", "StepReason",
-    "StepSpec", "StepStatus", "StepType", "Timestamp", "Trigger",
+    "PodMetadata", "Resources", "RowCountCheck", "RunPhase", "SecretKeyRef", "SecurityContext", "StepPhase",
+    "StepReason", "StepSpec", "StepStatus", "StepType", "Timestamp", "Trigger",
 ]
 
 
@@ -127,6 +128,9 @@ class StepReason(StrEnum):
     """The step names a ServiceAccount outside the operator's allow-list; no Job is created."""
     INVALID_SECURITY_CONTEXT = "InvalidSecurityContext"
     """The step's securityContext over the pipeline's is one Kubernetes refuses; no Job is created."""
+    CHECK_FAILED = "CheckFailed"
+    """A check of severity error failed on an output the step wrote (the step: Failed; the version is not
+    published), or on an output of a step upstream (the step: Skipped)."""
 
 
 class Freshness(SpecModel):
@@ -185,10 +189,137 @@ class Dataset(SpecModel):
         return f"{self.namespace}/{self.name}"
 
 
+class CheckSeverity(StrEnum):
+    """What a failed check does: error keeps the version from being published, warn only tells."""
+
+    ERROR = "error"
+    WARN = "warn"
+
+
+class CheckOutcome(StrEnum):
+    """A check's verdict on one dataset version; Skipped: nothing to compare with yet (no baseline)."""
+
+    PASSED = "Passed"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+
+
+class RowCountCheck(SpecModel):
+    """Bounds on the rows the step reports for the output."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=r.cel(r.ROW_COUNT_BOUNDS))
+    min: int | None = optional("Fewest rows allowed.", ge=0)
+    max: int | None = optional("Most rows allowed.", ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RowCountCheck:
+        if (self.min is None and self.max is None) or (
+                self.min is not None and self.max is not None and self.min > self.max):
+            raise r.ROW_COUNT_BOUNDS.error()
+        return self
+
+
+class ChangeCheck(SpecModel):
+    """The row count against a trailing baseline: the median of the last published versions."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=r.cel(r.CHANGE_BOUNDS))
+    max_drop_percent: int | None = optional(
+        "Fail when the rows are more than this many percent below the baseline (1-100).", ge=1, le=100)
+    max_growth_percent: int | None = optional(
+        "Fail when the rows are more than this many percent above the baseline (1-100000).", ge=1, le=100000)
+    versions: int = Field(7, ge=1, le=30, description="How many of the latest published versions make the "
+                          "baseline (their median row count); fewer are used while fewer exist.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ChangeCheck:
+        if self.max_drop_percent is None and self.max_growth_percent is None:
+            raise r.CHANGE_BOUNDS.error()
+        return self
+
+
+class DataFreshnessCheck(SpecModel):
+    """How old the newest record may be when the step writes the output."""
+
+    model_config = ConfigDict(frozen=True)
+    max_age: Annotated[str, string(32, r.DURATION)] = Field(
+        description="Fail when the newest record is older than this at write time, e.g. 2h or 1d.")
+    column: Annotated[str, string(63, r.SQL_IDENTIFIER)] | None = optional(
+        "For sql steps: the timestamp column whose maximum is the newest record (the step reports it). "
+        "Other steps report newestRecordAt in their result.")
+
+    @field_validator("max_age")
+    @classmethod
+    def _positive(cls, value: str) -> str:
+        if parsing.parse_duration(value) <= timedelta(0):
+            raise parsing.error("duration", "maxAge must be longer than 0s")
+        return value
+
+    @property
+    def max_age_delta(self) -> timedelta:
+        return parsing.parse_duration(self.max_age)
+
+
+class Check(SpecModel):
+    """A data check on a version of the output, evaluated when the step's Job succeeds (docs/checks.md)."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=r.cel(r.CHECK_ONE_KIND))
+    name: Annotated[str, string(63, r.DNS_LABEL)] = Field(
+        description="Name of the check, unique within the output (named in Events, alerts and metrics).")
+    severity: CheckSeverity = Field(
+        CheckSeverity.ERROR, description="error: a failure keeps the version from being published and skips "
+        "what depends on it; warn: a failure is announced and the run goes on.")
+    row_count: RowCountCheck | None = optional("Bounds on the row count.")
+    change: ChangeCheck | None = optional("Row count change against the median of the last published versions.")
+    schema_unchanged: bool | None = optional(
+        "The columns must be those of the last published version (true to check).")
+    sql: Annotated[str, string(65536)] | None = optional(
+        "For sql steps: a query that must return no rows, run after the step's SQL (e.g. rows that break a rule).")
+    freshness: DataFreshnessCheck | None = optional("How old the newest record may be at write time.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Check:
+        kinds = [self.row_count, self.change, self.schema_unchanged, self.sql, self.freshness]
+        if sum(k is not None for k in kinds) != 1:
+            raise r.CHECK_ONE_KIND.error(name=self.name)
+        return self
+
+    @property
+    def kind(self) -> str:
+        """rowCount, change, schemaUnchanged, sql or freshness."""
+        for kind, value in (("rowCount", self.row_count), ("change", self.change),
+                            ("schemaUnchanged", self.schema_unchanged), ("sql", self.sql),
+                            ("freshness", self.freshness)):
+            if value is not None:
+                return kind
+        raise AssertionError("a check has exactly one kind")
+
+
+MAX_CHECKS_PER_OUTPUT = 10
+
+
 class OutputDataset(Dataset):
-    """A dataset the step writes, with an optional freshness SLA."""
+    """A dataset the step writes, with an optional freshness SLA and data checks."""
 
     freshness: Freshness | None = optional("How fresh this dataset must be; Headwater checks it.")
+    checks: tuple[Check, ...] | None = optional(
+        f"Data checks on each version the step writes (at most {MAX_CHECKS_PER_OUTPUT}); a failed check of "
+        "severity error keeps the version from being published.",
+        max_length=MAX_CHECKS_PER_OUTPUT,
+        # unique names as a list map: CEL comparing every pair is beyond the apiserver's cost budget here
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
+
+    @field_validator("checks")
+    @classmethod
+    def _unique(cls, checks: tuple[Check, ...] | None) -> tuple[Check, ...] | None:
+        names = [c.name for c in checks or ()]
+        if len(set(names)) != len(names):
+            raise r.UNIQUE_CHECK_NAMES.error()
+        return checks
+
+    @property
+    def all_checks(self) -> tuple[Check, ...]:
+        """The output's checks (none when the field is absent)."""
+        return self.checks or ()
 
 
 def _step_rule(rule: r.Rule, ok: bool, info: ValidationInfo) -> None:
@@ -197,7 +328,8 @@ def _step_rule(rule: r.Rule, ok: bool, info: ValidationInfo) -> None:
 
 
 _STEP_RULES = (
-    r.NO_SELF_DEPENDENCY, r.IMAGE_REQUIRED, r.SQL_REQUIRED, r.SQL_ONLY_FOR_SQL, r.CONNECTION_ONLY_FOR_SQL
+    r.NO_SELF_DEPENDENCY, r.IMAGE_REQUIRED, r.SQL_REQUIRED, r.SQL_ONLY_FOR_SQL, r.CONNECTION_ONLY_FOR_SQL,
+    r.SQL_CHECK_ONLY_FOR_SQL,
 )
 
 
@@ -253,6 +385,13 @@ class StepSpec(SpecModel):
     )
     timeout_seconds: int = Field(300, ge=1, le=604800, description="Seconds one attempt may run (1 or more).")
     retries: int = Field(2, ge=0, le=10, description="How often a failed attempt is retried (0-10).")
+
+    @field_validator("outputs")
+    @classmethod
+    def _sql_checks(cls, value: list[OutputDataset], info: ValidationInfo) -> list[OutputDataset]:
+        ok = info.data.get("type") == StepType.SQL or all(c.sql is None for o in value for c in o.all_checks)
+        _step_rule(r.SQL_CHECK_ONLY_FOR_SQL, ok, info)
+        return value
 
     @field_validator("image")
     @classmethod
@@ -480,6 +619,23 @@ class PipelineRunSpec(SpecModel):
         return value
 
 
+class CheckResult(StatusModel):
+    """One check's verdict on the version of an output the step wrote."""
+
+    dataset: Annotated[str, string(768)] = Field(description="The output, as namespace/name.")
+    name: Annotated[str, string(63)] = Field(description="Name of the check.")
+    kind: Annotated[str, string(32)] = Field(description="rowCount, change, schemaUnchanged, sql or freshness.")
+    severity: CheckSeverity = Field(description="error or warn.")
+    outcome: CheckOutcome = Field(description="Passed, Failed, or Skipped (no baseline to compare with yet).")
+    observed: Annotated[str, string(256, min_length=0)] | None = optional("What was observed, e.g. 28788 rows.")
+    baseline: Annotated[str, string(256, min_length=0)] | None = optional(
+        "What it was compared with, e.g. median 47980 rows of the last 7 published versions.")
+    message: Annotated[str, string(1024, min_length=0)] = Field("", description="The verdict, for people.")
+
+
+MAX_CHECK_RESULTS = 64
+
+
 class StepStatus(StatusModel):
     """Observed state of one step of a run."""
 
@@ -494,6 +650,8 @@ class StepStatus(StatusModel):
     message: Annotated[str, string(4096, min_length=0)] | None = optional("Details for people.")
     result: FreeForm | None = optional("What the step reported (its termination message, a JSON object), "
                                    "e.g. {rowsAffected: 1234}.")
+    checks: list[CheckResult] | None = optional(
+        "Verdicts of the checks on the outputs the step wrote, once its Job succeeded.", max_length=MAX_CHECK_RESULTS)
 
 
 class PipelineRunStatus(StatusModel):

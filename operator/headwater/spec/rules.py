@@ -53,6 +53,7 @@ DURATION = r"^([0-9]+[smhd])+$"
 CLOCK = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 SLACK_CHANNEL = r"^#?[a-z0-9][a-z0-9._-]{0,79}$"
 NO_SPACE = r"^\S+$"
+SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 CAPABILITY = r"^[A-Z][A-Z0-9_]*$"
 LOCAL_PATH = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$"
 QUANTITY = (
@@ -75,6 +76,7 @@ PATTERN_HINTS = {
     CLOCK: "a time of day HH:MM (24-hour clock), such as 07:00",
     SLACK_CHANNEL: "a Slack channel such as #data-alerts",
     NO_SPACE: "a value without spaces",
+    SQL_IDENTIFIER: "a SQL column name: letters, digits and '_', not starting with a digit",
     CAPABILITY: "a Linux capability in capitals, such as NET_BIND_SERVICE or ALL",
     LOCAL_PATH: "a relative path without '..', such as profiles/audit.json",
 }
@@ -167,6 +169,30 @@ FRESHNESS_ONE_OF = Rule("has(self.maxAge) != has(self.deadline)", "set exactly o
 FRESHNESS_TIME_ZONE = Rule(
     "!has(self.timeZone) || has(self.deadline)", "timeZone applies only to a deadline",
     field_path=".timeZone", reason="FieldValueForbidden",
+)
+CHECK_ONE_KIND = Rule(
+    "[has(self.rowCount), has(self.change), has(self.schemaUnchanged), has(self.sql), has(self.freshness)]"
+    ".filter(x, x).size() == 1",
+    "a check needs exactly one of rowCount, change, schemaUnchanged, sql or freshness",
+    "check '{name}' needs exactly one of rowCount, change, schemaUnchanged, sql or freshness",
+    {"name": "self.name"},
+)
+ROW_COUNT_BOUNDS = Rule(
+    "(has(self.min) || has(self.max)) && (!has(self.min) || !has(self.max) || self.min <= self.max)",
+    "rowCount needs min, max or both, with min <= max",
+)
+CHANGE_BOUNDS = Rule(
+    "has(self.maxDropPercent) || has(self.maxGrowthPercent)",
+    "change needs maxDropPercent, maxGrowthPercent or both",
+)
+UNIQUE_CHECK_NAMES = Rule(  # Python only: the apiserver keeps names unique as the keys of a list map
+    "self.all(c, self.exists_one(d, d.name == c.name))", "check names must be unique within an output",
+)
+SQL_CHECK_ONLY_FOR_SQL = Rule(
+    "self.type == 'sql' || self.outputs.all(o, !has(o.checks) || o.checks.all(c, !has(c.sql)))",
+    "checks with sql are only for steps of type sql",
+    "step '{id}' of type {type} cannot have a check with sql; sql checks run in steps of type sql",
+    {"id": "self.id", "type": "self.type"}, field_path=".outputs", reason="FieldValueForbidden",
 )
 ENV_ONE_OF = Rule(
     "!has(self.value) || !has(self.valueFrom)", "value and valueFrom cannot both be set",

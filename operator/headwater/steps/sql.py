@@ -15,6 +15,12 @@ It reads its whole configuration from the environment the operator gives the ste
     literal ``%`` in the script must be written ``%%``; without them the script is sent as it is.
 ``HEADWATER_TERMINATION_LOG``
     Where the result goes; the container's ``terminationMessagePath`` (``/dev/termination-log``).
+``HEADWATER_CHECKS``
+    Optional JSON list the operator writes from the outputs' checks: for each output table what to
+    measure after the commit (``{"output": "raw.orders", "columns": true, "freshnessColumn": "updated_at",
+    "assertions": {"no-negative": "SELECT ..."}}``).  The result then carries ``outputs.<table>`` with
+    ``columns``/``schemaFingerprint``, ``newestRecordAt`` and ``checks`` (rows each assertion returned);
+    a measurement that errors is left out (the check then fails) and named in ``checkErrors``.
 
 The whole script runs in one transaction, committed at the end: either every statement takes effect or
 none does (so the script must not contain ``BEGIN``/``COMMIT`` of its own). The result, a small JSON
@@ -43,10 +49,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
+from headwater.runs.checks import schema_fingerprint
+
 __all__ = [
+    "ENV_CHECKS",
     "ENV_DATABASE_URL",
     "ENV_SQL",
     "ENV_SQL_FILE",
@@ -62,6 +72,7 @@ __all__ = [
     "error_message",
     "load_config",
     "main",
+    "measure_outputs",
     "run_sql",
     "termination_message",
 ]
@@ -71,6 +82,7 @@ ENV_SQL_FILE = "HEADWATER_SQL_FILE"
 ENV_DATABASE_URL = "HEADWATER_DATABASE_URL"
 ENV_STEP_PARAMS = "HEADWATER_STEP_PARAMS"
 ENV_TERMINATION_LOG = "HEADWATER_TERMINATION_LOG"
+ENV_CHECKS = "HEADWATER_CHECKS"
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 EXIT_SQL_ERROR = 1
@@ -99,6 +111,8 @@ class StepConfig:
     """A libpq connection string; empty means "from the ``PG*`` variables"."""
     params: dict[str, Any] | None = None
     termination_log: Path = Path(DEFAULT_TERMINATION_LOG)
+    checks: tuple[dict[str, Any], ...] = ()
+    """What to measure on each output table after the commit (``HEADWATER_CHECKS``)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,20 @@ def _params(env: Mapping[str, str]) -> dict[str, Any] | None:
     return {name: Jsonb(v) if isinstance(v, dict) else v for name, v in value.items()}
 
 
+def _checks(env: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
+    text = env.get(ENV_CHECKS, "")
+    if not text.strip():
+        return ()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_CHECKS} is not valid JSON ({exc})") from exc
+    if not isinstance(value, list) or not all(isinstance(v, dict) and isinstance(v.get("output"), str)
+                                              for v in value):
+        raise ConfigError(f"{ENV_CHECKS} must be a JSON list of objects naming an output table")
+    return tuple(value)
+
+
 def load_config(env: Mapping[str, str]) -> StepConfig:
     """The step's configuration from ``env`` (``os.environ``); :class:`ConfigError` names what is wrong."""
     return StepConfig(
@@ -179,6 +207,7 @@ def load_config(env: Mapping[str, str]) -> StepConfig:
         database_url=_database_url(env),
         params=_params(env),
         termination_log=Path(env.get(ENV_TERMINATION_LOG) or DEFAULT_TERMINATION_LOG),
+        checks=_checks(env),
     )
 
 
@@ -240,6 +269,72 @@ def run_sql(config: StepConfig) -> StepResult:
             cur.close()
     affected = sum(n for n in counts if n >= 0)
     return StepResult(rows_affected=affected, statements=len(counts), duration_seconds=duration)
+
+
+def _table(name: str) -> pgsql.Composable:
+    schema, _, table = name.rpartition(".")
+    return pgsql.Identifier(schema, table) if schema else pgsql.Identifier(table)
+
+
+def _columns(conn: psycopg.Connection[Any], name: str) -> list[str]:
+    schema, _, table = name.rpartition(".")
+    rows = conn.execute(
+        "SELECT column_name || ' ' || data_type FROM information_schema.columns "
+        "WHERE table_schema = coalesce(%s, current_schema()) AND table_name = %s ORDER BY ordinal_position",
+        (schema or None, table)).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def measure_outputs(config: StepConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """After the commit: each output's columns, newest record and assertion results, and what failed to be
+    measured (by check or measurement name).  Read-only; every measurement in a transaction of its own."""
+    outputs: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    with psycopg.connect(config.database_url, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = on")
+        for item in config.checks:
+            name = item["output"]
+            block: dict[str, Any] = {}
+            measures: list[tuple[str, Any]] = []
+            if item.get("columns"):
+                measures.append(("columns", lambda n=name: _columns(conn, n)))
+            if isinstance(item.get("freshnessColumn"), str):
+                column = item["freshnessColumn"]
+                measures.append(("newestRecordAt", lambda n=name, c=column: conn.execute(
+                    pgsql.SQL("SELECT max({}) FROM {}").format(pgsql.Identifier(c), _table(n))).fetchone()))
+            for check, query in (item.get("assertions") or {}).items():
+                measures.append((f"checks.{check}", lambda q=query: conn.execute(
+                    pgsql.SQL("SELECT count(*) FROM ({}) AS assertion").format(pgsql.SQL(q))).fetchone()))
+            for key, measure in measures:
+                try:
+                    value = measure()
+                except psycopg.Error as exc:
+                    errors[f"{name}: {key}"] = error_message(exc, 200)
+                    continue
+                if key == "columns":
+                    block["columns"] = value
+                elif key == "newestRecordAt":
+                    newest = value[0] if value else None
+                    if newest is not None:
+                        block["newestRecordAt"] = newest.isoformat()
+                else:
+                    block.setdefault("checks", {})[key.split(".", 1)[1]] = int(value[0]) if value else 0
+            outputs[name] = block
+    return outputs, errors
+
+
+def _with_outputs(message: dict[str, Any], outputs: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    """The result with the measurements, column lists replaced by their fingerprint when they do not fit."""
+    full = {**message, "outputs": outputs, **({"checkErrors": errors} if errors else {})}
+    try:
+        termination_message(full)
+        return full
+    except ValueError:
+        pass
+    slim = {name: {k: v for k, v in block.items() if k != "columns"} |
+            ({"schemaFingerprint": schema_fingerprint(block["columns"])} if "columns" in block else {})
+            for name, block in outputs.items()}
+    return {**message, "outputs": slim, **({"checkErrors": dict(list(errors.items())[:5])} if errors else {})}
 
 
 def _log(message: str) -> None:
@@ -309,7 +404,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SQL_ERROR
     _log(f"SQL step committed: {result.statements} statement(s), {result.rows_affected} row(s) affected "
          f"in {result.duration_seconds:.3f}s")
-    _write_result(config.termination_log, result.as_message())
+    message = result.as_message()
+    if config.checks:
+        try:
+            outputs, errors = measure_outputs(config)
+        except psycopg.Error as exc:  # committed all the same: the checks that need these values fail
+            outputs, errors = {}, {"connection": error_message(exc, 200)}
+        for what, why in errors.items():
+            _log(f"Could not measure {what}: {why}")
+        message = _with_outputs(message, outputs, errors)
+    _write_result(config.termination_log, message)
     return 0
 
 
