@@ -8,8 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from helpers import CLUSTER_NAME, ROOT, Cluster, start_cluster, stop_cluster, throwaway_postgres, wait_for
+
+# No test may depend on how fast the machine is: hypothesis' default 200 ms per example failed
+# test_dag under a load average of 20.  Examples stay bounded by max_examples.
+settings.register_profile("headwater", deadline=None)
+settings.load_profile("headwater")
 
 
 @pytest.fixture(scope="session")
