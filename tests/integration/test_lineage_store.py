@@ -20,11 +20,13 @@ from headwater.lineage import (
     build_run_event,
     migrate,
 )
-from headwater.lineage.migrations import LATEST_VERSION, applied_versions
+from headwater.lineage.migrations import MIGRATIONS, applied_versions
 from helpers import fresh_database
 from lineage_support import REVENUE_STEPS, WAREHOUSE, pipeline_run_records, store_at_version, wh
 
 pytestmark = pytest.mark.integration
+
+ALL_VERSIONS = [m.version for m in MIGRATIONS]
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
@@ -47,9 +49,9 @@ def _versions(url: str) -> list[int]:
 
 
 def test_migrating_twice_applies_every_migration_once(empty_db: str) -> None:
-    assert migrate(empty_db) == list(range(1, LATEST_VERSION + 1))
+    assert migrate(empty_db) == ALL_VERSIONS
     assert migrate(empty_db) == []
-    assert _versions(empty_db) == list(range(1, LATEST_VERSION + 1))
+    assert _versions(empty_db) == ALL_VERSIONS
 
 
 def test_concurrent_migrations_apply_each_version_exactly_once(empty_db: str) -> None:
@@ -70,8 +72,8 @@ def test_concurrent_migrations_apply_each_version_exactly_once(empty_db: str) ->
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert sorted(results, key=len) == [[]] * 5 + [list(range(1, LATEST_VERSION + 1))]
-    assert _versions(empty_db) == list(range(1, LATEST_VERSION + 1))
+    assert sorted(results, key=len) == [[]] * 5 + [ALL_VERSIONS]
+    assert _versions(empty_db) == ALL_VERSIONS
 
 
 def test_recording_the_same_run_twice_leaves_the_same_rows(store: LineageStore) -> None:

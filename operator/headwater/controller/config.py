@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     record_rescan_seconds: float = Field(
         default=30.0, gt=0, description="How often finished runs not yet in the lineage store are looked for."
     )
+    trigger_rescan_seconds: float = Field(
+        default=2.0, gt=0, description="How often dataset triggers are evaluated without a new version's "
+        "notification (a resumed Pipeline, a run whose creation failed); new versions wake them at once.",
+    )
 
     @field_validator("namespaces", "allowed_service_accounts", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from headwater.adapters.kube import KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.api_server import serve_when_ready
 from headwater.controller.config import Settings
+from headwater.controller.triggerer import Triggerer
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.run_records import has_finalizer
 from headwater.lineage.store import LineageStore
@@ -65,6 +66,9 @@ class Runtime:
         self.engine = RunEngine(self.kube, jobs,
                                 self.events, recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation)
+        self.triggerer = Triggerer(settings.database_url, partial(LineageStore.open, settings.database_url),
+                                   self.kube, self.scopes(), self.isolation, self.events,
+                                   settings.trigger_rescan_seconds) if settings.database_url else None
         self._tasks: list[asyncio.Task[None]] = []
 
     def scopes(self) -> list[str | None]:
@@ -90,6 +94,8 @@ class Runtime:
             recorder.start()
             if own.api_port:
                 self._tasks.append(asyncio.create_task(serve_when_ready(own)))
+        if self.triggerer is not None:
+            self.triggerer.start()
 
     async def close(self) -> None:
         """Stop everything :meth:`start` started, loops first, then the threads, then the API client."""
@@ -98,6 +104,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.triggerer is not None:
+            await asyncio.to_thread(self.triggerer.stop)
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.stop)
         for poster in (self.emitter, self.alerts):

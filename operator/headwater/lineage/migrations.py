@@ -157,12 +157,66 @@ CREATE INDEX pipeline_runs_name_idx ON pipeline_runs (namespace, name, (coalesce
     WHERE name IS NOT NULL;
 """
 
+# The trigger outbox: every new dataset version gets an outbox row in the transaction that writes it (a
+# database trigger, so Headwater's runs and ingested OpenLineage events alike), and a notification on commit.
+# A Pipeline's dataset triggers consume outbox rows: a firing (the run to create, named after the versions it
+# consumes) and its consumed rows are written in one transaction before the run is created, so a replay, a
+# restart or a second operator never fires the same rows twice.  hw_version_published is the one place that
+# says whether a version counts: every written version, until checks can hold one back.
+_TRIGGERS_SQL = """
+CREATE FUNCTION hw_version_published(version_id bigint) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT version_id IS NOT NULL $$;
+
+CREATE TABLE trigger_outbox (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    version_id bigint NOT NULL UNIQUE REFERENCES dataset_versions (id),
+    dataset_id bigint NOT NULL REFERENCES datasets (id),
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX trigger_outbox_dataset_idx ON trigger_outbox (dataset_id, id);
+
+CREATE FUNCTION hw_version_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO trigger_outbox (version_id, dataset_id) VALUES (NEW.id, NEW.dataset_id);
+    PERFORM pg_notify('headwater_dataset_versions', NEW.dataset_id::text);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER dataset_versions_outbox AFTER INSERT ON dataset_versions
+    FOR EACH ROW EXECUTE FUNCTION hw_version_outbox();
+
+CREATE TABLE trigger_consumers (
+    consumer   text PRIMARY KEY,
+    since      timestamptz NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE trigger_firings (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    consumer     text NOT NULL REFERENCES trigger_consumers (consumer),
+    run_name     text NOT NULL,
+    versions     jsonb NOT NULL,
+    fired_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    confirmed_at timestamptz,
+    UNIQUE (consumer, run_name)
+);
+CREATE INDEX trigger_firings_unconfirmed_idx ON trigger_firings (consumer, id) WHERE confirmed_at IS NULL;
+
+CREATE TABLE trigger_consumed (
+    consumer  text NOT NULL,
+    outbox_id bigint NOT NULL REFERENCES trigger_outbox (id),
+    firing_id bigint NOT NULL REFERENCES trigger_firings (id),
+    PRIMARY KEY (consumer, outbox_id)
+);
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "runs and step runs", _RUNS_SQL),
     Migration(2, "datasets, jobs, lineage edges and dataset versions", _LINEAGE_SQL),
     Migration(3, "raw OpenLineage events", _OPENLINEAGE_SQL),
     Migration(4, "every stored time readable: from 1970 to before 9999", _TIME_BOUNDS_SQL),
     Migration(5, "runs know their Kubernetes name and UID", _RUN_NAMES_SQL),
+    Migration(7, "dataset triggers: an outbox of new versions and the firings that consume them", _TRIGGERS_SQL),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

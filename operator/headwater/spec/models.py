@@ -39,11 +39,12 @@ from headwater.spec.podspec import (
 )
 
 __all__ = [
-    "Alert", "AlertDataset", "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "Dataset", "EnvFromSource",
-    "EnvVar", "EnvVarSource", "Freshness", "NamedRef", "Notifications", "OutputDataset",
+    "Alert", "AlertDataset", "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "Dataset", "DatasetTriggers",
+    "EnvFromSource", "EnvVar", "EnvVarSource", "Freshness", "NamedRef", "Notifications", "OutputDataset",
     "PipelineRef", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
     "PodMetadata", "Resources", "RunPhase", "SecretKeyRef", "SecurityContext", "StepPhase", "StepReason",
-    "StepSpec", "StepStatus", "StepType", "Timestamp", "Trigger",
+    "StepSpec", "StepStatus", "StepType", "Timestamp", "Trigger", "TriggerMode", "TriggerVersion", "Triggers",
+    "WithSchedule",
 ]
 
 
@@ -70,6 +71,10 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     SCHEDULE = "schedule"
     RETRY = "retry"
+    DATASET = "dataset"
+    """New published versions of the Pipeline's trigger datasets (spec.triggers.datasets)."""
+    BACKFILL = "backfill"
+    """One schedule slot of a backfill (``headwater backfill``)."""
 
 
 class RunPhase(StrEnum):
@@ -279,6 +284,56 @@ class StepSpec(SpecModel):
         return self.image or default
 
 
+class TriggerMode(StrEnum):
+    """all: run once every input has a new version; any: run once per new version of any input."""
+
+    ALL = "all"
+    ANY = "any"
+
+
+class WithSchedule(StrEnum):
+    """How the Pipeline's cron schedule combines with its dataset triggers."""
+
+    WHICHEVER_FIRST = "WhicheverFirst"
+    """Both fire: each slot runs, and so does each trigger firing."""
+    NO_LATER_THAN = "NoLaterThan"
+    """Datasets, but no later than the schedule: a slot runs only if no dataset-triggered run was created since
+    the slot before it."""
+
+
+class DatasetTriggers(SpecModel):
+    """Run the Pipeline when its input datasets get new published versions (from Headwater runs or from
+    OpenLineage COMPLETE events of other tools)."""
+
+    mode: TriggerMode = Field(TriggerMode.ALL, description="all: one run once every input has at least one new "
+                              "version since the last firing; any: one run per new version of any input.")
+    inputs: list[Dataset] = Field(min_length=1, max_length=32, description="The datasets whose new versions "
+                                  "trigger a run (1 to 32).")
+    with_schedule: WithSchedule = Field(
+        WithSchedule.WHICHEVER_FIRST, description="With a schedule: WhicheverFirst (slots and triggers both "
+        "run) or NoLaterThan (a slot runs only when no dataset-triggered run was created since the slot before).",
+    )
+
+
+class Triggers(SpecModel):
+    """What starts the Pipeline besides its schedule."""
+
+    datasets: DatasetTriggers | None = optional("Run on new published versions of input datasets.")
+
+
+class TriggerVersion(SpecModel):
+    """A dataset version that triggered a run."""
+
+    namespace: str = Field(description="Dataset namespace, e.g. postgres://warehouse.", max_length=253)
+    name: str = Field(description="Dataset name, e.g. analytics.revenue.", max_length=512)
+    version: int = Field(ge=1, description="Id of the version in the lineage store.")
+    run: str = Field(description="The run that wrote it (namespace/name/uid8, or an OpenLineage run id).",
+                     max_length=512)
+    written_at: Timestamp | None = optional("When it was written.")
+    superseded: int = Field(0, ge=0, description="Earlier new versions of the same dataset this one folds in "
+                            "(mode all).")
+
+
 class Notifications(SpecModel):
     """Where people hear about failed runs and missed freshness SLAs: every alert goes to the operator's
     webhook (HEADWATER_ALERT_WEBHOOK_URL) and names this channel, so that one receiver routes per team."""
@@ -301,6 +356,8 @@ class PipelineSpec(SpecModel):
     time_zone: Annotated[str, string(64, r.TIME_ZONE)] | None = optional(
         "IANA time zone of the schedule, e.g. Europe/Berlin. Default: UTC."
     )
+    triggers: Triggers | None = optional("Run on new published versions of input datasets (besides, or "
+                                         "instead of, a schedule).")
     concurrency_policy: ConcurrencyPolicy = Field(
         ConcurrencyPolicy.FORBID, description="When a scheduled run is due while another run is active: "
         "Allow (run both), Forbid (skip the new one) or Replace (cancel the active one).",
@@ -459,8 +516,11 @@ class PipelineRunSpec(SpecModel):
     )
     from_step: StepId | None = optional("Run this step and everything downstream of it, nothing upstream.")
     cancel: bool = Field(False, description="Set to true to cancel the run: running steps are stopped.")
-    scheduled_for: Timestamp | None = optional("The schedule slot this run is for (trigger: schedule).",
-                                           validate_default=True)
+    scheduled_for: Timestamp | None = optional("The schedule slot this run is for (trigger: schedule or "
+                                               "backfill): its logical time.", validate_default=True)
+    triggered_by: list[TriggerVersion] = Field(
+        default_factory=list, max_length=32, description="The dataset versions that triggered the run "
+        "(trigger: dataset), one per input.")
 
     @field_validator("retry_of")
     @classmethod
@@ -475,7 +535,8 @@ class PipelineRunSpec(SpecModel):
     @field_validator("scheduled_for")
     @classmethod
     def _scheduled_for(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and "trigger" in info.data and info.data["trigger"] != Trigger.SCHEDULE:
+        if value is not None and "trigger" in info.data and info.data["trigger"] not in (Trigger.SCHEDULE,
+                                                                                         Trigger.BACKFILL):
             raise r.SCHEDULED_FOR_NEEDS_SCHEDULE.error()
         return value
 
@@ -514,6 +575,12 @@ class PipelineRunStatus(StatusModel):
         default_factory=list, max_length=r.MAX_STEPS, description="State of every step, keyed by name.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    triggered_by: list[TriggerVersion] = Field(
+        default_factory=list, max_length=32, description="The dataset versions that triggered the run "
+        "(copied from the spec when it starts).")
+    logical_time: Timestamp | None = optional(
+        "The time the run processes (its schedule slot; else when it was created): steps read it as "
+        "HEADWATER_LOGICAL_TIME, and the lineage store records it with every version the run writes.")
     pipeline_spec: PipelineSpec | None = optional(
         "Snapshot of the Pipeline's spec taken when the run started: the run executes this, so editing "
         "the Pipeline never changes a run in flight."
