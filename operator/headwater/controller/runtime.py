@@ -28,6 +28,7 @@ from headwater.controller.triggerer import Triggerer
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.run_records import has_finalizer
 from headwater.lineage.store import LineageStore
+from headwater.pipelines.backfiller import backfill_once
 from headwater.pipelines.scheduler import schedule_pipeline, set_schedule_condition
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
@@ -84,6 +85,7 @@ class Runtime:
             start_http_server(own.metrics_port, registry=self.metrics.registry)
         self._every(own.resync_seconds, self.resync)
         self._every(own.schedule_interval_seconds, self.schedule)
+        self._every(own.backfill_interval_seconds, self.backfill)
         self._every(own.freshness_interval_seconds, self.sla.evaluate_all)
         for poster in (self.emitter, self.alerts):
             if poster is not None:
@@ -174,6 +176,13 @@ class Runtime:
                         reason="ScheduleFailed", kind=f"{c.PIPELINE_KIND}/schedule",
                         on_failure=partial(set_schedule_condition, self.kube, meta["namespace"], meta["name"]),
                         on_recovery=partial(set_schedule_condition, self.kube, meta["namespace"], meta["name"], None))
+
+    def backfill(self) -> None:
+        """Create the next slots' runs of every Backfill and write its progress."""
+        for scope in self.scopes():
+            for backfill in self._listed(scope, "Backfills", self.kube.list_backfills):
+                self.isolation.run(backfill, "backfilling", partial(backfill_once, self.kube, backfill, self.events),
+                                   reason="BackfillFailed", kind=c.BACKFILL_KIND)
 
     def _listed(self, scope: str | None, what: str, lister: Callable[[str | None], list[dict[str, Any]]]
                 ) -> list[dict[str, Any]]:

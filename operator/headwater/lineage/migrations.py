@@ -210,6 +210,16 @@ CREATE TABLE trigger_consumed (
 );
 """
 
+# A version knows the logical time of the run that wrote it (its schedule slot, or a backfill's): the
+# partition it holds.  Versions written before this migration, and by other tools, have none.
+_LOGICAL_TIME_SQL = """
+ALTER TABLE dataset_versions ADD COLUMN logical_time timestamptz
+    CONSTRAINT dataset_versions_logical_time_range CHECK (logical_time >= '1970-01-01 00:00:00+00'
+                                                          AND logical_time < '9999-01-01 00:00:00+00');
+CREATE INDEX dataset_versions_partition_idx ON dataset_versions (dataset_id, logical_time)
+    WHERE logical_time IS NOT NULL;
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "runs and step runs", _RUNS_SQL),
     Migration(2, "datasets, jobs, lineage edges and dataset versions", _LINEAGE_SQL),
@@ -217,6 +227,7 @@ MIGRATIONS: Final = (
     Migration(4, "every stored time readable: from 1970 to before 9999", _TIME_BOUNDS_SQL),
     Migration(5, "runs know their Kubernetes name and UID", _RUN_NAMES_SQL),
     Migration(7, "dataset triggers: an outbox of new versions and the firings that consume them", _TRIGGERS_SQL),
+    Migration(8, "dataset versions know their logical time (the partition they hold)", _LOGICAL_TIME_SQL),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

@@ -119,5 +119,6 @@ def records_for_run(run: dict[str, Any]) -> list[Record]:
         rows = _rows(step.result) if len(outputs) == 1 else None
         fingerprint = (step.result or {}).get("schemaFingerprint")
         out.extend(DatasetVersionRecord(o, rid, pipeline, step.name, written, rows,
-                                        fingerprint if isinstance(fingerprint, str) else None) for o in outputs)
+                                        fingerprint if isinstance(fingerprint, str) else None,
+                                        logical_time=_time(status.logical_time)) for o in outputs)
     return out

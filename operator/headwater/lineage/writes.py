@@ -91,9 +91,10 @@ WHERE excluded.first_seen < e.first_seen OR excluded.last_seen > e.last_seen
 """
 
 _INSERT_VERSION = """
-INSERT INTO dataset_versions (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint)
+INSERT INTO dataset_versions (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint,
+                              logical_time)
 VALUES (%(dataset_id)s, %(run_id)s, %(pipeline)s, %(step)s, %(written_at)s, %(row_count)s,
-        %(schema_fingerprint)s)
+        %(schema_fingerprint)s, %(logical_time)s)
 ON CONFLICT (dataset_id, run_id, step) DO NOTHING
 """
 
@@ -152,7 +153,7 @@ def _write_version(conn: Conn, record: DatasetVersionRecord) -> None:
     conn.execute(_INSERT_VERSION, {
         "dataset_id": dataset_id, "run_id": record.run_id, "pipeline": record.pipeline, "step": record.step,
         "written_at": record.written_at, "row_count": record.row_count,
-        "schema_fingerprint": record.schema_fingerprint,
+        "schema_fingerprint": record.schema_fingerprint, "logical_time": record.logical_time,
     })
 
 

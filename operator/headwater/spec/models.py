@@ -39,7 +39,8 @@ from headwater.spec.podspec import (
 )
 
 __all__ = [
-    "Alert", "AlertDataset", "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "Dataset", "DatasetTriggers",
+    "Alert", "AlertDataset", "BackfillSpec", "BackfillStatus", "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef",
+    "Dataset", "DatasetTriggers",
     "EnvFromSource", "EnvVar", "EnvVarSource", "Freshness", "NamedRef", "Notifications", "OutputDataset",
     "PipelineRef", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
     "PodMetadata", "Resources", "RunPhase", "SecretKeyRef", "SecurityContext", "StepPhase", "StepReason",
@@ -585,3 +586,37 @@ class PipelineRunStatus(StatusModel):
         "Snapshot of the Pipeline's spec taken when the run started: the run executes this, so editing "
         "the Pipeline never changes a run in flight."
     )
+
+
+MAX_BACKFILL_SLOTS = 1000
+"""Schedule slots one Backfill may cover; a longer range is refused (Ready=False, TooManySlots)."""
+
+
+class BackfillSpec(SpecModel):
+    """Run a Pipeline once for every slot of its schedule in a time range (inclusive), oldest first."""
+
+    pipeline_ref: PipelineRef = Field(description="The Pipeline to backfill (it needs a schedule).")
+    from_: Timestamp = Field(alias="from", description="The first time of the range (RFC 3339), inclusive.")
+    to: Timestamp = Field(description="The last time of the range (RFC 3339), inclusive.")
+    max_concurrent: int = Field(1, ge=1, le=50, description="Runs of this backfill active at once (1-50); the "
+                                "Pipeline's scheduled runs do not count against it, nor it against them.")
+    suspend: bool = Field(False, description="Create no further runs; those started go on.")
+
+
+class BackfillStatus(StatusModel):
+    """Progress of a backfill, written by the operator."""
+
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = Field(
+        "Pending", description="Pending, Running, Succeeded (every slot's run succeeded) or Failed (every slot ran, "
+        "some failed, or the backfill cannot run: see conditions).")
+    observed_generation: int | None = optional("metadata.generation last processed.")
+    conditions: list[Condition] = Field(default_factory=list, max_length=16, json_schema_extra=_CONDITIONS,
+                                        description="Ready=False when the backfill cannot run, and why.")
+    slots: int = Field(0, ge=0, description="Schedule slots in the range.")
+    created: int = Field(0, ge=0, description="Slots whose run was created.")
+    active: int = Field(0, ge=0, description="Runs not finished yet.")
+    succeeded: int = Field(0, ge=0, description="Runs that succeeded.")
+    failed: int = Field(0, ge=0, description="Runs that failed or were cancelled.")
+    progress: Annotated[str, string(24)] | None = optional("Finished slots out of all slots, e.g. 12/30.")
+    next_slot: Timestamp | None = optional("The next slot to get a run.")
+    last_run: Name | None = optional("The run of the latest slot created so far.")
