@@ -199,13 +199,36 @@ def run_once(kubectl: Kubectl, pipeline: str, suffix: str) -> str:
     return name
 
 
+def reporting_runs(kubectl: Kubectl) -> set[str]:
+    runs = json.loads(kubectl("-n", NAMESPACE, "get", "pipelineruns", "-l",
+                              "headwater.dev/pipeline=revenue-reporting,headwater.dev/trigger=dataset", "-o", "json"))
+    return {r["metadata"]["name"] for r in runs["items"]}
+
+
+def triggered_once(kubectl: Kubectl, before: set[str], timeout: float = 120) -> str:
+    """The run the dataset trigger created after ``before``, once it has finished and been recorded."""
+    deadline = time.monotonic() + timeout
+    while not (new := reporting_runs(kubectl) - before):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"revenue-reporting was not triggered within {timeout}s")
+        time.sleep(0.3)
+    name = sorted(new)[0]
+    versions = kubectl("-n", NAMESPACE, "get", "pipelinerun", name, "-o",
+                       "jsonpath={range .spec.triggeredBy[*]}{.name}#{.version} {end}")
+    say(f"revenue's new data triggered {name} (versions {versions.strip()})")
+    wait_runs(kubectl, [name])
+    wait_recorded(kubectl, name)
+    return name
+
+
 def _demo(kubectl: Kubectl, api: str) -> int:
     revenue, reporting = load("revenue-pipeline.yaml")[0], load("revenue-reporting.yaml")[0]
-    say("applying the revenue pipeline and the revenue-reporting pipeline that consumes it")
+    say("applying the revenue pipeline and the revenue-reporting pipeline, triggered by revenue's new data")
     kubectl("-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump_all([simulated(revenue), simulated(reporting)]))
-    say("day 1: running revenue, then revenue-reporting on its fresh tables")
+    say("day 1: running revenue; its new tables trigger revenue-reporting")
+    before = reporting_runs(kubectl)
     first = run_once(kubectl, "revenue", "day1")
-    run_once(kubectl, "revenue-reporting", "day1")
+    triggered_once(kubectl, before)
     print()
     print(kubectl("-n", NAMESPACE, "get", "pipelines,pipelineruns"))
     steps = kubectl("-n", NAMESPACE, "get", "pipelinerun", first, "-o",
@@ -218,8 +241,9 @@ def _demo(kubectl: Kubectl, api: str) -> int:
     fewer = round(ROWS["extract-payments"] * 0.6)
     kubectl("-n", NAMESPACE, "apply", "-f", "-",
             input=yaml.safe_dump(simulated(load("revenue-pipeline.yaml")[0], {"extract-payments": fewer})))
+    before = reporting_runs(kubectl)
     run_once(kubectl, "revenue", "day2")
-    run_once(kubectl, "revenue-reporting", "day2")
+    triggered_once(kubectl, before)
     say("the revenue dashboard looks low: headwater lineage explain analytics.business_metrics")
     explanation = headwater("lineage", "explain", "analytics.business_metrics", "--api", api)
     print(explanation)
