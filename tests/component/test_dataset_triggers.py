@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from fakekube import PIPELINES, RUNS, FakeKube, ManualClock
-from headwater.controller.triggerer import trigger_pipeline
+from headwater.adapters.isolation import Isolation
+from headwater.controller.triggerer import Triggerer, trigger_pipeline
 from headwater.lineage import triggers as outbox
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord
 from headwater.lineage.store import LineageStore
@@ -21,7 +22,7 @@ from headwater.pipelines import triggering
 from headwater.pipelines.scheduler import schedule_pipeline
 from headwater.spec.models import DatasetTriggers
 from headwater.spec.times import parse_time
-from helpers import fresh_database
+from helpers import fresh_database, wait_for
 from manifests import pipeline, step
 from wiring import Operator
 
@@ -194,3 +195,27 @@ def test_no_later_than_skips_a_slot_after_a_dataset_run_and_runs_the_next_slot_w
     second = datetime(2026, 11, 24, 7, 0, 5, tzinfo=UTC)
     schedule_pipeline(kube, kube.read(PIPELINES, NS, "reporting"), now=second, post_event=operator.events)
     assert kube.names(RUNS, NS, "headwater.dev/trigger=schedule") == ["reporting-202611240700"]
+
+
+def test_the_trigger_thread_is_woken_by_a_new_versions_notification_and_fires_only_its_readers(
+        kube: FakeKube, operator: Operator, database_url: str) -> None:
+    with fresh_database(database_url) as url:
+        LineageStore.open(url).close()
+        downstream(kube, operator, "any", REVENUE)
+        kube.seed(pipeline("other", [step("x")], triggers={"datasets": {"inputs": [
+            {"namespace": ORDERS.namespace, "name": ORDERS.name}]}}), NS)
+        operator.deliver()
+        isolation = Isolation()
+        # a rescan far beyond the test's waits: only a notification can wake the thread in time
+        thread = Triggerer(url, lambda: LineageStore.open(url, apply_migrations=False), kube, [NS], isolation,
+                           rescan_seconds=3600)
+        thread.start()
+        try:
+            wait_for(lambda: thread.passes >= 1, timeout=30, message="the first (full) pass")
+            with LineageStore.open(url, apply_migrations=False) as store:
+                write(store, REVENUE, "revenue-1")
+            wait_for(lambda: len(triggered(kube)) == 1, timeout=30, message="the run of the new version")
+            wait_for(lambda: thread.passes >= 2, timeout=30, message="the woken pass to end")
+        finally:
+            thread.stop()
+        assert [run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)] == ["reporting"]

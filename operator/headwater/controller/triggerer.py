@@ -137,6 +137,7 @@ class Triggerer:
 
     def _loop(self) -> None:
         delay = 1.0
+        changed: set[str] | None = None  # None: every Pipeline with triggers (the first pass, each rescan)
         while not self._stop.is_set():
             try:
                 if self.store is None:
@@ -144,9 +145,10 @@ class Triggerer:
                 if self._listener is None:  # listen before the pass: nothing committed after it goes unseen
                     self._listener = psycopg.connect(self.database_url, autocommit=True)
                     self._listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
-                self.run_pass()
+                    changed = None
+                self.run_pass(changed)
                 delay = 1.0
-                outbox.wait_for_versions(self._listener, self.rescan_seconds)
+                changed = outbox.wait_for_versions(self._listener, self.rescan_seconds) or None
             except Exception as exc:  # the database or the apiserver is away: back off, never crash
                 self._close_listener()
                 log.warning("dataset triggers paused: %s: %s; retrying in %.0fs", outage(exc) or "Unexpected",
@@ -154,15 +156,17 @@ class Triggerer:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
 
-    def run_pass(self) -> None:
-        """Evaluate every Pipeline with dataset triggers, each on its own."""
+    def run_pass(self, changed: set[str] | None = None) -> None:
+        """Evaluate every Pipeline with dataset triggers, each on its own; with ``changed`` (datasets as
+        ``outbox.dataset_hex`` keys), only those with one of them among their inputs."""
         store = self.store
         assert store is not None
         if not store.ping():  # an outage pauses the whole pass; it is no Pipeline's fault
             raise psycopg.OperationalError("the lineage store does not answer")
         for scope in self.scopes:
             for pipeline in self.kube.list_pipelines(scope):
-                if not ((pipeline.get("spec") or {}).get("triggers") or {}).get("datasets"):
+                datasets = ((pipeline.get("spec") or {}).get("triggers") or {}).get("datasets")
+                if not datasets or (changed is not None and not _reads_any(datasets, changed)):
                     continue
                 meta = pipeline["metadata"]
                 self.isolation.run(
@@ -172,3 +176,8 @@ class Triggerer:
                     on_failure=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"]),
                     on_recovery=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"], None))
         self.passes += 1
+
+
+def _reads_any(datasets: dict[str, Any], changed: set[str]) -> bool:
+    return any(isinstance(d, dict) and outbox.dataset_hex(str(d.get("namespace")), str(d.get("name"))) in changed
+               for d in datasets.get("inputs") or [])

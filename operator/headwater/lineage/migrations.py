@@ -161,8 +161,9 @@ CREATE INDEX pipeline_runs_name_idx ON pipeline_runs (namespace, name, (coalesce
 # database trigger, so Headwater's runs and ingested OpenLineage events alike), and a notification on commit.
 # A Pipeline's dataset triggers consume outbox rows: a firing (the run to create, named after the versions it
 # consumes) and its consumed rows are written in one transaction before the run is created, so a replay, a
-# restart or a second operator never fires the same rows twice.  hw_version_published is the one place that
-# says whether a version counts: every written version, until checks can hold one back.
+# restart or a second operator never fires the same rows twice.  The notification names the dataset (its
+# ident in hex), so a woken operator looks only at the Pipelines it may trigger.  hw_version_published is
+# the one place that says whether a version counts: every written version, until checks can hold one back.
 _TRIGGERS_SQL = """
 CREATE FUNCTION hw_version_published(version_id bigint) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -179,7 +180,8 @@ CREATE INDEX trigger_outbox_dataset_idx ON trigger_outbox (dataset_id, id);
 CREATE FUNCTION hw_version_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO trigger_outbox (version_id, dataset_id) VALUES (NEW.id, NEW.dataset_id);
-    PERFORM pg_notify('headwater_dataset_versions', NEW.dataset_id::text);
+    PERFORM pg_notify('headwater_dataset_versions', (SELECT encode(ident, 'hex') FROM datasets
+                                                     WHERE id = NEW.dataset_id));
     RETURN NULL;
 END $$;
 CREATE TRIGGER dataset_versions_outbox AFTER INSERT ON dataset_versions

@@ -21,8 +21,8 @@ from headwater.lineage.records import dataset_key
 from headwater.pipelines.triggering import Firing, PendingVersion
 from headwater.spec.models import TriggerVersion
 
-__all__ = ["NOTIFY_CHANNEL", "UnconfirmedFiring", "claim", "confirm", "pending_versions", "register",
-           "unconfirmed", "wait_for_versions"]
+__all__ = ["NOTIFY_CHANNEL", "UnconfirmedFiring", "claim", "confirm", "dataset_hex", "pending_versions",
+           "register", "unconfirmed", "wait_for_versions"]
 
 Conn = psycopg.Connection[Any]
 
@@ -128,15 +128,19 @@ def confirm(conn: Conn, firing_id: int) -> None:
                  "AND confirmed_at IS NULL", (firing_id,))
 
 
-def wait_for_versions(conn: Conn, timeout: float) -> bool:
-    """Block until a new version is committed (a notification on ``NOTIFY_CHANNEL``) or ``timeout`` seconds
-    pass; True when one came.  ``conn`` is an autocommit connection that has run ``LISTEN``."""
-    came = False
-    for _ in conn.notifies(timeout=timeout, stop_after=1):
-        came = True
-    if came:  # drain what else arrived meanwhile: one pass handles them all
-        while select.select([conn.fileno()], [], [], 0)[0]:
-            drained = list(conn.notifies(timeout=0))
-            if not drained:
-                break
-    return came
+def wait_for_versions(conn: Conn, timeout: float) -> set[str]:
+    """Block until new versions are committed (notifications on ``NOTIFY_CHANNEL``) or ``timeout`` seconds
+    pass; the datasets that got them, as :func:`dataset_hex` keys (empty after a timeout).  ``conn`` is an
+    autocommit connection that has run ``LISTEN``."""
+    changed = {n.payload for n in conn.notifies(timeout=timeout, stop_after=1)}
+    while changed and select.select([conn.fileno()], [], [], 0)[0]:  # what else came meanwhile: one pass
+        drained = {n.payload for n in conn.notifies(timeout=0.001)}
+        if not drained:
+            break
+        changed |= drained
+    return changed
+
+
+def dataset_hex(namespace: str, name: str) -> str:
+    """A dataset as the notifications name it."""
+    return dataset_key(namespace, name).hex()
