@@ -24,6 +24,7 @@ from headwater.adapters.kube import KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.api_server import serve_when_ready
 from headwater.controller.config import Settings
+from headwater.controller.triggerer import WORKERS as TRIGGER_WORKERS
 from headwater.controller.triggerer import Triggerer
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.run_records import has_finalizer
@@ -67,7 +68,8 @@ class Runtime:
         self.engine = RunEngine(self.kube, jobs,
                                 self.events, recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation)
-        self.triggerer = Triggerer(settings.database_url, partial(LineageStore.open, settings.database_url),
+        self.triggerer = Triggerer(settings.database_url,
+                                   partial(LineageStore.open, settings.database_url, max_size=TRIGGER_WORKERS),
                                    self.kube, self.scopes(), self.isolation, self.events,
                                    settings.trigger_rescan_seconds) if settings.database_url else None
         self._tasks: list[asyncio.Task[None]] = []

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -39,6 +40,8 @@ __all__ = ["CONDITION_TRIGGERED", "Triggerer", "trigger_pipeline"]
 log = logging.getLogger(__name__)
 
 CONDITION_TRIGGERED = "Triggered"
+WORKERS = 8
+"""Pipelines evaluated at once in a pass (each holds one store connection while it works)."""
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 
 
@@ -68,17 +71,20 @@ def trigger_pipeline(kube: Kube, store: LineageStore, pipeline: dict[str, Any],
     # Declared from the start: versions since the Pipeline's creation count; triggers added later start now.
     since = parse_time(meta["creationTimestamp"]) if meta.get("generation", 1) == 1 else None
     created: list[str] = []
-    with store.transaction() as conn:
+    triggers = spec.triggers.datasets
+    with store.transaction() as conn:  # one round of reads: registration, left-overs, what is pending
         outbox.register(conn, consumer, since)
         left_over = outbox.unconfirmed(conn, consumer)
+        pending = [] if spec.suspend or left_over else \
+            outbox.pending_versions(conn, consumer, [(d.namespace, d.name) for d in triggers.inputs])
     for claimed in left_over:
         if _create(kube, store, pipeline, claimed.firing_id, claimed.run_name, claimed.versions, post_event):
             created.append(claimed.run_name)
     if spec.suspend:
         return created  # pending versions are kept; they fire on resume
-    triggers = spec.triggers.datasets
-    with store.transaction() as conn:
-        pending = outbox.pending_versions(conn, consumer, [(d.namespace, d.name) for d in triggers.inputs])
+    if left_over:  # the rows they consumed are gone from the pending ones only now
+        with store.transaction() as conn:
+            pending = outbox.pending_versions(conn, consumer, [(d.namespace, d.name) for d in triggers.inputs])
     for firing in triggering.decide(meta["name"], consumer, triggers, pending, suspended=spec.suspend):
         with store.transaction() as conn:
             firing_id = outbox.claim(conn, consumer, firing)
@@ -109,11 +115,12 @@ class Triggerer:
 
     def __init__(self, database_url: str, open_store: Callable[[], LineageStore], kube: Kube,
                  scopes: list[str | None], isolation: Isolation, post_event: EventSink | None = None,
-                 rescan_seconds: float = 2.0) -> None:
+                 rescan_seconds: float = 2.0, workers: int = WORKERS) -> None:
         self.database_url, self._open_store, self.kube, self.scopes = database_url, open_store, kube, scopes
         self.isolation, self.post_event, self.rescan_seconds = isolation, post_event, rescan_seconds
         self.store: LineageStore | None = None
         self.passes = 0
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset-trigger")
         self._listener: psycopg.Connection[Any] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dataset-triggers", daemon=True)
@@ -126,6 +133,7 @@ class Triggerer:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._close_listener()
+        self._pool.shutdown(wait=True)
         if self.store is not None:
             self.store.close()
 
@@ -163,19 +171,27 @@ class Triggerer:
         assert store is not None
         if not store.ping():  # an outage pauses the whole pass; it is no Pipeline's fault
             raise psycopg.OperationalError("the lineage store does not answer")
+        chosen: list[dict[str, Any]] = []
         for scope in self.scopes:
             for pipeline in self.kube.list_pipelines(scope):
                 datasets = ((pipeline.get("spec") or {}).get("triggers") or {}).get("datasets")
-                if not datasets or (changed is not None and not _reads_any(datasets, changed)):
-                    continue
-                meta = pipeline["metadata"]
-                self.isolation.run(
-                    pipeline, "evaluating dataset triggers",
-                    partial(trigger_pipeline, self.kube, store, pipeline, self.post_event),
-                    reason="TriggerFailed", kind=f"{c.PIPELINE_KIND}/triggers",
-                    on_failure=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"]),
-                    on_recovery=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"], None))
+                if datasets and (changed is None or _reads_any(datasets, changed)):
+                    chosen.append(pipeline)
+        # Pipelines are independent (their claims are the store's to arbitrate): several at once, so that
+        # many upstream completions landing together wait on round trips side by side, not one after another.
+        list(self._pool.map(self._one, chosen))
         self.passes += 1
+
+    def _one(self, pipeline: dict[str, Any]) -> None:
+        store = self.store
+        assert store is not None
+        meta = pipeline["metadata"]
+        self.isolation.run(
+            pipeline, "evaluating dataset triggers",
+            partial(trigger_pipeline, self.kube, store, pipeline, self.post_event),
+            reason="TriggerFailed", kind=f"{c.PIPELINE_KIND}/triggers",
+            on_failure=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"]),
+            on_recovery=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"], None))
 
 
 def _reads_any(datasets: dict[str, Any], changed: set[str]) -> bool:
