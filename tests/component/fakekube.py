@@ -56,11 +56,13 @@ __all__ = [
 ]
 
 RUNS, PIPELINES, JOBS, PODS, EVENTS = c.PIPELINERUN_PLURAL, c.PIPELINE_PLURAL, "jobs", "pods", "events"
+BACKFILLS = c.BACKFILL_PLURAL
 
-_KINDS = {c.PIPELINERUN_KIND: RUNS, c.PIPELINE_KIND: PIPELINES, "Job": JOBS, "Pod": PODS, "Event": EVENTS}
-_GROUP_RESOURCE = {RUNS: f"{RUNS}.{c.GROUP}", PIPELINES: f"{PIPELINES}.{c.GROUP}", JOBS: "jobs.batch",
-                   PODS: "pods", EVENTS: "events"}
-_WITH_STATUS = {RUNS, PIPELINES, JOBS, PODS}
+_KINDS = {c.PIPELINERUN_KIND: RUNS, c.PIPELINE_KIND: PIPELINES, c.BACKFILL_KIND: BACKFILLS, "Job": JOBS, "Pod": PODS,
+          "Event": EVENTS}
+_GROUP_RESOURCE = {RUNS: f"{RUNS}.{c.GROUP}", PIPELINES: f"{PIPELINES}.{c.GROUP}", BACKFILLS: f"{BACKFILLS}.{c.GROUP}",
+                   JOBS: "jobs.batch", PODS: "pods", EVENTS: "events"}
+_WITH_STATUS = {RUNS, PIPELINES, BACKFILLS, JOBS, PODS}
 """Resources with a status subresource: a create drops the status, a write of the object ignores it."""
 
 _JOB_NAME = "batch.kubernetes.io/job-name"
@@ -442,6 +444,14 @@ class FakeKube(KubeHelpers):
     def list_pipelines(self, namespace: str | None) -> list[Obj]:
         self._enter("list_pipelines", None)
         return self.select(PIPELINES, namespace)
+
+    def list_backfills(self, namespace: str | None) -> list[Obj]:
+        self._enter("list_backfills", None)
+        return self.select(BACKFILLS, namespace)
+
+    def patch_backfill_status(self, namespace: str, name: str, status: Obj) -> None:
+        self._enter("patch_backfill_status", name)
+        self.patch(BACKFILLS, namespace, name, {"status": status}, status=True)
 
     def replace_run_status(self, run: Obj, status: Obj) -> Obj:
         self._enter("replace_run_status", run["metadata"]["name"])

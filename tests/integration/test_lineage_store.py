@@ -20,11 +20,13 @@ from headwater.lineage import (
     build_run_event,
     migrate,
 )
-from headwater.lineage.migrations import LATEST_VERSION, applied_versions
+from headwater.lineage.migrations import MIGRATIONS, applied_versions
 from helpers import fresh_database
 from lineage_support import REVENUE_STEPS, WAREHOUSE, pipeline_run_records, store_at_version, wh
 
 pytestmark = pytest.mark.integration
+
+ALL_VERSIONS = [m.version for m in MIGRATIONS]
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
@@ -47,9 +49,9 @@ def _versions(url: str) -> list[int]:
 
 
 def test_migrating_twice_applies_every_migration_once(empty_db: str) -> None:
-    assert migrate(empty_db) == list(range(1, LATEST_VERSION + 1))
+    assert migrate(empty_db) == ALL_VERSIONS
     assert migrate(empty_db) == []
-    assert _versions(empty_db) == list(range(1, LATEST_VERSION + 1))
+    assert _versions(empty_db) == ALL_VERSIONS
 
 
 def test_concurrent_migrations_apply_each_version_exactly_once(empty_db: str) -> None:
@@ -70,8 +72,8 @@ def test_concurrent_migrations_apply_each_version_exactly_once(empty_db: str) ->
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert sorted(results, key=len) == [[]] * 5 + [list(range(1, LATEST_VERSION + 1))]
-    assert _versions(empty_db) == list(range(1, LATEST_VERSION + 1))
+    assert sorted(results, key=len) == [[]] * 5 + [ALL_VERSIONS]
+    assert _versions(empty_db) == ALL_VERSIONS
 
 
 def test_recording_the_same_run_twice_leaves_the_same_rows(store: LineageStore) -> None:
@@ -213,14 +215,16 @@ def test_raw_events_are_append_only(store: LineageStore) -> None:
 
 def test_times_no_client_can_read_are_repaired_by_the_migration_and_refused_after(empty_db: str) -> None:
     store_at_version(empty_db, 3)
-    with psycopg.connect(empty_db) as conn:  # the columns of migrations 5 and 6 that today's writes name, for now
+    with psycopg.connect(empty_db) as conn:  # the columns of migrations 5, 6 and 8 that today's writes name, for now
         conn.execute("ALTER TABLE pipeline_runs ADD COLUMN name text, ADD COLUMN uid text")
         conn.execute("ALTER TABLE dataset_versions ADD COLUMN published boolean NOT NULL DEFAULT true")
+        conn.execute("ALTER TABLE dataset_versions ADD COLUMN logical_time timestamptz")
     with LineageStore.open(empty_db, apply_migrations=False) as old:
         old.ingest_openlineage(_event())  # a COMPLETE of raw.a -> clean.a at T0
     with psycopg.connect(empty_db) as conn:  # back to the schema of version 3, its rows kept
         conn.execute("ALTER TABLE pipeline_runs DROP COLUMN name, DROP COLUMN uid")
         conn.execute("ALTER TABLE dataset_versions DROP COLUMN published")
+        conn.execute("ALTER TABLE dataset_versions DROP COLUMN logical_time")
     with psycopg.connect(empty_db) as conn:  # what an unbounded eventTime left behind before
         conn.execute("ALTER TABLE openlineage_events DISABLE TRIGGER openlineage_events_append_only")
         for table, column in [("openlineage_events", "event_time"), ("lineage_edges", "last_seen"),

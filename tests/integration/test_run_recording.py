@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from headwater.lineage.migrations import LATEST_VERSION, migrate
+from headwater.lineage.migrations import MIGRATIONS, migrate
 from headwater.lineage.run_records import records_for_run
 from headwater.lineage.store import LineageStore
 from helpers import fresh_database
@@ -52,7 +52,16 @@ def test_runs_recorded_before_uids_keep_their_ids_and_are_found_by_name(database
         with psycopg.connect(url) as conn:
             conn.execute("INSERT INTO pipeline_runs (id, pipeline, namespace, phase, trigger) "
                          "VALUES ('data/old-run', 'rev', 'data', 'Succeeded', 'manual')")
-        assert migrate(url) == list(range(version + 1, LATEST_VERSION + 1))
+        assert migrate(url) == [m.version for m in MIGRATIONS if m.version > version]
         with LineageStore.open(url) as store:
             old = store.run("data/old-run")
             assert (old.id, old.name, old.uid) == ("data/old-run", "old-run", None)
+
+
+def test_a_version_records_the_logical_time_of_the_run_that_wrote_it(store: LineageStore) -> None:
+    backfilled = finished_run(FIRST_UID, "2026-12-01T09:00:00Z", 100)
+    backfilled["spec"] = {"pipelineRef": {"name": "rev"}, "trigger": "backfill", "scheduledFor": "2026-11-05T06:00:00Z"}
+    backfilled["status"]["logicalTime"] = "2026-11-05T06:00:00Z"
+    store.record(*records_for_run(backfilled))
+    [version] = store.dataset("analytics.revenue").versions
+    assert version.logical_time is not None and version.logical_time.isoformat() == "2026-11-05T06:00:00+00:00"

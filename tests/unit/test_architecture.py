@@ -40,6 +40,7 @@ PURE: frozenset[str] = frozenset({
     "headwater.runs", "headwater.runs.planning", "headwater.runs.jobs", "headwater.runs.history",
     "headwater.runs.settling", "headwater.runs.checks",
     "headwater.pipelines", "headwater.pipelines.status", "headwater.pipelines.scheduling",
+    "headwater.pipelines.triggering", "headwater.pipelines.backfilling",
     "headwater.sla", "headwater.sla.freshness", "headwater.sla.alerts", "headwater.sla.evaluation",
     "headwater.sla.incidents", "headwater.sla.exporting",
     "headwater.lineage", "headwater.lineage.records", "headwater.lineage.openlineage",

@@ -47,9 +47,12 @@ NAMESPACED_ACCESS = {
     ("headwater.dev", "pipelineruns"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("headwater.dev", "pipelines/status"): {"get", "patch", "update"},
     ("headwater.dev", "pipelineruns/status"): {"get", "patch", "update"},
+    ("headwater.dev", "backfills"): {"get", "list", "watch"},
+    ("headwater.dev", "backfills/status"): {"get", "patch", "update"},
     # blockOwnerDeletion on what the operator owns, where OwnerReferencesPermissionEnforcement is on
     ("headwater.dev", "pipelines/finalizers"): {"update"},
     ("headwater.dev", "pipelineruns/finalizers"): {"update"},
+    ("headwater.dev", "backfills/finalizers"): {"update"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"get", "list"},
     ("", "events"): {"create", "patch", "list"},

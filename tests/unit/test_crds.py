@@ -185,8 +185,8 @@ def test_a_field_without_a_description_cannot_be_generated() -> None:
         crdgen.structural_schema(Quiet)
 
 
-def test_headwater_crds_prints_both_crds(capsys: pytest.CaptureFixture[str]) -> None:
+def test_headwater_crds_prints_every_crd(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["crds"]) == 0
     printed = list(yaml.safe_load_all(capsys.readouterr().out))
     names = [d["metadata"]["name"] for d in printed]
-    assert names == ["pipelines.headwater.dev", "pipelineruns.headwater.dev"]
+    assert names == ["pipelines.headwater.dev", "pipelineruns.headwater.dev", "backfills.headwater.dev"]

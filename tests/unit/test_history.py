@@ -36,3 +36,8 @@ def test_protected_runs_count_toward_the_limit_but_are_not_deleted() -> None:
         return run["metadata"]["name"] in unsettled
 
     assert runs_to_delete(runs, keep_successful=2, keep_failed=2, protected=protected) == ["ok-1"]
+
+
+def test_a_backfills_runs_are_never_trimmed_by_the_pipelines_history_limit() -> None:
+    backfilled = [{**_run(f"nov-{i}", "Succeeded", i), "spec": {"trigger": "backfill"}} for i in range(5)]
+    assert runs_to_delete([*backfilled, _run("daily", "Succeeded", 9)], keep_successful=1, keep_failed=1) == []

@@ -82,3 +82,12 @@ def test_the_scheduler_takes_only_a_pipeline_ready_for_its_current_generation() 
     assert not is_ready(_pipeline(3, "True", 2))  # edited, not checked yet
     assert not is_ready(_pipeline(2, "False", 2))
     assert not is_ready({"metadata": {}, "status": {}})
+
+
+def test_an_edit_that_keeps_the_pipeline_valid_confirms_ready_for_the_new_generation() -> None:
+    spec = {"schedule": "* * * * *", "steps": [step("a")]}
+    first = pipeline_status(spec, None, 1, NOW)
+    assert first is not None
+    edited = pipeline_status({**spec, "suspend": True}, first, 2, NOW)
+    assert edited is not None, "the Ready condition still names generation 1"
+    assert is_ready({"metadata": {"generation": 2}, "status": edited})

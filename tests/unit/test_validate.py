@@ -75,8 +75,8 @@ def test_documents_are_numbered_and_unknown_kinds_are_reported(tmp_path: Path) -
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}}
     text = yaml.safe_dump_all([pipeline(), config_map, pipeline(name="Bad_Name")])
     assert [str(f) for f in validate_text(text, "all.yaml")] == [
-        "all.yaml:2: ConfigMap/settings: kind: unknown kind 'ConfigMap': headwater validate checks Pipeline "
-        "and PipelineRun (headwater.dev/v1alpha1)",
+        "all.yaml:2: ConfigMap/settings: kind: unknown kind 'ConfigMap': headwater validate checks Pipeline, "
+        "PipelineRun, Backfill (headwater.dev/v1alpha1)",
         "all.yaml:3: Pipeline/Bad_Name: metadata.name: Invalid value: 'Bad_Name': must be a DNS-1123 "
         "subdomain: lowercase letters, digits, '-' and '.' (at most 253)",
     ]

@@ -130,15 +130,19 @@ refer to them by name; the operator never reads them), no wildcards.
 - apiGroups: ["headwater.dev"]
   resources: ["pipelines", "pipelineruns"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Backfills: read, and their runs created for them (owned by them).
+- apiGroups: ["headwater.dev"]
+  resources: ["backfills"]
+  verbs: ["get", "list", "watch"]
 # Their status subresources: replaced whole (resourceVersion-guarded) or patched.
 - apiGroups: ["headwater.dev"]
-  resources: ["pipelines/status", "pipelineruns/status"]
+  resources: ["pipelines/status", "pipelineruns/status", "backfills/status"]
   verbs: ["get", "patch", "update"]
 # Scheduled runs are owned by their Pipeline, and step Jobs by their run, with blockOwnerDeletion;
 # where OwnerReferencesPermissionEnforcement is on (e.g. OpenShift), setting it needs update on the
 # owner's finalizers.
 - apiGroups: ["headwater.dev"]
-  resources: ["pipelines/finalizers", "pipelineruns/finalizers"]
+  resources: ["pipelines/finalizers", "pipelineruns/finalizers", "backfills/finalizers"]
   verbs: ["update"]
 # One Job per step: watched by kopf, listed by run label, created and deleted.
 - apiGroups: ["batch"]

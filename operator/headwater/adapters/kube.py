@@ -45,6 +45,10 @@ class Kube(Protocol):
 
     def list_pipelines(self, namespace: str | None) -> list[dict[str, Any]]: ...
 
+    def list_backfills(self, namespace: str | None) -> list[dict[str, Any]]: ...
+
+    def patch_backfill_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
     def replace_run_status(self, run: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]: ...
 
     def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
@@ -220,6 +224,19 @@ class KubeClient(KubeHelpers):
             return items
         owns = self.owns
         return [item for item in items if owns(item["metadata"]["namespace"])]
+
+    def list_backfills(self, namespace: str | None) -> list[dict[str, Any]]:
+        if namespace:
+            out = self.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.BACKFILL_PLURAL)
+        else:
+            out = self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.BACKFILL_PLURAL)
+        items: list[dict[str, Any]] = out.get("items", [])
+        return items
+
+    def patch_backfill_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch a Backfill's status (the backfill pass is its only writer)."""
+        self.custom.patch_namespaced_custom_object_status(
+            c.GROUP, c.VERSION, namespace, c.BACKFILL_PLURAL, name, {"status": status})
 
     def replace_run_status(self, run: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write the whole status, guarded by the run's resourceVersion (409 when someone else wrote first)."""

@@ -159,6 +159,36 @@ def _add_runtime_commands(commands: argparse._SubParsersAction[argparse.Argument
     run.set_defaults(func=_cmd_run)
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    """Create a Backfill (or, with --dry-run, list its slots)."""
+    from headwater.cli.backfill import create_backfill  # noqa: PLC0415
+    from headwater.pipelines.backfilling import TooManySlotsError  # noqa: PLC0415
+
+    try:
+        lines = create_backfill(args.pipeline, args.start, args.end, namespace=args.namespace,
+                                max_concurrent=args.max_concurrent, name=args.name, dry_run=args.dry_run)
+    except (ValueError, TooManySlotsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+def _add_backfill_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backfill = commands.add_parser(
+        "backfill", help="run PIPELINE once for every schedule slot in a past range",
+        description="Create a Backfill: one PipelineRun per slot of the Pipeline's schedule in [--from, --to], "
+        "oldest first, at most --max-concurrent at once; each run's steps get the slot as HEADWATER_LOGICAL_TIME.")
+    backfill.add_argument("pipeline", metavar="PIPELINE")
+    backfill.add_argument("--from", dest="start", required=True, help="first time of the range (RFC 3339)")
+    backfill.add_argument("--to", dest="end", required=True, help="last time of the range (RFC 3339), inclusive")
+    backfill.add_argument("--max-concurrent", type=int, default=1, help="runs of the backfill at once (default 1)")
+    backfill.add_argument("--name", default=None, help="name of the Backfill (default: PIPELINE-backfill-FROM-TO)")
+    backfill.add_argument("--dry-run", action="store_true", help="list the slots and their run names; create nothing")
+    backfill.add_argument("-n", "--namespace", default=None, help="namespace (default: the kubeconfig's)")
+    backfill.set_defaults(func=_cmd_backfill)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="headwater", description="Data pipelines as dependency-ordered Kubernetes Jobs, with lineage."
@@ -180,6 +210,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_runtime_commands(commands)
     _add_lineage_command(commands)
     _add_store_commands(commands)
+    _add_backfill_command(commands)
     return parser
 
 

@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     record_rescan_seconds: float = Field(
         default=30.0, gt=0, description="How often finished runs not yet in the lineage store are looked for."
     )
+    backfill_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often Backfills create their next runs and write their progress."
+    )
+    trigger_rescan_seconds: float = Field(
+        default=2.0, gt=0, description="How often dataset triggers are evaluated without a new version's "
+        "notification (a resumed Pipeline, a run whose creation failed); new versions wake them at once.",
+    )
 
     shard: str | None = Field(
         default=None,

@@ -23,10 +23,13 @@ from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.config import Settings
+from headwater.controller.triggerer import WORKERS as TRIGGER_WORKERS
+from headwater.controller.triggerer import Triggerer
 from headwater.lineage.baselines import StoreBaselines
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.run_records import has_finalizer
 from headwater.lineage.store import LineageStore
+from headwater.pipelines.backfiller import backfill_once
 from headwater.pipelines.scheduler import schedule_pipeline, set_schedule_condition
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
@@ -69,6 +72,10 @@ class Runtime:
                                 self.events, recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation,
                                 baselines=self.baselines)
+        self.triggerer = Triggerer(settings.database_url,
+                                   partial(LineageStore.open, settings.database_url, max_size=TRIGGER_WORKERS),
+                                   self.kube, self.scopes(), self.isolation, self.events,
+                                   settings.trigger_rescan_seconds) if settings.database_url else None
         self._tasks: list[asyncio.Task[None]] = []
 
     def scopes(self) -> list[str | None]:
@@ -82,6 +89,7 @@ class Runtime:
         self.events.start()
         self._every(own.resync_seconds, self.resync)
         self._every(own.schedule_interval_seconds, self.schedule)
+        self._every(own.backfill_interval_seconds, self.backfill)
         self._every(own.freshness_interval_seconds, self.sla.evaluate_all)
         for poster in (self.emitter, self.alerts):
             if poster is not None:
@@ -90,6 +98,8 @@ class Runtime:
             recorder = self.recorder
             self.metrics.lineage_backlog.set_function(lambda: recorder.backlog)
             recorder.start()
+        if self.triggerer is not None:
+            self.triggerer.start()
 
     async def close(self) -> None:
         """Stop everything :meth:`start` started, loops first, then the threads, then the API client."""
@@ -98,6 +108,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.triggerer is not None:
+            await asyncio.to_thread(self.triggerer.stop)
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.stop)
         if self.baselines is not None:
@@ -168,6 +180,13 @@ class Runtime:
                         reason="ScheduleFailed", kind=f"{c.PIPELINE_KIND}/schedule",
                         on_failure=partial(set_schedule_condition, self.kube, meta["namespace"], meta["name"]),
                         on_recovery=partial(set_schedule_condition, self.kube, meta["namespace"], meta["name"], None))
+
+    def backfill(self) -> None:
+        """Create the next slots' runs of every Backfill and write its progress."""
+        for scope in self.scopes():
+            for backfill in self._listed(scope, "Backfills", self.kube.list_backfills):
+                self.isolation.run(backfill, "backfilling", partial(backfill_once, self.kube, backfill, self.events),
+                                   reason="BackfillFailed", kind=c.BACKFILL_KIND)
 
     def _listed(self, scope: str | None, what: str, lister: Callable[[str | None], list[dict[str, Any]]]
                 ) -> list[dict[str, Any]]:

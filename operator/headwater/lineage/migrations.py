@@ -185,6 +185,71 @@ CREATE TABLE step_outputs (
 );
 """
 
+# The trigger outbox: every new dataset version gets an outbox row in the transaction that writes it (a
+# database trigger, so Headwater's runs and ingested OpenLineage events alike), and a notification on commit.
+# A Pipeline's dataset triggers consume outbox rows: a firing (the run to create, named after the versions it
+# consumes) and its consumed rows are written in one transaction before the run is created, so a replay, a
+# restart or a second operator never fires the same rows twice.  The notification names the dataset (its
+# ident in hex), so a woken operator looks only at the Pipelines it may trigger.  hw_version_published is
+# the one place that says whether a version counts: a version a blocking check failed on does not (migration 6).
+_TRIGGERS_SQL = """
+CREATE FUNCTION hw_version_published(version_id bigint) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT coalesce((SELECT published FROM dataset_versions WHERE id = version_id), false) $$;
+
+CREATE TABLE trigger_outbox (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    version_id bigint NOT NULL UNIQUE REFERENCES dataset_versions (id),
+    dataset_id bigint NOT NULL REFERENCES datasets (id),
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX trigger_outbox_dataset_idx ON trigger_outbox (dataset_id, id);
+
+CREATE FUNCTION hw_version_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO trigger_outbox (version_id, dataset_id) VALUES (NEW.id, NEW.dataset_id);
+    PERFORM pg_notify('headwater_dataset_versions', (SELECT encode(ident, 'hex') FROM datasets
+                                                     WHERE id = NEW.dataset_id));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER dataset_versions_outbox AFTER INSERT ON dataset_versions
+    FOR EACH ROW EXECUTE FUNCTION hw_version_outbox();
+
+CREATE TABLE trigger_consumers (
+    consumer   text PRIMARY KEY,
+    since      timestamptz NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE trigger_firings (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    consumer     text NOT NULL REFERENCES trigger_consumers (consumer),
+    run_name     text NOT NULL,
+    versions     jsonb NOT NULL,
+    fired_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    confirmed_at timestamptz,
+    UNIQUE (consumer, run_name)
+);
+CREATE INDEX trigger_firings_unconfirmed_idx ON trigger_firings (consumer, id) WHERE confirmed_at IS NULL;
+
+CREATE TABLE trigger_consumed (
+    consumer  text NOT NULL,
+    outbox_id bigint NOT NULL REFERENCES trigger_outbox (id),
+    firing_id bigint NOT NULL REFERENCES trigger_firings (id),
+    PRIMARY KEY (consumer, outbox_id)
+);
+"""
+
+# A version knows the logical time of the run that wrote it (its schedule slot, or a backfill's): the
+# partition it holds.  Versions written before this migration, and by other tools, have none.
+_LOGICAL_TIME_SQL = """
+ALTER TABLE dataset_versions ADD COLUMN logical_time timestamptz
+    CONSTRAINT dataset_versions_logical_time_range CHECK (logical_time >= '1970-01-01 00:00:00+00'
+                                                          AND logical_time < '9999-01-01 00:00:00+00');
+CREATE INDEX dataset_versions_partition_idx ON dataset_versions (dataset_id, logical_time)
+    WHERE logical_time IS NOT NULL;
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "runs and step runs", _RUNS_SQL),
     Migration(2, "datasets, jobs, lineage edges and dataset versions", _LINEAGE_SQL),
@@ -192,6 +257,8 @@ MIGRATIONS: Final = (
     Migration(4, "every stored time readable: from 1970 to before 9999", _TIME_BOUNDS_SQL),
     Migration(5, "runs know their Kubernetes name and UID", _RUN_NAMES_SQL),
     Migration(6, "published dataset versions, check results, declared step outputs", _CHECKS_SQL),
+    Migration(7, "dataset triggers: an outbox of new versions and the firings that consume them", _TRIGGERS_SQL),
+    Migration(8, "dataset versions know their logical time (the partition they hold)", _LOGICAL_TIME_SQL),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

@@ -154,6 +154,8 @@ class VersionInfo:
     written_at: datetime
     row_count: int | None
     schema_fingerprint: str | None
+    logical_time: datetime | None = None
+    """The logical time (schedule slot) of the run that wrote it: the partition this version holds."""
 
 
 @dataclass(frozen=True)
@@ -345,10 +347,10 @@ ORDER BY d.namespace, d.name LIMIT %s OFFSET %s
 
 
 def _version(row: tuple[Any, ...]) -> VersionInfo | None:
-    run_id, pipeline, step, written_at, row_count, fingerprint = row
+    run_id, pipeline, step, written_at, row_count, fingerprint, *more = row
     if run_id is None:
         return None
-    return VersionInfo(run_id, pipeline, step, written_at, row_count, fingerprint)
+    return VersionInfo(run_id, pipeline, step, written_at, row_count, fingerprint, more[0] if more else None)
 
 
 def datasets(conn: Conn, *, limit: int = 1000, offset: int = 0) -> list[DatasetSummary]:
@@ -379,7 +381,7 @@ def dataset_detail(
     consumers = conn.execute(_CONSUMERS, (dataset_id, MAX_JOBS + 1)).fetchall()
     truncated = max(len(producers), len(consumers)) > MAX_JOBS
     history = conn.execute(
-        "SELECT run_id, pipeline, step, written_at, row_count, schema_fingerprint FROM dataset_versions "
+        "SELECT run_id, pipeline, step, written_at, row_count, schema_fingerprint, logical_time FROM dataset_versions "
         "WHERE dataset_id = %s ORDER BY written_at DESC, id DESC LIMIT %s", (dataset_id, versions),
     ).fetchall()
     return DatasetDetail(

@@ -184,9 +184,12 @@ class DatasetVersionRecord:
     schema_fingerprint: str | None = None
     published: bool = True
     checks: tuple[CheckRecord, ...] = ()
+    logical_time: datetime | None = None
+    """The logical time of the run that wrote it (its schedule slot): the partition the version holds."""
 
     def __post_init__(self) -> None:
         _check_aware(self.written_at, "written_at")
+        _check_aware(self.logical_time, "logical_time")
         if self.row_count is not None and self.row_count < 0:
             raise ValueError("row_count cannot be negative")
 

@@ -156,7 +156,8 @@ def records_for_run(run: dict[str, Any]) -> list[Record]:
             schema = (seen.schema if seen is not None else None) or \
                 (fingerprint if isinstance(fingerprint, str) else None)
             out.append(DatasetVersionRecord(o, rid, pipeline, step.name, written, _bounded(rows), schema,
-                                            published, _check_records(step.checks or [], o)))
+                                            published, _check_records(step.checks or [], o),
+                                            logical_time=_time(status.logical_time)))
     return out
 
 

@@ -93,9 +93,9 @@ WHERE excluded.first_seen < e.first_seen OR excluded.last_seen > e.last_seen
 
 _INSERT_VERSION = """
 INSERT INTO dataset_versions (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint,
-                              published)
+                              published, logical_time)
 VALUES (%(dataset_id)s, %(run_id)s, %(pipeline)s, %(step)s, %(written_at)s, %(row_count)s,
-        %(schema_fingerprint)s, %(published)s)
+        %(schema_fingerprint)s, %(published)s, %(logical_time)s)
 ON CONFLICT (dataset_id, run_id, step) DO NOTHING
 """
 _INSERT_CHECK = """
@@ -161,6 +161,7 @@ def _write_version(conn: Conn, record: DatasetVersionRecord) -> None:
         "dataset_id": dataset_id, "run_id": record.run_id, "pipeline": record.pipeline, "step": record.step,
         "written_at": record.written_at, "row_count": record.row_count,
         "schema_fingerprint": record.schema_fingerprint, "published": record.published,
+        "logical_time": record.logical_time,
     })
     for check in record.checks:
         conn.execute(_INSERT_CHECK, {

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from headwater.adapters.kube import Kube
-from headwater.pipelines import scheduling
+from headwater.pipelines import scheduling, triggering
 from headwater.pipelines.scheduling import Action
 from headwater.spec import constants as c
 from headwater.spec.conditions import set_condition
-from headwater.spec.models import PipelineSpec, PipelineStatus, RunPhase, Trigger
+from headwater.spec.models import PipelineSpec, PipelineStatus, RunPhase, Trigger, WithSchedule
 from headwater.spec.names import label_value
 from headwater.spec.times import isotime, parse_time
 
@@ -58,7 +58,9 @@ def schedule_pipeline(kube: Kube, pipeline: dict[str, Any], now: datetime | None
     upcoming = None if spec.suspend else isotime(scheduling.next_slot(spec.schedule, spec.time_zone, now))
     since = parse_time(status.get("lastScheduleTime") or meta["creationTimestamp"])
     runs = kube.list_pipeline_runs(meta["namespace"], meta["name"])
-    active = [r for r in runs if not RunPhase.ended((r.get("status") or {}).get("phase"))]
+    # a backfill's runs have their own concurrency cap: they never hold a scheduled slot back
+    active = [r for r in runs if not RunPhase.ended((r.get("status") or {}).get("phase"))
+              and (r.get("spec") or {}).get("trigger") != Trigger.BACKFILL.value]
     decision = scheduling.decide(
         spec.schedule, spec.time_zone, now, since, suspended=spec.suspend,
         starting_deadline_seconds=spec.starting_deadline_seconds, policy=spec.concurrency_policy,
@@ -71,11 +73,23 @@ def schedule_pipeline(kube: Kube, pipeline: dict[str, Any], now: datetime | None
         # The slot's run exists: an earlier pass created it and then failed to record the slot. Acting again
         # would take that run for an earlier one (Replace would cancel it, Forbid call the slot skipped).
         decision = scheduling.Decision(Action.RUN, slot, decision.skipped_earlier)
+    elif _datasets_came_first(spec, runs, since):
+        message = (f"slot {isotime(slot)} not run: a dataset-triggered run was created since the slot before "
+                   "(withSchedule NoLaterThan)")
+        log.info("Pipeline %s/%s: %s", meta["namespace"], meta["name"], message)
+        if post_event is not None:
+            post_event(pipeline, "Normal", "SatisfiedByDatasets", message)
     else:
         _act(kube, pipeline, decision, active, post_event)
     kube.patch_pipeline_status(meta["namespace"], meta["name"], {
         "lastScheduleTime": isotime(slot), "nextScheduleTime": upcoming})
     return decision
+
+
+def _datasets_came_first(spec: PipelineSpec, runs: list[dict[str, Any]], since: datetime) -> bool:
+    datasets = spec.triggers.datasets if spec.triggers else None
+    return bool(datasets and datasets.with_schedule == WithSchedule.NO_LATER_THAN
+                and triggering.deadline_satisfied(runs, since))
 
 
 def is_ready(pipeline: dict[str, Any]) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from headwater.spec.models import RunPhase
+from headwater.spec.models import RunPhase, Trigger
 
 __all__ = ["runs_to_delete"]
 
@@ -17,12 +17,14 @@ def runs_to_delete(runs: list[dict[str, Any]], keep_successful: int, keep_failed
                    protected: Callable[[dict[str, Any]], bool] = lambda _: False) -> list[str]:
     """Names of the oldest finished runs beyond the limits.
 
-    Unfinished runs are never chosen.  Runs for which ``protected`` is true (e.g. not yet in the
+    Unfinished runs are never chosen, nor a Backfill's runs: they belong to it (its progress counts them)
+    and go with it.  Runs for which ``protected`` is true (e.g. not yet in the
     lineage store, or their outcome not yet applied) count toward the limits but are not chosen:
     a later trim deletes them, once they are no longer protected.
     """
     def newest_first(phases: frozenset[RunPhase]) -> list[dict[str, Any]]:
-        chosen = [r for r in runs if (r.get("status") or {}).get("phase") in phases]
+        chosen = [r for r in runs if (r.get("status") or {}).get("phase") in phases
+                  and (r.get("spec") or {}).get("trigger") != Trigger.BACKFILL.value]
         return sorted(chosen, key=lambda r: (r["metadata"].get("creationTimestamp") or "", r["metadata"]["name"]),
                       reverse=True)
 

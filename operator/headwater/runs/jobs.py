@@ -170,7 +170,12 @@ def _measures(step: StepSpec) -> list[dict[str, Any]]:
     return out
 
 
-def _container(step: StepSpec, settings: JobSettings, pipeline_context: SecurityContext | None) -> dict[str, Any]:
+LOGICAL_TIME_ENV = "HEADWATER_LOGICAL_TIME"
+"""The run's logical time (its schedule slot, RFC 3339 UTC), so that a step processes the right partition."""
+
+
+def _container(step: StepSpec, settings: JobSettings, pipeline_context: SecurityContext | None,
+               logical_time: str | None = None) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "step",
         "image": step.image or settings.step_image,
@@ -179,6 +184,8 @@ def _container(step: StepSpec, settings: JobSettings, pipeline_context: Security
         "securityContext": container_security_context(pipeline_context, step.security_context),
     }
     env = [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in step.env]
+    if logical_time is not None and not any(e.name == LOGICAL_TIME_ENV for e in step.env):
+        env.append({"name": LOGICAL_TIME_ENV, "value": logical_time})
     if step.type == "sql":
         container["command"] = step.command or ["headwater", "step", "sql"]
         env.append({"name": "HEADWATER_SQL", "value": step.sql or ""})
@@ -205,7 +212,7 @@ def _container(step: StepSpec, settings: JobSettings, pipeline_context: Security
 
 
 def build_job(run: RunRef, step: StepSpec, settings: JobSettings,
-              pipeline_context: SecurityContext | None = None) -> dict[str, Any]:
+              pipeline_context: SecurityContext | None = None, *, logical_time: str | None = None) -> dict[str, Any]:
     """The Job that runs ``step`` of ``run``: retries as backoffLimit, timeout as activeDeadlineSeconds.
 
     ``pipeline_context`` is the pipeline's securityContext, under the step's own.
@@ -218,7 +225,7 @@ def build_job(run: RunRef, step: StepSpec, settings: JobSettings,
         "restartPolicy": "Never",
         "automountServiceAccountToken": step.automount_service_account_token,
         "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
-        "containers": [_container(step, settings, pipeline_context)],
+        "containers": [_container(step, settings, pipeline_context, logical_time)],
     }
     if step.service_account_name:
         pod_spec["serviceAccountName"] = step.service_account_name

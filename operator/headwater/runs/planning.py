@@ -89,7 +89,8 @@ def start(
     An invalid pipeline or request yields a Failed run that never creates a Job.
     """
     status = PipelineRunStatus(phase=RunPhase.RUNNING, started_at=isotime(now), pipeline_spec=pipeline,
-                               observed_generation=generation)
+                               observed_generation=generation, triggered_by=list(spec.triggered_by),
+                               logical_time=spec.scheduled_for or isotime(now))
     problem = _start_problem(spec, pipeline, earlier)
     if problem:
         status.phase, status.finished_at = RunPhase.FAILED, isotime(now)
@@ -140,6 +141,7 @@ class _Work:
     settings: JobSettings
     out: Plan
     steps: dict[str, StepStatus] = field(default_factory=dict)
+    logical_time: str | None = None
 
 
 def plan(
@@ -165,7 +167,7 @@ def plan(
     if status.phase.final or status.pipeline_spec is None:
         return out
     pipeline = status.pipeline_spec
-    work = _Work(run, spec, observed, settings, out)
+    work = _Work(run, spec, observed, settings, out, logical_time=status.logical_time)
     previous = {s.name: s for s in status.steps}
     by_id = {s.id: s for s in pipeline.steps}
     for step_id in dag.topological_order(pipeline.steps):
@@ -275,7 +277,8 @@ def _advance(work: _Work, pipeline: PipelineSpec, now: datetime) -> None:
             if limit is not None and active >= limit:
                 step.message = f"waiting for a free slot (maxParallelism {limit})"
                 continue
-            manifest = build_job(work.run, by_id[step_id], work.settings, pipeline.security_context)
+            manifest = build_job(work.run, by_id[step_id], work.settings, pipeline.security_context,
+                                 logical_time=work.logical_time)
             work.out.create.append(manifest)
             step.job, step.reason, step.message = manifest["metadata"]["name"], StepReason.JOB_CREATED, None
             active += 1

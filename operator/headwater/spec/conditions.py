@@ -19,8 +19,9 @@ def set_condition(
     for i, cond in enumerate(conditions):
         if cond.type != type_:
             continue
-        if (cond.status, cond.reason, cond.message) == (status, reason, message):
-            return False
+        if (cond.status, cond.reason, cond.message) == (status, reason, message) and \
+                observed_generation in (None, cond.observed_generation):
+            return False  # a condition confirmed for a newer generation must say so, or it reads as stale
         moved = cond.status != status
         conditions[i] = cond.model_copy(update={
             "status": status, "reason": reason, "message": message,

@@ -10,11 +10,14 @@ PIPELINE_KIND: Final = "Pipeline"
 PIPELINE_PLURAL: Final = "pipelines"
 PIPELINERUN_KIND: Final = "PipelineRun"
 PIPELINERUN_PLURAL: Final = "pipelineruns"
+BACKFILL_KIND: Final = "Backfill"
+BACKFILL_PLURAL: Final = "backfills"
 
 LABEL_PIPELINE: Final = f"{GROUP}/pipeline"
 LABEL_RUN: Final = f"{GROUP}/run"
 LABEL_STEP: Final = f"{GROUP}/step"
 LABEL_TRIGGER: Final = f"{GROUP}/trigger"
+LABEL_BACKFILL: Final = f"{GROUP}/backfill"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGER: Final = "headwater"
 
@@ -22,6 +25,7 @@ FIELD_MANAGER: Final = "headwater-operator"
 
 PIPELINE_SHORT_NAME: Final = "pl"
 PIPELINERUN_SHORT_NAME: Final = "plr"
+BACKFILL_SHORT_NAME: Final = "bf"
 CATEGORY: Final = "headwater"
 
 CONDITION_READY: Final = "Ready"

@@ -22,7 +22,14 @@ import yaml
 from pydantic import BaseModel
 
 from headwater.spec import constants as c
-from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, PipelineStatus
+from headwater.spec.models import (
+    BackfillSpec,
+    BackfillStatus,
+    PipelineRunSpec,
+    PipelineRunStatus,
+    PipelineSpec,
+    PipelineStatus,
+)
 from headwater.spec.rules import PIPELINE_NAME_LENGTH, Rule
 
 __all__ = ["CrdGenError", "crds", "main", "pipeline_crd", "pipelinerun_crd", "render", "structural_schema"]
@@ -186,11 +193,31 @@ def pipelinerun_crd() -> dict[str, Any]:
     return _crd(c.PIPELINERUN_KIND, c.PIPELINERUN_PLURAL, c.PIPELINERUN_SHORT_NAME, schema, columns)
 
 
+def backfill_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition of Backfill."""
+    description = ("Runs of a Pipeline for every schedule slot in a past time range, oldest first, at most "
+                   "maxConcurrent at once.")
+    schema = _object_schema(c.BACKFILL_KIND, description, BackfillSpec, BackfillStatus)
+    columns = [
+        _column("Pipeline", "string", ".spec.pipelineRef.name", "The Pipeline backfilled."),
+        _column("Phase", "string", ".status.phase", "Pending, Running, Succeeded or Failed."),
+        _column("Progress", "string", ".status.progress", "Finished slots out of all slots."),
+        _column("Active", "integer", ".status.active", "Runs not finished yet."),
+        _column("Failed", "integer", ".status.failed", "Runs that failed."),
+        _column("Next Slot", "string", ".status.nextSlot", "The next slot to get a run."),
+        _AGE,
+        _column("From", "string", ".spec.from", "First time of the range.", priority=1),
+        _column("To", "string", ".spec.to", "Last time of the range.", priority=1),
+    ]
+    return _crd(c.BACKFILL_KIND, c.BACKFILL_PLURAL, c.BACKFILL_SHORT_NAME, schema, columns)
+
+
 def crds() -> dict[str, dict[str, Any]]:
     """Every CRD by its file name in ``crds/``."""
     return {
         f"{c.GROUP}_{c.PIPELINE_PLURAL}.yaml": pipeline_crd(),
         f"{c.GROUP}_{c.PIPELINERUN_PLURAL}.yaml": pipelinerun_crd(),
+        f"{c.GROUP}_{c.BACKFILL_PLURAL}.yaml": backfill_crd(),
     }
 
 

@@ -39,12 +39,13 @@ from headwater.spec.podspec import (
 )
 
 __all__ = [
-    "Alert", "AlertDataset", "ChangeCheck", "Check", "CheckOutcome", "CheckResult", "CheckSeverity",
-    "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "DataFreshnessCheck", "Dataset", "EnvFromSource",
-    "EnvVar", "EnvVarSource", "Freshness", "NamedRef", "Notifications", "OutputDataset",
-    "PipelineRef", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
+    "Alert", "AlertDataset", "BackfillSpec", "BackfillStatus", "ChangeCheck", "Check", "CheckOutcome", "CheckResult",
+    "CheckSeverity", "ConcurrencyPolicy", "Condition", "ConfigMapKeyRef", "DataFreshnessCheck", "Dataset",
+    "DatasetTriggers", "EnvFromSource", "EnvVar", "EnvVarSource", "Freshness", "NamedRef", "Notifications",
+    "OutputDataset", "PipelineRef", "PipelineRunSpec", "PipelineRunStatus", "PipelineSpec", "PipelineStatus",
     "PodMetadata", "Resources", "RowCountCheck", "RunPhase", "SecretKeyRef", "SecurityContext", "StepPhase",
-    "StepReason", "StepSpec", "StepStatus", "StepType", "Timestamp", "Trigger",
+    "StepReason", "StepSpec", "StepStatus", "StepType", "Timestamp", "Trigger", "TriggerMode", "TriggerVersion",
+    "Triggers", "WithSchedule",
 ]
 
 
@@ -71,6 +72,10 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     SCHEDULE = "schedule"
     RETRY = "retry"
+    DATASET = "dataset"
+    """New published versions of the Pipeline's trigger datasets (spec.triggers.datasets)."""
+    BACKFILL = "backfill"
+    """One schedule slot of a backfill (``headwater backfill``)."""
 
 
 class RunPhase(StrEnum):
@@ -418,6 +423,56 @@ class StepSpec(SpecModel):
         return self.image or default
 
 
+class TriggerMode(StrEnum):
+    """all: run once every input has a new version; any: run once per new version of any input."""
+
+    ALL = "all"
+    ANY = "any"
+
+
+class WithSchedule(StrEnum):
+    """How the Pipeline's cron schedule combines with its dataset triggers."""
+
+    WHICHEVER_FIRST = "WhicheverFirst"
+    """Both fire: each slot runs, and so does each trigger firing."""
+    NO_LATER_THAN = "NoLaterThan"
+    """Datasets, but no later than the schedule: a slot runs only if no dataset-triggered run was created since
+    the slot before it."""
+
+
+class DatasetTriggers(SpecModel):
+    """Run the Pipeline when its input datasets get new published versions (from Headwater runs or from
+    OpenLineage COMPLETE events of other tools)."""
+
+    mode: TriggerMode = Field(TriggerMode.ALL, description="all: one run once every input has at least one new "
+                              "version since the last firing; any: one run per new version of any input.")
+    inputs: list[Dataset] = Field(min_length=1, max_length=32, description="The datasets whose new versions "
+                                  "trigger a run (1 to 32).")
+    with_schedule: WithSchedule = Field(
+        WithSchedule.WHICHEVER_FIRST, description="With a schedule: WhicheverFirst (slots and triggers both "
+        "run) or NoLaterThan (a slot runs only when no dataset-triggered run was created since the slot before).",
+    )
+
+
+class Triggers(SpecModel):
+    """What starts the Pipeline besides its schedule."""
+
+    datasets: DatasetTriggers | None = optional("Run on new published versions of input datasets.")
+
+
+class TriggerVersion(SpecModel):
+    """A dataset version that triggered a run."""
+
+    namespace: str = Field(description="Dataset namespace, e.g. postgres://warehouse.", max_length=253)
+    name: str = Field(description="Dataset name, e.g. analytics.revenue.", max_length=512)
+    version: int = Field(ge=1, description="Id of the version in the lineage store.")
+    run: str = Field(description="The run that wrote it (namespace/name/uid8, or an OpenLineage run id).",
+                     max_length=512)
+    written_at: Timestamp | None = optional("When it was written.")
+    superseded: int = Field(0, ge=0, description="Earlier new versions of the same dataset this one folds in "
+                            "(mode all).")
+
+
 class Notifications(SpecModel):
     """Where people hear about failed runs and missed freshness SLAs: every alert goes to the operator's
     webhook (HEADWATER_ALERT_WEBHOOK_URL) and names this channel, so that one receiver routes per team."""
@@ -440,6 +495,8 @@ class PipelineSpec(SpecModel):
     time_zone: Annotated[str, string(64, r.TIME_ZONE)] | None = optional(
         "IANA time zone of the schedule, e.g. Europe/Berlin. Default: UTC."
     )
+    triggers: Triggers | None = optional("Run on new published versions of input datasets (besides, or "
+                                         "instead of, a schedule).")
     concurrency_policy: ConcurrencyPolicy = Field(
         ConcurrencyPolicy.FORBID, description="When a scheduled run is due while another run is active: "
         "Allow (run both), Forbid (skip the new one) or Replace (cancel the active one).",
@@ -598,8 +655,11 @@ class PipelineRunSpec(SpecModel):
     )
     from_step: StepId | None = optional("Run this step and everything downstream of it, nothing upstream.")
     cancel: bool = Field(False, description="Set to true to cancel the run: running steps are stopped.")
-    scheduled_for: Timestamp | None = optional("The schedule slot this run is for (trigger: schedule).",
-                                           validate_default=True)
+    scheduled_for: Timestamp | None = optional("The schedule slot this run is for (trigger: schedule or "
+                                               "backfill): its logical time.", validate_default=True)
+    triggered_by: list[TriggerVersion] = Field(
+        default_factory=list, max_length=32, description="The dataset versions that triggered the run "
+        "(trigger: dataset), one per input.")
 
     @field_validator("retry_of")
     @classmethod
@@ -614,7 +674,8 @@ class PipelineRunSpec(SpecModel):
     @field_validator("scheduled_for")
     @classmethod
     def _scheduled_for(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and "trigger" in info.data and info.data["trigger"] != Trigger.SCHEDULE:
+        if value is not None and "trigger" in info.data and info.data["trigger"] not in (Trigger.SCHEDULE,
+                                                                                         Trigger.BACKFILL):
             raise r.SCHEDULED_FOR_NEEDS_SCHEDULE.error()
         return value
 
@@ -672,7 +733,47 @@ class PipelineRunStatus(StatusModel):
         default_factory=list, max_length=r.MAX_STEPS, description="State of every step, keyed by name.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    triggered_by: list[TriggerVersion] = Field(
+        default_factory=list, max_length=32, description="The dataset versions that triggered the run "
+        "(copied from the spec when it starts).")
+    logical_time: Timestamp | None = optional(
+        "The time the run processes (its schedule slot; else when it was created): steps read it as "
+        "HEADWATER_LOGICAL_TIME, and the lineage store records it with every version the run writes.")
     pipeline_spec: PipelineSpec | None = optional(
         "Snapshot of the Pipeline's spec taken when the run started: the run executes this, so editing "
         "the Pipeline never changes a run in flight."
     )
+
+
+MAX_BACKFILL_SLOTS = 1000
+"""Schedule slots one Backfill may cover; a longer range is refused (Ready=False, TooManySlots)."""
+
+
+class BackfillSpec(SpecModel):
+    """Run a Pipeline once for every slot of its schedule in a time range (inclusive), oldest first."""
+
+    pipeline_ref: PipelineRef = Field(description="The Pipeline to backfill (it needs a schedule).")
+    from_: Timestamp = Field(alias="from", description="The first time of the range (RFC 3339), inclusive.")
+    to: Timestamp = Field(description="The last time of the range (RFC 3339), inclusive.")
+    max_concurrent: int = Field(1, ge=1, le=50, description="Runs of this backfill active at once (1-50); the "
+                                "Pipeline's scheduled runs do not count against it, nor it against them.")
+    suspend: bool = Field(False, description="Create no further runs; those started go on.")
+
+
+class BackfillStatus(StatusModel):
+    """Progress of a backfill, written by the operator."""
+
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = Field(
+        "Pending", description="Pending, Running, Succeeded (every slot's run succeeded) or Failed (every slot ran, "
+        "some failed, or the backfill cannot run: see conditions).")
+    observed_generation: int | None = optional("metadata.generation last processed.")
+    conditions: list[Condition] = Field(default_factory=list, max_length=16, json_schema_extra=_CONDITIONS,
+                                        description="Ready=False when the backfill cannot run, and why.")
+    slots: int = Field(0, ge=0, description="Schedule slots in the range.")
+    created: int = Field(0, ge=0, description="Slots whose run was created.")
+    active: int = Field(0, ge=0, description="Runs not finished yet.")
+    succeeded: int = Field(0, ge=0, description="Runs that succeeded.")
+    failed: int = Field(0, ge=0, description="Runs that failed or were cancelled.")
+    progress: Annotated[str, string(24)] | None = optional("Finished slots out of all slots, e.g. 12/30.")
+    next_slot: Timestamp | None = optional("The next slot to get a run.")
+    last_run: Name | None = optional("The run of the latest slot created so far.")

@@ -232,14 +232,14 @@ RETRY_NEEDS_RETRY_OF = Rule(
     field_path=".retryOf", reason="FieldValueRequired",
 )
 SCHEDULED_FOR_NEEDS_SCHEDULE = Rule(
-    "!has(self.scheduledFor) || self.trigger == 'schedule'",
-    "scheduledFor is only allowed with trigger: schedule",
+    "!has(self.scheduledFor) || self.trigger == 'schedule' || self.trigger == 'backfill'",
+    "scheduledFor is only allowed with trigger: schedule or backfill",
     field_path=".scheduledFor", reason="FieldValueForbidden",
 )
 _SAME = "(has(self.{0}) ? has(oldSelf.{0}) && self.{0} == oldSelf.{0} : !has(oldSelf.{0}))"
 RUN_SPEC_IMMUTABLE = Rule(  # transition rule: apiserver only (needs the old object)
     "self.pipelineRef.name == oldSelf.pipelineRef.name && self.trigger == oldSelf.trigger && "
-    + " && ".join(_SAME.format(f) for f in ("retryOf", "fromStep", "scheduledFor")),
+    + " && ".join(_SAME.format(f) for f in ("retryOf", "fromStep", "scheduledFor", "triggeredBy")),
     "only spec.cancel can change after a PipelineRun is created",
 )
 PIPELINE_NAME_LENGTH = Rule(  # on the whole object: CEL sees metadata.name only there

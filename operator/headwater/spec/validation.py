@@ -18,9 +18,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from headwater.spec import dag, models
-from headwater.spec.constants import API_VERSION, PIPELINE_KIND, PIPELINERUN_KIND
+from headwater.spec.constants import API_VERSION, BACKFILL_KIND, PIPELINE_KIND, PIPELINERUN_KIND
 from headwater.spec.dag import Problem
-from headwater.spec.models import PipelineRunSpec, PipelineSpec
+from headwater.spec.models import BackfillSpec, PipelineRunSpec, PipelineSpec
 from headwater.spec.names import MAX_PIPELINE_NAME
 from headwater.spec.rules import DNS_SUBDOMAIN, PATTERN_HINTS, PIPELINE_NAME_LENGTH
 
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 UNKNOWN_FROM_STEP = "unknown step '{id}'; known steps: {known}"
-_KINDS = (PIPELINE_KIND, PIPELINERUN_KIND)
+_KINDS = (PIPELINE_KIND, PIPELINERUN_KIND, BACKFILL_KIND)
 _OWN_MESSAGES = {"headwater_rule", "step_graph", "cron", "time_zone", "duration", "quantity", "date_time"}
 
 
@@ -152,6 +152,11 @@ def pipeline_run_spec_problems(spec: Any, prefix: str = "spec") -> list[Problem]
     return _model_problems(PipelineRunSpec, spec, prefix, frozenset())
 
 
+def backfill_spec_problems(spec: Any, prefix: str = "spec") -> list[Problem]:
+    """Everything wrong with a Backfill spec on its own (its Pipeline's schedule is checked by the operator)."""
+    return _model_problems(BackfillSpec, spec, prefix, frozenset())
+
+
 def run_against_pipeline(run_spec: PipelineRunSpec, pipeline: PipelineSpec) -> list[Problem]:
     """What is wrong with running ``pipeline`` as ``run_spec`` asks (fromStep must be one of its steps)."""
     ids = [s.id for s in pipeline.steps]
@@ -186,11 +191,12 @@ def document_problems(doc: Any) -> list[Problem]:
         return [Problem("", "a manifest must be a mapping with apiVersion, kind, metadata and spec")]
     kind = doc.get("kind")
     if kind not in _KINDS:
-        return [Problem("kind", f"unknown kind {kind!r}: headwater validate checks {' and '.join(_KINDS)} "
+        return [Problem("kind", f"unknown kind {kind!r}: headwater validate checks {', '.join(_KINDS)} "
                         f"({API_VERSION})")]
     problems = _header_problems(doc)
     if "spec" in doc:
-        check = pipeline_spec_problems if kind == PIPELINE_KIND else pipeline_run_spec_problems
+        check = {PIPELINE_KIND: pipeline_spec_problems, PIPELINERUN_KIND: pipeline_run_spec_problems,
+                 BACKFILL_KIND: backfill_spec_problems}[kind]
         problems += check(doc["spec"])
     return problems
 

@@ -1,0 +1,221 @@
+"""Dataset triggers against real PostgreSQL and the in-memory Kubernetes API: exactly one run per firing
+whatever is replayed, repeated, interrupted or run twice at once.
+
+Component tests that also need a PostgreSQL server (the throwaway one of the integration tier)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from fakekube import PIPELINES, RUNS, FakeKube, ManualClock
+from headwater.adapters.isolation import Isolation
+from headwater.controller.triggerer import Triggerer, trigger_pipeline
+from headwater.lineage import triggers as outbox
+from headwater.lineage.records import DatasetRef, DatasetVersionRecord
+from headwater.lineage.store import LineageStore
+from headwater.pipelines import triggering
+from headwater.pipelines.scheduler import schedule_pipeline
+from headwater.spec.models import DatasetTriggers
+from headwater.spec.times import parse_time
+from helpers import fresh_database, wait_for
+from manifests import pipeline, step
+from wiring import Operator
+
+pytestmark = [pytest.mark.component, pytest.mark.integration]
+
+NS = "data"
+WH = "postgres://warehouse"
+REVENUE, ORDERS = DatasetRef(WH, "analytics.revenue"), DatasetRef(WH, "analytics.orders")
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[LineageStore]:
+    with fresh_database(database_url) as url, LineageStore.open(url) as opened:
+        yield opened
+
+
+def downstream(kube: FakeKube, operator: Operator, mode: str, *inputs: DatasetRef, with_schedule: str | None = None,
+               **fields: Any) -> dict[str, Any]:
+    """Pipeline reporting, triggered by ``inputs``; Ready (the triggers wait for that)."""
+    datasets: dict[str, Any] = {"mode": mode, "inputs": [{"namespace": d.namespace, "name": d.name} for d in inputs]}
+    if with_schedule:
+        datasets["withSchedule"] = with_schedule
+    triggers = {"datasets": datasets}
+    kube.seed(pipeline("reporting", [step("report")], triggers=triggers, **fields), NS)
+    operator.deliver()
+    return kube.read(PIPELINES, NS, "reporting")
+
+
+def write(store: LineageStore, dataset: DatasetRef, run: str, pipeline_name: str = "revenue") -> None:
+    store.record(DatasetVersionRecord(dataset, f"{NS}/{run}/0000aaaa", pipeline_name, "load",
+                                      datetime.now(UTC)))
+
+
+def fire(kube: FakeKube, store: LineageStore) -> list[str]:
+    return trigger_pipeline(kube, store, kube.read(PIPELINES, NS, "reporting"))
+
+
+def triggered(kube: FakeKube) -> list[str]:
+    return kube.names(RUNS, NS, "headwater.dev/trigger=dataset")
+
+
+def dbt_event(run_id: str, event_time: str = "2026-12-01T06:00:00Z") -> dict[str, Any]:
+    return {
+        "eventType": "COMPLETE", "eventTime": event_time, "producer": "https://github.com/dbt-labs/dbt-core",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/definitions/RunEvent",
+        "run": {"runId": run_id}, "job": {"namespace": "dbt", "name": "jaffle.revenue"},
+        "inputs": [], "outputs": [{"namespace": REVENUE.namespace, "name": REVENUE.name}],
+    }
+
+
+def test_any_fires_one_run_per_new_version_and_a_second_pass_fires_nothing(
+        kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    downstream(kube, operator, "any", REVENUE)
+    for i in range(3):
+        write(store, REVENUE, f"revenue-{i}")
+    assert len(fire(kube, store)) == 3
+    assert fire(kube, store) == []
+    assert len(triggered(kube)) == 3
+
+
+def test_all_fires_once_per_new_input_pair(kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    downstream(kube, operator, "all", REVENUE, ORDERS)
+    write(store, REVENUE, "revenue-1")
+    assert fire(kube, store) == []
+    write(store, REVENUE, "revenue-2")
+    write(store, ORDERS, "orders-1", "orders")
+    assert len(fire(kube, store)) == 1
+    write(store, ORDERS, "orders-2", "orders")
+    assert fire(kube, store) == []
+    write(store, REVENUE, "revenue-3")
+    assert len(fire(kube, store)) == 1
+    assert len(triggered(kube)) == 2
+
+
+def test_a_replayed_openlineage_event_from_another_tool_triggers_once(
+        kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    downstream(kube, operator, "any", REVENUE)
+    event = dbt_event("0193b6a0-0000-7000-8000-000000000001")
+    assert not store.ingest_openlineage(event).duplicate
+    assert store.ingest_openlineage(event).duplicate
+    created = fire(kube, store)
+    assert len(created) == 1
+    run = kube.read(RUNS, NS, created[0])
+    assert [(v["name"], v["run"]) for v in run["spec"]["triggeredBy"]] == [
+        (REVENUE.name, "0193b6a0-0000-7000-8000-000000000001")]
+    store.ingest_openlineage(event)
+    assert fire(kube, store) == []
+
+
+def test_two_passes_at_once_create_each_run_once(kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    downstream(kube, operator, "any", REVENUE)
+    for i in range(20):
+        write(store, REVENUE, f"revenue-{i}")
+    results: list[list[str]] = []
+    passes = [threading.Thread(target=lambda: results.append(fire(kube, store))) for _ in range(2)]
+    for thread in passes:
+        thread.start()
+    for thread in passes:
+        thread.join()
+    assert sorted(results[0] + results[1]) == sorted(triggered(kube))
+    assert len(triggered(kube)) == 20
+
+
+def test_a_run_whose_creation_failed_is_created_by_the_next_pass_under_the_same_name(
+        kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    downstream(kube, operator, "any", REVENUE)
+    write(store, REVENUE, "revenue-1")
+    kube.fail("create_run", 500)
+    with pytest.raises(Exception, match="injected"):
+        fire(kube, store)
+    assert triggered(kube) == []
+    write(store, REVENUE, "revenue-2")
+    created = fire(kube, store)
+    assert len(created) == 2
+    assert fire(kube, store) == []
+
+
+def test_a_pass_interrupted_after_creating_the_run_does_not_create_another(
+        kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    body = downstream(kube, operator, "any", REVENUE)
+    write(store, REVENUE, "revenue-1")
+    meta = body["metadata"]
+    consumer = triggering.consumer_key(NS, "reporting", meta["uid"])
+    triggers = DatasetTriggers.model_validate(body["spec"]["triggers"]["datasets"])
+    with store.transaction() as conn:  # what a pass did before the operator was killed
+        outbox.register(conn, consumer, parse_time(meta["creationTimestamp"]))
+        pending = outbox.pending_versions(conn, consumer, [(REVENUE.namespace, REVENUE.name)])
+    firing = triggering.decide("reporting", consumer, triggers, pending)[0]
+    with store.transaction() as conn:
+        assert outbox.claim(conn, consumer, firing) is not None
+    kube.create_run(NS, triggering.triggered_run(body, firing.run_name, firing.versions))
+    assert fire(kube, store) == []  # the run exists: the firing is confirmed, nothing else fires
+    assert triggered(kube) == [firing.run_name]
+    with store.transaction() as conn:
+        assert outbox.unconfirmed(conn, consumer) == []
+
+
+def test_versions_written_while_suspended_are_kept_and_fire_on_resume(
+        kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    downstream(kube, operator, "any", REVENUE, suspend=True)
+    write(store, REVENUE, "revenue-1")
+    assert fire(kube, store) == []
+    kube.patch(PIPELINES, NS, "reporting", {"spec": {"suspend": False}})
+    operator.deliver()
+    assert len(fire(kube, store)) == 1
+
+
+def test_a_triggered_run_says_in_its_status_which_versions_triggered_it(
+        kube: FakeKube, operator: Operator, store: LineageStore, clock: ManualClock) -> None:
+    downstream(kube, operator, "any", REVENUE)
+    write(store, REVENUE, "revenue-1")
+    name = fire(kube, store)[0]
+    operator.deliver()
+    status = kube.read(RUNS, NS, name)["status"]
+    assert [(v["name"], v["run"]) for v in status["triggeredBy"]] == [(REVENUE.name, f"{NS}/revenue-1/0000aaaa")]
+    assert status["logicalTime"]
+
+
+def test_no_later_than_skips_a_slot_after_a_dataset_run_and_runs_the_next_slot_without_one(
+        kube: FakeKube, operator: Operator, store: LineageStore, clock: ManualClock) -> None:
+    downstream(kube, operator, "any", REVENUE, with_schedule="NoLaterThan", schedule="0 7 * * *",
+               concurrencyPolicy="Allow")
+    clock.advance(60)
+    write(store, REVENUE, "revenue-1")
+    assert len(fire(kube, store)) == 1
+    first = datetime(2026, 11, 23, 7, 0, 5, tzinfo=UTC)
+    schedule_pipeline(kube, kube.read(PIPELINES, NS, "reporting"), now=first, post_event=operator.events)
+    assert kube.names(RUNS, NS, "headwater.dev/trigger=schedule") == []
+    assert "SatisfiedByDatasets" in [reason for _, reason, _ in kube.events_about("reporting")]
+    second = datetime(2026, 11, 24, 7, 0, 5, tzinfo=UTC)
+    schedule_pipeline(kube, kube.read(PIPELINES, NS, "reporting"), now=second, post_event=operator.events)
+    assert kube.names(RUNS, NS, "headwater.dev/trigger=schedule") == ["reporting-202611240700"]
+
+
+def test_the_trigger_thread_is_woken_by_a_new_versions_notification_and_fires_only_its_readers(
+        kube: FakeKube, operator: Operator, database_url: str) -> None:
+    with fresh_database(database_url) as url:
+        LineageStore.open(url).close()
+        downstream(kube, operator, "any", REVENUE)
+        kube.seed(pipeline("other", [step("x")], triggers={"datasets": {"inputs": [
+            {"namespace": ORDERS.namespace, "name": ORDERS.name}]}}), NS)
+        operator.deliver()
+        isolation = Isolation()
+        # a rescan far beyond the test's waits: only a notification can wake the thread in time
+        thread = Triggerer(url, lambda: LineageStore.open(url, apply_migrations=False), kube, [NS], isolation,
+                           rescan_seconds=3600)
+        thread.start()
+        try:
+            wait_for(lambda: thread.passes >= 1, timeout=30, message="the first (full) pass")
+            with LineageStore.open(url, apply_migrations=False) as store:
+                write(store, REVENUE, "revenue-1")
+            wait_for(lambda: len(triggered(kube)) == 1, timeout=30, message="the run of the new version")
+            wait_for(lambda: thread.passes >= 2, timeout=30, message="the woken pass to end")
+        finally:
+            thread.stop()
+        assert [run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)] == ["reporting"]
