@@ -592,6 +592,19 @@ def test_the_alerts_watch_staleness_failures_the_operator_and_the_lineage_backlo
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
 
 
+def test_each_alert_s_for_is_a_value_and_its_description_says_it() -> None:
+    docs = render(*EVERYTHING, "--set", "metrics.prometheusRule.for.datasetStale=15s",
+                  "--set", "metrics.prometheusRule.for.runsFailing=2m")
+    [group] = one(docs, "PrometheusRule")["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert (alerts["HeadwaterDatasetStale"]["for"], alerts["HeadwaterRunsFailing"]["for"]) == ("15s", "2m")
+    assert "freshness SLA for 15s." in alerts["HeadwaterDatasetStale"]["annotations"]["description"]
+    assert alerts["HeadwaterOperatorDown"]["for"] == "5m"
+    refused = helm("template", "hw", str(CHART), *GIVEN_PASSWORD, *EVERYTHING,
+                   "--set", "metrics.prometheusRule.for.datasetStale=5 minutes")
+    assert refused.returncode != 0 and "datasetStale" in refused.stderr
+
+
 def test_the_dashboard_is_a_grafana_sidecar_configmap_with_the_expected_panels() -> None:
     configmap = one(render(*EVERYTHING), "ConfigMap")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
