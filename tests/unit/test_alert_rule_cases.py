@@ -42,7 +42,7 @@ def quiet(at: str) -> dict[str, Any]:
 
 
 # alert -> (firing cases, quiet cases); a case is (input series, checks, {label: $value} for annotations).
-# The chart's defaults for `for:` hold: stale 5m, operator down 5m, backlog 15m, undelivered 30m, others 0s.
+# The chart's defaults for `for:` hold: stale 5m, operator down 5m, no leader 2m, backlog 15m, undelivered 30m, others 0s.
 CASES: dict[str, dict[str, list[tuple[list[dict[str, str]], list[dict[str, Any]], str]]]] = {
     "HeadwaterDatasetStale": {
         "firing": [([series("headwater_dataset_stale", "0 1x10", dataset=DATASET)],
@@ -68,6 +68,14 @@ CASES: dict[str, dict[str, list[tuple[list[dict[str, str]], list[dict[str, Any]]
                    ([series("up", "1x10", job="node", instance="10.0.0.9:9100")], [fires("6m", {})], "")],
         "quiet": [([series("up", "1x10", **TARGET)], [quiet("10m")], ""),
                   ([series("up", "0x10", **TARGET)], [quiet("4m")], "")],
+    },
+    "HeadwaterNoLeader": {  # one shard by default: one pod must lead
+        "firing": [([series("headwater_leader", "0x10", pod="headwater-a"),
+                     series("headwater_leader", "0x10", pod="headwater-b")], [fires("3m", {})], "0")],
+        "quiet": [([series("headwater_leader", "1x10", pod="headwater-a"),
+                    series("headwater_leader", "0x10", pod="headwater-b")], [quiet("10m")], ""),
+                  # no leader for 1m, a handover: pending until its `for:` of 2m has passed
+                  ([series("headwater_leader", "0x10", pod="headwater-a")], [quiet("1m")], "")],
     },
     "HeadwaterLineageBacklogGrowing": {
         "firing": [([series("headwater_lineage_backlog", "0+1x30")], [fires("20m", {})], "20")],

@@ -38,7 +38,7 @@ METRICS = {
     "headwater_step_attempts_total", "headwater_step_handoff_seconds", "headwater_reconcile_errors_total",
     "headwater_lineage_backlog", "headwater_dataset_last_updated_timestamp_seconds",
     "headwater_dataset_freshness_sla_seconds", "headwater_dataset_stale", "headwater_lineage_record_failures_total",
-    "headwater_alerts_pending",
+    "headwater_alerts_pending", "headwater_leader",
 }
 
 # Everything the operator may do in a namespace it watches: (apiGroup, resource) -> verbs.
@@ -589,7 +589,12 @@ def test_the_alerts_watch_staleness_failures_the_operator_and_the_lineage_backlo
     [group] = one(render(*EVERYTHING), "PrometheusRule")["spec"]["groups"]
     alerts = {r["alert"]: r for r in group["rules"]}
     assert set(alerts) == {"HeadwaterDatasetStale", "HeadwaterRunsFailing", "HeadwaterOperatorDown",
-                           "HeadwaterLineageBacklogGrowing", "HeadwaterRunNotRecorded", "HeadwaterAlertsUndelivered"}
+                           "HeadwaterLineageBacklogGrowing", "HeadwaterRunNotRecorded", "HeadwaterAlertsUndelivered",
+                           "HeadwaterNoLeader"}
+    no_leader = alerts["HeadwaterNoLeader"]
+    assert (no_leader["expr"], no_leader["for"]) == ("sum(headwater_leader) < 1", "2m")
+    [sharded] = one(render(*EVERYTHING, "--set", "sharding.shards=3"), "PrometheusRule")["spec"]["groups"]
+    assert {r["alert"]: r["expr"] for r in sharded["rules"]}["HeadwaterNoLeader"] == "sum(headwater_leader) < 3"
     assert alerts["HeadwaterDatasetStale"]["expr"] == "headwater_dataset_stale == 1"
     assert alerts["HeadwaterDatasetStale"]["for"] == "5m"
     assert 'increase(headwater_runs_total{phase="Failed"}[1h])' in alerts["HeadwaterRunsFailing"]["expr"]

@@ -16,6 +16,7 @@ that the operator defines every one of them.
   headwater_dataset_stale{dataset}                              gauge      1 when a dataset is past its SLA
   headwater_lineage_record_failures_total{reason}               counter    runs that failed to record, by reason
   headwater_alerts_pending                                      gauge      incidents not yet acknowledged by the webhook
+  headwater_leader                                              gauge      1 on the pod that acts (holds the Lease), 0 on standbys
 */}}
 {{- define "headwater.metrics" -}}
 runsTotal: headwater_runs_total
@@ -30,4 +31,5 @@ datasetFreshnessSla: headwater_dataset_freshness_sla_seconds
 datasetStale: headwater_dataset_stale
 recordFailuresTotal: headwater_lineage_record_failures_total
 alertsPending: headwater_alerts_pending
+leader: headwater_leader
 {{- end }}
