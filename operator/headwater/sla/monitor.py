@@ -156,7 +156,9 @@ class SlaMonitor:
             roots = [k for s in failed for k in graph.outputs_of_step.get((ref.namespace, ref.pipeline, s.name), [])]
             cause = "; ".join(step_cause(ref.pipeline, f"{ref.namespace}/{ref.name}", s) for s in failed)
             incident = Incident.build(graph, cause, source, roots)
-        warnings = [(s, r) for s in status.steps for r in checks.failed_warnings(s.checks or [])]
+        # a version held back is announced by the run's incident; warnings are for published versions
+        warnings = [(s, r) for s in status.steps if s.phase == StepPhase.SUCCEEDED
+                    for r in checks.failed_warnings(s.checks or [])]
         warned: list[tuple[str, Incident]] = []
         if warnings:
             graph = DatasetGraph.from_pipelines(self._pipelines())
