@@ -119,3 +119,17 @@ def test_explain_answers_for_outputs_never_written_downstream_of_a_failed_middle
                    if n.dataset == DatasetRef(WH, "analytics.metrics"))
     assert [r.code for r in metrics.reasons] == ["producer_skipped", "never_written"]
     assert "upstream step transform failed" in metrics.reasons[0].message
+
+
+def test_explain_says_a_stale_dataset_is_old_because_its_producer_was_not_scheduled_since(
+        store: LineageStore) -> None:
+    record(store, finished_run("rev-1", DAY1, {"extract": ("ok", 48000), "transform": ("ok", 30),
+                                              "aggregate": ("ok", 12)}))
+    three_days_later = DAY1 + timedelta(days=3)
+    node = store.explain("analytics.metrics", now=three_days_later).nodes
+    metrics = next(n for n in node if n.dataset == DatasetRef(WH, "analytics.metrics"))
+    assert [r.code for r in metrics.reasons] == ["not_scheduled", "stale"]
+    assert metrics.reasons[0].message == ("step aggregate of revenue last ran in run data/rev-1/rev-1-ui, "
+                                          "2 days, 23:59:00 ago (Succeeded); it has not been scheduled since")
+    assert [r.code for r in next(n for n in store.explain("analytics.metrics", now=DAY1 + timedelta(hours=2)).nodes
+                                 if n.dataset.name == "analytics.metrics").reasons] == []

@@ -42,7 +42,8 @@ def quiet(at: str) -> dict[str, Any]:
 
 
 # alert -> (firing cases, quiet cases); a case is (input series, checks, {label: $value} for annotations).
-# The chart's defaults for `for:` hold: stale 5m, operator down 5m, no leader 2m, backlog 15m, undelivered 30m, others 0s.
+# The chart's defaults for `for:` hold: stale 5m, operator down 5m, no leader 2m, backlog 15m, undelivered 30m,
+# others 0s.
 CASES: dict[str, dict[str, list[tuple[list[dict[str, str]], list[dict[str, Any]], str]]]] = {
     "HeadwaterDatasetStale": {
         "firing": [([series("headwater_dataset_stale", "0 1x10", dataset=DATASET)],

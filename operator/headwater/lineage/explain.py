@@ -10,6 +10,7 @@ row_count_drop   56-80  the latest write has ≥ 20 % fewer rows than the one be
 schema_changed      40  the schema fingerprint differs from the previous write's
 check_warned        60  a check of severity warn failed on the latest write
 row_count_spike     30  the latest write has at least twice the rows of the one before
+not_scheduled       25  no producing step has run within ``stale_after``: nothing ran it since
 stale / never       20  the latest write is older than ``stale_after``, or a producer never wrote it
 ======================  =====================================================================
 
@@ -172,13 +173,27 @@ def _write_reasons(facts: NodeFacts, change: float | None, age: float | None,
     return reasons
 
 
+def _idle_reasons(facts: NodeFacts, now: datetime, stale_after: timedelta) -> list[Reason]:
+    """Producers that have not run for ``stale_after``: the dataset is old because nothing ran it, not
+    because a run failed (a suspended pipeline, a schedule removed, a step no longer selected)."""
+    ran = [p for p in facts.producers if p.finished_at is not None]
+    if not ran or len(ran) != len(facts.producers) or any(now - p.finished_at <= stale_after for p in ran
+                                                          if p.finished_at is not None):
+        return []
+    last = max(ran, key=lambda p: p.finished_at or now)
+    assert last.finished_at is not None
+    idle = timedelta(seconds=int((now - last.finished_at).total_seconds()))
+    return [Reason("not_scheduled", 25.0, f"step {last.step} of {last.pipeline} last ran in run {last.run_id}, "
+                                          f"{idle} ago ({last.phase}); it has not been scheduled since")]
+
+
 def score(facts: NodeFacts, now: datetime, stale_after: timedelta = DEFAULT_STALE_AFTER) -> ExplainNode:
     """Score one node (pure): its signals, strongest first, and the figures behind them."""
     change = _change_pct(facts.latest, facts.previous)
     age = (now - facts.latest.written_at).total_seconds() if facts.latest else None
     failed = tuple(p for p in facts.producers if p.phase in _PROBLEM_PHASES)
-    reasons = sorted(_check_reasons(facts) + _step_reasons(failed) + _write_reasons(facts, change, age, stale_after),
-                     key=lambda r: -r.score)
+    reasons = sorted(_check_reasons(facts) + _step_reasons(failed) + _idle_reasons(facts, now, stale_after)
+                     + _write_reasons(facts, change, age, stale_after), key=lambda r: -r.score)
     return ExplainNode(
         dataset=facts.dataset, depth=facts.depth, score=reasons[0].score if reasons else 0.0,
         reasons=tuple(reasons), latest_version=facts.latest, producer_run_phase=facts.run_phase,

@@ -51,10 +51,12 @@ def failure_incident(graph: DatasetGraph, namespace: str, pipeline: str, run: st
 
 def check_warnings(graph: DatasetGraph, namespace: str, pipeline: str, run: str, uid: str,
                    status: PipelineRunStatus) -> list[tuple[str, Incident]]:
-    """One announcement (alert id, incident) per warning-severity check that failed in the run: the version
-    is published, so these put nothing at risk."""
+    """One announcement (alert id, incident) per warning-severity check that failed on a published version
+    (a succeeded step): these put nothing at risk.  A version held back is announced by the run's incident."""
     warned: list[tuple[str, Incident]] = []
     for step in status.steps:
+        if step.phase != StepPhase.SUCCEEDED:
+            continue
         for verdict in checks.failed_warnings(step.checks or []):
             cause = (f"{pipeline}/{step.name} in run {namespace}/{run}: {checks.describe(verdict)} "
                      f"(warning: the version is published)")

@@ -694,7 +694,8 @@ class CheckResult(StatusModel):
     message: Annotated[str, string(1024, min_length=0)] = Field("", description="The verdict, for people.")
 
 
-MAX_CHECK_RESULTS = 64
+MAX_CHECK_RESULTS = 320
+"""Every check a step can declare: 32 outputs with 10 checks each."""
 
 
 class StepStatus(StatusModel):

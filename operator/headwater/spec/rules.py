@@ -189,7 +189,7 @@ UNIQUE_CHECK_NAMES = Rule(  # Python only: the apiserver keeps names unique as t
     "self.all(c, self.exists_one(d, d.name == c.name))", "check names must be unique within an output",
 )
 SQL_CHECK_ONLY_FOR_SQL = Rule(
-    "self.type == 'sql' || self.outputs.all(o, !has(o.checks) || o.checks.all(c, !has(c.sql)))",
+    "self.type == 'sql' || !has(self.outputs) || self.outputs.all(o, !has(o.checks) || o.checks.all(c, !has(c.sql)))",
     "checks with sql are only for steps of type sql",
     "step '{id}' of type {type} cannot have a check with sql; sql checks run in steps of type sql",
     {"id": "self.id", "type": "self.type"}, field_path=".outputs", reason="FieldValueForbidden",

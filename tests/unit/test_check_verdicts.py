@@ -271,3 +271,12 @@ def test_the_alert_cause_of_a_failed_step_leads_with_the_steps_own_error() -> No
     cause = step_cause("revenue", "demo/revenue-day3", failed)
     assert cause.startswith("revenue/extract-payments failed in run demo/revenue-day3: Stripe API: 401 Unauthorized")
     assert cause.endswith("(BackoffLimitExceeded: Job has reached the specified backoff limit)")
+
+
+def test_every_check_a_step_can_declare_fits_in_its_status() -> None:
+    many = [{"namespace": WH, "name": f"t{i}", "checks": [{"name": f"c{j}", "rowCount": {"min": 1}}
+                                                         for j in range(10)]} for i in range(32)]
+    spec = StepSpec.model_validate(step("wide", outputs=many))
+    results = checks.evaluate_step(spec, {}, NOW, {})
+    assert len(results) == 320
+    StepStatus.model_validate({"name": "wide", "checks": [r.model_dump(by_alias=True) for r in results]})
