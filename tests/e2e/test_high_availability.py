@@ -100,8 +100,8 @@ def test_the_standby_takes_over_from_a_killed_leader_with_no_lost_or_doubled_job
         # nobody writes run status now: what is unfinished was in flight at the kill
         in_flight = sum(1 for r in cluster.list("pipelineruns", namespace) if r["metadata"]["name"] in runs
                         and (r.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
-        print(f"leader killed at {killed_at:%H:%M:%S.%f}, {(gap_slot - killed_at).total_seconds():.1f} s "
-              f"before the slot {gap_slot:%H:%M}")
+        print(f"leader killed at {killed_at:%H:%M:%S.%f}, the slot {gap_slot:%H:%M} is "
+              f"{(gap_slot - killed_at).total_seconds():+.1f} s from the kill")
         wait_for(lambda: lease_holder(cluster, namespace) == "replica-b", timeout=120, interval=0.1,
                  message="replica-b to take the Lease")
         handover = time.monotonic() - killed
