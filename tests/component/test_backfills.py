@@ -91,3 +91,18 @@ def test_steps_of_a_backfill_run_read_its_slot_as_their_logical_time(
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0].get("env", [])}
     assert env["HEADWATER_LOGICAL_TIME"] == "2026-11-02T06:00:00Z"
     assert kube.read(RUNS, NS, "nov-202611020600")["status"]["logicalTime"] == "2026-11-02T06:00:00Z"
+
+
+def test_a_backfill_whose_pass_fails_gets_an_event_and_a_condition_and_the_others_go_on(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.seed(pipeline("revenue", [step("load")], schedule="0 6 * * *"), NS)
+    kube.seed(backfill("a-broken", "2026-11-01T00:00:00Z", "2026-11-02T23:00:00Z"), NS)
+    kube.seed(backfill("b-fine", "2026-11-01T00:00:00Z", "2026-11-02T23:00:00Z"), NS)
+    operator.deliver()
+    kube.fail("create_run", 500, name="a-broken-202611010600", times=None)
+    operator.backfill()
+    assert [r["metadata"]["name"] for r in backfill_runs(kube)] == ["b-fine-202611010600", "b-fine-202611020600"]
+    broken = kube.read(BACKFILLS, NS, "a-broken")["status"]["conditions"]
+    assert [(cond["type"], cond["status"], cond["reason"]) for cond in broken
+            if cond["type"] == "Progressing"] == [("Progressing", "False", "BackfillFailed")]
+    assert "BackfillFailed" in [reason for _, reason, _ in kube.events_about("a-broken")]

@@ -50,6 +50,8 @@ class Operator:
 
     reconcile = Runtime.reconcile
     finished = Runtime.finished
+    backfill = Runtime.backfill
+    _listed = Runtime._listed
 
     def scopes(self) -> list[str | None]:
         return list(self.namespaces) or [None]

@@ -29,7 +29,7 @@ from headwater.lineage.baselines import StoreBaselines
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.run_records import has_finalizer
 from headwater.lineage.store import LineageStore
-from headwater.pipelines.backfiller import backfill_once
+from headwater.pipelines.backfiller import backfill_once, set_backfill_condition
 from headwater.pipelines.scheduler import schedule_pipeline, set_schedule_condition
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
@@ -186,7 +186,9 @@ class Runtime:
         for scope in self.scopes():
             for backfill in self._listed(scope, "Backfills", self.kube.list_backfills):
                 self.isolation.run(backfill, "backfilling", partial(backfill_once, self.kube, backfill, self.events),
-                                   reason="BackfillFailed", kind=c.BACKFILL_KIND)
+                                   reason="BackfillFailed", kind=c.BACKFILL_KIND,
+                                   on_failure=partial(set_backfill_condition, self.kube, backfill),
+                                   on_recovery=partial(set_backfill_condition, self.kube, backfill, None))
 
     def _listed(self, scope: str | None, what: str, lister: Callable[[str | None], list[dict[str, Any]]]
                 ) -> list[dict[str, Any]]:

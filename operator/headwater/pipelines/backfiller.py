@@ -14,7 +14,9 @@ from headwater.spec.models import BackfillSpec, BackfillStatus, PipelineSpec
 from headwater.spec.names import label_value
 from headwater.spec.times import isotime
 
-__all__ = ["backfill_once"]
+__all__ = ["CONDITION_PROGRESSING", "backfill_once", "set_backfill_condition"]
+
+CONDITION_PROGRESSING = "Progressing"
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +75,14 @@ def backfill_once(kube: Kube, backfill: dict[str, Any], post_event: Any = None) 
                            f"Created PipelineRun {body['metadata']['name']} for slot {isotime(slot)}")
     _write(kube, backfill, _status(backfill, out.status, ("True", "Valid", f"{len(all_slots)} slots to run")))
     return created
+
+
+def set_backfill_condition(kube: Kube, backfill: dict[str, Any], failure: str | None) -> None:
+    """The Progressing condition: False with the error while a pass over this Backfill fails, True after."""
+    meta = backfill["metadata"]
+    conditions = list(BackfillStatus.model_validate(backfill.get("status") or {}).conditions)
+    state, reason, message = ("False", "BackfillFailed", failure) if failure else \
+        ("True", "Progressing", "the backfill is worked on again")
+    if set_condition(conditions, CONDITION_PROGRESSING, state, reason, message, datetime.now(UTC)):
+        kube.patch_backfill_status(meta["namespace"], meta["name"], {"conditions": [
+            cond.model_dump(by_alias=True, exclude_none=True, mode="json") for cond in conditions]})
