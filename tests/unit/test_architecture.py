@@ -40,7 +40,7 @@ PURE: frozenset[str] = frozenset({
     "headwater.runs", "headwater.runs.planning", "headwater.runs.jobs", "headwater.runs.history",
     "headwater.runs.settling",
     "headwater.pipelines", "headwater.pipelines.status", "headwater.pipelines.scheduling",
-    "headwater.sla", "headwater.sla.freshness", "headwater.sla.alerts",
+    "headwater.sla", "headwater.sla.freshness", "headwater.sla.alerts", "headwater.sla.board",
     "headwater.lineage", "headwater.lineage.records", "headwater.lineage.openlineage",
     "headwater.lineage.validation", "headwater.lineage.sqllineage", "headwater.lineage.emitting",
     "headwater.lineage.run_records",

@@ -31,6 +31,7 @@ from headwater.pipelines.scheduler import schedule_pipeline, set_schedule_condit
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
 from headwater.runs.settling import needs_settling
+from headwater.sla.board import freshness_board
 from headwater.sla.monitor import SlaMonitor
 from headwater.spec import constants as c
 from headwater.spec.models import RunPhase
@@ -71,6 +72,10 @@ class Runtime:
         """The namespaces the periodic loops look at; [None] means every namespace."""
         return list(self.settings.namespaces) or [None]
 
+    def freshness_board(self) -> dict[str, Any]:
+        """The web UI's freshness board: the SLAs and status of the Pipelines this operator watches."""
+        return freshness_board(p for scope in self.scopes() for p in self.kube.list_pipelines(scope))
+
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the Event poster, /metrics, the periodic loops, the senders, the recorder and the API."""
@@ -89,7 +94,7 @@ class Runtime:
             self.metrics.lineage_backlog.set_function(lambda: recorder.backlog)
             recorder.start()
             if own.api_port:
-                self._tasks.append(asyncio.create_task(serve_when_ready(own)))
+                self._tasks.append(asyncio.create_task(serve_when_ready(own, self.freshness_board)))
 
     async def close(self) -> None:
         """Stop everything :meth:`start` started, loops first, then the threads, then the API client."""
