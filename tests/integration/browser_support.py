@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
-from headwater.lineage import LineageStore, StepRecord
+from headwater.lineage import DatasetVersionRecord, EdgeRecord, LineageStore, Record, StepRecord
 from headwater.lineage.api import ApiAuth, FreshnessBoard, create_app
 from helpers import ROOT, wait_for
 from lineage_support import (
@@ -29,6 +29,7 @@ from lineage_support import (
     REVENUE_STEPS,
     pipeline_run_records,
     record_revenue_day,
+    wh,
 )
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -211,3 +212,36 @@ def demo_board(_: Callable[[], Any] | None = None) -> dict[str, Any]:
     reporting = pipeline("revenue-reporting", [("reporting.revenue_dashboard", {"maxAge": "26h"})],
                          [seen("reporting.revenue_dashboard", DAY2, **risk)])
     return freshness_board([revenue, reporting])
+
+
+def seed_large(store: LineageStore, datasets: int, *, fan: int = 10) -> str:
+    """A generated graph of ``datasets`` datasets around ``hub`` (itself included): half upstream, half
+    downstream, as trees of ``fan`` children per node, each edge written by a job of its own in one of
+    twenty pipelines.  Returns the hub's name."""
+    def tree(side: str, count: int) -> list[tuple[str, str]]:
+        parents, links, made = ["hub"], [], 0
+        while made < count:
+            children = []
+            for parent in parents:
+                for _ in range(fan):
+                    if made == count:
+                        break
+                    made += 1
+                    child = f"{side}.d{made:05d}"
+                    links.append((child, parent) if side == "up" else (parent, child))
+                    children.append(child)
+            parents = children
+        return links
+
+    up = (datasets - 1) // 2
+    links = tree("up", up) + tree("down", datasets - 1 - up)
+    at = datetime.now(UTC) - timedelta(hours=1)
+    records: list[Record] = []
+    for i, (source, target) in enumerate(links):
+        records.append(EdgeRecord(f"gen/run-{i % 20}", f"pipeline-{i % 20:02d}", f"make-{target}", (wh(source),),
+                                  (wh(target),), seen_at=at))
+        records.append(DatasetVersionRecord(wh(target), f"gen/run-{i % 20}", f"pipeline-{i % 20:02d}",
+                                            f"make-{target}", at, 1000 + i))
+    for start in range(0, len(records), 500):
+        store.record(*records[start:start + 500])
+    return "hub"

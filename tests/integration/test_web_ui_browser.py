@@ -16,13 +16,14 @@ from browser_support import (
     demo_board,
     screenshot,
     seed_demo,
+    seed_large,
     served,
     sign_in,
     wait_ready,
     wait_text,
 )
 from headwater.lineage.store import LineageStore
-from helpers import ROOT, wait_for
+from helpers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -185,3 +186,41 @@ def test_the_page_asks_for_the_token_and_never_puts_it_in_a_url(store: LineageSt
         entries = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert entries and not any("s3cret" in e for e in entries)
 
+
+
+def test_a_generated_graph_of_two_thousand_datasets_renders_and_stays_responsive(
+        store: LineageStore, driver: WebDriver) -> None:
+    """Times are measured by benchmarks/ui_bench.py, not asserted: this checks that it draws, and reacts."""
+    seed_large(store, 2000)
+    with served(store) as base:
+        sign_in(driver, base, "#/dataset?name=hub&depth=3")
+        wait_text(driver, "#title", "hub")
+        render = wait_for(lambda: driver.execute_script("return window.headwater.renders.at(-1)"), timeout=120,
+                          message="the first render")
+        assert (render["nodes"], render["collapsedTo"]) == (2000, None)
+        assert driver.execute_script("return window.headwater.cy.nodes().length") == 2000
+        assert "Collapsed" not in driver.find_element(By.ID, "graph-notes").text
+        # pan and zoom, then move by keyboard: the page answers each
+        zoom = driver.execute_script("const cy = window.headwater.cy; cy.zoom(cy.zoom() * 0.5);"
+                                     "cy.panBy({x: 300, y: 80}); return cy.zoom()")
+        assert zoom == pytest.approx(driver.execute_script("return window.headwater.cy.zoom()"))
+        graph = driver.find_element(By.ID, "graph")
+        graph.send_keys(Keys.ARROW_RIGHT)
+        status = driver.find_element(By.ID, "focus-status")
+        wait_for(lambda: (status.get_attribute("data-focused") or "").startswith("down."), timeout=60,
+                 message="the keyboard focus to move downstream")
+        ticks = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1]; let n = 0;"
+            "const tick = () => (++n < 10 ? requestAnimationFrame(tick) : done(n)); requestAnimationFrame(tick);")
+        assert ticks == 10
+        screenshot(driver, "large-graph-2000")
+
+
+def test_beyond_the_threshold_the_graph_collapses_by_depth_and_says_so(store: LineageStore, driver: WebDriver) -> None:
+    seed_large(store, 3000)
+    with served(store) as base:
+        sign_in(driver, base, "#/dataset?name=hub&depth=5")
+        note = wait_text(driver, "#graph-notes .note", "Collapsed by depth", timeout=120)
+        assert "3000 datasets are more than 2500" in note.text and "within 3 hops" in note.text
+        render = driver.execute_script("return window.headwater.renders.at(-1)")
+        assert render["collapsedTo"] == 3 and render["nodes"] == 2221
