@@ -13,6 +13,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from browser_support import (
     STRIPE_ERROR,
     chromium,
+    day2_board,
     demo_board,
     screenshot,
     seed_demo,
@@ -23,7 +24,7 @@ from browser_support import (
     wait_text,
 )
 from headwater.lineage.store import LineageStore
-from helpers import wait_for
+from helpers import ROOT, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -50,7 +51,7 @@ def open_business_metrics(driver: WebDriver, base: str) -> None:
 def test_searching_a_dataset_shows_its_upstream_graph_with_freshness_and_rows_written(
         store: LineageStore, driver: WebDriver) -> None:
     seed_demo(store)
-    with served(store, freshness=demo_board) as base:
+    with served(store, freshness=day2_board) as base:
         open_business_metrics(driver, base)
         labels = wait_for(lambda: graph_labels(driver) or None, timeout=30, message="the graph")
         assert {"analytics.business_metrics", "analytics.daily_revenue", "raw.orders", "raw.stripe_payments",
@@ -60,14 +61,14 @@ def test_searching_a_dataset_shows_its_upstream_graph_with_freshness_and_rows_wr
         listing = driver.find_element(By.CSS_SELECTOR, ".node-list")
         listing.find_element(By.TAG_NAME, "summary").click()
         assert "raw.stripe_payments" in listing.text
-        assert "stale" in listing.text
+        assert "fresh" in listing.text and "no SLA" in listing.text
         assert "-40.0%" in listing.text
         screenshot(driver, "dataset-business-metrics")
 
 
 def test_the_explain_overlay_on_day_two_ranks_stripes_extract_first(store: LineageStore, driver: WebDriver) -> None:
     seed_demo(store)
-    with served(store, freshness=demo_board) as base:
+    with served(store, freshness=day2_board) as base:
         open_business_metrics(driver, base)
         driver.find_element(By.ID, "explain-toggle").click()
         first = wait_text(driver, "#causes > li", "raw.stripe_payments")
@@ -179,7 +180,8 @@ def test_the_page_asks_for_the_token_and_never_puts_it_in_a_url(store: LineageSt
         driver.get(f"{base}/ui/#/dataset?name=analytics.business_metrics")
         wait_for(lambda: driver.find_elements(By.ID, "login-token"), timeout=30, message="the sign-in form")
         driver.find_element(By.ID, "login-token").send_keys("wrong-token", Keys.ENTER)
-        wait_for(lambda: driver.find_elements(By.ID, "login-token"), timeout=30, message="the form again")
+        wait_ready(driver)  # the refused token's answer has come back: the form is the new one
+        assert driver.find_element(By.ID, "login-token").get_attribute("value") == ""
         driver.find_element(By.ID, "login-token").send_keys("ui-read-s3cret", Keys.ENTER)
         wait_text(driver, "#title", "analytics.business_metrics")
         assert "s3cret" not in driver.current_url
@@ -224,3 +226,9 @@ def test_beyond_the_threshold_the_graph_collapses_by_depth_and_says_so(store: Li
         assert "3000 datasets are more than 2500" in note.text and "within 3 hops" in note.text
         render = driver.execute_script("return window.headwater.renders.at(-1)")
         assert render["collapsedTo"] == 3 and render["nodes"] == 2221
+
+
+def test_the_readme_shows_the_explain_screenshot() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "docs/images/explain-day2.png" in readme
+    assert (ROOT / "docs" / "images" / "explain-day2.png").stat().st_size > 10_000

@@ -257,38 +257,43 @@ async function datasetPage(params) {
   view.status = status;
   const fetched = performance.now();
   draw(view, container);
+  const drawn = performance.now();
   sideDetails(view);
   container.focus();
   // Measured once the graph has been painted (two animation frames later), from the request of its data.
   await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
   const done = performance.now();
   window.headwater.renders.push({ nodes: view.nodes.length, edges: view.edges.length, ms: done - started,
-    fetchMs: fetched - started, drawMs: done - fetched, collapsedTo: shown.collapsedTo });
+    fetchMs: fetched - started, drawMs: done - fetched, buildMs: drawn - fetched, collapsedTo: shown.collapsedTo });
 }
 
 function draw(view, container) {
   const large = view.nodes.length > SIMPLE_LAYOUT_AT;
   const positions = large ? layered(view.nodes) : null;
   const elements = [
-    ...view.nodes.map((n) => ({ group: "nodes", data: { id: n.id, label: n.text },
+    // A large graph's nodes carry their name only: measuring thousands of two-line labels is most of the
+    // first frame's work; the rest of a node's text is in the list below the graph and announced on focus.
+    ...view.nodes.map((n) => ({ group: "nodes", data: { id: n.id, label: large ? n.label : n.text },
       classes: [n.id === view.centre ? "centre" : "", n.state || ""].join(" ").trim(),
       position: positions ? positions.get(n.id) : undefined })),
     ...view.edges.map((e) => ({ group: "edges", data: { id: e.id, source: e.source, target: e.target } })),
   ];
+  const style = large ? [...STYLE, { selector: "node", style: { "text-wrap": "none", height: 30 } },
+    { selector: "edge", style: { "curve-style": "straight" } }] : STYLE;
   cy = cytoscape({
-    container, elements, style: STYLE, wheelSensitivity: 0.3, minZoom: 0.02, maxZoom: 3,
+    container, elements, style, wheelSensitivity: 0.3, minZoom: 0.02, maxZoom: 3,
     textureOnViewport: large, hideEdgesOnViewport: large, hideLabelsOnViewport: large, motionBlur: false,
     pixelRatio: large ? 1 : "auto",
-    layout: large ? { name: "preset", fit: true, padding: 20 }
+    // A large graph opens on its centre, readable; the rest is a pan or a zoom away.  Its viewport is set
+    // from the computed positions: fitting would measure every label first.
+    zoom: large ? 0.6 : undefined,
+    pan: large ? { x: container.clientWidth / 2 - 0.6 * positions.get(view.centre).x,
+      y: container.clientHeight / 2 - 0.6 * positions.get(view.centre).y } : undefined,
+    layout: large ? { name: "preset", fit: false }
       : { name: "dagre", rankDir: "LR", nodeSep: 16, rankSep: 70, fit: true, padding: 20 },
   });
   view.cy = cy;
   window.headwater.cy = cy;
-  if (large) {
-    // A large graph opens on its centre, readable; the rest is a pan or a zoom away.
-    cy.zoom(0.6);
-    cy.center(cy.getElementById(view.centre));
-  }
   cy.on("tap", "node", (ev) => {
     const id = ev.target.id();
     if (ev.originalEvent && ev.originalEvent.shiftKey) pick(view, id);
