@@ -63,6 +63,8 @@ def test_searching_a_dataset_shows_its_upstream_graph_with_freshness_and_rows_wr
         assert "raw.stripe_payments" in listing.text
         assert "fresh" in listing.text and "no SLA" in listing.text
         assert "-40.0%" in listing.text
+        versions = driver.find_elements(By.CSS_SELECTOR, "#versions li")
+        assert len(versions) == 3 and "12 rows by revenue-pipeline/aggregate-metrics" in versions[0].text
         screenshot(driver, "dataset-business-metrics")
 
 

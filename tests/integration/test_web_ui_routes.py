@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from api_support import AUTH, WRITE, bearer, get
+from api_support import AUTH, READ, WRITE, bearer, get
 from browser_support import seed_demo
 from headwater.lineage import LineageStore
 from headwater.lineage.api import ApiAuth, create_app
@@ -167,3 +168,18 @@ def test_the_image_recipe_copies_the_built_ui() -> None:
     root = Path(__file__).resolve().parents[2]
     assert "ui_static/index.html" in (root / "Dockerfile").read_text()
     assert "lineage/ui_static/*" in (root / "pyproject.toml").read_text()
+
+
+def test_a_board_whose_source_fails_answers_503_naming_it(demo: LineageStore) -> None:
+    def broken() -> dict[str, object]:
+        raise ConnectionError("apiserver away")
+
+    async def main() -> tuple[int, dict[str, Any]]:
+        app = create_app(demo, auth=AUTH, ui=UI, freshness=broken)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client, \
+                client.get("/v1/freshness", headers=bearer(READ)) as response:
+            return response.status, await response.json()
+
+    status, body = asyncio.run(main())
+    assert (status, body["error"]["code"]) == (503, "board_unavailable")
+    assert "apiserver" not in body["error"]["message"]

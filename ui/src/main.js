@@ -196,9 +196,10 @@ async function datasetPage(params) {
   const depth = Number(params.get("depth") || 3);
   const ns = namespace ? `&namespace=${enc(namespace)}` : "";
   const started = performance.now();
-  const [graph, board] = await Promise.all([
+  const [graph, board, detail] = await Promise.all([
     api(`/v1/graph/${enc(name)}?depth=${depth}&limit=10000${ns}`),
     api("/v1/freshness").catch(() => ({ available: false, datasets: [] })),
+    api(`/v1/datasets/${enc(name)}?${ns.slice(1)}`).catch(() => null),
   ]);
   const sla = new Map(board.datasets.map((d) => [key(d), d]));
   const centre = key(graph.dataset);
@@ -221,7 +222,7 @@ async function datasetPage(params) {
   }
   const shown = collapse(all, [...edgeMap.values()]);
   const view = { nodes: shown.nodes, edges: shown.edges, centre, name, namespace: graph.dataset.namespace, depth,
-    picked: [], focused: centre, explained: null, columns: false };
+    picked: [], focused: centre, explained: null, columns: false, detail };
 
   const depthSelect = h("select", { id: "depth", onchange: (ev) => {
     location.hash = datasetLink(graph.dataset, `&depth=${ev.target.value}`);
@@ -366,6 +367,11 @@ function sideDetails(view) {
   if (latest) {
     parts.push(h("p", {}, "Last written by ", h("code", {}, `${latest.pipeline}/${latest.step}`), " in run ",
       h("a", { href: runLink(latest.runId) }, latest.runId), ` at ${when(latest.writtenAt)}.`));
+  }
+  if (view.detail && view.detail.versions.length) {
+    parts.push(h("h2", {}, "Latest writes"), h("ul", { id: "versions" }, view.detail.versions.slice(0, 10).map((v) =>
+      h("li", {}, `${when(v.writtenAt)}: ${fmt(v.rowCount)} rows by ${v.pipeline}/${v.step} `,
+        h("a", { href: runLink(v.runId) }, "run")))));
   }
   parts.push(h("p", { class: "hint" }, "Click a dataset to re-centre on it; Shift+click (or Space) two datasets to "
     + "highlight every path between them."));

@@ -92,6 +92,10 @@ class BadRequestError(ValueError):
     """A request parameter or body is not acceptable; the message says which and why."""
 
 
+class BoardUnavailableError(RuntimeError):
+    """The freshness board's source (the operator's Kubernetes client) failed to answer."""
+
+
 class TooBusyError(RuntimeError):
     """More requests wait for the API's threads than it queues."""
 
@@ -163,6 +167,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(400, "invalid_event", str(exc), details=exc.errors)
     except (BadRequestError, BadCursorError) as exc:
         return _error(400, "bad_request", str(exc))
+    except BoardUnavailableError as exc:
+        log.warning("Freshness board unavailable: %s", exc.__cause__)
+        return _error(503, "board_unavailable", str(exc))
     except TooBusyError as exc:
         response = _error(429, "too_many_requests", str(exc))
         response.headers["Retry-After"] = "1"
@@ -381,7 +388,14 @@ async def _freshness(request: web.Request) -> web.Response:
         return web.json_response({"available": False, "datasets": [], "incidents": [], "truncated": False,
                                   "reason": "this API server reads no Pipelines (it runs without the operator); "
                                             "the operator's API serves the freshness board"})
-    return await _answer(request, board)
+    return await _answer(request, _board, board)
+
+
+def _board(board: FreshnessBoard) -> Any:
+    try:
+        return board()
+    except Exception as exc:
+        raise BoardUnavailableError("the Pipelines could not be read from Kubernetes; try again shortly") from exc
 
 
 def _ingest_body(store: LineageStore, body: bytes) -> Any:
