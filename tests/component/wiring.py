@@ -48,6 +48,7 @@ class Operator:
 
     reconcile = Runtime.reconcile
     finished = Runtime.finished
+    freshness_board = Runtime.freshness_board
 
     def scopes(self) -> list[str | None]:
         return list(self.namespaces) or [None]
