@@ -173,6 +173,7 @@ def test_the_freshness_board_writes_each_state_and_the_open_incident(store: Line
         assert "by 07:00 Europe/Berlin" in rows["analytics.daily_revenue"]
         incident = driver.find_element(By.ID, "incidents").text
         assert STRIPE_ERROR in incident and "analytics.business_metrics" in incident
+        assert "null" not in driver.find_element(By.ID, "main").text  # no placeholder leaks into the page
         screenshot(driver, "freshness-board")
 
 

@@ -78,7 +78,7 @@ function setPage(...children) {
     cy.destroy();
     cy = null;
   }
-  main.replaceChildren(...children);
+  main.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 // A word for every colour: phases and freshness are written, not only coloured.
