@@ -10,6 +10,11 @@
 # only that environment onto the same slim Python base, so it carries no compiler, no pip cache and no
 # source tree.
 #
+# The web UI is built before, outside the image (bash hack/build-ui.sh, which hack/setup.sh runs): its bundle
+# lands in operator/headwater/lineage/ui_static/ and is copied with the package.  The image builds no
+# JavaScript, so it needs no Node.js base image: the same Dockerfile builds with Docker and, without any
+# registry, with buildah on a local Debian base (hack/images.sh).  A build without the UI stops here.
+#
 # The base image is named by tag: no digest is recorded here yet. Pin it for reproducible builds with
 #   --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest>
 
@@ -25,10 +30,13 @@ COPY requirements/runtime.txt requirements/build.txt requirements/
 RUN /opt/headwater/bin/pip install --no-cache-dir --require-hashes -r requirements/build.txt -r requirements/runtime.txt
 COPY pyproject.toml README.md* ./
 COPY operator/ operator/
+RUN test -f operator/headwater/lineage/ui_static/index.html -a -f operator/headwater/lineage/ui_static/app.js \
+ || { echo "the web UI is not built: run 'bash hack/build-ui.sh' before building the image" >&2; exit 1; }
 RUN /opt/headwater/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
  && /opt/headwater/bin/pip check \
  && /opt/headwater/bin/pip uninstall --yes pip setuptools wheel \
- && /opt/headwater/bin/headwater --help >/dev/null
+ && /opt/headwater/bin/headwater --help >/dev/null \
+ && /opt/headwater/bin/python -c "from headwater.lineage.ui import WebUi; assert 'app.js' in WebUi.packaged().files"
 
 FROM ${PYTHON_IMAGE}
 ARG PYTHON_IMAGE

@@ -139,6 +139,8 @@ def main() -> int:
     parser.add_argument("--kubeconfig", default=None, help="use this cluster instead of starting one")
     parser.add_argument("--database-url", default=None, help="use this PostgreSQL instead of starting one")
     parser.add_argument("--metrics-out", default=None, help="write the operator's /metrics here at the end")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="keep the operator (and so the web UI) running at the end, until Ctrl-C")
     args = parser.parse_args()
     kubeconfig = args.kubeconfig
     if kubeconfig is None:
@@ -168,6 +170,7 @@ def main() -> int:
         if args.metrics_out:
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
                 Path(args.metrics_out).write_bytes(response.read())
+        _show_ui(api, database_url, keep_running=args.keep_running)
         return code
     finally:
         alerts.close()
@@ -176,6 +179,22 @@ def main() -> int:
         say(f"done. The cluster keeps running: export KUBECONFIG={kubeconfig}; kubectl -n {NAMESPACE} get "
             f"pipelines,pipelineruns. Stop it: bash hack/cluster.sh down {args.cluster}; "
             f"bash hack/postgres.sh destroy {pg_dir}")
+
+
+def _show_ui(api: str, database_url: str, *, keep_running: bool) -> None:
+    """Where to see it all in a browser: the web UI the operator's API serves (sign in with the read token)."""
+    say(f"the web UI: {api}/ui/ (sign in with the read token {DEMO_READ_TOKEN}); try "
+        f"{api}/ui/#/dataset?name=analytics.business_metrics and its Explain button")
+    if keep_running:
+        say("the operator and the web UI keep running; Ctrl-C stops them")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return
+    say(f"the operator stops now; to browse the same data later: HEADWATER_API_TOKEN={DEMO_READ_TOKEN} "
+        f".venv/bin/headwater api --database-url '{database_url}' --port 8080, then open "
+        "http://127.0.0.1:8080/ui/ (or run the demo with --keep-running)")
 
 
 def headwater(*args: str) -> str:

@@ -64,8 +64,10 @@ hash_headwater() {
   {
     declare -f build_headwater; hash_base; cat "$root/Dockerfile" "$root/.dockerignore"
     # The build context: what .dockerignore lets in (its allow-list), tracked or not, without caches.
-    (cd "$root" && git ls-files -co --exclude-standard -- pyproject.toml README.md requirements operator \
-      | grep -v -E '(__pycache__|\.py[cod]$|\.egg-info/)' | LC_ALL=C sort | while read -r f; do
+    # The web UI's bundle is gitignored (built by hack/build-ui.sh) but goes into the image: hashed too.
+    (cd "$root" && { git ls-files -co --exclude-standard -- pyproject.toml README.md requirements operator
+                     find operator/headwater/lineage/ui_static -type f 2>/dev/null || true; } \
+      | grep -v -E '(__pycache__|\.py[cod]$|\.egg-info/)' | LC_ALL=C sort -u | while read -r f; do
         [[ -f "$f" ]] && printf '%s %s\n' "$f" "$(sha256sum <"$f" | cut -c1-64)"
       done)
   } | sha
@@ -150,6 +152,7 @@ build_postgres() {
 }
 
 build_headwater() {
+  bash "$here/build-ui.sh"  # the Dockerfile copies the built web UI; it builds no JavaScript itself
   ensure_in_storage base
   local ref; ref="$(ref_of headwater)"
   local -a mounts; mapfile -t mounts < <(build_mounts)

@@ -3,6 +3,8 @@
 #   - PostgreSQL server binaries (Debian package) when missing
 #   - a Python virtualenv in .venv with the hashed, pinned dependencies of requirements/constraints.txt
 #     (pip --require-hashes), then Headwater itself in editable mode without dependencies
+#   - Chromium and its driver (Debian's chromium, chromium-driver) for the web UI's browser tests (make test only)
+#   - the web UI, built into the Python package (hack/build-ui.sh: npm ci from ui/package-lock.json, esbuild)
 #   - the local control plane binaries and tools (hack/build-tools.sh; slow the first time, cached after):
 #     its arguments select which (hack/setup.sh --cluster: the control plane only); none: all but the
 #     real node's and the Prometheus server
@@ -24,6 +26,13 @@ if ! have_postgres; then
   sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_="sudo"
   $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq postgresql >/dev/null
 fi
+# Only the tests need a browser: a command that names what it needs (make demo: --cluster) skips it.
+if [[ $# -eq 0 ]] && { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
+  command -v apt-get >/dev/null || die "Chromium and chromedriver are missing (the browser tests need them)"
+  log "installing Chromium and its driver from Debian packages"
+  sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_="sudo"
+  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
   useradd --system --no-create-home postgres
 fi
@@ -42,5 +51,6 @@ if [[ ! -f "$stamp" ]]; then
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 
+bash hack/build-ui.sh
 bash hack/build-tools.sh "$@"
 log "ready"

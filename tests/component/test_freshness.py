@@ -10,6 +10,7 @@ from fakekube import PIPELINES, FakeKube
 from headwater.adapters.metrics import Metrics
 from headwater.sla.monitor import SlaMonitor
 from manifests import pipeline, step
+from wiring import Operator
 
 pytestmark = pytest.mark.component
 
@@ -43,3 +44,18 @@ def test_a_dataset_turns_stale_at_the_first_evaluation_past_its_max_age_and_says
     monitor.evaluate_all(WRITTEN + timedelta(seconds=7))
     assert events == [("DatasetStale", "postgres://warehouse/analytics.events is past its freshness SLA "
                                        "(must be at most 6s old)")]
+
+
+def test_the_operators_freshness_board_shows_what_the_monitor_wrote_in_the_namespaces_it_watches() -> None:
+    kube = FakeKube()
+    for namespace in ("data", "other"):
+        obj = pipeline("fresh", [step("load", outputs=[{"namespace": WH, "name": f"{namespace}.events",
+                                                         "freshness": {"maxAge": "6s"}}])])
+        obj["status"] = {"datasets": [{"namespace": WH, "name": f"{namespace}.events",
+                                       "lastUpdated": "2026-11-23T07:30:00Z"}]}
+        kube.seed(obj, namespace)
+    operator = Operator(kube, lambda: WRITTEN, namespaces=("data",))
+    operator.sla.evaluate_all(WRITTEN + timedelta(seconds=7))
+    board = operator.freshness_board()
+    rows = [(d["name"], d["state"], d["sla"]) for d in board["datasets"]]
+    assert rows == [("data.events", "stale", {"maxAge": "6s"})]

@@ -52,6 +52,7 @@ class Operator:
     finished = Runtime.finished
     backfill = Runtime.backfill
     _listed = Runtime._listed
+    freshness_board = Runtime.freshness_board
 
     def scopes(self) -> list[str | None]:
         return list(self.namespaces) or [None]

@@ -215,12 +215,13 @@ def test_ingest_never_fails_and_never_stores_what_cannot_be_read_back(api: Api, 
     assert status == (404 if event["eventType"] == "OTHER" else 200)
 
 
-params = st.dictionaries(st.sampled_from(["namespace", "depth", "limit", "cursor", "offset", "x"]),
+params = st.dictionaries(st.sampled_from(["namespace", "depth", "limit", "cursor", "offset", "q", "pipeline", "x"]),
                          st.one_of(st.text(max_size=12), st.integers(-5, 20_000).map(str),
                                    st.sampled_from(["eyJuIjpudWxsLCJlIjpudWxsfQ", "eyJuIjoiZG9uZSIsImUiOiJkb25lIn0",
                                                     "eyJuIjpbMSwyXSwiZSI6WzEsMiwzXX0", "%%%", "1e3", "100", "1"])),
                          max_size=3)
-ROUTES = ["/v1/lineage/upstream/", "/v1/lineage/downstream/", "/v1/explain/", "/v1/datasets/", "/v1/runs/"]
+ROUTES = ["/v1/lineage/upstream/", "/v1/lineage/downstream/", "/v1/explain/", "/v1/datasets/", "/v1/runs/",
+          "/v1/graph/", "/v1/columns/"]
 
 
 def _in_a_url(name: str) -> bool:
@@ -233,7 +234,8 @@ url_names = st.one_of(small_names, names).filter(_in_a_url)
 
 
 @FUZZ
-@given(route=st.sampled_from([*ROUTES, "/v1/datasets", "/healthz", "/readyz", "/livez", "/metrics", "/v2/x"]),
+@given(route=st.sampled_from([*ROUTES, "/v1/datasets", "/v1/runs", "/v1/search", "/v1/flow", "/v1/freshness",
+                              "/healthz", "/readyz", "/livez", "/metrics", "/v2/x"]),
        name=url_names, query=params, encode=st.booleans())
 def test_every_get_route_answers_any_parameters_without_a_server_error(
         api: Api, route: str, name: str, query: dict[str, str], encode: bool) -> None:

@@ -43,6 +43,7 @@ PURE: frozenset[str] = frozenset({
     "headwater.pipelines.triggering", "headwater.pipelines.backfilling",
     "headwater.sla", "headwater.sla.freshness", "headwater.sla.alerts", "headwater.sla.evaluation",
     "headwater.sla.incidents", "headwater.sla.exporting",
+    "headwater.sla.board",
     "headwater.lineage", "headwater.lineage.records", "headwater.lineage.openlineage",
     "headwater.lineage.validation", "headwater.lineage.sqllineage", "headwater.lineage.emitting",
     "headwater.lineage.run_records",

@@ -16,7 +16,7 @@ import logging
 from aiohttp import web
 
 from headwater.controller.config import Settings
-from headwater.lineage.api import ApiAuth, create_app, start_api
+from headwater.lineage.api import ApiAuth, FreshnessBoard, create_app, start_api
 from headwater.lineage.store import LineageStore
 from headwater.spec.redaction import redact
 
@@ -40,8 +40,10 @@ def open_api_store(settings: Settings) -> LineageStore:
                              statement_timeout=settings.api_statement_timeout_seconds)
 
 
-async def serve_when_ready(settings: Settings) -> None:
-    """Serve the API from this process once the store opens (retrying until then), until cancelled."""
+async def serve_when_ready(settings: Settings, freshness: FreshnessBoard | None = None) -> None:
+    """Serve the API from this process once the store opens (retrying until then), until cancelled.
+
+    ``freshness`` answers the freshness board (the operator's reads the Pipelines it watches)."""
     auth = auth_of(settings)
     waiting = await start_api(None, host=settings.api_host, port=settings.api_port)
     try:
@@ -49,7 +51,7 @@ async def serve_when_ready(settings: Settings) -> None:
     finally:
         await waiting.cleanup()
     runner = await start_api(store, host=settings.api_host, port=settings.api_port, auth=auth,
-                             max_waiting=settings.api_max_waiting)
+                             max_waiting=settings.api_max_waiting, freshness=freshness)
     try:
         await asyncio.Event().wait()
     finally:

@@ -25,7 +25,7 @@ from headwater.adapters.metrics import Metrics
 from headwater.controller.api_server import serve_when_ready
 from headwater.controller.config import Settings, load_settings
 from headwater.controller.election import LeaseElector
-from headwater.controller.runtime import api_client
+from headwater.controller.runtime import api_client, board_reader
 
 __all__ = ["run_operator"]
 
@@ -53,7 +53,7 @@ async def _operate(settings: Settings) -> None:
     metrics = Metrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
-    serving = asyncio.create_task(serve_when_ready(settings)) \
+    serving = asyncio.create_task(serve_when_ready(settings, board_reader(settings))) \
         if settings.api_port and settings.database_url else None
     await asyncio.to_thread(_load_api_classes)
     elector = await _lead(settings, metrics) if settings.leader_election else None

@@ -20,7 +20,7 @@ from kubernetes import client, config
 from headwater.adapters.delivery import JsonPoster
 from headwater.adapters.events import EventQueue
 from headwater.adapters.isolation import Isolation
-from headwater.adapters.kube import KubeClient
+from headwater.adapters.kube import Kube, KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.config import Settings
 from headwater.controller.triggerer import WORKERS as TRIGGER_WORKERS
@@ -34,6 +34,7 @@ from headwater.pipelines.scheduler import schedule_pipeline, set_schedule_condit
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
 from headwater.runs.settling import needs_settling
+from headwater.sla.board import freshness_board
 from headwater.sla.monitor import SlaMonitor
 from headwater.spec import constants as c
 from headwater.spec.models import RunPhase
@@ -81,6 +82,10 @@ class Runtime:
     def scopes(self) -> list[str | None]:
         """The namespaces the periodic loops look at; [None] means every namespace."""
         return list(self.settings.namespaces) or [None]
+
+    def freshness_board(self) -> dict[str, Any]:
+        """The web UI's freshness board: the SLAs and status of the Pipelines this operator watches."""
+        return watched_board(self.kube, self.scopes())
 
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -196,6 +201,20 @@ class Runtime:
         scope_obj = {"kind": "Namespace", "metadata": {"name": scope or "(all namespaces)"}}
         return self.isolation.run(scope_obj, f"listing {what}", partial(lister, scope), reason="ListFailed",
                                   kind=f"Namespace/{what}", respect_backoff=False) or []
+
+
+def watched_board(kube: Kube, scopes: list[str | None]) -> dict[str, Any]:
+    """The freshness board over the Pipelines in ``scopes`` that ``kube`` lists (a shard's own only)."""
+    return freshness_board(p for scope in scopes for p in kube.list_pipelines(scope))
+
+
+def board_reader(settings: Settings) -> Callable[[], dict[str, Any]]:
+    """The freshness board the operator's API serves, with a Kubernetes client of its own: the API answers
+    from a standby too, before any Runtime exists."""
+    shard = settings.owned_shard()
+    kube = KubeClient(api_client(2), owns=shard.owns if shard else None)
+    scopes: list[str | None] = list(settings.namespaces) or [None]
+    return partial(watched_board, kube, scopes)
 
 
 def api_client(pool: int) -> client.ApiClient:

@@ -1,7 +1,8 @@
-"""The lineage HTTP API (aiohttp): upstream, downstream, explain, datasets, runs and OpenLineage ingest.
+"""The lineage HTTP API (aiohttp): upstream, downstream, explain, datasets, runs, OpenLineage ingest and the web UI.
 
 Secure and bounded by default.  Every route but the probes (``/livez``, ``/healthz``, ``/readyz``,
-``/metrics``) needs ``Authorization: Bearer <token>``: the read token for queries, the write token for
+``/metrics``) and the web UI's page and scripts (``/ui/``, no data: see :mod:`headwater.lineage.ui`) needs
+``Authorization: Bearer <token>``: the read token for queries, the write token for
 ``POST /api/v1/lineage`` (:class:`ApiAuth`; a server without the token of a route refuses it).  Graph
 answers are pages of at most ``limit`` nodes and edges (``truncated``, ``nextCursor``).  Store work and
 the JSON encoding of answers run on the API's own threads (:class:`Workers`), never on the event loop or
@@ -32,6 +33,7 @@ from typing import Any, Final
 import psycopg
 from aiohttp import web
 
+from headwater.lineage import views
 from headwater.lineage.openlineage import InvalidEventError
 from headwater.lineage.queries import (
     DEFAULT_DEPTH,
@@ -46,6 +48,7 @@ from headwater.lineage.queries import (
 )
 from headwater.lineage.records import jsonable
 from headwater.lineage.store import LineageStore
+from headwater.lineage.ui import UI_PATH, WebUi
 
 __all__ = ["INGEST_PATH", "MAX_BODY", "OPEN_PATHS", "STORE", "ApiAuth", "Workers", "create_app", "start_api",
            "waiting_app"]
@@ -89,6 +92,10 @@ class BadRequestError(ValueError):
     """A request parameter or body is not acceptable; the message says which and why."""
 
 
+class BoardUnavailableError(RuntimeError):
+    """The freshness board's source (the operator's Kubernetes client) failed to answer."""
+
+
 class TooBusyError(RuntimeError):
     """More requests wait for the API's threads than it queues."""
 
@@ -127,6 +134,11 @@ class Workers:
 
 
 _WORKERS: Final = web.AppKey("workers", Workers)
+FreshnessBoard = Callable[[], Any]
+"""Answers the freshness board's JSON (:func:`headwater.sla.board.freshness_board` over the Pipelines)."""
+_FRESHNESS: Final[web.AppKey[FreshnessBoard | None]] = web.AppKey("freshness")
+GRAPH_DEPTH: Final = 3
+"""The graph view's default depth (each direction)."""
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -155,6 +167,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(400, "invalid_event", str(exc), details=exc.errors)
     except (BadRequestError, BadCursorError) as exc:
         return _error(400, "bad_request", str(exc))
+    except BoardUnavailableError as exc:
+        log.warning("Freshness board unavailable: %s", exc.__cause__)
+        return _error(503, "board_unavailable", str(exc))
     except TooBusyError as exc:
         response = _error(429, "too_many_requests", str(exc))
         response.headers["Retry-After"] = "1"
@@ -185,7 +200,9 @@ def _is(given: bytes, token: str | None) -> bool:
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     auth = request.app[_AUTH]
-    if not auth.enabled or request.path in OPEN_PATHS:
+    # The UI's routes serve only the page and its scripts (no data): the page asks for the read token and
+    # sends it with every data request.  Decided by the route that matched, not by the path's text.
+    if not auth.enabled or request.path in OPEN_PATHS or WebUi.serves(request.match_info.handler):
         return await handler(request)
     write = request.path == INGEST_PATH
     needed, other = (auth.write_token, auth.read_token) if write else (auth.read_token, auth.write_token)
@@ -322,6 +339,65 @@ async def _run(request: web.Request) -> web.Response:
     return await _answer(request, request.app[STORE].run, request.match_info["id"])
 
 
+async def _graph(request: web.Request) -> web.Response:
+    q = _Query.parse({"depth": GRAPH_DEPTH, **request.query}, request.match_info["name"])
+    if q.cursor is not None:
+        raise BadRequestError("cursor: the graph view has one page; ask upstream or downstream for more")
+    return await _answer(request, request.app[STORE].view, views.neighbourhood, q.name, namespace=q.namespace,
+                         depth=q.depth, limit=q.limit)
+
+
+async def _columns(request: web.Request) -> web.Response:
+    name = str(_text(request.match_info["name"], "name", required=True))
+    namespace = _text(request.query.get("namespace"), "namespace", required=False)
+    return await _answer(request, request.app[STORE].view, views.columns, name, namespace=namespace)
+
+
+def _run_page(store: LineageStore, pipeline: str | None, limit: int, offset: int) -> dict[str, Any]:
+    return {"runs": store.view(views.runs, pipeline=pipeline, limit=limit, offset=offset), "limit": limit,
+            "offset": offset}
+
+
+async def _runs(request: web.Request) -> web.Response:
+    limit = _int(request.query.get("limit", 50), "limit", 1, views.MAX_PAGE)
+    offset = _int(request.query.get("offset", 0), "offset", 0, 2**31 - 1)
+    pipeline = _text(request.query.get("pipeline"), "pipeline", required=False)
+    return await _answer(request, _run_page, request.app[STORE], pipeline, limit, offset)
+
+
+async def _search(request: web.Request) -> web.Response:
+    text = str(_text(request.query.get("q"), "q", required=True))
+    if len(text) > views.MAX_QUERY:
+        raise BadRequestError(f"q must be at most {views.MAX_QUERY} characters (got {len(text)})")
+    limit = _int(request.query.get("limit", 20), "limit", 1, views.MAX_SEARCH)
+    return await _answer(request, request.app[STORE].view, views.search, text, limit=limit)
+
+
+def _flow(store: LineageStore, pipeline: str) -> dict[str, Any]:
+    return {"pipeline": pipeline, "links": [{"from": a, "to": b} for a, b in store.view(views.step_flow, pipeline)]}
+
+
+async def _step_flow(request: web.Request) -> web.Response:
+    pipeline = str(_text(request.query.get("pipeline"), "pipeline", required=True))
+    return await _answer(request, _flow, request.app[STORE], pipeline)
+
+
+async def _freshness(request: web.Request) -> web.Response:
+    board = request.app[_FRESHNESS]
+    if board is None:
+        return web.json_response({"available": False, "datasets": [], "incidents": [], "truncated": False,
+                                  "reason": "this API server reads no Pipelines (it runs without the operator); "
+                                            "the operator's API serves the freshness board"})
+    return await _answer(request, _board, board)
+
+
+def _board(board: FreshnessBoard) -> Any:
+    try:
+        return board()
+    except Exception as exc:
+        raise BoardUnavailableError("the Pipelines could not be read from Kubernetes; try again shortly") from exc
+
+
 def _ingest_body(store: LineageStore, body: bytes) -> Any:
     event = _decode(body)
     try:
@@ -358,13 +434,17 @@ def waiting_app() -> web.Application:
 
 
 def create_app(store: LineageStore, *, auth: ApiAuth | None = None, max_body_bytes: int = MAX_BODY,
-               threads: int | None = None, max_waiting: int = DEFAULT_MAX_WAITING) -> web.Application:
+               threads: int | None = None, max_waiting: int = DEFAULT_MAX_WAITING,
+               freshness: FreshnessBoard | None = None, ui: WebUi | None = None) -> web.Application:
     """The API over ``store``.  ``auth`` defaults to required tokens with none set: only the probes answer.
 
-    ``threads`` (default: the store's pool size) run the store calls; ``max_waiting`` more may queue."""
+    ``threads`` (default: the store's pool size) run the store calls; ``max_waiting`` more may queue.
+    ``freshness`` answers ``/v1/freshness`` (the operator passes one that reads the Pipelines; without it
+    the board says it is not available); ``ui`` serves the web UI (default: the one built into the package)."""
     app = web.Application(middlewares=[_errors, _auth], client_max_size=max_body_bytes)
     app[STORE] = store
     app[_AUTH] = auth or ApiAuth()
+    app[_FRESHNESS] = freshness
     workers = Workers(threads or store.max_size, max_waiting)
     app[_WORKERS] = workers
 
@@ -387,18 +467,27 @@ def create_app(store: LineageStore, *, auth: ApiAuth | None = None, max_body_byt
     app.router.add_post("/v1/query/explain", _explain)
     app.router.add_post("/v1/query/dataset", _dataset)
     app.router.add_post(INGEST_PATH, _ingest)
+    app.router.add_get(f"/v1/graph/{any_name}", _graph)
+    app.router.add_get(f"/v1/columns/{any_name}", _columns)
+    app.router.add_get("/v1/runs", _runs)
+    app.router.add_get("/v1/search", _search)
+    app.router.add_get("/v1/flow", _step_flow)
+    app.router.add_get("/v1/freshness", _freshness)
+    (ui or WebUi.packaged()).add_routes(app.router)
     return app
 
 
 async def start_api(store: LineageStore | None, *, host: str, port: int, auth: ApiAuth | None = None,
-                    max_waiting: int = DEFAULT_MAX_WAITING) -> web.AppRunner:
+                    max_waiting: int = DEFAULT_MAX_WAITING, freshness: FreshnessBoard | None = None
+                    ) -> web.AppRunner:
     """Serve the API in the running event loop (e.g. the operator's); ``await runner.cleanup()`` stops it.
 
     Without a store (not reachable yet) only /livez answers, so a liveness probe never restarts an
     operator whose database is away."""
-    app = waiting_app() if store is None else create_app(store, auth=auth, max_waiting=max_waiting)
+    app = waiting_app() if store is None else create_app(store, auth=auth, max_waiting=max_waiting,
+                                                         freshness=freshness)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
-    log.info("Serving the lineage API on %s:%d", host, port)
+    log.info("Serving the lineage API on %s:%d (web UI at %s)", host, port, UI_PATH)
     return runner

@@ -9,12 +9,12 @@ writes again.  Every statement runs under the pool's ``statement_timeout``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -28,6 +28,8 @@ from headwater.lineage.openlineage import ParsedEvent, parse_run_event
 from headwater.lineage.records import DatasetRef, Record
 from headwater.lineage.writes import write_record
 from headwater.runs.checks import Baseline
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_STATEMENT_TIMEOUT", "IngestResult", "LineageStore"]
 
@@ -192,6 +194,11 @@ class LineageStore:
     def run(self, run_id: str) -> queries.RunDetail:
         with self.transaction() as conn:
             return queries.run_detail(conn, run_id)
+
+    def view(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``function(conn, *args, **kwargs)`` in one read transaction (the web UI's queries, lineage.views)."""
+        with self.transaction() as conn:
+            return function(conn, *args, **kwargs)
 
     def counts(self) -> Mapping[str, int]:
         """Rows per table (for tests, the benchmark and operators' curiosity)."""
