@@ -3,6 +3,8 @@ succeeded, as the Job controller completes or fails them."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from fakekube import JOBS, PIPELINES, RUNS, FakeKube, ManualClock
@@ -115,3 +117,36 @@ def test_jobs_use_the_operators_step_image_when_a_step_names_none(kube: FakeKube
     container = kube.read(JOBS, NS, J_ONE_1_COUNT)["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == STEP_IMAGE
     assert container["command"] == ["headwater", "step", "sql"]
+
+
+
+def seed_revenue(kube: FakeKube) -> None:
+    """The revenue pipeline and its run revenue-1, not yet delivered to the operator."""
+    kube.seed(pipeline("revenue", [step("orders"), step("customers"),
+                                   step("revenue", dependsOn=["orders", "customers"])]), NS)
+    kube.seed(run("revenue-1", "revenue"), NS)
+
+
+def test_the_jobs_a_pass_starts_are_created_at_once_each_create_under_way_before_the_first_answers(
+        kube: FakeKube, operator: Operator) -> None:
+    seed_revenue(kube)
+    both_sent = threading.Barrier(2, timeout=5)  # one create at a time never gets past it
+    kube.before("create_job", both_sent.wait, times=2)
+    operator.deliver()
+    assert not both_sent.broken
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS]
+    assert kube.count("create_job") == 2
+
+
+def test_a_refused_job_create_does_not_keep_the_other_jobs_of_its_pass_from_being_created(
+        kube: FakeKube, operator: Operator, clock: ManualClock) -> None:
+    seed_revenue(kube)
+    kube.fail("create_job", 500, name=J_REVENUE_1_ORDERS)
+    operator.deliver()
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS]
+    assert "ReconcileFailed" in [reason for _, reason, _ in kube.events_about("revenue-1")]
+    clock.advance(10)
+    operator.reconcile(kube.read(RUNS, NS, "revenue-1"))  # the resync after the backoff
+    operator.deliver()
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS]
+    assert kube.count("create_job", J_REVENUE_1_ORDERS) == 2

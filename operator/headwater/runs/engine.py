@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -55,6 +56,9 @@ __all__ = ["EventSink", "RunEngine", "RunSink"]
 log = logging.getLogger(__name__)
 
 CONDITION_RECONCILED = "Reconciled"
+
+JOB_CREATORS = 4
+"""Jobs of one plan created at once: a layer of steps starts after one create's latency, not after all."""
 
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 """Posts a Kubernetes Event: (object, type, reason, message)."""
@@ -99,6 +103,7 @@ class RunEngine:
         self.memory = RunMemory()
         self._timers: dict[tuple[str, str], threading.Timer] = {}
         self._timers_lock = threading.Lock()
+        self._creators = ThreadPoolExecutor(JOB_CREATORS, thread_name_prefix="job-create")
 
     def forget(self, namespace: str, name: str) -> None:
         self.memory.forget(namespace, name)
@@ -261,10 +266,29 @@ class RunEngine:
         self.isolation.run(run, "reconciling", partial(self.reconcile, ref.namespace, ref.name),
                            reason="ReconcileFailed")
 
-    def _apply(self, run: dict[str, Any], ref: RunRef, out: planning.Plan) -> None:
-        for manifest in out.create:
-            if self.kube.create_job(manifest):
+    def _create_jobs(self, ref: RunRef, manifests: list[dict[str, Any]]) -> None:
+        """Create every Job, concurrently when there are several; the first failure is raised once all
+        were tried (the next pass retries only what is still missing)."""
+        if len(manifests) == 1:
+            outcomes = [self._created(manifests[0])]
+        else:
+            outcomes = list(self._creators.map(self._created, manifests))
+        for manifest, outcome in zip(manifests, outcomes, strict=True):
+            if outcome is True:
                 log.info("Created Job %s/%s", ref.namespace, manifest["metadata"]["name"])
+        failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failure is not None:
+            raise failure
+
+    def _created(self, manifest: dict[str, Any]) -> bool | Exception:
+        try:
+            return self.kube.create_job(manifest)
+        except Exception as exc:  # raised by _create_jobs once every Job was tried
+            return exc
+
+    def _apply(self, run: dict[str, Any], ref: RunRef, out: planning.Plan) -> None:
+        if out.create:
+            self._create_jobs(ref, list(out.create))
         for job in out.delete:
             self.kube.delete_job(ref.namespace, job)
             log.info("Deleted Job %s/%s", ref.namespace, job)
