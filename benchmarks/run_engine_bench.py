@@ -355,21 +355,38 @@ class Watcher(threading.Thread):
         version: str = json.loads(resp.data)["metadata"]["resourceVersion"]
         return version
 
+    def _relist(self) -> None:
+        """List everything again and hand each object over as seen now: nothing missed while the watch was
+        down goes uncounted (it is timed at this sight, a little late)."""
+        resp = self.list_call(*self.args, _preload_content=False, _request_timeout=120)
+        listed = json.loads(resp.data)
+        now = time.monotonic()
+        for obj in listed.get("items") or []:
+            self.on_event("MODIFIED", obj, now)
+        self.resource_version = listed["metadata"]["resourceVersion"]
+
     def run(self) -> None:
         while not self.halt.is_set() and time.monotonic() < self.deadline:
             try:
                 self._stream()
-            except (ApiException, KeyError, urllib3.exceptions.HTTPError) as exc:
+            except (ApiException, KeyError, ValueError, urllib3.exceptions.HTTPError) as exc:
                 # KeyError: the client's deserialize=False path cannot read an ERROR event (410 Gone).
                 log(f"watch restarted after {exc!r:.120}")
                 self.restarts += 1
-                self.resource_version = self._listed_version()
+                while not self.halt.is_set() and time.monotonic() < self.deadline:
+                    try:  # an overloaded apiserver may refuse the list too: try again, the thread goes on
+                        self._relist()
+                        break
+                    except (ApiException, ValueError, urllib3.exceptions.HTTPError) as again:
+                        log(f"relist failed: {again!r:.120}")
+                        time.sleep(1.0)
                 time.sleep(0.2)
 
     def _stream(self) -> None:
         stream = watch.Watch()
         for event in stream.stream(self.list_call, *self.args, resource_version=self.resource_version,
-                                   timeout_seconds=10, allow_watch_bookmarks=True, deserialize=False):
+                                   timeout_seconds=10, allow_watch_bookmarks=True, deserialize=False,
+                                   _request_timeout=(30, 60)):  # a stalled stream is dropped, then relisted
             now = time.monotonic()
             obj = event["object"]
             self.resource_version = obj["metadata"]["resourceVersion"]
