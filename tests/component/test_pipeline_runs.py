@@ -8,6 +8,8 @@ import threading
 import pytest
 
 from fakekube import JOBS, PIPELINES, RUNS, FakeKube, ManualClock
+from headwater.runs.engine import RECHECK_MAX_SECONDS
+from headwater.runs.jobs import PROBE_AFTER_SECONDS
 from headwater.spec.names import job_name
 from manifests import IMAGE, pipeline, run, step
 from wiring import STEP_IMAGE, Operator
@@ -150,3 +152,21 @@ def test_a_refused_job_create_does_not_keep_the_other_jobs_of_its_pass_from_bein
     operator.deliver()
     assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS]
     assert kube.count("create_job", J_REVENUE_1_ORDERS) == 2
+
+
+def test_a_run_whose_jobs_stay_without_pods_is_rechecked_later_and_later_and_soon_again_once_one_starts(
+        kube: FakeKube, operator: Operator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    delays: list[float] = []
+    monkeypatch.setattr(operator.engine, "_recheck_later", lambda ref, delay: delays.append(delay))
+    seed_revenue(kube)
+    operator.deliver()
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS]
+    clock.advance(PROBE_AFTER_SECONDS)
+    delays.clear()
+    for _ in range(6):  # the Job controller is behind: no pod, no event, nothing new in any pass
+        operator.engine.reconcile(NS, "revenue-1")
+    assert delays == [min(delays[0] * 2 ** n, RECHECK_MAX_SECONDS) for n in range(6)]
+    assert delays[0] <= 2 * PROBE_AFTER_SECONDS and delays[-1] == RECHECK_MAX_SECONDS
+    kube.start_job(NS, J_REVENUE_1_ORDERS)
+    operator.deliver()
+    assert delays[-1] == PROBE_AFTER_SECONDS  # a change: customers is still waiting, and looked at soon

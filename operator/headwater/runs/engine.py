@@ -60,6 +60,9 @@ CONDITION_RECONCILED = "Reconciled"
 JOB_CREATORS = 4
 """Jobs of one plan created at once: a layer of steps starts after one create's latency, not after all."""
 
+RECHECK_MAX_SECONDS = 30.0
+"""Longest wait between rechecks of a run whose unstarted steps stay as they were."""
+
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 """Posts a Kubernetes Event: (object, type, reason, message)."""
 
@@ -104,10 +107,12 @@ class RunEngine:
         self._timers: dict[tuple[str, str], threading.Timer] = {}
         self._timers_lock = threading.Lock()
         self._creators = ThreadPoolExecutor(JOB_CREATORS, thread_name_prefix="job-create")
+        self._quiet_rechecks: dict[tuple[str, str], int] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         self.memory.forget(namespace, name)
         self._succeeded_at.pop((namespace, name), None)
+        self._quiet_rechecks.pop((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> planning.Plan | None:
         """Bring one run up to date with its Jobs; returns the last plan applied.
@@ -187,8 +192,7 @@ class RunEngine:
             self.memory.forget(ref.namespace, ref.name)
             raise
         self._measure(ref, status, out)
-        if out.recheck_after is not None:
-            self._recheck_later(ref, out.recheck_after)
+        self._plan_recheck(ref, out)
         if self.emitter is not None and out.status is not None:
             for event in step_events(run_id(ref.namespace, ref.name, ref.uid), ref.pipeline, status, out.status,
                                      self.clock()):
@@ -246,6 +250,18 @@ class RunEngine:
                 seen = observe_job(job, pods, events)
             observed[step] = seen
         return observed
+
+    def _plan_recheck(self, ref: RunRef, out: planning.Plan) -> None:
+        """Look again at a run whose steps have not started: soon after a change, later and later (up to
+        RECHECK_MAX_SECONDS) while nothing changes, so that a Job controller that is only behind is not asked
+        about every waiting Job every few seconds, which on a busy apiserver put it further behind."""
+        key = (ref.namespace, ref.name)
+        if out.recheck_after is None:
+            self._quiet_rechecks.pop(key, None)
+            return
+        quiet = self._quiet_rechecks.get(key, 0) if out.status is None else 0
+        self._quiet_rechecks[key] = quiet + 1
+        self._recheck_later(ref, min(out.recheck_after * 2 ** quiet, RECHECK_MAX_SECONDS))
 
     def _recheck_later(self, ref: RunRef, delay: float) -> None:
         """Reconcile the run again after ``delay`` seconds (one timer per run at a time)."""
