@@ -571,6 +571,7 @@ class Options:
     image: str = "busybox"  # on kwok's nodes never pulled; on a real node it must be there already
     argo_requeue: str | None = None  # set: Argo's workflow-controller with this DEFAULT_REQUEUE_TIME
     argo_qps: float | None = None
+    teardown_timeout: float = 300.0
 
 @dataclass
 class ScenarioResult:
@@ -700,7 +701,7 @@ def run_scenario(api: Api, opts: Options, shape: Shape, runs: int) -> ScenarioRe
         result.requests = {f"{verb} {resource}": v for (verb, resource), v in delta.items()}
     finally:
         scene.stop()
-    result.teardown = drop_namespace(api, scene.namespace)
+    result.teardown = drop_namespace(api, scene.namespace, opts.teardown_timeout)
     return result
 
 
@@ -952,6 +953,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--argo-qps", type=float, default=None,
                    help="Argo's client rate limit (--qps; burst 1.5x); default Argo's own (20/s, burst 30)")
     p.add_argument("--no-headwater", action="store_true", help="with --argo: run Argo's controller only")
+    p.add_argument("--teardown-timeout", type=float, default=300.0,
+                   help="how long to wait for a scenario's namespace to be gone before the next one")
     p.add_argument("--keep-cluster", action="store_true")
     p.add_argument("--raw", type=Path, help="write raw samples (JSON) here")
     p.add_argument("--baseline", type=Path,
@@ -969,7 +972,7 @@ def bench(args: argparse.Namespace, kubeconfig: str) -> tuple[list[ScenarioResul
     api = connect(kubeconfig)
     apply_crds(api)
     opts = Options(kubeconfig, Path(tempfile.mkdtemp(prefix="run-engine-bench-")), args.timeout,
-                   args.step_duration, args.history, image=args.image)
+                   args.step_duration, args.history, image=args.image, teardown_timeout=args.teardown_timeout)
     log(f"operator logs in {opts.log_dir}")
     operators = [] if args.no_headwater else [opts]
     if args.argo:
