@@ -58,7 +58,7 @@ from headwater.spec.times import isotime
 READY = "Ready"  # the Pipeline's condition type
 
 ROOT = Path(__file__).resolve().parent.parent
-TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
+TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled", "Error"})  # Error: Argo's
 DONE_SIGNALS = ("Complete", "SuccessCriteriaMet")
 PIPELINE = "bench"
 
@@ -107,7 +107,12 @@ def layered(width: int = 4, depth: int = 5) -> Shape:
     return Shape(f"layered{width * depth}", deps)
 
 
-SHAPES: dict[str, Callable[[], Shape]] = {"diamond4": diamond, "layered20": layered}
+def single() -> Shape:
+    """One step: the CNOE scenario's pipeline (many runs created at once)."""
+    return Shape("single1", {"a": []})
+
+
+SHAPES: dict[str, Callable[[], Shape]] = {"diamond4": diamond, "layered20": layered, "single1": single}
 
 
 def pipeline_spec(shape: Shape, step_duration: str | None, history: int, image: str = "busybox") -> dict[str, Any]:
@@ -184,8 +189,8 @@ def kubernetes_version() -> str:
     return out.stdout.strip() or "?"
 
 
-def apply_crds(api: Api) -> None:
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
+def apply_crds(api: Api, paths: Iterable[Path] | None = None) -> None:
+    for path in sorted((ROOT / "crds").glob("*.yaml")) if paths is None else paths:
         body = yaml.safe_load(path.read_text())
         try:
             api.ext.create_custom_resource_definition(body)
@@ -281,6 +286,58 @@ class Operator:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# --- Argo Workflows, side by side ---------------------------------------------------------------------
+ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "workflows"
+ARGO_WORKFLOW_LABEL, ARGO_NODE_ANNOTATION = "workflows.argoproj.io/workflow", "workflows.argoproj.io/node-name"
+ARGO_CONFIGMAP = "workflow-controller-configmap"
+
+
+def argo_tool(what: str) -> str:
+    """``hack/argo.sh bin|crds``: where the built workflow-controller and its CRDs are."""
+    out = subprocess.run(["bash", str(ROOT / "hack" / "argo.sh"), what], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def argo_version() -> str:
+    out = subprocess.run(["bash", "-c", f"source {ROOT}/hack/versions.sh && echo $ARGO_VERSION"],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() or "?"
+
+
+class ArgoController(Operator):
+    """Argo's ``workflow-controller`` out of the cluster, namespaced to one namespace, as the user of a
+    local control plane would run it: leader election off, metrics off, its client's rate limit its own
+    default (20/s, burst 30) unless ``qps`` is given, the handoff delay ``DEFAULT_REQUEUE_TIME`` = ``requeue``."""
+
+    def __init__(self, kubeconfig: str, namespace: str, log_path: Path, requeue: str, qps: float | None) -> None:
+        super().__init__(kubeconfig, namespace, log_path)
+        self.env = {**self.env, "LEADER_ELECTION_DISABLE": "true", "DEFAULT_REQUEUE_TIME": requeue}
+        self.kubeconfig, self.qps = kubeconfig, qps
+
+    def start(self) -> Operator:
+        command = [argo_tool("bin"), "--kubeconfig", self.kubeconfig, "-n", self.namespace, "--namespaced",
+                   "--managed-namespace", self.namespace, "--configmap", ARGO_CONFIGMAP]
+        if self.qps is not None:
+            command += ["--qps", str(self.qps), "--burst", str(int(self.qps * 1.5))]
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(command, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    def ready(self) -> bool:
+        """Its informers have synced: the garbage collector it starts right after says so in the log."""
+        return "Performing periodic GC" in self.log_path.read_text(errors="replace")
+
+
+def workflow_body(name: str, shape: Shape, step_duration: str | None, image: str) -> dict[str, Any]:
+    """The same DAG as an Argo Workflow: every task a container running ``true``, as the Pipeline's steps."""
+    step: dict[str, Any] = {"name": "step", "container": {"image": image, "command": ["true"]}}
+    if step_duration:
+        step["metadata"] = {"annotations": {"headwater.dev/test-duration": step_duration}}
+    tasks = [{"name": s, "template": "step", **({"dependencies": d} if d else {})} for s, d in shape.deps.items()]
+    return {"apiVersion": f"{ARGO_GROUP}/{ARGO_VERSION}", "kind": "Workflow", "metadata": {"name": name},
+            "spec": {"entrypoint": "main", "templates": [{"name": "main", "dag": {"tasks": tasks}}, step]}}
+
+
 # --- client-side observation ---------------------------------------------------------------------------
 class Watcher(threading.Thread):
     """A bounded watch on one collection; ``on_event(type, object, monotonic time)`` for every event."""
@@ -298,21 +355,38 @@ class Watcher(threading.Thread):
         version: str = json.loads(resp.data)["metadata"]["resourceVersion"]
         return version
 
+    def _relist(self) -> None:
+        """List everything again and hand each object over as seen now: nothing missed while the watch was
+        down goes uncounted (it is timed at this sight, a little late)."""
+        resp = self.list_call(*self.args, _preload_content=False, _request_timeout=120)
+        listed = json.loads(resp.data)
+        now = time.monotonic()
+        for obj in listed.get("items") or []:
+            self.on_event("MODIFIED", obj, now)
+        self.resource_version = listed["metadata"]["resourceVersion"]
+
     def run(self) -> None:
         while not self.halt.is_set() and time.monotonic() < self.deadline:
             try:
                 self._stream()
-            except (ApiException, KeyError, urllib3.exceptions.HTTPError) as exc:
+            except (ApiException, KeyError, ValueError, urllib3.exceptions.HTTPError) as exc:
                 # KeyError: the client's deserialize=False path cannot read an ERROR event (410 Gone).
                 log(f"watch restarted after {exc!r:.120}")
                 self.restarts += 1
-                self.resource_version = self._listed_version()
+                while not self.halt.is_set() and time.monotonic() < self.deadline:
+                    try:  # an overloaded apiserver may refuse the list too: try again, the thread goes on
+                        self._relist()
+                        break
+                    except (ApiException, ValueError, urllib3.exceptions.HTTPError) as again:
+                        log(f"relist failed: {again!r:.120}")
+                        time.sleep(1.0)
                 time.sleep(0.2)
 
     def _stream(self) -> None:
         stream = watch.Watch()
         for event in stream.stream(self.list_call, *self.args, resource_version=self.resource_version,
-                                   timeout_seconds=10, allow_watch_bookmarks=True, deserialize=False):
+                                   timeout_seconds=10, allow_watch_bookmarks=True, deserialize=False,
+                                   _request_timeout=(30, 60)):  # a stalled stream is dropped, then relisted
             now = time.monotonic()
             obj = event["object"]
             self.resource_version = obj["metadata"]["resourceVersion"]
@@ -361,6 +435,41 @@ class RunTimes:
         phase = (obj.get("status") or {}).get("phase")
         if phase in TERMINAL:
             self.finished.setdefault(obj["metadata"]["name"], (now, phase))
+
+
+@dataclass
+class PodTimes:
+    """When each step's pod was first seen and first seen Succeeded: the one measure both engines share.
+
+    A Headwater pod names its run and step in labels; an Argo pod its workflow in a label and its DAG node
+    (``workflow.task``) in an annotation.
+    """
+
+    added: dict[tuple[str, str], float] = field(default_factory=dict)
+    succeeded: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def on_event(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        meta = obj["metadata"]
+        labels, notes = meta.get("labels") or {}, meta.get("annotations") or {}
+        if ARGO_WORKFLOW_LABEL in labels:
+            key = (labels[ARGO_WORKFLOW_LABEL], notes.get(ARGO_NODE_ANNOTATION, "").partition(".")[2])
+        else:
+            key = (labels.get(c.LABEL_RUN, ""), labels.get(c.LABEL_STEP, ""))
+        self.added.setdefault(key, now)
+        if (obj.get("status") or {}).get("phase") == "Succeeded":
+            self.succeeded.setdefault(key, now)
+
+
+def pod_handoffs(pods: PodTimes, shape: Shape) -> tuple[list[float], list[float]]:
+    """Pod to pod handoffs (a step's pod first seen minus the latest success among its dependencies' pods),
+    and every pod's time from first seen to Succeeded."""
+    out = []
+    for (run, step), added in pods.added.items():
+        ends = [pods.succeeded.get((run, d)) for d in shape.deps.get(step) or []]
+        if ends and all(e is not None for e in ends):
+            out.append(added - max(e for e in ends if e is not None))
+    turnaround = [pods.succeeded[k] - t for k, t in pods.added.items() if k in pods.succeeded]
+    return out, turnaround
 
 
 class ApiProbe(threading.Thread):
@@ -460,6 +569,9 @@ class Options:
     source: Path | None = None  # None: this checkout's operator
     label: str = "current"
     image: str = "busybox"  # on kwok's nodes never pulled; on a real node it must be there already
+    argo_requeue: str | None = None  # set: Argo's workflow-controller with this DEFAULT_REQUEUE_TIME
+    argo_qps: float | None = None
+    teardown_timeout: float = 300.0
 
 @dataclass
 class ScenarioResult:
@@ -482,6 +594,9 @@ class ScenarioResult:
     watch_restarts: int
     requests: dict[str, list[float]] = field(default_factory=dict)
     teardown: float = 0.0
+    handoff_pod: list[float] = field(default_factory=list)
+    pod_turnaround: list[float] = field(default_factory=list)
+    pods: int = 0
 
 
 @dataclass
@@ -492,6 +607,7 @@ class Scene:
     operator: Operator
     jobs: JobTimes
     runs: RunTimes
+    pods: PodTimes
     watchers: list[Watcher]
     probe: ApiProbe
 
@@ -510,14 +626,25 @@ class Scene:
 def set_scene(api: Api, opts: Options, shape: Shape, runs: int) -> Scene:
     namespace = fresh_namespace(api, f"bench-{shape.name}-{runs}")
     deadline = time.monotonic() + opts.timeout + 120
-    jobs, run_times = JobTimes(), RunTimes()
-    watchers = [
-        Watcher(api.batch.list_namespaced_job, (namespace,), jobs.on_event, deadline),
-        Watcher(api.custom.list_namespaced_custom_object, (c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL),
-                run_times.on_event, deadline),
-    ]
-    operator = Operator(opts.kubeconfig, namespace, opts.log_dir / f"operator-{namespace}.log", opts.source)
-    return Scene(namespace, operator, jobs, run_times, watchers, ApiProbe(api, namespace, deadline))
+    jobs, run_times, pods = JobTimes(), RunTimes(), PodTimes()
+    watchers = [Watcher(api.core.list_namespaced_pod, (namespace,), pods.on_event, deadline)]
+    log_path = opts.log_dir / f"operator-{namespace}.log"
+    operator: Operator
+    if opts.argo_requeue is None:
+        watchers += [
+            Watcher(api.batch.list_namespaced_job, (namespace,), jobs.on_event, deadline),
+            Watcher(api.custom.list_namespaced_custom_object,
+                    (c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL), run_times.on_event, deadline),
+        ]
+        operator = Operator(opts.kubeconfig, namespace, log_path, opts.source)
+    else:
+        # An empty configuration but for metrics, which would take port 9090 (Headwater's are off too).
+        api.core.create_namespaced_config_map(namespace, {"metadata": {"name": ARGO_CONFIGMAP},
+                                                          "data": {"metricsConfig": "enabled: false\n"}})
+        watchers.append(Watcher(api.custom.list_namespaced_custom_object,
+                                (ARGO_GROUP, ARGO_VERSION, namespace, ARGO_PLURAL), run_times.on_event, deadline))
+        operator = ArgoController(opts.kubeconfig, namespace, log_path, opts.argo_requeue, opts.argo_qps)
+    return Scene(namespace, operator, jobs, run_times, pods, watchers, ApiProbe(api, namespace, deadline))
 
 
 def pipeline_ready(api: Api, namespace: str, name: str) -> bool:
@@ -532,10 +659,15 @@ def create_all(calls: Iterable[Callable[[], Any]], workers: int = 16) -> list[An
         return [f.result() for f in futures]
 
 
-def create_runs(api: Api, namespace: str, count: int) -> None:
+def create_runs(api: Api, opts: Options, namespace: str, shape: Shape, count: int) -> None:
     def create(i: int) -> None:
-        api.custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, run_body(f"r{i:04d}", PIPELINE))
+        if opts.argo_requeue is None:
+            api.custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, run_body(f"r{i:04d}", PIPELINE))
+        else:
+            api.custom.create_namespaced_custom_object(
+                ARGO_GROUP, ARGO_VERSION, namespace, ARGO_PLURAL,
+                workflow_body(f"r{i:04d}", shape, opts.step_duration, opts.image))
 
     create_all(partial(create, i) for i in range(count))
 
@@ -554,10 +686,14 @@ def run_scenario(api: Api, opts: Options, shape: Shape, runs: int) -> ScenarioRe
     log(f"{shape.name} x {runs}: namespace {scene.namespace}, operator log {scene.operator.log_path}")
     scene.start()
     try:
-        create_pipeline(api, opts, scene.namespace, shape)
+        if isinstance(scene.operator, ArgoController):
+            if not wait_until(scene.operator.ready, 60):
+                raise RuntimeError(f"Argo's controller did not sync in 60s; see {scene.operator.log_path}")
+        else:
+            create_pipeline(api, opts, scene.namespace, shape)
         before = api_counters(api)
         cpu0, t0 = scene.operator.cpu_seconds(), time.monotonic()
-        create_runs(api, scene.namespace, runs)
+        create_runs(api, opts, scene.namespace, shape, runs)
         if not wait_until(lambda: len(scene.runs.finished) >= runs, opts.timeout, interval=0.5):
             log(f"only {len(scene.runs.finished)}/{runs} runs finished in {opts.timeout:.0f}s")
         result = collect(scene, shape, runs, t0, scene.operator.cpu_seconds() - cpu0, opts.label)
@@ -565,7 +701,7 @@ def run_scenario(api: Api, opts: Options, shape: Shape, runs: int) -> ScenarioRe
         result.requests = {f"{verb} {resource}": v for (verb, resource), v in delta.items()}
     finally:
         scene.stop()
-    result.teardown = drop_namespace(api, scene.namespace)
+    result.teardown = drop_namespace(api, scene.namespace, opts.teardown_timeout)
     return result
 
 
@@ -576,13 +712,18 @@ def collect(scene: Scene, shape: Shape, runs: int, t0: float, cpu: float, operat
     handoff_first, _ = handoffs(scene.jobs, shape, "first")
     done = ((scene.jobs.done(name, "first"), added) for name, added in scene.jobs.added.items())
     turnaround = [t_done - added for t_done, added in done if t_done is not None]
+    handoff_pod, pod_turnaround = pod_handoffs(scene.pods, shape)
+    if isinstance(scene.operator, ArgoController):  # no Jobs: its pods are its steps
+        turnaround = pod_turnaround
     return ScenarioResult(
         shape=shape.name, operator=operator, runs=runs, finished=len(finished),
-        failed=sum(1 for _, phase in finished.values() if phase != "Succeeded"), jobs=len(scene.jobs.added),
+        failed=sum(1 for _, phase in finished.values() if phase != "Succeeded"),
+        jobs=len(scene.jobs.added) or len(scene.pods.added),
         handoff=handoff, handoff_first=handoff_first, missing=missing, turnaround=turnaround,
         makespan=end - t0, cpu_seconds=cpu,
         rss_kib=scene.operator.kib("VmRSS"), hwm_kib=scene.operator.kib("VmHWM"), api_ms=list(scene.probe.samples),
-        load=os.getloadavg()[0], watch_restarts=sum(w.restarts for w in scene.watchers))
+        load=os.getloadavg()[0], watch_restarts=sum(w.restarts for w in scene.watchers),
+        handoff_pod=handoff_pod, pod_turnaround=pod_turnaround, pods=len(scene.pods.added))
 
 
 # --- memory --------------------------------------------------------------------------------------------
@@ -681,6 +822,13 @@ def label(r: ScenarioResult) -> str:
     return r.shape if r.operator == "current" else f"{r.shape} [{r.operator}]"
 
 
+def headline(r: ScenarioResult) -> str:
+    pod = summary(r.handoff_pod)
+    return (f"{label(r)} x {r.runs}: pod handoff p50 {ms(pod['p50'])} ms, p99 {ms(pod['p99'])} ms; "
+            f"{r.finished} runs in {r.makespan:.1f}s ({r.finished / (r.makespan / 60):.0f}/min), "
+            f"load {r.load:.1f}")
+
+
 def latency_table(results: list[ScenarioResult]) -> str:
     rows = ["| pipeline | concurrent runs | runs finished | handoffs n | p50 ms | p95 ms | p99 ms | max ms "
             "| from Complete: p50 / p99 / min ms |",
@@ -720,6 +868,23 @@ def throughput_table(results: list[ScenarioResult]) -> str:
     return "\n".join(rows)
 
 
+def side_by_side_table(results: list[ScenarioResult]) -> str:
+    """Every engine measured the same way: from its pods (first seen, first seen Succeeded) and its runs."""
+    rows = ["| pipeline | engine | concurrent runs | runs finished | pod → pod handoffs n | p50 ms | p95 ms | p99 ms "
+            "| max ms | pod created → Succeeded p50 / p99 s | first create → last finish s | runs/min | pods/min "
+            "| controller CPU s (% of a core) | controller RSS MiB | load avg (1 min) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        s, minutes = summary(r.handoff_pod), r.makespan / 60
+        turn = f"{percentile(r.pod_turnaround, 50):.1f} / {percentile(r.pod_turnaround, 99):.1f}"
+        rows.append(f"| {r.shape} | {r.operator} | {r.runs} | {r.finished} ({r.failed} failed) | {s['n']:.0f} "
+                    f"| {ms(s['p50'])} | {ms(s['p95'])} | {ms(s['p99'])} | {ms(s['max'])} | {turn} "
+                    f"| {r.makespan:.1f} | {r.finished / minutes:.0f} | {r.pods / minutes:.0f} "
+                    f"| {r.cpu_seconds:.1f} ({100 * r.cpu_seconds / r.makespan:.0f}%) | {r.rss_kib / 1024:.0f} "
+                    f"| {r.load:.1f} |")
+    return "\n".join(rows)
+
+
 def memory_table(results: list[MemoryResult], top: int = 4) -> str:
     rows = ["| operator state | Pipelines | PipelineRuns | VmRSS MiB | largest sample MiB | VmHWM MiB "
             "| CPU s in window | start until quiet s | busiest API requests in window (whole control plane) |",
@@ -745,10 +910,15 @@ def report(args: argparse.Namespace, results: list[ScenarioResult], memory: list
             f"step duration {args.step_duration or default_duration}, control plane client rate limits "
             f"{limits}")
     parts = [head]
-    if results:
-        parts += ["### Step handoff latency", latency_table(results),
-                  "### Throughput and cost", throughput_table(results),
+    ours = [r for r in results if not r.operator.startswith("argo")]
+    if any(r.operator.startswith("argo") for r in results):
+        parts += ["### Side by side: pod to pod handoff and throughput (every engine)", side_by_side_table(results),
                   "### API server requests (whole control plane)", requests_table(results)]
+    if ours:
+        parts += ["### Step handoff latency", latency_table(ours),
+                  "### Throughput and cost", throughput_table(ours)]
+        if len(ours) == len(results):
+            parts += ["### API server requests (whole control plane)", requests_table(ours)]
     if memory:
         parts += ["### Operator memory", memory_table(memory)]
     return "\n\n".join(parts) + "\n"
@@ -777,6 +947,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image", default="busybox",
                    help="image of the steps (they run `true`); on a real node (hack/cluster.sh up --real-node) one "
                         "loaded into it, e.g. the Headwater image from hack/images.sh")
+    p.add_argument("--argo", default="",
+                   help="also run each scenario with Argo Workflows' workflow-controller (hack/argo.sh build) at these "
+                        "DEFAULT_REQUEUE_TIME values, comma-separated, e.g. 10s,1s (10s is Argo's default)")
+    p.add_argument("--argo-qps", type=float, default=None,
+                   help="Argo's client rate limit (--qps; burst 1.5x); default Argo's own (20/s, burst 30)")
+    p.add_argument("--no-headwater", action="store_true", help="with --argo: run Argo's controller only")
+    p.add_argument("--teardown-timeout", type=float, default=300.0,
+                   help="how long to wait for a scenario's namespace to be gone before the next one")
     p.add_argument("--keep-cluster", action="store_true")
     p.add_argument("--raw", type=Path, help="write raw samples (JSON) here")
     p.add_argument("--baseline", type=Path,
@@ -794,9 +972,14 @@ def bench(args: argparse.Namespace, kubeconfig: str) -> tuple[list[ScenarioResul
     api = connect(kubeconfig)
     apply_crds(api)
     opts = Options(kubeconfig, Path(tempfile.mkdtemp(prefix="run-engine-bench-")), args.timeout,
-                   args.step_duration, args.history, image=args.image)
+                   args.step_duration, args.history, image=args.image, teardown_timeout=args.teardown_timeout)
     log(f"operator logs in {opts.log_dir}")
-    operators = [opts]
+    operators = [] if args.no_headwater else [opts]
+    if args.argo:
+        apply_crds(api, sorted(Path(argo_tool("crds")).glob("argoproj.io_*.yaml")))
+        for requeue in args.argo.split(","):
+            operators.append(replace(opts, argo_requeue=requeue, argo_qps=args.argo_qps,
+                                     label=f"argo {argo_version()}, requeue {requeue}"))
     if args.baseline:
         rev = subprocess.run(["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, check=False).stdout.strip() or args.baseline.name
@@ -807,8 +990,9 @@ def bench(args: argparse.Namespace, kubeconfig: str) -> tuple[list[ScenarioResul
             for variant in operators:  # side by side: each scenario with each operator, one after the other
                 results.append(run_scenario(api, variant, SHAPES[shape_name](), runs))
                 r = results[-1]
-                log(f"{label(r)} x {r.runs}: handoff p50 {ms(percentile(r.handoff_first, 50))} ms, "
-                    f"p99 {ms(percentile(r.handoff_first, 99))} ms; {r.finished} runs in {r.makespan:.1f}s")
+                log(headline(r))
+                if args.raw:  # partial results survive an interrupted run
+                    args.raw.write_text(json.dumps({"scenarios": [asdict(x) for x in results]}, indent=1))
     memory = []
     if not args.no_memory:
         memory.append(memory_case(api, opts, 0, 0, args.memory_window))

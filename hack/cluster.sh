@@ -94,6 +94,15 @@ YAML
   - {key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}
 YAML
   fi
+  # One instance each: a lease renewal that times out on a busy machine would otherwise make them exit.
+  cat >>"$cfg" <<YAML
+- name: kube-scheduler
+  extraArgs:
+  - {key: leader-elect, value: "false"}
+- name: kube-controller-manager
+  extraArgs:
+  - {key: leader-elect, value: "false"}
+YAML
   echo --- >>"$cfg"
   cat "$here/kwok/stages.yaml" >>"$cfg"
 }

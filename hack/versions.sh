@@ -21,3 +21,6 @@ kwok_bin_dir() { echo "$HEADWATER_CACHE/kwok/$KWOK_VERSION/bin"; }
 helm_bin_dir() { echo "$HEADWATER_CACHE/helm/$HELM_VERSION/bin"; }
 promtool_bin_dir() { echo "$HEADWATER_CACHE/prometheus/$PROMETHEUS_VERSION-b2/bin"; }
 prometheus_bin_dir() { echo "$HEADWATER_CACHE/prometheus/$PROMETHEUS_VERSION-server-b1/bin"; }
+# Argo Workflows' workflow-controller: built only for the side-by-side benchmark (hack/argo.sh).
+ARGO_VERSION="${ARGO_VERSION:-v3.7.12}"
+argo_bin_dir() { echo "$HEADWATER_CACHE/argo/$ARGO_VERSION/bin"; }

@@ -3,9 +3,13 @@ succeeded, as the Job controller completes or fails them."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from fakekube import JOBS, PIPELINES, RUNS, FakeKube, ManualClock
+from headwater.runs.engine import RECHECK_MAX_SECONDS
+from headwater.runs.jobs import PROBE_AFTER_SECONDS
 from headwater.spec.names import job_name
 from manifests import IMAGE, pipeline, run, step
 from wiring import STEP_IMAGE, Operator
@@ -137,3 +141,53 @@ def test_a_pipeline_s_failed_runs_counter_is_exported_at_zero_before_its_first_r
     operator.deliver()
     assert kube.read(RUNS, NS, "hourly-1")["status"]["phase"] == "Failed"
     assert runs_counter(operator, "hourly", "Failed") == 1.0
+
+
+def seed_revenue(kube: FakeKube) -> None:
+    """The revenue pipeline and its run revenue-1, not yet delivered to the operator."""
+    kube.seed(pipeline("revenue", [step("orders"), step("customers"),
+                                   step("revenue", dependsOn=["orders", "customers"])]), NS)
+    kube.seed(run("revenue-1", "revenue"), NS)
+
+
+def test_the_jobs_a_pass_starts_are_created_at_once_each_create_under_way_before_the_first_answers(
+        kube: FakeKube, operator: Operator) -> None:
+    seed_revenue(kube)
+    both_sent = threading.Barrier(2, timeout=5)  # one create at a time never gets past it
+    kube.before("create_job", both_sent.wait, times=2)
+    operator.deliver()
+    assert not both_sent.broken
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS]
+    assert kube.count("create_job") == 2
+
+
+def test_a_refused_job_create_does_not_keep_the_other_jobs_of_its_pass_from_being_created(
+        kube: FakeKube, operator: Operator, clock: ManualClock) -> None:
+    seed_revenue(kube)
+    kube.fail("create_job", 500, name=J_REVENUE_1_ORDERS)
+    operator.deliver()
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS]
+    assert "ReconcileFailed" in [reason for _, reason, _ in kube.events_about("revenue-1")]
+    clock.advance(10)
+    operator.reconcile(kube.read(RUNS, NS, "revenue-1"))  # the resync after the backoff
+    operator.deliver()
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS]
+    assert kube.count("create_job", J_REVENUE_1_ORDERS) == 2
+
+
+def test_a_run_whose_jobs_stay_without_pods_is_rechecked_later_and_later_and_soon_again_once_one_starts(
+        kube: FakeKube, operator: Operator, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    delays: list[float] = []
+    monkeypatch.setattr(operator.engine, "_recheck_later", lambda ref, delay: delays.append(delay))
+    seed_revenue(kube)
+    operator.deliver()
+    assert jobs(kube) == [J_REVENUE_1_CUSTOMERS, J_REVENUE_1_ORDERS]
+    clock.advance(PROBE_AFTER_SECONDS)
+    delays.clear()
+    for _ in range(6):  # the Job controller is behind: no pod, no event, nothing new in any pass
+        operator.engine.reconcile(NS, "revenue-1")
+    assert delays == [min(delays[0] * 2 ** n, RECHECK_MAX_SECONDS) for n in range(6)]
+    assert delays[0] <= 2 * PROBE_AFTER_SECONDS and delays[-1] == RECHECK_MAX_SECONDS
+    kube.start_job(NS, J_REVENUE_1_ORDERS)
+    operator.deliver()
+    assert delays[-1] == PROBE_AFTER_SECONDS  # a change: customers is still waiting, and looked at soon

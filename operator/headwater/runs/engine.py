@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -55,6 +56,12 @@ __all__ = ["EventSink", "RunEngine", "RunSink"]
 log = logging.getLogger(__name__)
 
 CONDITION_RECONCILED = "Reconciled"
+
+JOB_CREATORS = 4
+"""Jobs of one plan created at once: a layer of steps starts after one create's latency, not after all."""
+
+RECHECK_MAX_SECONDS = 30.0
+"""Longest wait between rechecks of a run whose unstarted steps stay as they were."""
 
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 """Posts a Kubernetes Event: (object, type, reason, message)."""
@@ -105,10 +112,13 @@ class RunEngine:
         self.memory = RunMemory()
         self._timers: dict[tuple[str, str], threading.Timer] = {}
         self._timers_lock = threading.Lock()
+        self._creators = ThreadPoolExecutor(JOB_CREATORS, thread_name_prefix="job-create")
+        self._quiet_rechecks: dict[tuple[str, str], int] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         self.memory.forget(namespace, name)
         self._succeeded_at.pop((namespace, name), None)
+        self._quiet_rechecks.pop((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> planning.Plan | None:
         """Bring one run up to date with its Jobs; returns the last plan applied.
@@ -189,8 +199,7 @@ class RunEngine:
             self.memory.forget(ref.namespace, ref.name)
             raise
         self._measure(ref, status, out)
-        if out.recheck_after is not None:
-            self._recheck_later(ref, out.recheck_after)
+        self._plan_recheck(ref, out)
         if self.emitter is not None and out.status is not None:
             for event in step_events(run_id(ref.namespace, ref.name, ref.uid), ref.pipeline, status, out.status,
                                      self.clock()):
@@ -258,6 +267,18 @@ class RunEngine:
             observed[step] = seen
         return observed
 
+    def _plan_recheck(self, ref: RunRef, out: planning.Plan) -> None:
+        """Look again at a run whose steps have not started: soon after a change, later and later (up to
+        RECHECK_MAX_SECONDS) while nothing changes, so that a Job controller that is only behind is not asked
+        about every waiting Job every few seconds, which on a busy apiserver put it further behind."""
+        key = (ref.namespace, ref.name)
+        if out.recheck_after is None:
+            self._quiet_rechecks.pop(key, None)
+            return
+        quiet = self._quiet_rechecks.get(key, 0) if out.status is None else 0
+        self._quiet_rechecks[key] = quiet + 1
+        self._recheck_later(ref, min(out.recheck_after * 2 ** quiet, RECHECK_MAX_SECONDS))
+
     def _recheck_later(self, ref: RunRef, delay: float) -> None:
         """Reconcile the run again after ``delay`` seconds (one timer per run at a time)."""
         key = (ref.namespace, ref.name)
@@ -277,10 +298,29 @@ class RunEngine:
         self.isolation.run(run, "reconciling", partial(self.reconcile, ref.namespace, ref.name),
                            reason="ReconcileFailed")
 
-    def _apply(self, run: dict[str, Any], ref: RunRef, out: planning.Plan) -> None:
-        for manifest in out.create:
-            if self.kube.create_job(manifest):
+    def _create_jobs(self, ref: RunRef, manifests: list[dict[str, Any]]) -> None:
+        """Create every Job, concurrently when there are several; the first failure is raised once all
+        were tried (the next pass retries only what is still missing)."""
+        if len(manifests) == 1:
+            outcomes = [self._created(manifests[0])]
+        else:
+            outcomes = list(self._creators.map(self._created, manifests))
+        for manifest, outcome in zip(manifests, outcomes, strict=True):
+            if outcome is True:
                 log.info("Created Job %s/%s", ref.namespace, manifest["metadata"]["name"])
+        failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failure is not None:
+            raise failure
+
+    def _created(self, manifest: dict[str, Any]) -> bool | Exception:
+        try:
+            return self.kube.create_job(manifest)
+        except Exception as exc:  # raised by _create_jobs once every Job was tried
+            return exc
+
+    def _apply(self, run: dict[str, Any], ref: RunRef, out: planning.Plan) -> None:
+        if out.create:
+            self._create_jobs(ref, list(out.create))
         for job in out.delete:
             self.kube.delete_job(ref.namespace, job)
             log.info("Deleted Job %s/%s", ref.namespace, job)
