@@ -15,7 +15,6 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -27,10 +26,10 @@ from headwater.lineage import triggers as outbox
 from headwater.lineage.recorder import outage
 from headwater.lineage.store import LineageStore
 from headwater.pipelines import triggering
+from headwater.pipelines.loop_conditions import set_loop_condition
 from headwater.pipelines.scheduler import is_ready
 from headwater.spec import constants as c
-from headwater.spec.conditions import set_condition
-from headwater.spec.models import PipelineSpec, PipelineStatus, TriggerVersion
+from headwater.spec.models import PipelineSpec, TriggerVersion
 from headwater.spec.redaction import redact
 from headwater.spec.text import clean
 from headwater.spec.times import parse_time
@@ -99,15 +98,8 @@ def trigger_pipeline(kube: Kube, store: LineageStore, pipeline: dict[str, Any],
 
 def set_trigger_condition(kube: Kube, namespace: str, name: str, failure: str | None) -> None:
     """The Triggered condition: False with the error while this Pipeline's triggers fail, True after."""
-    def change(obj: dict[str, Any]) -> dict[str, Any] | None:
-        status = PipelineStatus.model_validate(obj.get("status") or {})
-        conditions = list(status.conditions)
-        state, reason, message = ("False", "TriggerFailed", failure) if failure else \
-            ("True", "Triggered", "dataset triggers are evaluated again")
-        if not set_condition(conditions, CONDITION_TRIGGERED, state, reason, message, datetime.now(UTC)):
-            return None
-        return {"conditions": [cond.model_dump(by_alias=True, exclude_none=True, mode="json") for cond in conditions]}
-    kube.update_pipeline_status(namespace, name, change)
+    set_loop_condition(kube, namespace, name, CONDITION_TRIGGERED, failure, failed_reason="TriggerFailed",
+                       ok_reason="Triggered", ok_message="dataset triggers are evaluated again")
 
 
 class Triggerer:

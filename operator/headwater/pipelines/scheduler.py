@@ -8,10 +8,10 @@ from typing import Any
 
 from headwater.adapters.kube import Kube
 from headwater.pipelines import scheduling, triggering
+from headwater.pipelines.loop_conditions import set_loop_condition
 from headwater.pipelines.scheduling import Action
 from headwater.spec import constants as c
-from headwater.spec.conditions import set_condition
-from headwater.spec.models import PipelineSpec, PipelineStatus, RunPhase, Trigger, WithSchedule
+from headwater.spec.models import PipelineSpec, RunPhase, Trigger, WithSchedule
 from headwater.spec.names import label_value
 from headwater.spec.times import isotime, parse_time
 
@@ -111,15 +111,8 @@ def _set_next(kube: Kube, pipeline: dict[str, Any], upcoming: str | None) -> Non
 
 def set_schedule_condition(kube: Kube, namespace: str, name: str, failure: str | None) -> None:
     """The Scheduled condition: False with the error while scheduling this Pipeline fails, True after."""
-    def change(obj: dict[str, Any]) -> dict[str, Any] | None:
-        status = PipelineStatus.model_validate(obj.get("status") or {})
-        conditions = list(status.conditions)
-        state, reason, message = ("False", "ScheduleFailed", failure) if failure else \
-            ("True", "Scheduled", "the schedule is evaluated again")
-        if not set_condition(conditions, CONDITION_SCHEDULED, state, reason, message, datetime.now(UTC)):
-            return None
-        return {"conditions": [cond.model_dump(by_alias=True, exclude_none=True, mode="json") for cond in conditions]}
-    kube.update_pipeline_status(namespace, name, change)
+    set_loop_condition(kube, namespace, name, CONDITION_SCHEDULED, failure, failed_reason="ScheduleFailed",
+                       ok_reason="Scheduled", ok_message="the schedule is evaluated again")
 
 
 def _act(kube: Kube, pipeline: dict[str, Any], decision: scheduling.Decision,
