@@ -7,7 +7,7 @@ HTTP to a loopback receiver."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from fakekube import EVENTS, JOBS, PIPELINES, RUNS, FakeKube, ManualClock
 from headwater.adapters.delivery import JsonPoster
 from headwater.runs.checks import Baseline
 from headwater.spec.names import job_name
-from helpers import Receiver, receiving, wait_for
+from helpers import Receiver, wait_for
 from manifests import pipeline, run, step
 from wiring import Operator
 
@@ -29,17 +29,6 @@ PAYMENTS = f"{WH}/raw.payments"
 
 def ds(name: str) -> dict[str, str]:
     return {"namespace": WH, "name": name}
-
-
-@pytest.fixture
-def alerts() -> Iterator[tuple[JsonPoster, Receiver]]:
-    with receiving() as receiver:
-        poster = JsonPoster(f"http://127.0.0.1:{receiver.server_address[1]}/alerts", name="alerts", first_delay=0.05)
-        poster.start()
-        try:
-            yield poster, receiver
-        finally:
-            poster.stop()
 
 
 @pytest.fixture

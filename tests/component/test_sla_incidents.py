@@ -5,7 +5,6 @@ Notifications go over real HTTP (JsonPoster to a loopback receiver)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from fakekube import PIPELINES, FakeKube, ManualClock
 from headwater.adapters.delivery import JsonPoster
 from headwater.spec.names import job_name
-from helpers import Receiver, receiving, wait_for
+from helpers import Receiver, wait_for
 from manifests import pipeline, run, step
 from wiring import Operator
 
@@ -25,17 +24,6 @@ WH = "postgres://warehouse"
 
 def ds(name: str) -> dict[str, str]:
     return {"namespace": WH, "name": name}
-
-
-@pytest.fixture
-def alerts() -> Iterator[tuple[JsonPoster, Receiver]]:
-    with receiving() as receiver:
-        poster = JsonPoster(f"http://127.0.0.1:{receiver.server_address[1]}/alerts", name="alerts", first_delay=0.05)
-        poster.start()
-        try:
-            yield poster, receiver
-        finally:
-            poster.stop()
 
 
 @pytest.fixture
