@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +28,7 @@ CLUSTER_NAME = os.environ.get("HEADWATER_TEST_CLUSTER", "headwater-test")
 """The local cluster of the test session (its kwokctl name)."""
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 
 class WaitTimeoutError(AssertionError):
@@ -214,3 +215,15 @@ def receiving() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def paced(items: Sequence[P], seconds: float) -> Iterator[P]:
+    """Yield ``items`` spread evenly over ``seconds``: the pace of a load a test puts on the system under
+    test (not a wait for a condition: use :func:`wait_for` for that)."""
+    start = time.monotonic()
+    for i, item in enumerate(items):
+        delay = start + i * seconds / max(len(items), 1) - time.monotonic()
+        if delay > 0:
+            threading.Event().wait(delay)
+        yield item
+

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 
 from conftest_e2e import OperatorProcess, free_port, wait_run
 from headwater.lineage.store import LineageStore
-from helpers import Cluster, fresh_database, wait_for
+from helpers import Cluster, fresh_database, paced, wait_for
 from manifests import pipeline, run, step
 
 pytestmark = pytest.mark.e2e
@@ -168,20 +167,22 @@ def test_fifty_upstream_completions_in_ten_seconds_with_two_sigkills_trigger_exa
     ready(cluster, namespace, "reporting")
     upstream_runs = [str(uuid.uuid4()) for _ in range(50)]
     errors: list[BaseException] = []
+    ingested: list[str] = []
 
     def complete_all() -> None:  # 50 COMPLETE events over 10 s, as upstream tools announce them
         try:
             with LineageStore.open(lineage_url, apply_migrations=False) as store:
-                for run_id in upstream_runs:
+                for run_id in paced(upstream_runs, 10.0):
                     store.ingest_openlineage(complete_event(run_id, REVENUE))
-                    time.sleep(0.2)  # the pace of the load under test, not a wait for a condition
+                    ingested.append(run_id)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
     writer = threading.Thread(target=complete_all)
     writer.start()
-    for pause in (2.5, 4.0):  # two SIGKILLs while completions arrive
-        threading.Event().wait(pause)
+    for after in (12, 30):  # two SIGKILLs while completions arrive, at points set by the events stored
+        wait_for(lambda after=after: len(ingested) >= after or errors, timeout=120,
+                 message=f"{after} completions stored")
         trigger_operator.kill()
         trigger_operator.start()
     writer.join(timeout=60)
