@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -24,7 +25,52 @@ from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 HACK = ROOT / "hack"
-CLUSTER_NAME = os.environ.get("HEADWATER_TEST_CLUSTER", "headwater-test")
+LOCKS = Path(os.environ.get("HEADWATER_CACHE") or Path.home() / ".cache" / "headwater") / "locks"
+_held_locks: list[int] = []  # open for the life of the test process: the kernel releases them when it ends
+
+
+def try_lock(name: str) -> bool:
+    """Take the machine-wide lock ``name`` for the rest of this process; False when another process holds it."""
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    fd = os.open(LOCKS / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _held_locks.append(fd)
+    return True
+
+
+@contextmanager
+def machine_lock(name: str, timeout: float) -> Iterator[None]:
+    """Hold the machine-wide lock ``name`` (waiting up to ``timeout`` seconds for another process to let go)."""
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    fd = os.open(LOCKS / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        def taken() -> bool:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+        wait_for(taken, timeout=timeout, interval=2.0, message=f"another test session to release {name}")
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def session_cluster_name() -> str:
+    """The test session's local cluster: ``HEADWATER_TEST_CLUSTER``, else ``headwater-test`` unless another test
+    session on this machine is using it (a shared cluster would be stopped under one by the other), else one
+    of this session's own."""
+    chosen = os.environ.get("HEADWATER_TEST_CLUSTER")
+    if chosen:
+        return chosen
+    return "headwater-test" if try_lock("cluster-headwater-test") else f"headwater-test-{os.getpid()}"
+
+
+CLUSTER_NAME = session_cluster_name()
 """The local cluster of the test session (its kwokctl name)."""
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from helpers import HACK, wait_for
+from helpers import HACK, machine_lock, wait_for
 from real_support import (
     CHART,
     REAL_CLUSTER,
@@ -33,10 +33,18 @@ from real_support import (
 
 
 @pytest.fixture(scope="session")
-def image_builds() -> Iterator[subprocess.Popen[bytes]]:
-    """The images' builds, started first: mostly downloads, they overlap the node's Go builds."""
+def real_node_lock() -> Iterator[None]:
+    """The machine has room for one real node (containerd's and the kubelet's paths, iptables): a second test
+    session waits here until the first has torn its node down."""
     if os.geteuid() != 0:
         pytest.skip("the real tier needs root: it runs containerd, a kubelet and kube-proxy on this machine")
+    with machine_lock("real-node", timeout=3600):
+        yield
+
+
+@pytest.fixture(scope="session")
+def image_builds(real_node_lock: None) -> Iterator[subprocess.Popen[bytes]]:
+    """The images' builds, started first: mostly downloads, they overlap the node's Go builds."""
     proc = subprocess.Popen(["bash", str(HACK / "images.sh"), "build", "headwater", "postgres"],
                             stdout=subprocess.DEVNULL)
     yield proc
