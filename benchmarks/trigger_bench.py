@@ -86,18 +86,25 @@ class RunWatch(threading.Thread):
         self.ready = threading.Event()
 
     def run(self) -> None:
-        stream = watch.Watch()
-        self.ready.set()
-        for item in stream.stream(self.custom.list_namespaced_custom_object, "headwater.dev", "v1alpha1",
-                                  self.namespace, "pipelineruns", timeout_seconds=3600):
-            if item["type"] != "ADDED":
-                continue
-            now = time.monotonic()
-            obj = item["object"]
-            name = obj["metadata"]["name"]
-            for version in (obj.get("spec") or {}).get("triggeredBy") or []:
-                self.seen.setdefault(version["run"], now)
-                self.by_run[name] = version["run"]
+        # Watched again whenever the stream ends or breaks (as an informer would): a run first seen after a
+        # reconnect counts from then, which can only make its latency look longer, never shorter.
+        while True:
+            try:
+                stream = watch.Watch()
+                self.ready.set()
+                for item in stream.stream(self.custom.list_namespaced_custom_object, "headwater.dev", "v1alpha1",
+                                          self.namespace, "pipelineruns", timeout_seconds=300):
+                    if item["type"] in ("ADDED", "MODIFIED"):
+                        self._saw(item["object"], time.monotonic())
+            except Exception as exc:  # the watch broke: say so, and watch again
+                log(f"the PipelineRun watch broke ({type(exc).__name__}: {exc}); watching again")
+                time.sleep(1)
+
+    def _saw(self, obj: dict[str, Any], now: float) -> None:
+        name = obj["metadata"]["name"]
+        for version in (obj.get("spec") or {}).get("triggeredBy") or []:
+            self.seen.setdefault(version["run"], now)
+            self.by_run[name] = version["run"]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -143,7 +150,9 @@ def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig
             for e in warm:
                 store.ingest_openlineage(e)
             if not wait_until(lambda: all(e["run"]["runId"] in runs.seen for e in warm), 600):
-                raise SystemExit("the warm-up completions did not all trigger a run")
+                missing = sum(e["run"]["runId"] not in runs.seen for e in warm)
+                raise SystemExit(f"the warm-up completions did not all trigger a run: {missing} of {len(warm)} "
+                                 f"not seen ({len(runs.by_run)} triggered runs watched)")
             for number in range(rounds):
                 events = [event(d) for d in datasets]
                 committed: dict[str, float] = {}
