@@ -23,12 +23,17 @@ def cluster() -> Iterator[Cluster]:
     """The real local control plane (etcd, apiserver, controller-manager, scheduler, kwok nodes).
 
     HEADWATER_TEST_KUBECONFIG points the tests at an existing cluster instead;
-    HEADWATER_KEEP_CLUSTER=1 leaves the one started here running for the next session.
+    HEADWATER_KEEP_CLUSTER=1 leaves the one started here running for the next session (and reuses one
+    left running); otherwise each session starts from a fresh cluster.
     """
     external = os.environ.get("HEADWATER_TEST_KUBECONFIG")
     if external:
         yield Cluster(kubeconfig=external)
         return
+    if os.environ.get("HEADWATER_KEEP_CLUSTER") != "1":
+        # A cluster under this name now is what a killed session left (this session holds its name): its
+        # namespaces, objects and components' state are unknown, so it goes and a fresh one comes up.
+        stop_cluster(CLUSTER_NAME)
     started = start_cluster(CLUSTER_NAME)
     crds = ROOT / "crds"
     if any(crds.glob("*.yaml")):
