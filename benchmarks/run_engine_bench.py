@@ -739,6 +739,7 @@ class MemoryResult:
     window: float
     startup: float
     requests: dict[str, float] = field(default_factory=dict)
+    operator: str = "current"
 
 
 def observe_operator(op: Operator, window: float) -> tuple[int, int, float]:
@@ -793,7 +794,7 @@ def memory_case(api: Api, opts: Options, pipelines: int, runs: int, window: floa
             t0 = time.monotonic()
             populate(api, namespace, pipelines, runs)
             log(f"created {pipelines} Pipelines and {runs} finished PipelineRuns in {time.monotonic() - t0:.0f}s")
-        op = Operator(opts.kubeconfig, namespace, opts.log_dir / f"operator-{namespace}.log").start()
+        op = Operator(opts.kubeconfig, namespace, opts.log_dir / f"operator-{namespace}.log", opts.source).start()
         try:
             return measure_operator(api, opts, op, pipelines, runs, window)
         finally:
@@ -814,7 +815,7 @@ def measure_operator(api: Api, opts: Options, op: Operator, pipelines: int, runs
     delta = counters_delta(before, api_counters(api))
     state = "idle, namespace empty" if not (pipelines or runs) else "Pipelines + finished PipelineRuns"
     return MemoryResult(state, pipelines, runs, rss, op.kib("VmHWM"), largest, cpu, window, startup,
-                        {f"{verb} {resource}": v[0] for (verb, resource), v in delta.items()})
+                        {f"{verb} {resource}": v[0] for (verb, resource), v in delta.items()}, opts.label)
 
 
 # --- report --------------------------------------------------------------------------------------------
@@ -886,12 +887,13 @@ def side_by_side_table(results: list[ScenarioResult]) -> str:
 
 
 def memory_table(results: list[MemoryResult], top: int = 4) -> str:
-    rows = ["| operator state | Pipelines | PipelineRuns | VmRSS MiB | largest sample MiB | VmHWM MiB "
+    rows = ["| operator | state | Pipelines | PipelineRuns | VmRSS MiB | largest sample MiB | VmHWM MiB "
             "| CPU s in window | start until quiet s | busiest API requests in window (whole control plane) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for m in results:
         busiest = ", ".join(f"{k} {v:.0f}" for k, v in sorted(m.requests.items(), key=lambda kv: -kv[1])[:top])
-        rows.append(f"| {m.state} | {m.pipelines} | {m.runs} | {m.rss_kib / 1024:.0f} | {m.rss_max_kib / 1024:.0f} "
+        rows.append(f"| {m.operator} | {m.state} | {m.pipelines} | {m.runs} | {m.rss_kib / 1024:.0f} "
+                    f"| {m.rss_max_kib / 1024:.0f} "
                     f"| {m.hwm_kib / 1024:.0f} | {m.cpu_seconds:.1f} / {m.window:.0f} s | {m.startup:.1f} "
                     f"| {busiest} |")
     return "\n".join(rows)
@@ -958,8 +960,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-cluster", action="store_true")
     p.add_argument("--raw", type=Path, help="write raw samples (JSON) here")
     p.add_argument("--baseline", type=Path,
-                   help="another checkout (e.g. a git worktree of an earlier commit): each latency scenario also "
-                        "runs with its operator/, just before this checkout's, for a side-by-side comparison")
+                   help="another checkout (e.g. a git worktree of an earlier commit): each latency scenario and "
+                        "the memory measurement also run with its operator/, just before this checkout's, for a "
+                        "side-by-side comparison")
     args = p.parse_args(argv)
     args.cluster = args.cluster or ("hw-bench-noqps" if args.no_qps_limits else "hw-bench")
     if args.quick:
@@ -995,8 +998,9 @@ def bench(args: argparse.Namespace, kubeconfig: str) -> tuple[list[ScenarioResul
                     args.raw.write_text(json.dumps({"scenarios": [asdict(x) for x in results]}, indent=1))
     memory = []
     if not args.no_memory:
-        memory.append(memory_case(api, opts, 0, 0, args.memory_window))
-        memory.append(memory_case(api, opts, args.memory_pipelines, args.memory_runs, args.memory_window))
+        for variant in (o for o in operators if o.argo_requeue is None):  # side by side with --baseline
+            memory.append(memory_case(api, variant, 0, 0, args.memory_window))
+            memory.append(memory_case(api, variant, args.memory_pipelines, args.memory_runs, args.memory_window))
     return results, memory
 
 

@@ -49,6 +49,8 @@ class Operator:
                                 baselines=baselines)
 
     reconcile = Runtime.reconcile
+    resync = Runtime.resync
+    _resync_scope = Runtime._resync_scope
     finished = Runtime.finished
     backfill = Runtime.backfill
     _listed = Runtime._listed

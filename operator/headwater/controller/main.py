@@ -25,6 +25,7 @@ from headwater.adapters.metrics import Metrics
 from headwater.controller.api_server import serve_when_ready
 from headwater.controller.config import Settings, load_settings
 from headwater.controller.election import LeaseElector
+from headwater.controller.heap import limit_arenas
 from headwater.controller.runtime import api_client, board_reader
 
 __all__ = ["run_operator"]
@@ -36,6 +37,7 @@ _POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 def run_operator(namespaces: list[str] | None = None, *, verbose: bool = False, shard: str | None = None) -> None:
     """Block running the operator, cluster-wide or limited to ``namespaces`` (and to ``shard``, i/N)."""
+    limit_arenas()  # before any thread starts: each would get an arena of its own
     settings = load_settings()
     scope = list(namespaces or settings.namespaces)
     # The namespaces given here reach the periodic loops (resync, schedules, freshness) too.

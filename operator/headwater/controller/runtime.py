@@ -23,6 +23,7 @@ from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube, KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.config import Settings
+from headwater.controller.heap import release_free_memory
 from headwater.controller.triggerer import WORKERS as TRIGGER_WORKERS
 from headwater.controller.triggerer import Triggerer
 from headwater.lineage.baselines import StoreBaselines
@@ -143,13 +144,19 @@ class Runtime:
         """Safety net, whatever events were missed: re-plan every unfinished run, apply the after-finish
         effects of finished runs still ``Settled=False``, and (without a store) let held runs go."""
         for scope in self.scopes():
-            runs = self._listed(scope, "PipelineRuns", lambda s: list(self.kube.iter_runs(s)))
-            for run in runs:
-                ended = RunPhase.ended((run.get("status") or {}).get("phase"))
-                if ended and self.recorder is None:  # with a store, the recorder scans for its own work
-                    self.finished(run)
-                if not ended or needs_settling(run):
-                    self.reconcile(run)
+            # Streamed a page at a time: thousands of finished runs never sit in memory together (a list of
+            # them all, every resync, kept the process' memory at the size of that list).
+            self._listed(scope, "PipelineRuns", self._resync_scope)
+        release_free_memory()  # what the pass (and the watch events since the last) parsed and let go
+
+    def _resync_scope(self, scope: str | None) -> list[dict[str, Any]]:
+        for run in self.kube.iter_runs(scope):
+            ended = RunPhase.ended((run.get("status") or {}).get("phase"))
+            if ended and self.recorder is None:  # with a store, the recorder scans for its own work
+                self.finished(run)
+            if not ended or needs_settling(run):
+                self.reconcile(run)
+        return []
 
     def reconcile(self, run: dict[str, Any]) -> None:
         """Reconcile one run, its failure kept to it (the run event handlers come here too)."""
