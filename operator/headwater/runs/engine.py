@@ -12,7 +12,6 @@ and :attr:`RunEngine.memory` lets handlers drop events that cannot change a run
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +36,7 @@ from headwater.lineage.run_records import (
 from headwater.runs import checks, history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
+from headwater.runs.rechecks import Rechecks
 from headwater.runs.settling import (
     CONDITION_SETTLED,
     MESSAGE_SETTLED,
@@ -110,8 +110,7 @@ class RunEngine:
         self.clock = clock
         self._passes = Coalescer()
         self.memory = RunMemory()
-        self._timers: dict[tuple[str, str], threading.Timer] = {}
-        self._timers_lock = threading.Lock()
+        self._rechecks: Rechecks[RunRef] = Rechecks(self._recheck)
         self._creators = ThreadPoolExecutor(JOB_CREATORS, thread_name_prefix="job-create")
         self._quiet_rechecks: dict[tuple[str, str], int] = {}
 
@@ -280,19 +279,11 @@ class RunEngine:
         self._recheck_later(ref, min(out.recheck_after * 2 ** quiet, RECHECK_MAX_SECONDS))
 
     def _recheck_later(self, ref: RunRef, delay: float) -> None:
-        """Reconcile the run again after ``delay`` seconds (one timer per run at a time)."""
-        key = (ref.namespace, ref.name)
-        with self._timers_lock:
-            if key in self._timers:
-                return
-            timer = threading.Timer(delay, self._recheck, (ref,))
-            timer.daemon = True
-            self._timers[key] = timer
-        timer.start()
+        """Reconcile the run again after ``delay`` seconds, or later while many runs wait (one recheck per run
+        at a time; :mod:`headwater.runs.rechecks`)."""
+        self._rechecks.later(ref, delay)
 
     def _recheck(self, ref: RunRef) -> None:
-        with self._timers_lock:
-            self._timers.pop((ref.namespace, ref.name), None)
         run = {"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND,
                "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid}}
         self.isolation.run(run, "reconciling", partial(self.reconcile, ref.namespace, ref.name),
