@@ -6,6 +6,9 @@ written, and while a store is configured every started run carries the finalizer
 with its Pipeline) waits until it is written.  A background thread writes each run (idempotent
 writes: a replay changes nothing), marks it ``Recorded=True`` and removes the finalizer.
 
+Each pass also writes what every Ready Pipeline declares it writes (:mod:`headwater.lineage.declarations`),
+once per generation, so that the store knows a dataset before its first run.
+
 When PostgreSQL or the apiserver is away, the whole pass backs off and the runs wait.  When one run
 fails on its own (the store refuses its records), it gets ``Recorded=False`` with the reason, a
 Warning Event and a back-off of its own, and the runs after it are recorded all the same.
@@ -24,6 +27,7 @@ import psycopg
 from headwater.adapters.backoff import BackoffTracker
 from headwater.adapters.kube import Kube, is_unavailable
 from headwater.adapters.metrics import Metrics
+from headwater.lineage.declarations import declaration_for
 from headwater.lineage.run_records import (
     CONDITION_RECORDED,
     finalizers_without,
@@ -33,6 +37,7 @@ from headwater.lineage.run_records import (
     needs_recorder,
     records_for_run,
 )
+from headwater.lineage.writes import write_declaration
 from headwater.spec.conditions import with_condition
 from headwater.spec.redaction import redact
 from headwater.spec.text import clean
@@ -70,6 +75,7 @@ class Recorder:
         self.clock = clock
         self.store: Any = None
         self.backlog = 0
+        self._declared: dict[str, int] = {}  # Pipeline uid -> the generation whose declaration is written
         self._notified: dict[tuple[str, str], None] = {}  # in order, each run once however often notified
         self._guard = threading.Lock()
         self._wake = threading.Event()
@@ -120,6 +126,32 @@ class Recorder:
             if self._stop.is_set():
                 return
             self._attempt(run)
+        self._declare()
+
+    def _declare(self) -> None:
+        """Write the declaration of each Ready Pipeline not written yet for its generation; one that the
+        store refuses is logged and tried again at the next pass, the others go on."""
+        seen: dict[str, int] = {}
+        for scope in self.scopes:
+            for pipeline in self.kube.list_pipelines(scope):
+                declaration = declaration_for(pipeline)
+                if declaration is None:
+                    continue
+                uid, generation = declaration.version
+                seen[uid] = self._declared.get(uid, -1)
+                if seen[uid] == generation:
+                    continue
+                try:
+                    with self.store.transaction() as conn:
+                        write_declaration(conn, declaration)
+                except Exception as exc:
+                    if outage(exc):
+                        raise
+                    log.warning("could not write the declared outputs of Pipeline %s: %s", declaration.pipeline,
+                                clean(redact(exc), 300))
+                    continue
+                seen[uid] = generation
+        self._declared = seen  # Pipelines gone or no longer Ready are forgotten
 
     def _drain(self) -> None:
         """Record runs as they are notified, until it is time for the next full scan."""
