@@ -591,7 +591,7 @@ def test_the_alerts_watch_staleness_failures_the_operator_and_the_lineage_backlo
     alerts = {r["alert"]: r for r in group["rules"]}
     assert set(alerts) == {"HeadwaterDatasetStale", "HeadwaterRunsFailing", "HeadwaterOperatorDown",
                            "HeadwaterLineageBacklogGrowing", "HeadwaterRunNotRecorded", "HeadwaterAlertsUndelivered",
-                           "HeadwaterNoLeader"}
+                           "HeadwaterNoLeader", "HeadwaterTriggersFailing"}
     no_leader = alerts["HeadwaterNoLeader"]
     assert (no_leader["expr"], no_leader["for"]) == ("sum(headwater_leader) < 1", "2m")
     [sharded] = one(render(*EVERYTHING, "--set", "sharding.shards=3"), "PrometheusRule")["spec"]["groups"]
@@ -609,6 +609,8 @@ def test_the_alerts_watch_staleness_failures_the_operator_and_the_lineage_backlo
         'increase(headwater_lineage_record_failures_total{reason="RecordFailed"}[15m]) > 0')
     assert (alerts["HeadwaterAlertsUndelivered"]["expr"], alerts["HeadwaterAlertsUndelivered"]["for"]) == (
         "headwater_alerts_pending > 0", "30m")
+    assert (alerts["HeadwaterTriggersFailing"]["expr"], alerts["HeadwaterTriggersFailing"]["for"]) == (
+        "sum by (namespace, pipeline) (increase(headwater_trigger_failures_total[10m])) > 0", "15m")
     for alert in alerts.values():
         assert alert["labels"]["severity"] in ("warning", "critical")
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
