@@ -5,6 +5,8 @@ triggers no Pipeline downstream; explain answers for the outputs a failed run ne
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from conftest_e2e import OperatorProcess, free_port, wait_run
 from helpers import Cluster, Receiver, fresh_database, receiving, wait_for
 from manifests import pipeline, run, step
 from test_dataset_triggers_on_a_cluster import inputs_of, ready, triggered, wait_triggered
-from test_lineage_recording import headwater, recorded, start_recording_operator
+from test_lineage_recording import READ_TOKEN, headwater, recorded, start_recording_operator
 
 pytestmark = pytest.mark.e2e
 
@@ -151,6 +153,31 @@ def test_a_blocking_check_skips_the_downstream_steps_triggers_no_pipeline_and_al
         assert [inputs_of(r) for r in runs] == [[("raw.payments", "revenue-1")], [("raw.payments", "revenue-3")]]
         assert len(triggered(cluster, namespace)) == 2
         assert len([m for m in alerts.events if "not published" in m["incident"]["cause"]]) == 1
+    finally:
+        operator.stop()
+
+
+def explain_status(port: int, dataset: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/explain/{dataset}",
+                                     headers={"Authorization": f"Bearer {READ_TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_explain_names_the_step_of_a_pipeline_that_never_ran_and_knows_nothing_of_an_undeclared_dataset(
+        cluster: Cluster, namespace: str, tmp_path: Path, lineage_url: str) -> None:
+    api_port = free_port()
+    operator = start_recording_operator(cluster, namespace, tmp_path, lineage_url, api_port=api_port)
+    try:
+        cluster.apply(pipeline("revenue", [step("extract", outputs=[ds("raw.payments")])]), namespace=namespace)
+        api = f"http://127.0.0.1:{api_port}"
+        text = wait_for(lambda: headwater("lineage", "explain", "raw.payments", "--api", api), timeout=60,
+                        message="explain raw.payments")
+        assert "declared by pipeline revenue step extract, never written: no run yet" in text, text
+        assert explain_status(api_port, "raw.nobody_declares_this") == 404
     finally:
         operator.stop()
 
