@@ -91,3 +91,13 @@ def test_an_output_a_pipeline_stops_declaring_is_no_longer_explained_as_waiting_
     assert reasons(store, "analytics.daily") == (
         200, ["declared by pipeline revenue step transform, never written: no run yet"])
     assert reasons(store, "analytics.revenue") == (200, [])
+
+
+def test_a_deleted_pipeline_no_longer_declares_what_it_never_wrote(
+        kube: FakeKube, operator: Operator, store: LineageStore, recorder: Recorder) -> None:
+    kube.seed(revenue("analytics.revenue"), NS)
+    operator.deliver()
+    recorder.run_pass()
+    kube.delete(PIPELINES, NS, "revenue")
+    recorder.run_pass()
+    assert reasons(store, "analytics.revenue") == (200, [])
