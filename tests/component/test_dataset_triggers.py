@@ -14,6 +14,7 @@ import pytest
 
 from fakekube import PIPELINES, RUNS, FakeKube, ManualClock
 from headwater.adapters.isolation import Isolation
+from headwater.adapters.metrics import Metrics
 from headwater.controller.triggerer import Triggerer, trigger_pipeline
 from headwater.lineage import triggers as outbox
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord
@@ -219,3 +220,54 @@ def test_the_trigger_thread_is_woken_by_a_new_versions_notification_and_fires_on
         finally:
             thread.stop()
         assert [run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)] == ["reporting"]
+
+
+def sample(metrics: Metrics, name: str, pipeline_name: str = "reporting") -> float | None:
+    return metrics.registry.get_sample_value(name, {"namespace": NS, "pipeline": pipeline_name})
+
+
+def test_each_run_a_trigger_creates_counts_once_with_its_latency_from_the_versions_commit(
+        kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    downstream(kube, operator, "any", REVENUE)
+    metrics = Metrics()
+    started = datetime.now(UTC)
+    for i in range(3):
+        write(store, REVENUE, f"revenue-{i}")
+    assert len(trigger_pipeline(kube, store, kube.read(PIPELINES, NS, "reporting"), metrics=metrics)) == 3
+    assert trigger_pipeline(kube, store, kube.read(PIPELINES, NS, "reporting"), metrics=metrics) == []
+    elapsed = (datetime.now(UTC) - started).total_seconds()
+    assert sample(metrics, "headwater_trigger_firings_total") == 3
+    assert sample(metrics, "headwater_trigger_latency_seconds_count") == 3
+    latency = sample(metrics, "headwater_trigger_latency_seconds_sum")
+    assert latency is not None and 0 < latency <= 3 * elapsed  # each from its version's commit, not from zero
+
+
+def test_a_failed_trigger_evaluation_is_counted_and_the_retry_counts_the_run_it_creates(
+        kube: FakeKube, operator: Operator, store: LineageStore, database_url: str) -> None:
+    downstream(kube, operator, "any", REVENUE)
+    now = [0.0]
+    metrics = Metrics()
+    thread = Triggerer(database_url, lambda: store, kube, [NS], Isolation(clock=lambda: now[0]), metrics=metrics)
+    thread.store = store  # passes run here, not on the thread
+    try:
+        failing_then_retried(kube, store, thread, metrics, now)
+    finally:
+        thread.store = None  # the fixture's to close
+        thread.stop()
+
+
+def failing_then_retried(kube: FakeKube, store: LineageStore, thread: Triggerer, metrics: Metrics,
+                         now: list[float]) -> None:
+    thread.run_pass()
+    assert (sample(metrics, "headwater_trigger_firings_total"), sample(metrics, "headwater_trigger_failures_total"),
+            sample(metrics, "headwater_trigger_latency_seconds_count")) == (0, 0, 0)  # exported before any firing
+    write(store, REVENUE, "revenue-1")
+    kube.fail("create_run", 500)
+    thread.run_pass()
+    assert (sample(metrics, "headwater_trigger_firings_total"), sample(metrics, "headwater_trigger_failures_total"),
+            sample(metrics, "headwater_trigger_latency_seconds_count")) == (0, 1, 0)
+    now[0] += 3600  # past the Pipeline's backoff
+    thread.run_pass()
+    assert len(triggered(kube)) == 1
+    assert (sample(metrics, "headwater_trigger_firings_total"), sample(metrics, "headwater_trigger_failures_total"),
+            sample(metrics, "headwater_trigger_latency_seconds_count")) == (1, 1, 1)

@@ -1,10 +1,12 @@
 """Checks on a real control plane with the operator as a process, a lineage store on PostgreSQL and an alert
-webhook: a bad day is stopped at the extract's check, the next good day flows again; explain answers for the
-outputs a failed run never wrote."""
+webhook: a bad day is stopped at the extract's check, the next good day flows again; the held-back version
+triggers no Pipeline downstream; explain answers for the outputs a failed run never wrote."""
 
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,8 @@ import pytest
 from conftest_e2e import OperatorProcess, free_port, wait_run
 from helpers import Cluster, Receiver, fresh_database, receiving, wait_for
 from manifests import pipeline, run, step
-from test_lineage_recording import headwater, recorded, start_recording_operator
+from test_dataset_triggers_on_a_cluster import inputs_of, ready, triggered, wait_triggered
+from test_lineage_recording import READ_TOKEN, headwater, recorded, start_recording_operator
 
 pytestmark = pytest.mark.e2e
 
@@ -114,6 +117,67 @@ def test_a_drop_is_stopped_at_the_check_and_the_next_good_day_flows_again(
                  message="the warning's alert")
         assert wait_for(lambda: (t := last_updated(cluster, namespace, "analytics.metrics")) != good and t,
                         timeout=60, message="the metrics to move on")
+    finally:
+        operator.stop()
+
+
+def test_a_blocking_check_skips_the_downstream_steps_triggers_no_pipeline_and_alerts_every_downstream_owner(
+        cluster: Cluster, namespace: str, tmp_path: Path, lineage_url: str, alerts: Receiver) -> None:
+    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_DATABASE_URL=lineage_url,
+                               HEADWATER_RECORD_RESCAN_SECONDS="2",
+                               HEADWATER_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{alerts.server_address[1]}/alerts")
+    operator.start()
+    try:  # reporting reads raw.payments (extract's checked output) and runs on each new version of it
+        cluster.apply(pipeline("reporting", [step("dashboard", inputs=[ds("raw.payments")],
+                                                  outputs=[ds("reporting.payments")])], owner="bi@example.com",
+                               triggers={"datasets": {"mode": "any", "inputs": [ds("raw.payments")]}}),
+                      namespace=namespace)
+        ready(cluster, namespace, "reporting")
+        assert day(cluster, namespace, "revenue-1", 48000)["status"]["phase"] == "Succeeded"
+        assert [inputs_of(r) for r in wait_triggered(cluster, namespace, 1)] == [[("raw.payments", "revenue-1")]]
+
+        second = day(cluster, namespace, "revenue-2", 28800)  # 40 % fewer payments: no-drop fails
+        assert steps(second) == {"extract": ("Failed", "CheckFailed"), "orders": ("Succeeded", "Completed"),
+                                 "transform": ("Skipped", "CheckFailed"), "aggregate": ("Skipped", "CheckFailed")}
+        blocked = wait_for(lambda: [m for m in alerts.events if "not published" in m["incident"]["cause"]],
+                           timeout=60, message="the alert of the blocked version")
+        incident = blocked[0]["incident"]
+        assert "check no-drop (change, error) on postgres://warehouse/raw.payments failed" in incident["cause"]
+        assert sorted(d["name"] for d in incident["affectedDatasets"]) == [
+            "analytics.metrics", "analytics.revenue", "raw.payments", "reporting.payments"]
+        assert incident["owners"] == ["bi@example.com", "revenue@example.com"]
+
+        # The next good version triggers reporting; the held-back one, older in the outbox, never did.
+        assert day(cluster, namespace, "revenue-3", 40000)["status"]["phase"] == "Succeeded"
+        runs = wait_triggered(cluster, namespace, 2)
+        assert [inputs_of(r) for r in runs] == [[("raw.payments", "revenue-1")], [("raw.payments", "revenue-3")]]
+        assert len(triggered(cluster, namespace)) == 2
+        assert len([m for m in alerts.events if "not published" in m["incident"]["cause"]]) == 1
+    finally:
+        operator.stop()
+
+
+def explain_status(port: int, dataset: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/explain/{dataset}",
+                                     headers={"Authorization": f"Bearer {READ_TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_explain_names_the_step_of_a_pipeline_that_never_ran_and_knows_nothing_of_an_undeclared_dataset(
+        cluster: Cluster, namespace: str, tmp_path: Path, lineage_url: str) -> None:
+    api_port = free_port()
+    operator = start_recording_operator(cluster, namespace, tmp_path, lineage_url, api_port=api_port)
+    try:
+        cluster.apply(pipeline("revenue", [step("extract", outputs=[ds("raw.payments")])]), namespace=namespace)
+        api = f"http://127.0.0.1:{api_port}"
+        text = wait_for(lambda: headwater("lineage", "explain", "raw.payments", "--api", api), timeout=60,
+                        message="explain raw.payments")
+        assert "declared by pipeline revenue step extract, never written: no run yet" in text, text
+        assert explain_status(api_port, "raw.nobody_declares_this") == 404
     finally:
         operator.stop()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest_e2e import OperatorProcess, free_port, wait_run
+from conftest_e2e import OperatorProcess, free_port, scrape, wait_run
 from headwater.lineage.store import LineageStore
 from helpers import Cluster, fresh_database, paced, wait_for
 from manifests import pipeline, run, step
@@ -37,12 +37,12 @@ def lineage_url(database_url: str) -> Iterator[str]:
 @pytest.fixture
 def trigger_operator(cluster: Cluster, namespace: str, tmp_path: Path, lineage_url: str,
                      request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
-    """An operator with a lineage store and its API (ingest token ``WRITE_TOKEN``)."""
-    port = free_port()
+    """An operator with a lineage store and its API (ingest token ``WRITE_TOKEN``) and /metrics."""
+    port, metrics_port = free_port(), free_port()
     proc = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_DATABASE_URL=lineage_url,
                            HEADWATER_RECORD_RESCAN_SECONDS="2", HEADWATER_API_PORT=str(port),
                            HEADWATER_API_HOST="127.0.0.1", HEADWATER_API_TOKEN="e2e-read-token",
-                           HEADWATER_API_WRITE_TOKEN=WRITE_TOKEN)
+                           HEADWATER_API_WRITE_TOKEN=WRITE_TOKEN, HEADWATER_METRICS_PORT=str(metrics_port))
     proc.api_port = port  # type: ignore[attr-defined]
     proc.start()
     yield proc
@@ -133,6 +133,14 @@ def test_mode_all_across_two_upstream_pipelines_fires_exactly_once_per_new_input
     assert inputs_of({"spec": finished["status"]}) == inputs_of(both[1])  # the status says it too
 
 
+def trigger_metrics(operator: OperatorProcess, namespace: str, pipeline_name: str) -> dict[str, float]:
+    """The Pipeline's trigger series on the operator's /metrics, by metric name."""
+    labels = f'{{namespace="{namespace}",pipeline="{pipeline_name}"}}'
+    return {name.removesuffix(labels): value for name, value in
+            scrape(int(operator.env["HEADWATER_METRICS_PORT"])).items()
+            if name.startswith("headwater_trigger_") and name.endswith(labels)}
+
+
 def test_mode_any_fires_once_per_update(cluster: Cluster, namespace: str, trigger_operator: OperatorProcess) -> None:
     cluster.apply(upstream("revenue", REVENUE), upstream("orders", ORDERS), reporting("any", REVENUE, ORDERS),
                   namespace=namespace)
@@ -143,6 +151,9 @@ def test_mode_any_fires_once_per_update(cluster: Cluster, namespace: str, trigge
     runs = wait_triggered(cluster, namespace, 3)
     assert sorted(inputs_of(r)[0] for r in runs) == [(ORDERS, "orders-1"), (REVENUE, "revenue-1"),
                                                      (REVENUE, "revenue-2")]
+    counted = wait_for(lambda: (m := trigger_metrics(trigger_operator, namespace, "reporting")).get(
+        "headwater_trigger_firings_total") == 3 and m, timeout=30, message="the three firings on /metrics")
+    assert (counted["headwater_trigger_latency_seconds_count"], counted["headwater_trigger_failures_total"]) == (3, 0)
 
 
 def test_an_openlineage_complete_event_from_dbt_for_a_declared_input_triggers_the_pipeline(

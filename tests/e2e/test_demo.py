@@ -46,6 +46,6 @@ def test_the_demo_traces_explains_and_alerts_and_exposes_every_metric_the_chart_
     exposed = {line.split("{")[0].split(" ")[0] for line in metrics_file.read_text().splitlines()
                if line and not line.startswith("#")}
     names = chart_metric_names()
-    assert len(names) == 13
+    assert len(names) == 16
     missing = [n for n in names if not any(e == n or e.startswith(f"{n}_") for e in exposed)]
     assert missing == []

@@ -42,8 +42,8 @@ def quiet(at: str) -> dict[str, Any]:
 
 
 # alert -> (firing cases, quiet cases); a case is (input series, checks, {label: $value} for annotations).
-# The chart's defaults for `for:` hold: stale 5m, operator down 5m, no leader 2m, backlog 15m, undelivered 30m,
-# others 0s.
+# The chart's defaults for `for:` hold: stale 5m, operator down 5m, no leader 2m, backlog 15m, triggers failing
+# 15m, undelivered 30m, others 0s.
 CASES: dict[str, dict[str, list[tuple[list[dict[str, str]], list[dict[str, Any]], str]]]] = {
     "HeadwaterDatasetStale": {
         "firing": [([series("headwater_dataset_stale", "0 1x10", dataset=DATASET)],
@@ -92,6 +92,22 @@ CASES: dict[str, dict[str, list[tuple[list[dict[str, str]], list[dict[str, Any]]
                    [quiet("20m")], ""),
                   ([series("headwater_lineage_record_failures_total", "0 1x30", reason="RecordFailed")],
                    [quiet("25m")], "")],
+    },
+    "HeadwaterTriggersFailing": {  # failed evaluations back off up to 5m: a 10m window sees each one that persists
+        "firing": [([series("headwater_trigger_failures_total", "0+1x40", namespace="data", pipeline="reporting")],
+                    [fires("20m", {"namespace": "data", "pipeline": "reporting"})], ""),
+                   # failing every 5 minutes, at the longest back-off
+                   ([series("headwater_trigger_failures_total", "0x4 1x4 2x4 3x4 4x4 5x4 6x4", namespace="data",
+                            pipeline="reporting")],
+                    [fires("25m", {"namespace": "data", "pipeline": "reporting"})], "")],
+        "quiet": [([series("headwater_trigger_failures_total", "0x40", namespace="data", pipeline="reporting")],
+                   [quiet("30m")], ""),
+                  # one failure, then it works again: pending for less than its `for:` of 15m
+                  ([series("headwater_trigger_failures_total", "0x5 1x40", namespace="data", pipeline="reporting")],
+                   [quiet("14m"), quiet("30m")], ""),
+                  # failing since 1m: pending until its `for:` has passed
+                  ([series("headwater_trigger_failures_total", "0+1x40", namespace="data", pipeline="reporting")],
+                   [quiet("12m")], "")],
     },
     "HeadwaterAlertsUndelivered": {
         "firing": [([series("headwater_alerts_pending", "2x40")], [fires("31m", {})], "2")],

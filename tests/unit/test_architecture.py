@@ -46,7 +46,7 @@ PURE: frozenset[str] = frozenset({
     "headwater.sla.board",
     "headwater.lineage", "headwater.lineage.records", "headwater.lineage.openlineage",
     "headwater.lineage.validation", "headwater.lineage.sqllineage", "headwater.lineage.emitting",
-    "headwater.lineage.run_records",
+    "headwater.lineage.run_records", "headwater.lineage.declarations",
     "headwater.controller.leases",
 })
 """Modules that decide without doing I/O: no network, database, threads or clock of their own."""

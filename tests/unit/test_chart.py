@@ -38,7 +38,8 @@ METRICS = {
     "headwater_step_attempts_total", "headwater_step_handoff_seconds", "headwater_reconcile_errors_total",
     "headwater_lineage_backlog", "headwater_dataset_last_updated_timestamp_seconds",
     "headwater_dataset_freshness_sla_seconds", "headwater_dataset_stale", "headwater_lineage_record_failures_total",
-    "headwater_alerts_pending", "headwater_leader",
+    "headwater_alerts_pending", "headwater_leader", "headwater_trigger_firings_total",
+    "headwater_trigger_failures_total", "headwater_trigger_latency_seconds",
 }
 
 # Everything the operator may do in a namespace it watches: (apiGroup, resource) -> verbs.
@@ -590,7 +591,7 @@ def test_the_alerts_watch_staleness_failures_the_operator_and_the_lineage_backlo
     alerts = {r["alert"]: r for r in group["rules"]}
     assert set(alerts) == {"HeadwaterDatasetStale", "HeadwaterRunsFailing", "HeadwaterOperatorDown",
                            "HeadwaterLineageBacklogGrowing", "HeadwaterRunNotRecorded", "HeadwaterAlertsUndelivered",
-                           "HeadwaterNoLeader"}
+                           "HeadwaterNoLeader", "HeadwaterTriggersFailing"}
     no_leader = alerts["HeadwaterNoLeader"]
     assert (no_leader["expr"], no_leader["for"]) == ("sum(headwater_leader) < 1", "2m")
     [sharded] = one(render(*EVERYTHING, "--set", "sharding.shards=3"), "PrometheusRule")["spec"]["groups"]
@@ -608,6 +609,8 @@ def test_the_alerts_watch_staleness_failures_the_operator_and_the_lineage_backlo
         'increase(headwater_lineage_record_failures_total{reason="RecordFailed"}[15m]) > 0')
     assert (alerts["HeadwaterAlertsUndelivered"]["expr"], alerts["HeadwaterAlertsUndelivered"]["for"]) == (
         "headwater_alerts_pending > 0", "30m")
+    assert (alerts["HeadwaterTriggersFailing"]["expr"], alerts["HeadwaterTriggersFailing"]["for"]) == (
+        "sum by (namespace, pipeline) (increase(headwater_trigger_failures_total[10m])) > 0", "15m")
     for alert in alerts.values():
         assert alert["labels"]["severity"] in ("warning", "critical")
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
@@ -632,7 +635,8 @@ def test_the_dashboard_is_a_grafana_sidecar_configmap_with_the_expected_panels()
     dashboard = json.loads(configmap["data"]["headwater.json"])
     titles = [p["title"] for p in dashboard["panels"]]
     assert titles == ["Runs by phase", "Run duration p50 / p95", "Step failures", "Step handoff p99",
-                      "Dataset freshness", "Stale datasets", "Lineage backlog"]
+                      "Dataset freshness", "Stale datasets", "Lineage backlog", "Dataset triggers",
+                      "Trigger latency p50 / p99"]
     exprs = {p["title"]: " ".join(t["expr"] for t in p["targets"]) for p in dashboard["panels"]}
     assert "headwater_runs_total" in exprs["Runs by phase"]
     assert "histogram_quantile(0.5" in exprs["Run duration p50 / p95"]
@@ -641,6 +645,10 @@ def test_the_dashboard_is_a_grafana_sidecar_configmap_with_the_expected_panels()
         exprs["Step handoff p99"])
     assert "headwater_dataset_stale" in exprs["Stale datasets"]
     assert "headwater_lineage_backlog" in exprs["Lineage backlog"]
+    assert "increase(headwater_trigger_firings_total" in exprs["Dataset triggers"]
+    assert "increase(headwater_trigger_failures_total" in exprs["Dataset triggers"]
+    assert "histogram_quantile(0.99, sum by (le) (rate(headwater_trigger_latency_seconds_bucket" in (
+        exprs["Trigger latency p50 / p99"])
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(set(ids)) == len(ids)
     assert dashboard["uid"] == "headwater"

@@ -17,6 +17,9 @@ that the operator defines every one of them.
   headwater_lineage_record_failures_total{reason}               counter    runs that failed to record, by reason
   headwater_alerts_pending                                      gauge      incidents not yet acknowledged by the webhook
   headwater_leader                                              gauge      1 on the pod that acts (holds the Lease), 0 on standbys
+  headwater_trigger_firings_total{namespace,pipeline}           counter    runs created by dataset triggers
+  headwater_trigger_failures_total{namespace,pipeline}          counter    failed evaluations of a Pipeline's dataset triggers
+  headwater_trigger_latency_seconds{namespace,pipeline}         histogram  version committed in the store -> triggered run created
 */}}
 {{- define "headwater.metrics" -}}
 runsTotal: headwater_runs_total
@@ -32,4 +35,7 @@ datasetStale: headwater_dataset_stale
 recordFailuresTotal: headwater_lineage_record_failures_total
 alertsPending: headwater_alerts_pending
 leader: headwater_leader
+triggerFiringsTotal: headwater_trigger_firings_total
+triggerFailuresTotal: headwater_trigger_failures_total
+triggerLatency: headwater_trigger_latency_seconds
 {{- end }}

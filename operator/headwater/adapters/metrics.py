@@ -13,6 +13,7 @@ __all__ = ["Metrics"]
 
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 _HANDOFF_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+_TRIGGER_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800)
 
 
 class Metrics:
@@ -37,6 +38,17 @@ class Metrics:
         self.checks = Counter("headwater_checks", "Verdicts of data checks on written dataset versions, by check "
                               "and outcome (Passed, Failed, Skipped).",
                               ["pipeline", "dataset", "check", "severity", "outcome"], registry=r)
+        self.trigger_firings = Counter("headwater_trigger_firings", "PipelineRuns created by dataset triggers.",
+                                       ["namespace", "pipeline"], registry=r)
+        self.trigger_failures = Counter(
+            "headwater_trigger_failures",
+            "Evaluations of a Pipeline's dataset triggers that failed (it backs off; its Triggered condition says "
+            "why).", ["namespace", "pipeline"], registry=r)
+        self.trigger_latency = Histogram(
+            "headwater_trigger_latency_seconds",
+            "From a dataset version committed in the lineage store (the newest one a firing consumes) to the "
+            "PipelineRun it triggered being created, on the store's clock.",
+            ["namespace", "pipeline"], buckets=_TRIGGER_BUCKETS, registry=r)
         self.reconcile_errors = Counter("headwater_reconcile_errors", "Reconciles that raised an error.",
                                         ["kind"], registry=r)
         self.reconcile_errors.labels("PipelineRun")  # exported as 0 before the first error
@@ -88,3 +100,10 @@ class Metrics:
         for phase in RunPhase:
             if phase.final:
                 self.runs.labels(pipeline, phase.value)
+
+    def triggers_seen(self, namespace: str, pipeline: str) -> None:
+        """Export a Pipeline's trigger series at 0 from the first pass that sees its dataset triggers (so the
+        first failure or firing shows as an increase())."""
+        self.trigger_firings.labels(namespace, pipeline)
+        self.trigger_failures.labels(namespace, pipeline)
+        self.trigger_latency.labels(namespace, pipeline)

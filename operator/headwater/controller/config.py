@@ -94,7 +94,8 @@ class Settings(BaseSettings):
         "a payload that does not fit is dropped and counted in headwater_delivery_dropped_total.",
     )
     record_rescan_seconds: float = Field(
-        default=30.0, gt=0, description="How often finished runs not yet in the lineage store are looked for."
+        default=30.0, gt=0, description="How often finished runs not yet in the lineage store, and the outputs of "
+        "Ready Pipelines, are looked for."
     )
     backfill_interval_seconds: float = Field(
         default=2.0, gt=0, description="How often Backfills create their next runs and write their progress."

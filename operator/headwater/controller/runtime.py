@@ -77,7 +77,8 @@ class Runtime:
         self.triggerer = Triggerer(settings.database_url,
                                    partial(LineageStore.open, settings.database_url, max_size=TRIGGER_WORKERS),
                                    self.kube, self.scopes(), self.isolation, self.events,
-                                   settings.trigger_rescan_seconds) if settings.database_url else None
+                                   settings.trigger_rescan_seconds, metrics=self.metrics) \
+            if settings.database_url else None
         self._tasks: list[asyncio.Task[None]] = []
 
     def scopes(self) -> list[str | None]:

@@ -2,10 +2,12 @@
 
 Woken by the store's notification when a version commits (and every ``rescan_seconds`` anyway), a pass
 looks at every Ready Pipeline with ``spec.triggers.datasets``, each in isolation (its failure gets an Event,
-a ``Triggered=False`` condition and a backoff; the others go on).  For one Pipeline: create the runs of
-firings claimed earlier but not confirmed (a crash between claim and create), then decide
-(:mod:`headwater.pipelines.triggering`), claim each firing in the store and create its run.  Claims come
-first and run names derive from the consumed versions, so nothing fires twice and nothing claimed is lost.
+a ``Triggered=False`` condition, a backoff and ``headwater_trigger_failures_total``; the others go on).
+For one Pipeline: create the runs of firings claimed earlier but not confirmed (a crash between claim and
+create), then decide (:mod:`headwater.pipelines.triggering`), claim each firing in the store and create its
+run.  Claims come first and run names derive from the consumed versions, so nothing fires twice and nothing
+claimed is lost.
+Each run created counts in ``headwater_trigger_firings_total`` and ``headwater_trigger_latency_seconds``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import psycopg
 
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube
+from headwater.adapters.metrics import Metrics
 from headwater.lineage import triggers as outbox
 from headwater.lineage.recorder import outage
 from headwater.lineage.store import LineageStore
@@ -45,11 +48,15 @@ EventSink = Callable[[dict[str, Any], str, str, str], None]
 
 
 def _create(kube: Kube, store: LineageStore, pipeline: dict[str, Any], firing_id: int, run_name: str,
-            versions: list[TriggerVersion], post_event: EventSink | None) -> bool:
+            versions: list[TriggerVersion], post_event: EventSink | None, metrics: Metrics | None) -> bool:
     meta = pipeline["metadata"]
     created = kube.create_run(meta["namespace"], triggering.triggered_run(pipeline, run_name, versions))
     with store.transaction() as conn:
-        outbox.confirm(conn, firing_id)
+        latency = outbox.confirm(conn, firing_id)
+    if created and metrics is not None:  # a run that existed already was counted by the pass that created it
+        metrics.trigger_firings.labels(meta["namespace"], meta["name"]).inc()
+        if latency is not None:
+            metrics.trigger_latency.labels(meta["namespace"], meta["name"]).observe(latency)
     if created:
         names = ", ".join(f"{v.name}#{v.version}" for v in versions)
         log.info("Pipeline %s/%s: created PipelineRun %s for %s", meta["namespace"], meta["name"], run_name, names)
@@ -60,7 +67,7 @@ def _create(kube: Kube, store: LineageStore, pipeline: dict[str, Any], firing_id
 
 
 def trigger_pipeline(kube: Kube, store: LineageStore, pipeline: dict[str, Any],
-                     post_event: EventSink | None = None) -> list[str]:
+                     post_event: EventSink | None = None, metrics: Metrics | None = None) -> list[str]:
     """One trigger pass for one Pipeline; the names of the runs it created."""
     meta = pipeline["metadata"]
     spec = PipelineSpec.model_validate(pipeline["spec"])
@@ -77,7 +84,8 @@ def trigger_pipeline(kube: Kube, store: LineageStore, pipeline: dict[str, Any],
         pending = [] if spec.suspend or left_over else \
             outbox.pending_versions(conn, consumer, [(d.namespace, d.name) for d in triggers.inputs])
     for claimed in left_over:
-        if _create(kube, store, pipeline, claimed.firing_id, claimed.run_name, claimed.versions, post_event):
+        if _create(kube, store, pipeline, claimed.firing_id, claimed.run_name, claimed.versions, post_event,
+                   metrics):
             created.append(claimed.run_name)
     if spec.suspend:
         return created  # pending versions are kept; they fire on resume
@@ -91,7 +99,7 @@ def trigger_pipeline(kube: Kube, store: LineageStore, pipeline: dict[str, Any],
             log.info("Pipeline %s/%s: firing %s was claimed by another pass", meta["namespace"], meta["name"],
                      firing.run_name)
             continue
-        if _create(kube, store, pipeline, firing_id, firing.run_name, list(firing.versions), post_event):
+        if _create(kube, store, pipeline, firing_id, firing.run_name, list(firing.versions), post_event, metrics):
             created.append(firing.run_name)
     return created
 
@@ -107,9 +115,10 @@ class Triggerer:
 
     def __init__(self, database_url: str, open_store: Callable[[], LineageStore], kube: Kube,
                  scopes: list[str | None], isolation: Isolation, post_event: EventSink | None = None,
-                 rescan_seconds: float = 2.0, workers: int = WORKERS) -> None:
+                 rescan_seconds: float = 2.0, workers: int = WORKERS, metrics: Metrics | None = None) -> None:
         self.database_url, self._open_store, self.kube, self.scopes = database_url, open_store, kube, scopes
         self.isolation, self.post_event, self.rescan_seconds = isolation, post_event, rescan_seconds
+        self.metrics = metrics or Metrics()
         self.store: LineageStore | None = None
         self.passes = 0
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset-trigger")
@@ -167,7 +176,10 @@ class Triggerer:
         for scope in self.scopes:
             for pipeline in self.kube.list_pipelines(scope):
                 datasets = ((pipeline.get("spec") or {}).get("triggers") or {}).get("datasets")
-                if datasets and (changed is None or _reads_any(datasets, changed)):
+                if not datasets:
+                    continue
+                self.metrics.triggers_seen(pipeline["metadata"]["namespace"], pipeline["metadata"]["name"])
+                if changed is None or _reads_any(datasets, changed):
                     chosen.append(pipeline)
         # Pipelines are independent (their claims are the store's to arbitrate): several at once, so that
         # many upstream completions landing together wait on round trips side by side, not one after another.
@@ -180,10 +192,18 @@ class Triggerer:
         meta = pipeline["metadata"]
         self.isolation.run(
             pipeline, "evaluating dataset triggers",
-            partial(trigger_pipeline, self.kube, store, pipeline, self.post_event),
+            partial(self._evaluate, store, pipeline),
             reason="TriggerFailed", kind=f"{c.PIPELINE_KIND}/triggers",
             on_failure=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"]),
             on_recovery=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"], None))
+
+    def _evaluate(self, store: LineageStore, pipeline: dict[str, Any]) -> list[str]:
+        try:
+            return trigger_pipeline(self.kube, store, pipeline, self.post_event, self.metrics)
+        except Exception:  # counted on every failed evaluation; Isolation reports it and backs the Pipeline off
+            meta = pipeline["metadata"]
+            self.metrics.trigger_failures.labels(meta["namespace"], meta["name"]).inc()
+            raise
 
 
 def _reads_any(datasets: dict[str, Any], changed: set[str]) -> bool:

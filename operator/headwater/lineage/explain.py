@@ -12,12 +12,15 @@ check_warned        60  a check of severity warn failed on the latest write
 row_count_spike     30  the latest write has at least twice the rows of the one before
 not_scheduled       25  no producing step has run within ``stale_after``: nothing ran it since
 stale / never       20  the latest write is older than ``stale_after``, or a producer never wrote it
+no_run_yet          20  a Ready Pipeline's step declares it and no run of it is recorded yet
 ======================  =====================================================================
 
 A dataset is known from its writes and from the steps that declare it as an output (every recorded
 run's snapshot), so a dataset never written is explained too: its producer's latest run says why
 (failed with its error, skipped and because of what); when that run failed elsewhere, the failed
 steps' declared outputs join the tree one level up, so the step at the origin and its error come first.
+A Ready Pipeline's declared outputs are known before its first run (:mod:`headwater.lineage.declarations`):
+such a dataset is explained by the step that declares it and has not run yet.
 
 Nodes are ordered by score, then by the number of signals, then deepest first (the further
 upstream, the closer to the origin of a problem that propagates down), then by name.  At most
@@ -92,6 +95,8 @@ class NodeFacts:
     has_producer: bool
     failed_checks: tuple[tuple[str, str, str], ...] = ()
     """(name, severity, message) of the checks that failed on the latest write."""
+    unrun: tuple[tuple[str, str], ...] = ()
+    """(pipeline, step) that declare the dataset with no recorded run declaring it yet."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,10 @@ def _write_reasons(facts: NodeFacts, change: float | None, age: float | None,
         reasons.append(Reason("schema_changed", 40.0, "schema differs from the previous write"))
     if age is not None and age > stale_after.total_seconds():
         reasons.append(Reason("stale", 20.0, f"last written {timedelta(seconds=int(age))} ago"))
-    if facts.latest is None and facts.has_producer:
+    if facts.latest is None and facts.unrun:
+        reasons.extend(Reason("no_run_yet", 20.0, f"declared by pipeline {pipeline} step {step}, never written: "
+                                                  "no run yet") for pipeline, step in facts.unrun)
+    elif facts.latest is None and facts.has_producer:
         reasons.append(Reason("never_written", 20.0, "a step writes it but no write was recorded"))
     return reasons
 
@@ -241,6 +249,13 @@ JOIN datasets d ON d.id = o.dataset_id
 WHERE s.run_id = ANY(%s) AND s.phase = 'Failed'
 ORDER BY 1 LIMIT %s
 """
+_UNRUN = """
+SELECT n.id, p.pipeline, p.step FROM unnest(%s::bigint[]) AS n (id)
+CROSS JOIN LATERAL (
+    SELECT j.pipeline, j.step FROM step_outputs o JOIN jobs j ON j.id = o.job_id
+    WHERE o.dataset_id = n.id AND o.last_run_id IS NULL ORDER BY 1, 2 LIMIT %s
+) p
+"""
 _LATEST_STEP_RUNS = """
 SELECT x.id, x.pipeline, x.step, s.run_id, s.phase, s.error, s.finished_at
 FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS x (id, pipeline, step)
@@ -296,6 +311,9 @@ def explain(conn: Conn, name: str, *, namespace: str | None = None, depth: int =
             more, more_edges = _producers(conn, added, {i: versions[i] for i in added})
             producers.update(more)
             with_edges |= more_edges
+    unrun: dict[int, list[tuple[str, str]]] = {}
+    for node_id, pipeline, step in conn.execute(_UNRUN, (list(places), MAX_PRODUCERS)).fetchall():
+        unrun.setdefault(int(node_id), []).append((str(pipeline), str(step)))
     checks: dict[int, list[tuple[str, str, str]]] = {}
     for node_id, check, severity, message in conn.execute(_FAILED_CHECKS, (list(places),)).fetchall():
         checks.setdefault(int(node_id), []).append((str(check), str(severity), str(message)))
@@ -305,7 +323,7 @@ def explain(conn: Conn, name: str, *, namespace: str | None = None, depth: int =
         facts = NodeFacts(
             dataset=dataset, depth=node_depth, latest=history[0][0], previous=history[1][0],
             run_phase=history[0][1], producers=tuple(producers[node_id]), has_producer=node_id in with_edges,
-            failed_checks=tuple(checks.get(node_id, ())),
+            failed_checks=tuple(checks.get(node_id, ())), unrun=tuple(unrun.get(node_id, ())),
         )
         scored.append(score(facts, now, stale_after))
     return Explanation(graph.dataset, now, depth, tuple(rank(scored)), graph.edges, limit, graph.truncated)

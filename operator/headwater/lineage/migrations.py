@@ -250,6 +250,12 @@ CREATE INDEX dataset_versions_partition_idx ON dataset_versions (dataset_id, log
     WHERE logical_time IS NOT NULL;
 """
 
+# A Pipeline's declared outputs are known from the moment it is Ready, before any run: such a row has no run
+# yet (last_run_id NULL) until a recorded run declares the same output.
+_DECLARED_SQL = """
+ALTER TABLE step_outputs ALTER COLUMN last_run_id DROP NOT NULL;
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "runs and step runs", _RUNS_SQL),
     Migration(2, "datasets, jobs, lineage edges and dataset versions", _LINEAGE_SQL),
@@ -259,6 +265,7 @@ MIGRATIONS: Final = (
     Migration(6, "published dataset versions, check results, declared step outputs", _CHECKS_SQL),
     Migration(7, "dataset triggers: an outbox of new versions and the firings that consume them", _TRIGGERS_SQL),
     Migration(8, "dataset versions know their logical time (the partition they hold)", _LOGICAL_TIME_SQL),
+    Migration(11, "outputs declared by Ready Pipelines that have not run yet", _DECLARED_SQL),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

@@ -6,6 +6,10 @@ written, and while a store is configured every started run carries the finalizer
 with its Pipeline) waits until it is written.  A background thread writes each run (idempotent
 writes: a replay changes nothing), marks it ``Recorded=True`` and removes the finalizer.
 
+Each pass also writes what every Ready Pipeline declares it writes (:mod:`headwater.lineage.declarations`),
+once per generation, so that the store knows a dataset before its first run; the never-run declarations of
+a Pipeline deleted while this process watched go with it.
+
 When PostgreSQL or the apiserver is away, the whole pass backs off and the runs wait.  When one run
 fails on its own (the store refuses its records), it gets ``Recorded=False`` with the reason, a
 Warning Event and a back-off of its own, and the runs after it are recorded all the same.
@@ -24,6 +28,7 @@ import psycopg
 from headwater.adapters.backoff import BackoffTracker
 from headwater.adapters.kube import Kube, is_unavailable
 from headwater.adapters.metrics import Metrics
+from headwater.lineage.declarations import Declaration, declaration_for
 from headwater.lineage.run_records import (
     CONDITION_RECORDED,
     finalizers_without,
@@ -33,6 +38,7 @@ from headwater.lineage.run_records import (
     needs_recorder,
     records_for_run,
 )
+from headwater.lineage.writes import write_declaration
 from headwater.spec.conditions import with_condition
 from headwater.spec.redaction import redact
 from headwater.spec.text import clean
@@ -70,6 +76,7 @@ class Recorder:
         self.clock = clock
         self.store: Any = None
         self.backlog = 0
+        self._declared: dict[str, tuple[str, int]] = {}  # Pipeline uid -> (name, generation) declared
         self._notified: dict[tuple[str, str], None] = {}  # in order, each run once however often notified
         self._guard = threading.Lock()
         self._wake = threading.Event()
@@ -120,6 +127,39 @@ class Recorder:
             if self._stop.is_set():
                 return
             self._attempt(run)
+        self._declare()
+
+    def _declare(self) -> None:
+        """Write the declaration of each Ready Pipeline not written yet for its generation, and drop the
+        never-run declarations of the Pipelines deleted since; one that the store refuses is logged and tried
+        again at the next pass, the others go on."""
+        listed = [p for scope in self.scopes for p in self.kube.list_pipelines(scope)]
+        names = {p["metadata"]["name"] for p in listed}
+        written: dict[str, tuple[str, int]] = {}  # uid -> (name, generation) written
+        for pipeline in listed:
+            declaration = declaration_for(pipeline)
+            if declaration is None:
+                continue  # not Ready (now): written again once it is
+            uid, generation = declaration.version
+            before = self._declared.get(uid)
+            if (before is not None and before[1] == generation) or self._write(declaration):
+                written[uid] = (declaration.pipeline, generation)
+        for uid, (name, _) in self._declared.items():
+            if uid not in written and name not in names and not self._write(Declaration(name, (), (uid, 0))):
+                written[uid] = (name, -1)  # deleted, its declarations not dropped yet: again next pass
+        self._declared = written
+
+    def _write(self, declaration: Declaration) -> bool:
+        try:
+            with self.store.transaction() as conn:
+                write_declaration(conn, declaration)
+        except Exception as exc:
+            if outage(exc):
+                raise
+            log.warning("could not write the declared outputs of Pipeline %s: %s", declaration.pipeline,
+                        clean(redact(exc), 300))
+            return False
+        return True
 
     def _drain(self) -> None:
         """Record runs as they are notified, until it is time for the next full scan."""

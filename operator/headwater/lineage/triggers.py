@@ -122,10 +122,22 @@ def unconfirmed(conn: Conn, consumer: str, limit: int = 100) -> list[Unconfirmed
             for r in rows]
 
 
-def confirm(conn: Conn, firing_id: int) -> None:
-    """The firing's run exists: nothing is left to do for it."""
-    conn.execute("UPDATE trigger_firings SET confirmed_at = clock_timestamp() WHERE id = %s "
-                 "AND confirmed_at IS NULL", (firing_id,))
+# The newest version a firing reports is the newest it consumes (``all`` reports each input's latest), so
+# its outbox row says when the firing became due; both times are the store's clock.
+_CONFIRM = """
+UPDATE trigger_firings f SET confirmed_at = clock_timestamp()
+WHERE f.id = %s AND f.confirmed_at IS NULL
+RETURNING extract(epoch FROM f.confirmed_at - (
+    SELECT max(o.created_at) FROM trigger_outbox o
+    WHERE o.version_id IN (SELECT (v ->> 'version')::bigint FROM jsonb_array_elements(f.versions) v)))
+"""
+
+
+def confirm(conn: Conn, firing_id: int) -> float | None:
+    """The firing's run exists: nothing is left to do for it.  The seconds from its newest consumed version's
+    commit to now (the trigger latency), or None when it was confirmed already."""
+    row = conn.execute(_CONFIRM, (firing_id,)).fetchone()
+    return None if row is None or row[0] is None else max(float(row[0]), 0.0)
 
 
 def wait_for_versions(conn: Conn, timeout: float) -> set[str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from headwater.lineage.declarations import Declaration
 from headwater.lineage.records import (
     DatasetRef,
     DatasetVersionRecord,
@@ -22,7 +23,7 @@ from headwater.lineage.records import (
     dataset_key,
 )
 
-__all__ = ["ensure_datasets", "write_record"]
+__all__ = ["ensure_datasets", "write_declaration", "write_record"]
 
 Conn = psycopg.Connection[Any]
 
@@ -185,6 +186,29 @@ def _write_declared(conn: Conn, record: DeclaredOutputsRecord) -> None:
     ids = ensure_datasets(conn, record.outputs)
     job = _ensure_job(conn, record.pipeline, record.step)
     conn.execute(_UPSERT_DECLARED, {"job": job, "run_id": record.run_id, "outputs": [ids[d] for d in record.outputs]})
+
+
+_DECLARE_UNRUN = """
+INSERT INTO step_outputs (job_id, dataset_id, last_run_id)
+SELECT j, d, NULL FROM unnest(%(jobs)s::bigint[], %(outputs)s::bigint[]) AS x (j, d) ORDER BY d, j
+ON CONFLICT (dataset_id, job_id) DO NOTHING
+"""
+_FORGET_UNDECLARED = """
+DELETE FROM step_outputs o USING jobs j
+WHERE o.job_id = j.id AND j.pipeline = %(pipeline)s AND o.last_run_id IS NULL
+  AND (o.job_id, o.dataset_id) NOT IN (SELECT * FROM unnest(%(jobs)s::bigint[], %(outputs)s::bigint[]))
+"""
+
+
+def write_declaration(conn: Conn, declaration: Declaration) -> None:
+    """A Ready Pipeline's declared outputs, as outputs with no run yet (a recorded run's row is kept); its
+    never-run declarations it no longer makes are dropped."""
+    ids = ensure_datasets(conn, [d for _, outputs in declaration.outputs for d in outputs])
+    pairs = sorted((_ensure_job(conn, declaration.pipeline, step), ids[d])
+                   for step, outputs in declaration.outputs for d in outputs)
+    values = {"pipeline": declaration.pipeline, "jobs": [j for j, _ in pairs], "outputs": [d for _, d in pairs]}
+    conn.execute(_DECLARE_UNRUN, values)
+    conn.execute(_FORGET_UNDECLARED, values)
 
 
 def write_record(conn: Conn, record: Record) -> None:
