@@ -252,7 +252,12 @@ def test_a_generated_graph_of_two_thousand_datasets_renders_and_stays_responsive
         render = wait_for(lambda: driver.execute_script("return window.headwater.renders.at(-1)"), timeout=120,
                           message="the first render")
         assert (render["nodes"], render["collapsedTo"]) == (2000, None)
+        # the first frame draws the nodes in and around the view, the rest follows in chunks
+        assert 0 < render["firstNodes"] < 2000
+        wait_for(lambda: driver.execute_script("return window.headwater.renders.at(-1).complete"), timeout=120,
+                 message="the rest of the graph")
         assert driver.execute_script("return window.headwater.cy.nodes().length") == 2000
+        assert driver.execute_script("return window.headwater.cy.edges().length") == 1999
         assert "Collapsed" not in driver.find_element(By.ID, "graph-notes").text
         # pan and zoom, then move by keyboard: the page answers each
         zoom = driver.execute_script("const cy = window.headwater.cy; cy.zoom(cy.zoom() * 0.5);"

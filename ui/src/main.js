@@ -3,7 +3,7 @@
 // sessionStorage and sent as a bearer header; it never goes into a URL.
 import cytoscape from "cytoscape";
 import dagre from "cytoscape-dagre";
-import { COLLAPSE_AT, SIMPLE_LAYOUT_AT, collapse, key, layered, move, pathsBetween } from "./graph.js";
+import { COLLAPSE_AT, SIMPLE_LAYOUT_AT, collapse, key, layered, move, nearFirst, pathsBetween } from "./graph.js";
 
 cytoscape.use(dagre);
 
@@ -233,7 +233,7 @@ async function datasetPage(params) {
   }
   const shown = collapse(all, [...edgeMap.values()]);
   const view = { nodes: shown.nodes, edges: shown.edges, centre, name, namespace: graph.dataset.namespace, depth,
-    picked: [], focused: centre, explained: null, columns: false, detail };
+    picked: [], focused: centre, explained: null, columns: false, detail, complete: Promise.resolve() };
 
   const depthSelect = h("select", { id: "depth", onchange: (ev) => {
     location.hash = datasetLink(graph.dataset, `&depth=${ev.target.value}`);
@@ -283,23 +283,57 @@ async function datasetPage(params) {
   // Measured once the graph has been painted (two animation frames later), from the request of its data.
   await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
   const done = performance.now();
-  window.headwater.renders.push({ nodes: view.nodes.length, edges: view.edges.length, ms: done - started,
-    fetchMs: fetched - started, drawMs: done - fetched, buildMs: drawn - fetched, collapsedTo: shown.collapsedTo });
+  const render = { nodes: view.nodes.length, edges: view.edges.length, ms: done - started, fetchMs: fetched - started,
+    drawMs: done - fetched, buildMs: drawn - fetched, collapsedTo: shown.collapsedTo, firstNodes: cy.nodes().length,
+    complete: !view.rest.length, completeMs: view.rest.length ? null : done - started };
+  window.headwater.renders.push(render);
+  view.complete = addRest(view).then(() => {
+    render.completeMs = performance.now() - started;
+    render.complete = true;
+  });
 }
+
+// The rest of a large graph, in chunks between frames so that the page keeps answering meanwhile.
+async function addRest(view) {
+  const rest = view.rest;
+  for (let i = 0; i < rest.length; i += REST_CHUNK) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    if (view.cy.destroyed()) return;
+    view.cy.add(rest.slice(i, i + REST_CHUNK));
+    view.cy.getElementById(view.focused).addClass("focused");
+  }
+  view.rest = [];
+}
+
+// A large graph's nodes carry their name only: measuring thousands of two-line labels is most of the
+// first frame's work; the rest of a node's text is in the list below the graph and announced on focus.
+const elementsOf = (view, nodes, edges, large, positions) => [
+  ...nodes.map((n) => ({ group: "nodes",
+    data: { id: n.id, label: large ? (n.check ? `[${CHECK_WORDS[n.check].toLowerCase()}] ${n.label}` : n.label)
+      : (n.check ? `${n.text}\n${n.checkText}` : n.text) },
+    classes: [n.id === view.centre ? "centre" : "", n.state || "", n.check ? `check-${n.check}` : ""].join(" ").trim(),
+    position: positions ? positions.get(n.id) : undefined })),
+  ...edges.map((e) => ({ group: "edges", data: { id: e.id, source: e.source, target: e.target } })),
+];
+const OPEN_ZOOM = 0.6;
+const REST_CHUNK = 400;
 
 function draw(view, container) {
   const large = view.nodes.length > SIMPLE_LAYOUT_AT;
   const positions = large ? layered(view.nodes) : null;
-  const elements = [
-    // A large graph's nodes carry their name only: measuring thousands of two-line labels is most of the
-    // first frame's work; the rest of a node's text is in the list below the graph and announced on focus.
-    ...view.nodes.map((n) => ({ group: "nodes",
-      data: { id: n.id, label: large ? (n.check ? `[${CHECK_WORDS[n.check].toLowerCase()}] ${n.label}` : n.label)
-        : (n.check ? `${n.text}\n${n.checkText}` : n.text) },
-      classes: [n.id === view.centre ? "centre" : "", n.state || "", n.check ? `check-${n.check}` : ""].join(" ").trim(),
-      position: positions ? positions.get(n.id) : undefined })),
-    ...view.edges.map((e) => ({ group: "edges", data: { id: e.id, source: e.source, target: e.target } })),
-  ];
+  let elements = elementsOf(view, view.nodes, view.edges, large, positions);
+  view.rest = [];
+  if (large) {
+    // The first frame styles and draws what is in view (and a viewport around it); the rest follows
+    // in chunks once that frame is painted (addRest).
+    const at = positions.get(view.centre);
+    const w = container.clientWidth / OPEN_ZOOM / 2;
+    const hgt = container.clientHeight / OPEN_ZOOM / 2;
+    const { first, rest } = nearFirst(view.nodes, view.edges, positions,
+      { x1: at.x - w, y1: at.y - hgt, x2: at.x + w, y2: at.y + hgt });
+    elements = elementsOf(view, first.nodes, first.edges, large, positions);
+    view.rest = elementsOf(view, rest.nodes, rest.edges, large, positions);
+  }
   const style = large ? [...STYLE, { selector: "node", style: { "text-wrap": "none", height: 30 } },
     { selector: "edge", style: { "curve-style": "straight" } }] : STYLE;
   cy = cytoscape({
@@ -308,9 +342,9 @@ function draw(view, container) {
     pixelRatio: large ? 1 : "auto",
     // A large graph opens on its centre, readable; the rest is a pan or a zoom away.  Its viewport is set
     // from the computed positions: fitting would measure every label first.
-    zoom: large ? 0.6 : undefined,
-    pan: large ? { x: container.clientWidth / 2 - 0.6 * positions.get(view.centre).x,
-      y: container.clientHeight / 2 - 0.6 * positions.get(view.centre).y } : undefined,
+    zoom: large ? OPEN_ZOOM : undefined,
+    pan: large ? { x: container.clientWidth / 2 - OPEN_ZOOM * positions.get(view.centre).x,
+      y: container.clientHeight / 2 - OPEN_ZOOM * positions.get(view.centre).y } : undefined,
     layout: large ? { name: "preset", fit: false }
       : { name: "dagre", rankDir: "LR", nodeSep: 16, rankSep: 70, fit: true, padding: 20 },
   });
@@ -354,7 +388,7 @@ function focusNode(view, id, announce = true) {
   view.status.textContent = `Focused: ${n.text.replace("\n", ", ")}${n.check ? `, ${n.checkText}` : ""}; ${where}.`;
   view.status.dataset.focused = n.label;
   focusedDetails(view);
-  if (announce && !view.cy.extent().x1 !== undefined) {
+  if (announce && el.nonempty()) {
     const bb = el.renderedBoundingBox();
     const w = view.cy.width();
     const hgt = view.cy.height();
@@ -362,7 +396,8 @@ function focusNode(view, id, announce = true) {
   }
 }
 
-function pick(view, id) {
+async function pick(view, id) {
+  await view.complete; // every node is in the graph: a path may run through any of them
   view.cy.elements().removeClass("picked onpath dim");
   if (id === null) {
     view.picked = [];
@@ -444,6 +479,7 @@ const REASON_WORDS = { producer_failed: "failed step", producer_skipped: "skippe
   row_count_spike: "row spike", schema_changed: "schema change", stale: "stale input", never_written: "never written" };
 
 async function toggleExplain(view) {
+  await view.complete;
   const button = document.getElementById("explain-toggle");
   if (view.explained) {
     view.explained = null;
@@ -488,6 +524,7 @@ function explainPanel(view) {
 const MAX_COLUMN_NODES = 100;
 
 async function toggleColumns(view, on) {
+  await view.complete;
   view.cy.edges(".column").remove();
   if (!on) {
     view.columnLinks = null;
