@@ -316,7 +316,7 @@ const elementsOf = (view, nodes, edges, large, positions) => [
   ...edges.map((e) => ({ group: "edges", data: { id: e.id, source: e.source, target: e.target } })),
 ];
 const OPEN_ZOOM = 0.6;
-const REST_CHUNK = 400;
+const REST_CHUNK = 2000;
 
 function draw(view, container) {
   const large = view.nodes.length > SIMPLE_LAYOUT_AT;
