@@ -23,6 +23,7 @@ from selenium.webdriver.remote.webelement import WebElement
 
 from headwater.lineage import DatasetVersionRecord, EdgeRecord, LineageStore, Record, StepRecord
 from headwater.lineage.api import ApiAuth, FreshnessBoard, create_app
+from headwater.lineage.records import CheckRecord
 from helpers import ROOT, wait_for
 from lineage_support import (
     BASE_ROWS,
@@ -147,6 +148,25 @@ def seed_demo(store: LineageStore, *, day3_failure: bool = False) -> dict[str, s
         store.record(*records)
         ids["day3"] = run_id
     return ids
+
+
+CHECKED_AT = DAY2 + timedelta(hours=1)
+DROP_CHECK = CheckRecord("no-drop", "change", "error", "Failed", observed="28788 rows",
+                         baseline="47980 rows (median of the last 1 published version)",
+                         message="28788 rows, 40.0% below the median 47980 rows (max drop 30%)")
+MIN_ROWS_CHECK = CheckRecord("enough-orders", "rowCount", "warn", "Failed", observed="812 rows", baseline="min 1000",
+                             message="812 rows, fewer than the minimum 1000")
+
+
+def seed_checks(store: LineageStore) -> None:
+    """After the demo's data: a re-run an hour after day 2 whose Stripe extract failed its blocking check
+    ``no-drop`` (that version is not published) and whose orders extract failed the warning ``enough-orders``."""
+    run_id = f"data/revenue-{CHECKED_AT:%Y%m%d-%H%M}"
+    store.record(
+        DatasetVersionRecord(wh("raw.stripe_payments"), run_id, "revenue-pipeline", "extract-payments", CHECKED_AT,
+                             28788, published=False, checks=(DROP_CHECK,)),
+        DatasetVersionRecord(wh("raw.orders"), run_id, "revenue-pipeline", "extract-orders", CHECKED_AT, 812,
+                             checks=(MIN_ROWS_CHECK,)))
 
 
 def sign_in(driver: WebDriver, base: str, path: str = "") -> None:

@@ -11,11 +11,14 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from browser_support import (
+    DROP_CHECK,
+    MIN_ROWS_CHECK,
     STRIPE_ERROR,
     chromium,
     day2_board,
     demo_board,
     screenshot,
+    seed_checks,
     seed_demo,
     seed_large,
     served,
@@ -193,6 +196,52 @@ def test_the_page_asks_for_the_token_and_never_puts_it_in_a_url(store: LineageSt
 
 
 
+def test_a_failed_blocking_check_and_a_warning_are_marked_on_their_nodes_and_explained_in_the_details(
+        store: LineageStore, driver: WebDriver) -> None:
+    seed_demo(store)
+    seed_checks(store)
+    with served(store, freshness=day2_board) as base:
+        sign_in(driver, base, "#/dataset?name=analytics.daily_revenue&depth=1")
+        wait_text(driver, "#title", "analytics.daily_revenue")
+        wait_ready(driver)
+        wait_for(lambda: driver.execute_script("return window.headwater.renders.length"), timeout=60,
+                 message="the graph")
+        marks = driver.execute_script(
+            "const cy = window.headwater.cy;"
+            "return Object.fromEntries(cy.nodes().map(n => [n.data('label').split('\\n')[0],"
+            " {classes: n.classes(), shape: n.style('shape'), border: n.style('border-style'),"
+            " label: n.data('label')}]))")
+        stripe, orders, centre = marks["raw.stripe_payments"], marks["raw.orders"], marks["analytics.daily_revenue"]
+        # not colour alone: a shape, a border style and words
+        assert "check-failed" in stripe["classes"]
+        assert (stripe["shape"], stripe["border"]) == ("cut-rectangle", "double")
+        assert "CHECK FAILED: no-drop" in stripe["label"]
+        assert "check-warning" in orders["classes"] and orders["border"] == "dashed"
+        assert orders["shape"] == centre["shape"] == "round-rectangle"
+        assert "CHECK WARNING: enough-orders" in orders["label"]
+        assert "CHECK" not in centre["label"] and centre["border"] == "solid"
+        notes = driver.find_element(By.ID, "graph-notes").text
+        assert "held back by a failed blocking check (latest version not published): raw.stripe_payments" in notes
+        assert "with a warning: raw.orders" in notes
+        # the details of a node, reached with the keyboard: its failed check, observed value and baseline
+        graph = driver.find_element(By.ID, "graph")
+        graph.send_keys(Keys.ARROW_LEFT)
+        details = wait_text(driver, "#focused-details", "raw.orders")
+        assert (f"enough-orders (rowCount, warning): observed 812 rows; baseline {MIN_ROWS_CHECK.baseline}."
+                in details.text)
+        graph.send_keys(Keys.ARROW_DOWN)
+        details = wait_text(driver, "#focused-details", "raw.stripe_payments")
+        assert "latest version not published" in details.text
+        assert f"no-drop (change, blocking): observed 28788 rows; baseline {DROP_CHECK.baseline}." in details.text
+        assert DROP_CHECK.message in details.text
+        assert "CHECK FAILED" in driver.find_element(By.ID, "focus-status").text
+        screenshot(driver, "checks-on-nodes")
+        # re-centred on the held-back dataset, its own panel says the same
+        graph.send_keys(Keys.ENTER)
+        centre_checks = wait_text(driver, "#centre-checks", "no-drop")
+        assert f"observed 28788 rows; baseline {DROP_CHECK.baseline}" in centre_checks.text
+
+
 def test_a_generated_graph_of_two_thousand_datasets_renders_and_stays_responsive(
         store: LineageStore, driver: WebDriver) -> None:
     """Times are measured by benchmarks/ui_bench.py, not asserted: this checks that it draws, and reacts."""
@@ -203,7 +252,12 @@ def test_a_generated_graph_of_two_thousand_datasets_renders_and_stays_responsive
         render = wait_for(lambda: driver.execute_script("return window.headwater.renders.at(-1)"), timeout=120,
                           message="the first render")
         assert (render["nodes"], render["collapsedTo"]) == (2000, None)
+        # the first frame draws the nodes in and around the view, the rest follows in chunks
+        assert 0 < render["firstNodes"] < 2000
+        wait_for(lambda: driver.execute_script("return window.headwater.renders.at(-1).complete"), timeout=120,
+                 message="the rest of the graph")
         assert driver.execute_script("return window.headwater.cy.nodes().length") == 2000
+        assert driver.execute_script("return window.headwater.cy.edges().length") == 1999
         assert "Collapsed" not in driver.find_element(By.ID, "graph-notes").text
         # pan and zoom, then move by keyboard: the page answers each
         zoom = driver.execute_script("const cy = window.headwater.cy; cy.zoom(cy.zoom() * 0.5);"

@@ -12,11 +12,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from api_support import AUTH, READ, WRITE, bearer, get
-from browser_support import seed_demo
-from headwater.lineage import LineageStore
+from browser_support import DROP_CHECK, seed_checks, seed_demo
+from headwater.lineage import DatasetVersionRecord, EdgeRecord, LineageStore
 from headwater.lineage.api import ApiAuth, create_app
+from headwater.lineage.records import CheckRecord
 from headwater.lineage.ui import WebUi
+from headwater.lineage.views import MAX_CHECK_TEXT, MAX_NODE_CHECKS
 from headwater.sla.board import freshness_board
+from lineage_support import wh
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +186,33 @@ def test_a_board_whose_source_fails_answers_503_naming_it(demo: LineageStore) ->
     status, body = asyncio.run(main())
     assert (status, body["error"]["code"]) == (503, "board_unavailable")
     assert "apiserver" not in body["error"]["message"]
+
+
+def test_the_graph_marks_a_version_held_back_by_a_failed_check_and_one_with_a_warning(store: LineageStore) -> None:
+    seed_demo(store)
+    seed_checks(store)
+    status, graph = get(store, "/v1/graph/analytics.daily_revenue?depth=1")
+    assert status == 200
+    nodes = {n["dataset"]["name"]: n for n in graph["nodes"]}
+    stripe, orders, centre = nodes["raw.stripe_payments"], nodes["raw.orders"], nodes["analytics.daily_revenue"]
+    assert (stripe["checkStatus"], stripe["published"]) == ("failed", False)
+    assert stripe["failedChecks"] == [{"name": "no-drop", "kind": "change", "severity": "error",
+                                       "observed": "28788 rows", "baseline": DROP_CHECK.baseline,
+                                       "message": DROP_CHECK.message}]
+    assert stripe["latest"]["rowCount"] == 28788  # the held-back version is the latest write, shown as such
+    assert (orders["checkStatus"], orders["published"]) == ("warning", True)
+    assert [c["name"] for c in orders["failedChecks"]] == ["enough-orders"]
+    assert (centre["checkStatus"], centre["published"], centre["failedChecks"]) == (None, True, [])
+
+
+def test_a_nodes_failed_checks_are_bounded_in_number_and_length(store: LineageStore) -> None:
+    many = tuple(CheckRecord(f"check-{i:02d}", "rowCount", "warn", "Failed", observed="x" * 2000, message="m")
+                 for i in range(MAX_NODE_CHECKS + 5))
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    store.record(EdgeRecord("data/r1", "p", "s", (wh("a"),), (wh("b"),), seen_at=at),
+                 DatasetVersionRecord(wh("b"), "data/r1", "p", "s", at, 1, checks=many))
+    nodes = {n["dataset"]["name"]: n for n in get(store, "/v1/graph/a?depth=1")[1]["nodes"]}
+    checks = nodes["b"]["failedChecks"]
+    assert [c["name"] for c in checks] == [f"check-{i:02d}" for i in range(MAX_NODE_CHECKS)]
+    assert {len(c["observed"]) for c in checks} == {MAX_CHECK_TEXT}
+    assert nodes["b"]["checkStatus"] == "warning"

@@ -24,6 +24,24 @@ export function layered(nodes, { dx = 260, dy = 60 } = {}) {
   return positions;
 }
 
+// A large graph is handed to cytoscape in two parts: the nodes within `margin` viewports of where the
+// page opens (and the edges between them) first, so the first frame draws and styles only those, then the
+// rest.  `view` is the opening viewport in model coordinates: { x1, y1, x2, y2 }.
+export function nearFirst(nodes, edges, positions, view, margin = 1) {
+  const w = (view.x2 - view.x1) * margin;
+  const hgt = (view.y2 - view.y1) * margin;
+  const near = new Set();
+  for (const n of nodes) {
+    const p = positions.get(n.id);
+    if (p.x >= view.x1 - w && p.x <= view.x2 + w && p.y >= view.y1 - hgt && p.y <= view.y2 + hgt) near.add(n.id);
+  }
+  const first = { nodes: [], edges: [] };
+  const rest = { nodes: [], edges: [] };
+  for (const n of nodes) (near.has(n.id) ? first : rest).nodes.push(n);
+  for (const e of edges) (near.has(e.source) && near.has(e.target) ? first : rest).edges.push(e);
+  return { first, rest };
+}
+
 // Keep the nodes nearest the centre: the largest depth (each direction) whose nodes fit under `max`.
 export function collapse(nodes, edges, max = COLLAPSE_AT) {
   if (nodes.length <= max) return { nodes, edges, collapsedTo: null, hidden: 0 };

@@ -3,7 +3,7 @@
 // sessionStorage and sent as a bearer header; it never goes into a URL.
 import cytoscape from "cytoscape";
 import dagre from "cytoscape-dagre";
-import { COLLAPSE_AT, SIMPLE_LAYOUT_AT, collapse, key, layered, move, pathsBetween } from "./graph.js";
+import { COLLAPSE_AT, SIMPLE_LAYOUT_AT, collapse, key, layered, move, nearFirst, pathsBetween } from "./graph.js";
 
 cytoscape.use(dagre);
 
@@ -87,6 +87,12 @@ const phase = (p) => h("span", { class: `badge ${PHASE_CLASS[p] || "idle"}` }, p
 const FRESH_TEXT = { fresh: "fresh", stale: "stale", at_risk: "at risk", unknown: "not yet written" };
 const FRESH_CLASS = { fresh: "ok", stale: "bad", at_risk: "warn", unknown: "idle" };
 const freshness = (s) => h("span", { class: `badge ${FRESH_CLASS[s] || "idle"}` }, FRESH_TEXT[s] || "no SLA");
+// What the checks made of a dataset's latest version (checkStatus of /v1/graph): written, and drawn as a
+// shape and a border style as well as a colour.
+const CHECK_WORDS = { failed: "CHECK FAILED", warning: "CHECK WARNING" };
+const CHECK_TEXT = { failed: "a blocking check failed: latest version not published", warning: "a check warned" };
+const checkLine = (status, checks) => (status
+  ? `${CHECK_WORDS[status]}: ${checks.map((c) => c.name).join(", ") || "not published"}` : "");
 
 // -------------------------------------------------------------------------------------------- login
 
@@ -182,6 +188,10 @@ const STYLE = [
   { selector: "node.picked", style: { "border-color": "#8a2be2", "border-width": 5 } },
   { selector: "node.onpath", style: { "border-color": "#8a2be2" } },
   { selector: "node.dim", style: { opacity: 0.3 } },
+  { selector: "node.check-warning", style: { "border-style": "dashed", "border-width": 4, "border-color": "#b7791f",
+    height: 58 } },
+  { selector: "node.check-failed", style: { shape: "cut-rectangle", "border-style": "double", "border-width": 7,
+    "border-color": "#c62828", height: 58 } },
   { selector: "node.cause", style: { "background-color": "mapData(score, 0, 100, #fff5f0, #d7301f)", color: "#000" } },
   { selector: "edge", style: { width: 1.5, "line-color": "#9aa5b1", "target-arrow-color": "#9aa5b1",
     "target-arrow-shape": "triangle", "curve-style": "bezier", "arrow-scale": 0.8 } },
@@ -211,7 +221,8 @@ async function datasetPage(params) {
     const rows = latest && latest.rowCount !== null ? `${fmt(latest.rowCount)} rows` : "no rows recorded";
     const change = n.rowCountChangePct !== null && n.rowCountChangePct !== undefined ? ` (${pct(n.rowCountChangePct)})` : "";
     return { id, ref: n.dataset, depth: n.depth, label: n.dataset.name, state: fresh ? fresh.state : null,
-      text: `${n.dataset.name}\n${state} · ${rows}${change}`, node: n };
+      text: `${n.dataset.name}\n${state} · ${rows}${change}`, node: n, check: n.checkStatus || null,
+      checks: n.failedChecks || [], checkText: checkLine(n.checkStatus, n.failedChecks || []) };
   });
   const edgeMap = new Map();
   for (const e of graph.edges) {
@@ -222,7 +233,7 @@ async function datasetPage(params) {
   }
   const shown = collapse(all, [...edgeMap.values()]);
   const view = { nodes: shown.nodes, edges: shown.edges, centre, name, namespace: graph.dataset.namespace, depth,
-    picked: [], focused: centre, explained: null, columns: false, detail };
+    picked: [], focused: centre, explained: null, columns: false, detail, complete: Promise.resolve() };
 
   const depthSelect = h("select", { id: "depth", onchange: (ev) => {
     location.hash = datasetLink(graph.dataset, `&depth=${ev.target.value}`);
@@ -238,6 +249,14 @@ async function datasetPage(params) {
     notes.push(`Collapsed by depth: ${all.length} datasets are more than ${COLLAPSE_AT}; showing the ${shown.nodes.length} `
       + `within ${shown.collapsedTo} hops (${shown.hidden} hidden). Re-centre on a node to see beyond.`);
   }
+  const checked = (status) => shown.nodes.filter((n) => n.check === status).map((n) => n.label);
+  const [failed, warned] = [checked("failed"), checked("warning")];
+  const some = (names) => names.slice(0, 5).join(", ") + (names.length > 5 ? ` and ${names.length - 5} more` : "");
+  if (failed.length) {
+    notes.push(`Checks: ${failed.length} dataset${failed.length === 1 ? "" : "s"} held back by a failed blocking check `
+      + `(latest version not published): ${some(failed)}.`);
+  }
+  if (warned.length) notes.push(`Checks: ${warned.length} dataset${warned.length === 1 ? "" : "s"} with a warning: ${some(warned)}.`);
   if (!board.available) notes.push("Freshness is not available from this API server (no SLA states shown).");
   setPage(
     h("div", { class: "toolbar" },
@@ -253,7 +272,7 @@ async function datasetPage(params) {
     h("details", { class: "node-list" }, h("summary", {}, `All ${view.nodes.length} datasets in view (as text)`),
       h("ul", {}, view.nodes.slice(0, 500).map((n) => h("li", {},
         h("a", { href: datasetLink(n.ref) }, n.label), ` — ${n.depth < 0 ? `${-n.depth} upstream` : n.depth > 0
-          ? `${n.depth} downstream` : "centre"}, ${n.text.split("\n")[1]}`)))));
+          ? `${n.depth} downstream` : "centre"}, ${n.text.split("\n")[1]}${n.check ? `, ${n.checkText}` : ""}`)))));
   view.side = side;
   view.status = status;
   const fetched = performance.now();
@@ -264,21 +283,57 @@ async function datasetPage(params) {
   // Measured once the graph has been painted (two animation frames later), from the request of its data.
   await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
   const done = performance.now();
-  window.headwater.renders.push({ nodes: view.nodes.length, edges: view.edges.length, ms: done - started,
-    fetchMs: fetched - started, drawMs: done - fetched, buildMs: drawn - fetched, collapsedTo: shown.collapsedTo });
+  const render = { nodes: view.nodes.length, edges: view.edges.length, ms: done - started, fetchMs: fetched - started,
+    drawMs: done - fetched, buildMs: drawn - fetched, collapsedTo: shown.collapsedTo, firstNodes: cy.nodes().length,
+    complete: !view.rest.length, completeMs: view.rest.length ? null : done - started };
+  window.headwater.renders.push(render);
+  view.complete = addRest(view).then(() => {
+    render.completeMs = performance.now() - started;
+    render.complete = true;
+  });
 }
+
+// The rest of a large graph, in chunks between frames so that the page keeps answering meanwhile.
+async function addRest(view) {
+  const rest = view.rest;
+  for (let i = 0; i < rest.length; i += REST_CHUNK) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    if (view.cy.destroyed()) return;
+    view.cy.add(rest.slice(i, i + REST_CHUNK));
+    view.cy.getElementById(view.focused).addClass("focused");
+  }
+  view.rest = [];
+}
+
+// A large graph's nodes carry their name only: measuring thousands of two-line labels is most of the
+// first frame's work; the rest of a node's text is in the list below the graph and announced on focus.
+const elementsOf = (view, nodes, edges, large, positions) => [
+  ...nodes.map((n) => ({ group: "nodes",
+    data: { id: n.id, label: large ? (n.check ? `[${CHECK_WORDS[n.check].toLowerCase()}] ${n.label}` : n.label)
+      : (n.check ? `${n.text}\n${n.checkText}` : n.text) },
+    classes: [n.id === view.centre ? "centre" : "", n.state || "", n.check ? `check-${n.check}` : ""].join(" ").trim(),
+    position: positions ? positions.get(n.id) : undefined })),
+  ...edges.map((e) => ({ group: "edges", data: { id: e.id, source: e.source, target: e.target } })),
+];
+const OPEN_ZOOM = 0.6;
+const REST_CHUNK = 2000;
 
 function draw(view, container) {
   const large = view.nodes.length > SIMPLE_LAYOUT_AT;
   const positions = large ? layered(view.nodes) : null;
-  const elements = [
-    // A large graph's nodes carry their name only: measuring thousands of two-line labels is most of the
-    // first frame's work; the rest of a node's text is in the list below the graph and announced on focus.
-    ...view.nodes.map((n) => ({ group: "nodes", data: { id: n.id, label: large ? n.label : n.text },
-      classes: [n.id === view.centre ? "centre" : "", n.state || ""].join(" ").trim(),
-      position: positions ? positions.get(n.id) : undefined })),
-    ...view.edges.map((e) => ({ group: "edges", data: { id: e.id, source: e.source, target: e.target } })),
-  ];
+  let elements = elementsOf(view, view.nodes, view.edges, large, positions);
+  view.rest = [];
+  if (large) {
+    // The first frame styles and draws what is in view (and a viewport around it); the rest follows
+    // in chunks once that frame is painted (addRest).
+    const at = positions.get(view.centre);
+    const w = container.clientWidth / OPEN_ZOOM / 2;
+    const hgt = container.clientHeight / OPEN_ZOOM / 2;
+    const { first, rest } = nearFirst(view.nodes, view.edges, positions,
+      { x1: at.x - w, y1: at.y - hgt, x2: at.x + w, y2: at.y + hgt });
+    elements = elementsOf(view, first.nodes, first.edges, large, positions);
+    view.rest = elementsOf(view, rest.nodes, rest.edges, large, positions);
+  }
   const style = large ? [...STYLE, { selector: "node", style: { "text-wrap": "none", height: 30 } },
     { selector: "edge", style: { "curve-style": "straight" } }] : STYLE;
   cy = cytoscape({
@@ -287,9 +342,9 @@ function draw(view, container) {
     pixelRatio: large ? 1 : "auto",
     // A large graph opens on its centre, readable; the rest is a pan or a zoom away.  Its viewport is set
     // from the computed positions: fitting would measure every label first.
-    zoom: large ? 0.6 : undefined,
-    pan: large ? { x: container.clientWidth / 2 - 0.6 * positions.get(view.centre).x,
-      y: container.clientHeight / 2 - 0.6 * positions.get(view.centre).y } : undefined,
+    zoom: large ? OPEN_ZOOM : undefined,
+    pan: large ? { x: container.clientWidth / 2 - OPEN_ZOOM * positions.get(view.centre).x,
+      y: container.clientHeight / 2 - OPEN_ZOOM * positions.get(view.centre).y } : undefined,
     layout: large ? { name: "preset", fit: false }
       : { name: "dagre", rankDir: "LR", nodeSep: 16, rankSep: 70, fit: true, padding: 20 },
   });
@@ -330,9 +385,10 @@ function focusNode(view, id, announce = true) {
   el.addClass("focused");
   const n = view.nodes.find((x) => x.id === id);
   const where = n.depth < 0 ? `${-n.depth} hops upstream` : n.depth > 0 ? `${n.depth} hops downstream` : "the centre";
-  view.status.textContent = `Focused: ${n.text.replace("\n", ", ")}; ${where}.`;
+  view.status.textContent = `Focused: ${n.text.replace("\n", ", ")}${n.check ? `, ${n.checkText}` : ""}; ${where}.`;
   view.status.dataset.focused = n.label;
-  if (announce && !view.cy.extent().x1 !== undefined) {
+  focusedDetails(view);
+  if (announce && el.nonempty()) {
     const bb = el.renderedBoundingBox();
     const w = view.cy.width();
     const hgt = view.cy.height();
@@ -340,7 +396,8 @@ function focusNode(view, id, announce = true) {
   }
 }
 
-function pick(view, id) {
+async function pick(view, id) {
+  await view.complete; // every node is in the graph: a path may run through any of them
   view.cy.elements().removeClass("picked onpath dim");
   if (id === null) {
     view.picked = [];
@@ -360,9 +417,34 @@ function pick(view, id) {
   sideDetails(view);
 }
 
+// A node's failed checks: which, what was observed against which baseline, and what that meant.
+function checksPanel(n, id) {
+  if (!n.check) return null;
+  return h("section", { id, class: `checks ${n.check}`, "aria-label": `Checks of ${n.label}` },
+    h("p", {}, h("span", { class: `badge ${n.check === "failed" ? "bad" : "warn"}` }, CHECK_WORDS[n.check]), " ",
+      CHECK_TEXT[n.check], n.check === "failed" ? "; downstream keeps the last good version." : "."),
+    h("ul", {}, n.checks.map((c) => h("li", { class: "check" },
+      h("strong", {}, c.name), ` (${c.kind}, ${c.severity === "error" ? "blocking" : "warning"}): `,
+      `observed ${c.observed ?? "nothing"}; baseline ${c.baseline ?? "none"}.`, c.message ? ` ${c.message}` : ""))));
+}
+
+// The focused node's details, when it is not the centre (the keyboard's way to read any node).
+function focusedDetails(view) {
+  if (!view.focusBox) return;
+  const n = view.nodes.find((x) => x.id === view.focused);
+  if (!n || n.id === view.centre) {
+    view.focusBox.replaceChildren();
+    return;
+  }
+  view.focusBox.replaceChildren(h("h2", {}, "Focused: ", h("a", { href: datasetLink(n.ref) }, n.label)),
+    h("p", {}, freshness(n.state), " ", n.text.split("\n")[1]), checksPanel(n, "focused-checks"));
+}
+
 function sideDetails(view) {
   const centre = view.nodes.find((n) => n.id === view.centre);
-  const parts = [h("h2", {}, "This dataset"), h("p", {}, freshness(centre.state), " ", centre.text.split("\n")[1])];
+  view.focusBox = h("section", { id: "focused-details", "aria-label": "Focused dataset" });
+  const parts = [h("h2", {}, "This dataset"), h("p", {}, freshness(centre.state), " ", centre.text.split("\n")[1]),
+    checksPanel(centre, "centre-checks")];
   const latest = centre.node.latest;
   if (latest) {
     parts.push(h("p", {}, "Last written by ", h("code", {}, `${latest.pipeline}/${latest.step}`), " in run ",
@@ -373,6 +455,7 @@ function sideDetails(view) {
       h("li", {}, `${when(v.writtenAt)}: ${fmt(v.rowCount)} rows by ${v.pipeline}/${v.step} `,
         h("a", { href: runLink(v.runId) }, "run")))));
   }
+  parts.push(view.focusBox);
   parts.push(h("p", { class: "hint" }, "Click a dataset to re-centre on it; Shift+click (or Space) two datasets to "
     + "highlight every path between them."));
   if (view.picked.length) {
@@ -386,7 +469,8 @@ function sideDetails(view) {
   }
   if (view.explained) parts.push(explainPanel(view));
   if (view.columnLinks) parts.push(columnsPanel(view));
-  view.side.replaceChildren(...parts);
+  view.side.replaceChildren(...parts.filter(Boolean));
+  focusedDetails(view);
 }
 
 // --------------------------------------------------------------------------------------- explain overlay
@@ -395,6 +479,7 @@ const REASON_WORDS = { producer_failed: "failed step", producer_skipped: "skippe
   row_count_spike: "row spike", schema_changed: "schema change", stale: "stale input", never_written: "never written" };
 
 async function toggleExplain(view) {
+  await view.complete;
   const button = document.getElementById("explain-toggle");
   if (view.explained) {
     view.explained = null;
@@ -439,6 +524,7 @@ function explainPanel(view) {
 const MAX_COLUMN_NODES = 100;
 
 async function toggleColumns(view, on) {
+  await view.complete;
   view.cy.edges(".column").remove();
   if (!on) {
     view.columnLinks = null;

@@ -217,10 +217,25 @@ class DeclaredOutputsRecord:
 
 
 Record = RunRecord | StepRecord | EdgeRecord | DatasetVersionRecord | DeclaredOutputsRecord
+_CAMEL_FIELDS: dict[type, tuple[tuple[str, str], ...] | None] = {}
+
+
+def _camel_fields(cls: type) -> tuple[tuple[str, str], ...] | None:
+    # Converting each field's name once per class, not once per value: a graph of 2,000 nodes has
+    # tens of thousands of fields, and converting their names was most of its encoding time.
+    if cls not in _CAMEL_FIELDS:
+        _CAMEL_FIELDS[cls] = (tuple((f.name, to_camel(f.name)) for f in dataclasses.fields(cls))
+                              if dataclasses.is_dataclass(cls) else None)
+    return _CAMEL_FIELDS[cls]
+
+
 def jsonable(value: object) -> Any:
     """``value`` as JSON-ready data: dataclasses become dicts with camelCase keys, times RFC 3339 UTC."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {to_camel(f.name): jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if value is None or isinstance(value, str | int | float):
+        return value
+    fields = _camel_fields(type(value))
+    if fields is not None:
+        return {camel: jsonable(getattr(value, name)) for name, camel in fields}
     if isinstance(value, datetime):
         return isotime_precise(value)
     if isinstance(value, list | tuple):

@@ -1,7 +1,8 @@
 """Read side for the web UI: a dataset's neighbourhood with each node's latest writes, runs, search, columns.
 
 Each answer is bounded like the rest of the API: the graph is one page of at most ``limit`` nodes and
-edges per direction (``truncated`` says when there was more), listings at most :data:`MAX_PAGE` rows,
+edges per direction (``truncated`` says when there was more), each node with at most
+:data:`MAX_NODE_CHECKS` failed checks of its latest version, listings at most :data:`MAX_PAGE` rows,
 search at most :data:`MAX_SEARCH` hits of each kind; every statement runs under the store's timeout.
 Column lineage is read from the stored OpenLineage COMPLETE events of the runs that last wrote a
 dataset (its latest writes and the latest run of each producing edge; their ``columnLineage``
@@ -29,8 +30,8 @@ from headwater.lineage.queries import (
 from headwater.lineage.records import DatasetRef
 
 __all__ = [
-    "MAX_PAGE", "MAX_SEARCH", "ColumnLink", "Columns", "GraphNode", "Neighbourhood", "RunSummary", "SearchHits",
-    "columns", "neighbourhood", "runs", "search", "step_flow",
+    "MAX_CHECK_TEXT", "MAX_NODE_CHECKS", "MAX_PAGE", "MAX_SEARCH", "ColumnLink", "Columns", "FailedCheck", "GraphNode",
+    "Neighbourhood", "RunSummary", "SearchHits", "columns", "neighbourhood", "runs", "search", "step_flow",
 ]
 
 Conn = psycopg.Connection[Any]
@@ -42,17 +43,40 @@ MAX_QUERY: Final = 200
 """The longest search text, in characters."""
 MAX_COLUMN_EVENTS: Final = 20
 """At most this many producing runs' events are read for a dataset's column lineage."""
+MAX_NODE_CHECKS: Final = 10
+"""At most this many failed checks per graph node (an output declares at most 10)."""
+MAX_CHECK_TEXT: Final = 500
+"""A failed check's observed value, baseline and message are cut to this many characters in the graph."""
+
+
+@dataclass(frozen=True)
+class FailedCheck:
+    """A check that failed on a node's latest version: severity ``error`` held the version back, ``warn`` warned."""
+
+    name: str
+    kind: str
+    severity: str
+    observed: str | None
+    baseline: str | None
+    message: str
 
 
 @dataclass(frozen=True)
 class GraphNode:
-    """A dataset around the centre: ``depth`` < 0 upstream, > 0 downstream, 0 the centre itself."""
+    """A dataset around the centre: ``depth`` < 0 upstream, > 0 downstream, 0 the centre itself.
+
+    ``check_status`` says what the checks made of its latest version: ``failed`` (a blocking check
+    failed, so it is not published), ``warning`` (only warnings failed) or None (nothing failed, or no
+    version); ``failed_checks`` are those checks, blocking ones first."""
 
     dataset: DatasetRef
     depth: int
     latest: VersionInfo | None
     row_count_change_pct: float | None
     latest_run_phase: str | None
+    published: bool | None = None
+    check_status: str | None = None
+    failed_checks: tuple[FailedCheck, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,7 +90,7 @@ class Neighbourhood:
 
 
 _LATEST_TWO = """
-SELECT n.id, v.run_id, v.pipeline, v.step, v.written_at, v.row_count, v.schema_fingerprint, r.phase
+SELECT n.id, v.run_id, v.pipeline, v.step, v.written_at, v.row_count, v.schema_fingerprint, r.phase, v.published, v.id
 FROM unnest(%s::bigint[]) AS n (id)
 CROSS JOIN LATERAL (
     SELECT * FROM dataset_versions v WHERE v.dataset_id = n.id ORDER BY v.written_at DESC, v.id DESC LIMIT 2
@@ -74,6 +98,24 @@ CROSS JOIN LATERAL (
 LEFT JOIN pipeline_runs r ON r.id = v.run_id
 ORDER BY n.id, v.written_at DESC, v.id DESC
 """
+
+
+_FAILED_CHECKS = f"""
+SELECT v.id, c.name, c.kind, c.severity, left(c.observed, {MAX_CHECK_TEXT}), left(c.baseline, {MAX_CHECK_TEXT}),
+       left(c.message, {MAX_CHECK_TEXT})
+FROM unnest(%s::bigint[]) AS v (id)
+CROSS JOIN LATERAL (
+    SELECT * FROM check_results c WHERE c.version_id = v.id AND c.outcome = 'Failed'
+    ORDER BY c.severity, c.name LIMIT {MAX_NODE_CHECKS}
+) c
+ORDER BY v.id, c.severity, c.name
+"""
+
+
+def _status(published: bool | None, failed: list[FailedCheck]) -> str | None:
+    if published is False or any(c.severity == "error" for c in failed):
+        return "failed"
+    return "warning" if failed else None
 
 
 def _change(latest: VersionInfo | None, previous: VersionInfo | None) -> float | None:
@@ -92,14 +134,21 @@ def neighbourhood(conn: Conn, name: str, *, namespace: str | None = None, depth:
     down, down_nodes = subgraph(conn, root, ref, "downstream", depth, limit)
     depths = {i: -n.depth for i, n in up_nodes.items()} | {i: n.depth for i, n in down_nodes.items() if n.depth}
     refs = {i: n.dataset for i, n in (up_nodes | down_nodes).items()}
-    history: dict[int, list[tuple[VersionInfo, str | None]]] = {i: [] for i in depths}
-    for node, *version, phase in conn.execute(_LATEST_TWO, (list(depths),)).fetchall():
-        history[int(node)].append((VersionInfo(*version), phase))
+    history: dict[int, list[tuple[VersionInfo, str | None, bool, int]]] = {i: [] for i in depths}
+    for node, *version, phase, published, version_id in conn.execute(_LATEST_TWO, (list(depths),)).fetchall():
+        history[int(node)].append((VersionInfo(*version), phase, bool(published), int(version_id)))
+    latest_ids = [h[0][3] for h in history.values() if h]
+    failed: dict[int, list[FailedCheck]] = {}
+    for version_id, *check in conn.execute(_FAILED_CHECKS, (latest_ids,)).fetchall() if latest_ids else []:
+        failed.setdefault(int(version_id), []).append(FailedCheck(*check))
     nodes = []
     for i, d in sorted(depths.items(), key=lambda item: (abs(item[1]), item[1], item[0])):
-        versions = history[i] + [(None, None), (None, None)]
-        latest, previous = versions[0][0], versions[1][0]
-        nodes.append(GraphNode(refs[i], d, latest, _change(latest, previous), versions[0][1]))
+        versions = history[i]
+        latest, previous = (versions[0][0] if versions else None), (versions[1][0] if len(versions) > 1 else None)
+        published = versions[0][2] if versions else None
+        checks = failed.get(versions[0][3], []) if versions else []
+        nodes.append(GraphNode(refs[i], d, latest, _change(latest, previous), versions[0][1] if versions else None,
+                               published, _status(published, checks), tuple(checks)))
     edges = tuple(dict.fromkeys((*up.edges, *down.edges)))
     return Neighbourhood(ref, depth, tuple(nodes), edges, limit, up.truncated or down.truncated)
 
