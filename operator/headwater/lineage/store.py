@@ -163,9 +163,11 @@ class LineageStore:
         for event in events:
             try:
                 with self.transaction(pipelined=True) as conn:
-                    results.append(self._store_events(conn, [event])[0])
-            except Exception as exc:
+                    result = self._store_events(conn, [event])[0]
+            except Exception as exc:  # the commit may fail too: an event counts only once it is committed
                 results.append(exc)
+            else:
+                results.append(result)
         return results
 
     @staticmethod
