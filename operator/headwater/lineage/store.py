@@ -1,7 +1,8 @@
 """The lineage store: a psycopg 3 connection pool over the PostgreSQL schema of ``migrations``.
 
 Synchronous on purpose: the operator calls it from worker threads and the HTTP API from its own
-executor.  Each public call is one transaction; writes are idempotent (see
+executor.  Each public call is one transaction (``ingest_batch``: one per batch; ``upstream`` and
+``downstream``: each of their two statements its own); writes are idempotent (see
 ``headwater.lineage.writes``), so a caller that does not know whether a write landed simply
 writes again.  Every statement runs under the pool's ``statement_timeout``.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -116,12 +117,26 @@ class LineageStore:
         ``pipelined`` sends statements whose results nobody waits for without waiting for them
         (libpq pipeline mode): a write of many records then costs a few round trips, not one each.
         """
-        with self._pool.connection() as conn, conn.transaction():
+        with self._pool.connection() as conn:
             if not pipelined:
-                yield conn
+                with conn.transaction():
+                    yield conn
                 return
-            with conn.pipeline():
-                yield conn
+            # BEGIN and COMMIT travel in the pipeline as statements (psycopg would wait for its own BEGIN):
+            # a write costs the round trips of the answers it reads and one at the end.
+            conn.autocommit = True
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    yield conn
+                    conn.execute("COMMIT")
+            except BaseException:
+                with suppress(psycopg.Error):  # a broken connection: the pool replaces it
+                    conn.rollback()  # also forgets statements "prepared" in the part the server skipped
+                raise
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
 
     @contextmanager
     def _statements(self) -> Iterator[psycopg.Connection[Any]]:
