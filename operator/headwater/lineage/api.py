@@ -7,7 +7,8 @@ Secure and bounded by default.  Every route but the probes (``/livez``, ``/healt
 answers are pages of at most ``limit`` nodes and edges (``truncated``, ``nextCursor``).  Store work and
 the JSON encoding of answers run on the API's own threads (:class:`Workers`), never on the event loop or
 its default executor, so slow queries cannot delay the operator's loops; at most ``max_waiting``
-requests wait for a thread (429 beyond).
+requests wait for a thread (429 beyond).  Ingested events are stored in batches
+(:mod:`headwater.lineage.ingest_queue`); a body up to :data:`INLINE_PARSE` is parsed on the loop.
 
 Datasets in URLs: the dataset **name** is the rest of the path, percent-encoded as one segment
 (``raw.orders``, ``a%2Fb`` for ``a/b``); its OpenLineage **namespace** is the optional
