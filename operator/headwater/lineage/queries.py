@@ -261,42 +261,21 @@ WITH RECURSIVE walk (id, depth) AS (
 )
 SELECT w.id, min(w.depth) FROM walk w GROUP BY w.id
 """
-# One statement answers a page: the walk, then the page of nodes (nearest first) and the page of edges
-# (between reached datasets, from one the walk went on from), each at most %(limit)s + 1 rows, with the
-# names they need.  The reached ids and depths stay in the server; the two pages come back as one list of
-# typed rows (kind 0: a node, kind 1: an edge).  The edges are found from the reached ids and cut before
-# anything else is joined, so the planner never walks the whole primary key in order.
-_PAGE = """
-WITH RECURSIVE walk (id, depth) AS (
-    SELECT %(root)s::bigint, 0
-  UNION
-    SELECT e.{far}, w.depth + 1 FROM walk w JOIN lineage_edges e ON e.{near} = w.id
-    WHERE w.depth < %(depth)s
-),
-reached AS MATERIALIZED (SELECT id, min(depth) AS depth FROM walk GROUP BY id),
-nodes AS MATERIALIZED (
-    SELECT r.depth, r.id FROM reached r
-    WHERE r.id <> %(root)s AND NOT %(nodes_done)s AND (r.depth, r.id) > (%(nd)s, %(ni)s)
-    ORDER BY r.depth, r.id
-    LIMIT %(limit)s
-),
-edges AS MATERIALIZED (
-    SELECT e.input_id, e.job_id, e.output_id, e.first_seen, e.last_seen, e.last_run_id
-    FROM reached n JOIN lineage_edges e ON e.{near} = n.id JOIN reached f ON f.id = e.{far}
-    WHERE n.depth < %(depth)s AND NOT %(edges_done)s AND (e.input_id, e.job_id, e.output_id) > (%(i)s, %(j)s, %(o)s)
-    ORDER BY e.input_id, e.job_id, e.output_id
-    LIMIT %(limit)s
+# MATERIALIZED keeps the planner from walking the whole primary key in order to find the few edges of
+# one graph: the edges are found through the walk's ids first, then sorted and cut.
+_EDGES = """
+WITH found AS MATERIALIZED (
+    SELECT e.input_id, e.job_id, e.output_id, e.first_seen, e.last_seen, e.last_run_id FROM lineage_edges e
+    WHERE e.{near} = ANY(%(inner)s) AND e.{far} = ANY(%(all)s)
+      AND (e.input_id, e.job_id, e.output_id) > (%(i)s, %(j)s, %(o)s)
 )
-SELECT 0 AS kind, n.depth, n.id, NULL::bigint, d.namespace, d.name, NULL::text, NULL::text, NULL::text, NULL::text,
-       NULL::timestamptz, NULL::timestamptz, NULL::text
-FROM nodes n JOIN datasets d ON d.id = n.id
-UNION ALL
-SELECT 1, e.input_id, e.job_id, e.output_id, i.namespace, i.name, o.namespace, o.name, j.pipeline, j.step,
-       e.first_seen, e.last_seen, e.last_run_id
-FROM edges e JOIN jobs j ON j.id = e.job_id JOIN datasets i ON i.id = e.input_id JOIN datasets o ON o.id = e.output_id
+SELECT f.input_id, f.job_id, f.output_id, j.pipeline, j.step, f.first_seen, f.last_seen, f.last_run_id
+FROM found f JOIN jobs j ON j.id = f.job_id
+ORDER BY f.input_id, f.job_id, f.output_id
+LIMIT %(limit)s
 """
-_PAGE_UP = _PAGE.format(near="output_id", far="input_id")
-_PAGE_DOWN = _PAGE.format(near="input_id", far="output_id")
+_EDGES_UP = _EDGES.format(near="output_id", far="input_id")
+_EDGES_DOWN = _EDGES.format(near="input_id", far="output_id")
 
 
 def _names(conn: Conn, ids: list[int]) -> dict[int, DatasetRef]:
@@ -331,38 +310,28 @@ def subgraph(
     Nodes come nearest first (by depth, then id), edges by (input, job, output) id; each list holds at
     most ``limit`` and goes on from ``cursor``."""
     at = cursor or Cursor()
-    nd, ni = at.node_after or (-1, 0)
-    i, j, o = at.edge_after or (0, 0, 0)
-    rows = conn.execute(_PAGE_UP if direction == "upstream" else _PAGE_DOWN, {
-        "root": root, "depth": check_depth(depth), "limit": limit + 1, "nodes_done": at.nodes_done,
-        "nd": nd, "ni": ni, "edges_done": at.edges_done, "i": i, "j": j, "o": o}).fetchall()
-    names: dict[tuple[str, str], DatasetRef] = {}
-
-    def named(namespace: str, name: str) -> DatasetRef:  # one object per dataset in the answer
-        key = (namespace, name)
-        found = names.get(key)
-        if found is None:
-            found = names[key] = DatasetRef(namespace, name)
-        return found
-
-    page: list[tuple[int, int, DatasetRef]] = []
-    edge_rows: list[tuple[Any, ...]] = []
-    for row in rows:
-        if row[0] == 0:
-            page.append((int(row[1]), int(row[2]), named(row[4], row[5])))
-        else:
-            edge_rows.append(row)
-    page.sort(key=lambda n: (n[0], n[1]))
-    edge_rows.sort(key=lambda r: (r[1], r[2], r[3]))
-    more_nodes, page = len(page) > limit, page[:limit]
-    more_edges, edge_rows = len(edge_rows) > limit, edge_rows[:limit]
-    by_id = {root: LineageNode(ref, 0)} | {n: LineageNode(d_ref, d) for d, n, d_ref in page}
-    nodes = tuple(by_id[n] for _, n, _ in page)
-    edges = tuple(LineageEdge(named(ins, inn), named(ons, onn), str(pl), str(st), f, last, str(run))
-                  for _, _, _, _, ins, inn, ons, onn, pl, st, f, last, run in edge_rows)
+    depths = walk(conn, root, direction, depth)
+    ordered = sorted((d, i) for i, d in depths.items() if i != root)
+    if at.nodes_done:
+        ordered = []
+    elif at.node_after is not None:
+        ordered = [n for n in ordered if n > at.node_after]
+    page, more_nodes = ordered[:limit], len(ordered) > limit
+    rows: list[tuple[Any, ...]] = []
+    if not at.edges_done:
+        inner = [i for i, d in depths.items() if d < depth]
+        i, j, o = at.edge_after or (0, 0, 0)
+        rows = conn.execute(_EDGES_UP if direction == "upstream" else _EDGES_DOWN, {
+            "inner": inner, "all": list(depths), "i": i, "j": j, "o": o, "limit": limit + 1}).fetchall()
+    more_edges, rows = len(rows) > limit, rows[:limit]
+    names = _names(conn, list({root, *(i for _, i in page), *(r[0] for r in rows), *(r[2] for r in rows)}))
+    by_id = {root: LineageNode(names[root], 0)} | {i: LineageNode(names[i], d) for d, i in page}
+    nodes = tuple(by_id[i] for _, i in page)
+    edges = tuple(LineageEdge(names[int(i)], names[int(o)], str(p), str(s), f, last, str(run))
+                  for i, _, o, p, s, f, last, run in rows)
     truncated = more_nodes or more_edges
-    next_cursor = Cursor((page[-1][0], page[-1][1]) if more_nodes else None, not more_nodes,
-                         (int(edge_rows[-1][1]), int(edge_rows[-1][2]), int(edge_rows[-1][3])) if more_edges else None,
+    next_cursor = Cursor(page[-1] if more_nodes else None, not more_nodes,
+                         tuple(int(v) for v in rows[-1][:3]) if more_edges else None,  # type: ignore[arg-type]
                          not more_edges).encode() if truncated else None
     return LineageGraph(ref, direction, depth, nodes, edges, limit, truncated, next_cursor), by_id
 

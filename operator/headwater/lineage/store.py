@@ -1,8 +1,7 @@
 """The lineage store: a psycopg 3 connection pool over the PostgreSQL schema of ``migrations``.
 
 Synchronous on purpose: the operator calls it from worker threads and the HTTP API from its own
-executor.  Each public call is one transaction (``ingest_batch``: one per batch; ``upstream`` and
-``downstream``: each of their two statements its own); writes are idempotent (see
+executor.  Each public call is one transaction (``ingest_batch``: one per batch); writes are idempotent (see
 ``headwater.lineage.writes``), so a caller that does not know whether a write landed simply
 writes again.  Every statement runs under the pool's ``statement_timeout``.
 """
@@ -138,20 +137,6 @@ class LineageStore:
                 if not conn.closed:
                     conn.autocommit = False
 
-    @contextmanager
-    def _statements(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection on which each statement is a transaction of its own (autocommit).
-
-        For reads whose statements need no common snapshot (rows they meet are never deleted): no BEGIN
-        and COMMIT, so one round trip less each."""
-        with self._pool.connection() as conn:
-            conn.autocommit = True
-            try:
-                yield conn
-            finally:
-                if not conn.closed:
-                    conn.autocommit = False
-
     def ping(self) -> bool:
         """True when the database answers."""
         try:
@@ -222,14 +207,14 @@ class LineageStore:
     def upstream(self, name: str, *, namespace: str | None = None, depth: int = queries.DEFAULT_DEPTH,
                  limit: int = queries.DEFAULT_LIMIT, cursor: queries.Cursor | None = None) -> queries.LineageGraph:
         """What feeds the dataset, within ``depth`` hops (1-100): a page of at most ``limit`` nodes and edges."""
-        with self._statements() as conn:
+        with self.transaction() as conn:
             return queries.traverse(conn, name, "upstream", namespace=namespace, depth=depth, limit=limit,
                                     cursor=cursor)
 
     def downstream(self, name: str, *, namespace: str | None = None, depth: int = queries.DEFAULT_DEPTH,
                    limit: int = queries.DEFAULT_LIMIT, cursor: queries.Cursor | None = None) -> queries.LineageGraph:
         """What the dataset feeds, within ``depth`` hops (1-100): a page of at most ``limit`` nodes and edges."""
-        with self._statements() as conn:
+        with self.transaction() as conn:
             return queries.traverse(conn, name, "downstream", namespace=namespace, depth=depth, limit=limit,
                                     cursor=cursor)
 
