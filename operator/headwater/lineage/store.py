@@ -42,7 +42,7 @@ DEFAULT_STATEMENT_TIMEOUT = 30.0
 _INSERT_EVENTS = """
 INSERT INTO openlineage_events (digest, event_type, event_time, run_id, job_namespace, job_name, event)
 SELECT digest, event_type, event_time, run_id, job_namespace, job_name, event
-FROM unnest(%b::bytea[], %b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::jsonb[])
+FROM unnest(%b::bytea[], %s::text[], %b::timestamptz[], %s::text[], %s::text[], %s::text[], %b::jsonb[])
     WITH ORDINALITY AS u (digest, event_type, event_time, run_id, job_namespace, job_name, event, k)
 ORDER BY k
 ON CONFLICT (digest) DO NOTHING

@@ -31,8 +31,8 @@ Conn = psycopg.Connection[Any]
 
 _UPSERT_RUN = """
 INSERT INTO pipeline_runs AS r (id, pipeline, namespace, phase, trigger, source, started_at, finished_at, name, uid)
-SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[],
-                     %b::timestamptz[], %b::text[], %b::text[]) AS u ORDER BY 1
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %b::timestamptz[],
+                     %b::timestamptz[], %s::text[], %s::text[]) AS u ORDER BY 1
 ON CONFLICT (id) DO UPDATE SET
     phase = excluded.phase,
     name = coalesce(r.name, excluded.name),
@@ -46,8 +46,8 @@ WHERE hw_phase_rank(r.phase) < 2 AND hw_phase_rank(excluded.phase) >= hw_phase_r
 _UPSERT_STEP = """
 INSERT INTO step_runs AS s (run_id, step, pipeline, phase, attempts, started_at, finished_at,
                             rows_affected, error)
-SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::timestamptz[],
-                     %b::timestamptz[], %b::bigint[], %b::text[]) AS u ORDER BY 1, 2
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %b::int[], %b::timestamptz[],
+                     %b::timestamptz[], %b::bigint[], %s::text[]) AS u ORDER BY 1, 2
 ON CONFLICT (run_id, step) DO UPDATE SET
     phase = excluded.phase,
     attempts = greatest(s.attempts, excluded.attempts),
@@ -62,7 +62,7 @@ WHERE hw_phase_rank(s.phase) < 2 AND hw_phase_rank(excluded.phase) >= hw_phase_r
 # One round trip: new rows come from RETURNING, existing ones from the statement's snapshot.  A row
 # committed by a concurrent writer after that snapshot is in neither; the caller then reads it again.
 _ENSURE_DATASETS = """
-WITH wanted (ident, namespace, name) AS (SELECT * FROM unnest(%b::bytea[], %b::text[], %b::text[])),
+WITH wanted (ident, namespace, name) AS (SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[])),
 inserted AS (
     INSERT INTO datasets (ident, namespace, name)
     SELECT ident, namespace, name FROM wanted ORDER BY ident
@@ -74,7 +74,7 @@ UNION ALL
 SELECT d.ident, d.id FROM datasets d JOIN wanted w ON w.ident = d.ident
 """
 _ENSURE_JOBS = """
-WITH wanted (ident, pipeline, step) AS (SELECT * FROM unnest(%b::bytea[], %b::text[], %b::text[])),
+WITH wanted (ident, pipeline, step) AS (SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[])),
 inserted AS (
     INSERT INTO jobs (ident, pipeline, step)
     SELECT ident, pipeline, step FROM wanted ORDER BY ident
@@ -89,7 +89,7 @@ SELECT j.ident, j.id FROM jobs j JOIN wanted w ON w.ident = j.ident
 _UPSERT_EDGES = """
 INSERT INTO lineage_edges AS e (input_id, job_id, output_id, first_seen, last_seen, last_run_id)
 SELECT i, j, o, seen, seen, run_id
-FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[], %b::text[]) AS u (i, j, o, seen, run_id)
+FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[], %s::text[]) AS u (i, j, o, seen, run_id)
 ORDER BY i, j, o
 ON CONFLICT (input_id, job_id, output_id) DO UPDATE SET
     first_seen = least(e.first_seen, excluded.first_seen),
@@ -102,7 +102,7 @@ _INSERT_VERSION = """
 INSERT INTO dataset_versions (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint,
                               published, logical_time)
 SELECT dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint, published, logical_time
-FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::bigint[], %b::text[],
+FROM unnest(%b::bigint[], %s::text[], %s::text[], %s::text[], %b::timestamptz[], %b::bigint[], %s::text[],
             %b::boolean[], %b::timestamptz[]) WITH ORDINALITY
     AS u (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint, published, logical_time, k)
 ORDER BY k
@@ -172,7 +172,7 @@ def _ensure_all(conn: Conn, datasets: set[DatasetRef], jobs: set[Job]) -> tuple[
 
 _UPSERT_DECLARED = """
 INSERT INTO step_outputs AS o (job_id, dataset_id, last_run_id)
-SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::text[]) AS u ORDER BY 2, 1
+SELECT * FROM unnest(%b::bigint[], %b::bigint[], %s::text[]) AS u ORDER BY 2, 1
 ON CONFLICT (dataset_id, job_id) DO UPDATE SET last_run_id = excluded.last_run_id
 WHERE o.last_run_id IS DISTINCT FROM excluded.last_run_id
 """
