@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/lineage_bench.py [--scale 0.1] [--database-url URL] [--baseline DIR]
 
 With ``--baseline DIR`` (an older checkout's tree, e.g. ``git archive <commit> operator | tar -x -C DIR``)
-the traversal percentiles and the schedule-lag scenario run twice on the same loaded database, side by
-side: once with that tree's ``headwater`` package, once with this one, each in a subprocess of its own.
+the traversal percentiles, the ingest rates (``--side-events``: each tree its own events, direct and over HTTP)
+and the schedule-lag scenario run twice on the same loaded database, side by side: once with that tree's
+``headwater`` package, once with this one, each in a subprocess of its own.
 The schedule-lag scenario serves the API in an event loop that also runs a loop like the operator's
 periodic passes (``asyncio.to_thread`` every ``--tick`` seconds) and measures how late each pass starts
 while ``--clients`` concurrent clients keep slow explain queries running for ``--lag-seconds``.
@@ -215,14 +216,14 @@ def bench_naive(url: str, names: list[str], direction: str, depth: int, timeout_
     return {**result, "timeouts": timeouts, "timeout_ms": timeout_ms}
 
 
-def _events(count: int, graph: Graph, seed: int) -> list[dict[str, Any]]:
+def _events(count: int, graph: Graph, seed: int, prefix: str = "ingest") -> list[dict[str, Any]]:
     rng = random.Random(seed)
     out = []
     for k in range(count):
         target, step, inputs = graph.jobs[rng.randrange(len(graph.jobs))]
         refs = [DatasetRef(NAMESPACE, n) for n in inputs]
         output = DatasetRef(NAMESPACE, target)
-        out.append(build_run_event("COMPLETE", run_id=f"ingest/run-{k}", pipeline=_pipeline(step), step=step,
+        out.append(build_run_event("COMPLETE", run_id=f"{prefix}/run-{k}", pipeline=_pipeline(step), step=step,
                                    event_time=T0 + timedelta(seconds=k), inputs=refs, outputs=[output],
                                    row_counts={output: 100 + k}))
     return out
@@ -317,10 +318,17 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """The side-by-side part, with whichever ``headwater`` this process imports (see ``--baseline``)."""
     import headwater  # noqa: PLC0415
 
-    out: dict[str, Any] = {"headwater": str(Path(headwater.__file__).parent)}
+    out: dict[str, Any] = {"headwater": str(Path(headwater.__file__).parent), "load_average_at_start": os.getloadavg()}
     with LineageStore.open(spec["url"], max_size=4, apply_migrations=False) as store:
         for direction in ("upstream", "downstream"):
             out[f"store_{direction}"] = bench_store(store, spec[direction], direction, spec["depth"])
+        if spec["events"]:  # each tree ingests events of its own (the same shapes), so none is a duplicate
+            graph = make_graph(spec["datasets"], spec["layers"], spec["seed"])
+            events = _events(spec["events"], graph, spec["seed"], prefix=spec["label"])
+            half = len(events) // 2
+            out["ingest_events_per_s"] = round(bench_ingest(store, events[:half]), 1)
+            out["http_ingest_events_per_s"] = round(bench_http_ingest(store, events[half:], spec["concurrency"]), 1)
+            out["load_average"] = os.getloadavg()
         if spec["clients"]:
             out["schedule_lag"] = asyncio.run(schedule_lag(store, spec["explain"], spec["explain_depth"],
                                                            spec["clients"], spec["lag_seconds"], spec["tick"]))
@@ -334,7 +342,8 @@ def side_by_side(args: argparse.Namespace, spec: dict[str, Any]) -> dict[str, An
     out: dict[str, Any] = {}
     for label, tree in trees:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(ROOT / "tests")])}
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker",
+                               json.dumps({**spec, "label": label})],
                               env=env, capture_output=True, text=True, check=False, timeout=3600)
         if proc.returncode != 0:
             raise RuntimeError(f"{label} worker failed: {proc.stderr[-4000:]}")
@@ -355,7 +364,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["machine"] = _machine(url)
         report["load"] = load(url, graph, records)
         spec = {"url": url, "depth": args.depth, "clients": args.clients, "lag_seconds": args.lag_seconds,
-                "tick": args.tick, "explain_depth": args.explain_depth,
+                "tick": args.tick, "explain_depth": args.explain_depth, "events": args.side_events,
+                "concurrency": args.concurrency, "datasets": datasets, "layers": args.layers, "seed": args.seed,
                 "upstream": _samples(graph, "upstream", args.depth, args.queries, args.seed),
                 "downstream": _samples(graph, "downstream", args.depth, args.queries, args.seed),
                 "explain": _samples(graph, "upstream", min(args.explain_depth, args.layers - 1), 200, args.seed + 1)}
@@ -405,7 +415,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--naive-queries", type=int, default=20)
     parser.add_argument("--timeout-ms", type=int, default=5000, help="statement timeout of a naive query")
     parser.add_argument("--events", type=int, default=4000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients of the HTTP ingest")
+    parser.add_argument("--side-events", type=int, default=4000, help="OpenLineage events each tree of the side by "
+                        "side ingests (half directly, half over HTTP); 0 skips it")
     parser.add_argument("--writes", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the report here")

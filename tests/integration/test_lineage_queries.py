@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from headwater.lineage import (
     LineageStore,
     RunNotFoundError,
 )
+from headwater.lineage.queries import Cursor
 from lineage_support import (
     ORDERS_SOURCE,
     STRIPE_SOURCE,
@@ -97,6 +99,46 @@ def test_a_dense_diamond_lattice_is_walked_without_path_explosion(store: Lineage
     graph = store.downstream("l0.0", depth=100)  # 6^39 paths; (dataset, depth) pairs: 39 x 6
     assert len(graph.nodes) == 39 * 6
     assert max(n.depth for n in graph.nodes) == 39
+
+
+def _reference(edges: set[tuple[DatasetRef, str, DatasetRef]], root: DatasetRef, direction: str,
+               depth: int) -> tuple[dict[DatasetRef, int], set[tuple[DatasetRef, str, DatasetRef]]]:
+    """A breadth-first walk in Python: each dataset at its smallest depth, and the edges the walk followed."""
+    near, far = (2, 0) if direction == "upstream" else (0, 2)
+    depths = {root: 0}
+    frontier = [root]
+    for hop in range(1, depth + 1):
+        frontier = sorted({e[far] for e in edges if e[near] in frontier and e[far] not in depths}, key=repr)
+        depths.update(dict.fromkeys(frontier, hop))
+    followed = {e for e in edges if depths.get(e[near], depth) < depth and e[far] in depths}
+    return depths, followed
+
+
+@pytest.mark.parametrize("direction", ["upstream", "downstream"])
+def test_the_pages_of_a_tangled_graph_join_to_a_breadth_first_walk_of_its_edges(
+        store: LineageStore, direction: str) -> None:
+    rng = random.Random(11)
+    datasets = [wh(f"t.{i}") for i in range(40)]
+    edges = {(rng.choice(datasets), f"s{rng.randrange(4)}", rng.choice(datasets)) for _ in range(120)}
+    for i, step, o in edges:  # cycles, self-loops, several jobs between the same datasets
+        store.record(EdgeRecord("r", "tangle", step, (i,), (o,)))
+    for root, depth in [(datasets[0], 3), (datasets[7], 100), (datasets[13], 1)]:
+        nodes: list[tuple[int, DatasetRef]] = []
+        found: list[tuple[DatasetRef, str, DatasetRef]] = []
+        cursor = None
+        while True:
+            walk = store.upstream if direction == "upstream" else store.downstream
+            page = walk(root.name, namespace=root.namespace, depth=depth, limit=7, cursor=cursor)
+            nodes += [(n.depth, n.dataset) for n in page.nodes]
+            found += [(e.input, e.step, e.output) for e in page.edges]
+            assert len(page.nodes) <= 7 and len(page.edges) <= 7
+            if page.next_cursor is None:
+                break
+            cursor = Cursor.decode(page.next_cursor)
+        depths, followed = _reference(edges, root, direction, depth)
+        assert {d: n for n, d in nodes} == {d: n for d, n in depths.items() if d != root}
+        assert len(nodes) == len(depths) - 1 and [n for n, _ in nodes] == sorted(n for n, _ in nodes)
+        assert sorted(found, key=repr) == sorted(followed, key=repr)
 
 
 def test_unknown_dataset_is_not_found(revenue: LineageStore) -> None:

@@ -7,7 +7,8 @@ Secure and bounded by default.  Every route but the probes (``/livez``, ``/healt
 answers are pages of at most ``limit`` nodes and edges (``truncated``, ``nextCursor``).  Store work and
 the JSON encoding of answers run on the API's own threads (:class:`Workers`), never on the event loop or
 its default executor, so slow queries cannot delay the operator's loops; at most ``max_waiting``
-requests wait for a thread (429 beyond).
+requests wait for a thread (429 beyond).  Ingested events are stored in batches
+(:mod:`headwater.lineage.ingest_queue`); a body up to :data:`INLINE_PARSE` is parsed on the loop.
 
 Datasets in URLs: the dataset **name** is the rest of the path, percent-encoded as one segment
 (``raw.orders``, ``a%2Fb`` for ``a/b``); its OpenLineage **namespace** is the optional
@@ -34,7 +35,12 @@ import psycopg
 from aiohttp import web
 
 from headwater.lineage import views
-from headwater.lineage.openlineage import InvalidEventError
+from headwater.lineage.ingest_queue import (
+    DEFAULT_MAX_QUEUE_BYTES,
+    IngestQueue,
+    IngestQueueFullError,
+)
+from headwater.lineage.openlineage import InvalidEventError, ParsedEvent, parse_run_event
 from headwater.lineage.queries import (
     DEFAULT_DEPTH,
     DEFAULT_LIMIT,
@@ -60,6 +66,8 @@ OPEN_PATHS: Final = frozenset({"/livez", "/healthz", "/readyz", "/metrics"})
 INGEST_PATH: Final = "/api/v1/lineage"
 MAX_BODY: Final = 4 * 1024 * 1024
 DEFAULT_MAX_WAITING: Final = 64
+INLINE_PARSE: Final = 16 * 1024
+"""Ingested bodies up to this size are parsed on the event loop, larger ones on the API's threads."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -134,6 +142,7 @@ class Workers:
 
 
 _WORKERS: Final = web.AppKey("workers", Workers)
+_INGEST: Final = web.AppKey("ingest", IngestQueue)
 FreshnessBoard = Callable[[], Any]
 """Answers the freshness board's JSON (:func:`headwater.sla.board.freshness_board` over the Pipelines)."""
 _FRESHNESS: Final[web.AppKey[FreshnessBoard | None]] = web.AppKey("freshness")
@@ -170,7 +179,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except BoardUnavailableError as exc:
         log.warning("Freshness board unavailable: %s", exc.__cause__)
         return _error(503, "board_unavailable", str(exc))
-    except TooBusyError as exc:
+    except (TooBusyError, IngestQueueFullError) as exc:
         response = _error(429, "too_many_requests", str(exc))
         response.headers["Retry-After"] = "1"
         return response
@@ -398,17 +407,28 @@ def _board(board: FreshnessBoard) -> Any:
         raise BoardUnavailableError("the Pipelines could not be read from Kubernetes; try again shortly") from exc
 
 
-def _ingest_body(store: LineageStore, body: bytes) -> Any:
-    event = _decode(body)
+def _parse_event(body: bytes) -> ParsedEvent:
     try:
-        return store.ingest_openlineage(event)
+        event = parse_run_event(_decode(body))
+        event.digest  # noqa: B018  (computed here, so an event too deep to encode fails alone, on its own)
+        return event
     except RecursionError:
         raise BadRequestError("body: nested too deeply") from None
 
 
 async def _ingest(request: web.Request) -> web.Response:
-    """POST /api/v1/lineage: one OpenLineage RunEvent, stored whole or not at all."""
-    return await _answer(request, _ingest_body, request.app[STORE], await request.read(), status=201)
+    """POST /api/v1/lineage: one OpenLineage RunEvent, stored whole or not at all (see ingest_queue)."""
+    body = await request.read()
+    # A small event is parsed on the loop (a fraction of a millisecond; a hop to a thread and back costs
+    # about as much again); a larger one on the API's threads.
+    event = _parse_event(body) if len(body) <= INLINE_PARSE else await request.app[_WORKERS].run(_parse_event, body)
+    try:
+        result = await request.app[_INGEST].submit(event, len(body))
+    except RecursionError:
+        raise BadRequestError("body: nested too deeply") from None
+    answer = {"eventType": result.event_type, "runId": result.run_id, "duplicate": result.duplicate,
+              "records": result.records}
+    return web.Response(body=json.dumps(answer).encode(), status=201, content_type="application/json")
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -435,10 +455,12 @@ def waiting_app() -> web.Application:
 
 def create_app(store: LineageStore, *, auth: ApiAuth | None = None, max_body_bytes: int = MAX_BODY,
                threads: int | None = None, max_waiting: int = DEFAULT_MAX_WAITING,
-               freshness: FreshnessBoard | None = None, ui: WebUi | None = None) -> web.Application:
+               freshness: FreshnessBoard | None = None, ui: WebUi | None = None,
+               ingest_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES) -> web.Application:
     """The API over ``store``.  ``auth`` defaults to required tokens with none set: only the probes answer.
 
     ``threads`` (default: the store's pool size) run the store calls; ``max_waiting`` more may queue.
+    Ingested events are stored in batches; at most ``ingest_queue_bytes`` of them wait (429 beyond).
     ``freshness`` answers ``/v1/freshness`` (the operator passes one that reads the Pipelines; without it
     the board says it is not available); ``ui`` serves the web UI (default: the one built into the package)."""
     app = web.Application(middlewares=[_errors, _auth], client_max_size=max_body_bytes)
@@ -447,8 +469,11 @@ def create_app(store: LineageStore, *, auth: ApiAuth | None = None, max_body_byt
     app[_FRESHNESS] = freshness
     workers = Workers(threads or store.max_size, max_waiting)
     app[_WORKERS] = workers
+    ingest = IngestQueue(store, workers.run, max_queue_bytes=ingest_queue_bytes)
+    app[_INGEST] = ingest
 
     async def close_workers(_: web.Application) -> None:
+        ingest.close()
         workers.close()
 
     app.on_cleanup.append(close_workers)

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Final
 
 from headwater.lineage.records import (
@@ -71,7 +72,7 @@ class ParsedEvent:
     error: str | None
     raw: Mapping[str, Any]
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
         """sha256 of the canonical JSON of the raw event: the same event sent twice is stored once."""
         canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

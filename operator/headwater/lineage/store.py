@@ -1,7 +1,7 @@
 """The lineage store: a psycopg 3 connection pool over the PostgreSQL schema of ``migrations``.
 
 Synchronous on purpose: the operator calls it from worker threads and the HTTP API from its own
-executor.  Each public call is one transaction; writes are idempotent (see
+executor.  Each public call is one transaction (``ingest_batch``: one per batch); writes are idempotent (see
 ``headwater.lineage.writes``), so a caller that does not know whether a write landed simply
 writes again.  Every statement runs under the pool's ``statement_timeout``.
 """
@@ -9,8 +9,8 @@ writes again.  Every statement runs under the pool's ``statement_timeout``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -26,7 +26,7 @@ from headwater.lineage import queries
 from headwater.lineage.migrations import check_url, migrate
 from headwater.lineage.openlineage import ParsedEvent, parse_run_event
 from headwater.lineage.records import DatasetRef, Record
-from headwater.lineage.writes import write_record
+from headwater.lineage.writes import write_records
 from headwater.runs.checks import Baseline
 
 T = TypeVar("T")
@@ -38,11 +38,15 @@ log = logging.getLogger(__name__)
 DEFAULT_STATEMENT_TIMEOUT = 30.0
 """Seconds any one statement may run before PostgreSQL cancels it (``QueryCanceled``)."""
 
-_INSERT_EVENT = """
+# Events get their ids in the order given; RETURNING names the ones that were new.
+_INSERT_EVENTS = """
 INSERT INTO openlineage_events (digest, event_type, event_time, run_id, job_namespace, job_name, event)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+SELECT digest, event_type, event_time, run_id, job_namespace, job_name, event
+FROM unnest(%b::bytea[], %s::text[], %b::timestamptz[], %s::text[], %s::text[], %s::text[], %b::jsonb[])
+    WITH ORDINALITY AS u (digest, event_type, event_time, run_id, job_namespace, job_name, event, k)
+ORDER BY k
 ON CONFLICT (digest) DO NOTHING
-RETURNING id
+RETURNING digest
 """
 
 
@@ -112,12 +116,26 @@ class LineageStore:
         ``pipelined`` sends statements whose results nobody waits for without waiting for them
         (libpq pipeline mode): a write of many records then costs a few round trips, not one each.
         """
-        with self._pool.connection() as conn, conn.transaction():
+        with self._pool.connection() as conn:
             if not pipelined:
-                yield conn
+                with conn.transaction():
+                    yield conn
                 return
-            with conn.pipeline():
-                yield conn
+            # BEGIN and COMMIT travel in the pipeline as statements (psycopg would wait for its own BEGIN):
+            # a write costs the round trips of the answers it reads and one at the end.
+            conn.autocommit = True
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    yield conn
+                    conn.execute("COMMIT")
+            except BaseException:
+                with suppress(psycopg.Error):  # a broken connection: the pool replaces it
+                    conn.rollback()  # also forgets statements "prepared" in the part the server skipped
+                raise
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -132,27 +150,57 @@ class LineageStore:
     def record(self, *records: Record) -> None:
         """Write ``records`` in one transaction, in order; every write is idempotent."""
         with self.transaction(pipelined=True) as conn:
-            for record in records:
-                write_record(conn, record)
+            write_records(conn, records)
 
     def ingest_openlineage(self, event: object) -> IngestResult:
         """Validate and store an OpenLineage RunEvent in one transaction (raises ``InvalidEventError``)."""
         parsed = parse_run_event(event)
-        records = parsed.records()
         with self.transaction(pipelined=True) as conn:
-            inserted = self._insert_event(conn, parsed)
-            for record in records:
-                write_record(conn, record)
-            duplicate = inserted.fetchone() is None
-        return IngestResult(parsed.event_type, parsed.run_id, duplicate, len(records))
+            return self._store_events(conn, [parsed])[0]
+
+    def ingest_batch(self, events: Sequence[ParsedEvent]) -> list[IngestResult | Exception]:
+        """Store parsed events in one transaction (a group commit): each one's result, or its error.
+
+        When the transaction fails, each event is stored again in a transaction of its own, so an event the
+        database refuses fails alone and the others of its batch are stored (writes are idempotent)."""
+        if not events:
+            return []
+        try:
+            with self.transaction(pipelined=True) as conn:
+                return list(self._store_events(conn, events))
+        except Exception as exc:
+            if len(events) == 1:
+                return [exc]
+            log.info("Storing a batch of %d OpenLineage events failed (%s); storing them one by one",
+                     len(events), type(exc).__name__)
+        results: list[IngestResult | Exception] = []
+        for event in events:
+            try:
+                with self.transaction(pipelined=True) as conn:
+                    result = self._store_events(conn, [event])[0]
+            except Exception as exc:  # the commit may fail too: an event counts only once it is committed
+                results.append(exc)
+            else:
+                results.append(result)
+        return results
 
     @staticmethod
-    def _insert_event(conn: psycopg.Connection[Any], parsed: ParsedEvent) -> psycopg.Cursor[Any]:
-        """Append the raw event; the cursor yields its new id, or nothing when it was stored before."""
-        return conn.execute(_INSERT_EVENT, (
-            parsed.digest, parsed.event_type, parsed.event_time, parsed.run_id, parsed.job_namespace,
-            parsed.job_name, Jsonb(dict(parsed.raw)),
-        ))
+    def _store_events(conn: psycopg.Connection[Any], events: Sequence[ParsedEvent]) -> list[IngestResult]:
+        """Append the raw events and write their records, as if one by one in order, on ``conn``.
+
+        An event is a duplicate when it was stored before, or earlier in ``events``."""
+        records = [event.records() for event in events]
+        columns = [[e.digest for e in events], [e.event_type for e in events], [e.event_time for e in events],
+                   [e.run_id for e in events], [e.job_namespace for e in events], [e.job_name for e in events],
+                   [Jsonb(dict(e.raw)) for e in events]]
+        inserted = conn.execute(_INSERT_EVENTS, columns)
+        write_records(conn, [record for each in records for record in each])
+        new = {bytes(digest) for digest, in inserted.fetchall()}
+        results = []
+        for event, each in zip(events, records, strict=True):
+            results.append(IngestResult(event.event_type, event.run_id, event.digest not in new, len(each)))
+            new.discard(event.digest)
+        return results
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -3,10 +3,13 @@
 Every statement binds its values as parameters and resolves conflicts with ``ON CONFLICT``, so
 writing a record twice, or replaying a queue of them, leaves the same rows as writing it once.
 Runs and steps move forward only: Pending → Running → a terminal phase, which is final.
+:func:`write_records` resolves the datasets and jobs of all its records in one round trip first; the
+rest needs no answer, so in pipeline mode it costs no further round trip.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -23,14 +26,14 @@ from headwater.lineage.records import (
     dataset_key,
 )
 
-__all__ = ["ensure_datasets", "write_declaration", "write_record"]
+__all__ = ["ensure_datasets", "ensure_jobs", "write_declaration", "write_record", "write_records"]
 
 Conn = psycopg.Connection[Any]
 
 _UPSERT_RUN = """
 INSERT INTO pipeline_runs AS r (id, pipeline, namespace, phase, trigger, source, started_at, finished_at, name, uid)
-VALUES (%(run_id)s, %(pipeline)s, %(namespace)s, %(phase)s, %(trigger)s, %(source)s,
-        %(started_at)s, %(finished_at)s, %(name)s, %(uid)s)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %b::timestamptz[],
+                     %b::timestamptz[], %s::text[], %s::text[]) AS u ORDER BY 1
 ON CONFLICT (id) DO UPDATE SET
     phase = excluded.phase,
     name = coalesce(r.name, excluded.name),
@@ -44,8 +47,8 @@ WHERE hw_phase_rank(r.phase) < 2 AND hw_phase_rank(excluded.phase) >= hw_phase_r
 _UPSERT_STEP = """
 INSERT INTO step_runs AS s (run_id, step, pipeline, phase, attempts, started_at, finished_at,
                             rows_affected, error)
-VALUES (%(run_id)s, %(step)s, %(pipeline)s, %(phase)s, %(attempts)s, %(started_at)s, %(finished_at)s,
-        %(rows_affected)s, %(error)s)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %b::int[], %b::timestamptz[],
+                     %b::timestamptz[], %b::bigint[], %s::text[]) AS u ORDER BY 1, 2
 ON CONFLICT (run_id, step) DO UPDATE SET
     phase = excluded.phase,
     attempts = greatest(s.attempts, excluded.attempts),
@@ -60,7 +63,7 @@ WHERE hw_phase_rank(s.phase) < 2 AND hw_phase_rank(excluded.phase) >= hw_phase_r
 # One round trip: new rows come from RETURNING, existing ones from the statement's snapshot.  A row
 # committed by a concurrent writer after that snapshot is in neither; the caller then reads it again.
 _ENSURE_DATASETS = """
-WITH wanted (ident, namespace, name) AS (SELECT * FROM unnest(%s::bytea[], %s::text[], %s::text[])),
+WITH wanted (ident, namespace, name) AS (SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[])),
 inserted AS (
     INSERT INTO datasets (ident, namespace, name)
     SELECT ident, namespace, name FROM wanted ORDER BY ident
@@ -71,20 +74,24 @@ SELECT ident, id FROM inserted
 UNION ALL
 SELECT d.ident, d.id FROM datasets d JOIN wanted w ON w.ident = d.ident
 """
-_ENSURE_JOB = """
-WITH inserted AS (
-    INSERT INTO jobs (ident, pipeline, step) VALUES (%(ident)s, %(pipeline)s, %(step)s)
+_ENSURE_JOBS = """
+WITH wanted (ident, pipeline, step) AS (SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[])),
+inserted AS (
+    INSERT INTO jobs (ident, pipeline, step)
+    SELECT ident, pipeline, step FROM wanted ORDER BY ident
     ON CONFLICT (ident) DO NOTHING
-    RETURNING id
+    RETURNING ident, id
 )
-SELECT id FROM inserted UNION ALL SELECT id FROM jobs WHERE ident = %(ident)s
+SELECT ident, id FROM inserted
+UNION ALL
+SELECT j.ident, j.id FROM jobs j JOIN wanted w ON w.ident = j.ident
 """
 
 _UPSERT_EDGES = """
 INSERT INTO lineage_edges AS e (input_id, job_id, output_id, first_seen, last_seen, last_run_id)
-SELECT i, %(job)s, o, %(seen)s, %(seen)s, %(run_id)s
-FROM unnest(%(inputs)s::bigint[]) AS i CROSS JOIN unnest(%(outputs)s::bigint[]) AS o
-ORDER BY i, o
+SELECT i, j, o, seen, seen, run_id
+FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[], %s::text[]) AS u (i, j, o, seen, run_id)
+ORDER BY i, j, o
 ON CONFLICT (input_id, job_id, output_id) DO UPDATE SET
     first_seen = least(e.first_seen, excluded.first_seen),
     last_seen = greatest(e.last_seen, excluded.last_seen),
@@ -95,8 +102,11 @@ WHERE excluded.first_seen < e.first_seen OR excluded.last_seen > e.last_seen
 _INSERT_VERSION = """
 INSERT INTO dataset_versions (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint,
                               published, logical_time)
-VALUES (%(dataset_id)s, %(run_id)s, %(pipeline)s, %(step)s, %(written_at)s, %(row_count)s,
-        %(schema_fingerprint)s, %(published)s, %(logical_time)s)
+SELECT dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint, published, logical_time
+FROM unnest(%b::bigint[], %s::text[], %s::text[], %s::text[], %b::timestamptz[], %b::bigint[], %s::text[],
+            %b::boolean[], %b::timestamptz[]) WITH ORDINALITY
+    AS u (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint, published, logical_time, k)
+ORDER BY k
 ON CONFLICT (dataset_id, run_id, step) DO NOTHING
 """
 _INSERT_CHECK = """
@@ -107,85 +117,148 @@ ON CONFLICT (version_id, name) DO NOTHING
 """
 
 
+Job = tuple[str, str]
+"""(pipeline, step)"""
+
+
+def _send_ensure_datasets(conn: Conn, unique: list[DatasetRef]) -> psycopg.Cursor[Any] | None:
+    if not unique:
+        return None
+    keys = [dataset_key(d.namespace, d.name) for d in unique]
+    return conn.execute(_ENSURE_DATASETS, (keys, [d.namespace for d in unique], [d.name for d in unique]))
+
+
+def _send_ensure_jobs(conn: Conn, unique: list[Job]) -> psycopg.Cursor[Any] | None:
+    if not unique:
+        return None
+    # The same hashing as datasets' keeps (pipeline, step) unique at any length.
+    keys = [dataset_key(pipeline, step) for pipeline, step in unique]
+    return conn.execute(_ENSURE_JOBS, (keys, [p for p, _ in unique], [s for _, s in unique]))
+
+
+def _ids(conn: Conn, table: str, keys: list[bytes], cursor: psycopg.Cursor[Any] | None) -> list[int]:
+    """The ids of ``keys`` from an ensure statement's answer, read again when a concurrent writer won a race."""
+    if cursor is None:
+        return []
+    by_key = {bytes(ident): int(ident_id) for ident, ident_id in cursor.fetchall()}
+    if len(by_key) < len(keys):  # lost a race with a concurrent writer: its rows are committed now
+        query = "SELECT ident, id FROM datasets WHERE ident = ANY(%s)" if table == "datasets" else (
+            "SELECT ident, id FROM jobs WHERE ident = ANY(%s)")
+        by_key = {bytes(ident): int(ident_id) for ident, ident_id in conn.execute(query, (keys,)).fetchall()}
+    return [by_key[k] for k in keys]
+
+
 def ensure_datasets(conn: Conn, datasets: list[DatasetRef] | tuple[DatasetRef, ...]) -> dict[DatasetRef, int]:
     """The ids of ``datasets``, registering the ones not known yet."""
     unique = sorted(set(datasets))
-    if not unique:
-        return {}
     keys = [dataset_key(d.namespace, d.name) for d in unique]
-    rows = conn.execute(_ENSURE_DATASETS, (keys, [d.namespace for d in unique], [d.name for d in unique]))
-    by_key = {bytes(ident): int(ident_id) for ident, ident_id in rows.fetchall()}
-    if len(by_key) < len(keys):  # lost a race with a concurrent writer: its rows are committed now
-        again = conn.execute("SELECT ident, id FROM datasets WHERE ident = ANY(%s)", (keys,)).fetchall()
-        by_key = {bytes(ident): int(ident_id) for ident, ident_id in again}
-    return {d: by_key[k] for d, k in zip(unique, keys, strict=True)}
+    return dict(zip(unique, _ids(conn, "datasets", keys, _send_ensure_datasets(conn, unique)), strict=True))
 
 
-def _ensure_job(conn: Conn, pipeline: str, step: str) -> int:
-    ident = dataset_key(pipeline, step)  # the same hashing keeps (pipeline, step) unique at any length
-    row = conn.execute(_ENSURE_JOB, {"ident": ident, "pipeline": pipeline, "step": step}).fetchone()
-    if row is None:  # lost a race with a concurrent writer: its row is committed now
-        row = conn.execute("SELECT id FROM jobs WHERE ident = %s", (ident,)).fetchone()
-    assert row is not None
-    return int(row[0])
+def ensure_jobs(conn: Conn, jobs: list[Job]) -> dict[Job, int]:
+    """The ids of ``jobs`` (pipeline, step), registering the ones not known yet."""
+    unique = sorted(set(jobs))
+    keys = [dataset_key(p, s) for p, s in unique]
+    return dict(zip(unique, _ids(conn, "jobs", keys, _send_ensure_jobs(conn, unique)), strict=True))
 
 
-def _write_run(conn: Conn, record: RunRecord) -> None:
-    conn.execute(_UPSERT_RUN, {
-        "run_id": record.run_id, "pipeline": record.pipeline, "namespace": record.namespace,
-        "phase": record.phase, "trigger": record.trigger, "source": record.source,
-        "started_at": record.started_at, "finished_at": record.finished_at, "name": record.name, "uid": record.uid,
-    })
-
-
-def _write_step(conn: Conn, record: StepRecord) -> None:
-    conn.execute(_UPSERT_STEP, {
-        "run_id": record.run_id, "step": record.step, "pipeline": record.pipeline, "phase": record.phase,
-        "attempts": record.attempts, "started_at": record.started_at, "finished_at": record.finished_at,
-        "rows_affected": record.rows_affected, "error": record.error,
-    })
-
-
-def _write_edges(conn: Conn, record: EdgeRecord) -> None:
-    ids = ensure_datasets(conn, [*record.inputs, *record.outputs])
-    job = _ensure_job(conn, record.pipeline, record.step)
-    if record.inputs and record.outputs:
-        conn.execute(_UPSERT_EDGES, {
-            "job": job, "seen": record.seen_at, "run_id": record.run_id,
-            "inputs": [ids[d] for d in record.inputs], "outputs": [ids[d] for d in record.outputs],
-        })
-
-
-def _write_version(conn: Conn, record: DatasetVersionRecord) -> None:
-    dataset_id = ensure_datasets(conn, [record.dataset])[record.dataset]
-    conn.execute(_INSERT_VERSION, {
-        "dataset_id": dataset_id, "run_id": record.run_id, "pipeline": record.pipeline, "step": record.step,
-        "written_at": record.written_at, "row_count": record.row_count,
-        "schema_fingerprint": record.schema_fingerprint, "published": record.published,
-        "logical_time": record.logical_time,
-    })
-    for check in record.checks:
-        conn.execute(_INSERT_CHECK, {
-            "dataset_id": dataset_id, "run_id": record.run_id, "step": record.step, "name": check.name,
-            "kind": check.kind, "severity": check.severity, "outcome": check.outcome, "observed": check.observed,
-            "baseline": check.baseline, "message": check.message,
-        })
+def _ensure_all(conn: Conn, datasets: set[DatasetRef], jobs: set[Job]) -> tuple[dict[DatasetRef, int], dict[Job, int]]:
+    """Both kinds of ids in one round trip: both statements are sent before either answer is read."""
+    unique, unique_jobs = sorted(datasets), sorted(jobs)
+    sent = _send_ensure_datasets(conn, unique), _send_ensure_jobs(conn, unique_jobs)
+    ids = _ids(conn, "datasets", [dataset_key(d.namespace, d.name) for d in unique], sent[0])
+    job_ids = _ids(conn, "jobs", [dataset_key(p, s) for p, s in unique_jobs], sent[1])
+    return dict(zip(unique, ids, strict=True)), dict(zip(unique_jobs, job_ids, strict=True))
 
 
 _UPSERT_DECLARED = """
 INSERT INTO step_outputs AS o (job_id, dataset_id, last_run_id)
-SELECT %(job)s, d, %(run_id)s FROM unnest(%(outputs)s::bigint[]) AS d ORDER BY d
+SELECT * FROM unnest(%b::bigint[], %b::bigint[], %s::text[]) AS u ORDER BY 2, 1
 ON CONFLICT (dataset_id, job_id) DO UPDATE SET last_run_id = excluded.last_run_id
 WHERE o.last_run_id IS DISTINCT FROM excluded.last_run_id
 """
 
 
-def _write_declared(conn: Conn, record: DeclaredOutputsRecord) -> None:
-    if not record.outputs:
-        return
-    ids = ensure_datasets(conn, record.outputs)
-    job = _ensure_job(conn, record.pipeline, record.step)
-    conn.execute(_UPSERT_DECLARED, {"job": job, "run_id": record.run_id, "outputs": [ids[d] for d in record.outputs]})
+Row = tuple[Any, ...]
+
+
+def _upsert(conn: Conn, statement: str, rows: list[Row], key: int) -> None:
+    """Upsert ``rows`` (as column arrays) in rounds where no two rows share their first ``key`` columns.
+
+    An upsert may not touch one row twice in a statement, so the n-th write of a key goes in round n: the
+    writes of one key keep their order, as if each were a statement of its own."""
+    rounds: list[list[Row]] = []
+    seen: dict[Row, int] = {}
+    for row in rows:
+        n = seen.get(row[:key], 0)
+        seen[row[:key]] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(row)
+    for each in rounds:
+        conn.execute(statement, [list(column) for column in zip(*each, strict=True)])
+
+
+def _needs(records: Sequence[Record]) -> tuple[set[DatasetRef], set[Job]]:
+    """The datasets and jobs ``records`` refer to (an edge record registers its job even without edges)."""
+    datasets: set[DatasetRef] = set()
+    jobs: set[Job] = set()
+    for record in records:
+        if isinstance(record, EdgeRecord):
+            datasets.update(record.inputs, record.outputs)
+            jobs.add((record.pipeline, record.step))
+        elif isinstance(record, DeclaredOutputsRecord) and record.outputs:
+            datasets.update(record.outputs)
+            jobs.add((record.pipeline, record.step))
+        elif isinstance(record, DatasetVersionRecord):
+            datasets.add(record.dataset)
+    return datasets, jobs
+
+
+def write_records(conn: Conn, records: Sequence[Record]) -> None:
+    """Write ``records`` idempotently inside the caller's transaction, as if one by one in order.
+
+    The datasets and jobs of all of them are registered first, in one round trip and in key order (so two
+    writers lock them in the same order); then one statement per table (per round, see :func:`_upsert`)
+    writes every record of its kind, and none needs an answer."""
+    ids, jobs = _ensure_all(conn, *_needs(records))
+    runs: list[Row] = []
+    steps: list[Row] = []
+    edges: list[Row] = []
+    versions: list[DatasetVersionRecord] = []
+    declared: list[Row] = []
+    for r in records:
+        if isinstance(r, RunRecord):
+            runs.append((r.run_id, r.pipeline, r.namespace, r.phase, r.trigger, r.source, r.started_at,
+                         r.finished_at, r.name, r.uid))
+        elif isinstance(r, StepRecord):
+            steps.append((r.run_id, r.step, r.pipeline, r.phase, r.attempts, r.started_at, r.finished_at,
+                          r.rows_affected, r.error))
+        elif isinstance(r, EdgeRecord):
+            job = jobs[r.pipeline, r.step]
+            edges.extend(dict.fromkeys((ids[i], job, ids[o], r.seen_at, r.run_id)
+                                       for i in r.inputs for o in r.outputs))
+        elif isinstance(r, DeclaredOutputsRecord):
+            if r.outputs:
+                job = jobs[r.pipeline, r.step]
+                declared.extend(dict.fromkeys((job, ids[d], r.run_id) for d in r.outputs))
+        else:
+            versions.append(r)
+    _upsert(conn, _UPSERT_RUN, runs, 1)
+    _upsert(conn, _UPSERT_STEP, steps, 2)
+    _upsert(conn, _UPSERT_EDGES, edges, 3)
+    _upsert(conn, _UPSERT_DECLARED, declared, 2)
+    if versions:
+        rows = [(ids[v.dataset], v.run_id, v.pipeline, v.step, v.written_at, v.row_count, v.schema_fingerprint,
+                 v.published, v.logical_time) for v in versions]
+        conn.execute(_INSERT_VERSION, [list(column) for column in zip(*rows, strict=True)])
+    for v in versions:
+        for check in v.checks:
+            conn.execute(_INSERT_CHECK, {
+                "dataset_id": ids[v.dataset], "run_id": v.run_id, "step": v.step, "name": check.name,
+                "kind": check.kind, "severity": check.severity, "outcome": check.outcome,
+                "observed": check.observed, "baseline": check.baseline, "message": check.message,
+            })
 
 
 _DECLARE_UNRUN = """
@@ -203,8 +276,9 @@ WHERE o.job_id = j.id AND j.pipeline = %(pipeline)s AND o.last_run_id IS NULL
 def write_declaration(conn: Conn, declaration: Declaration) -> None:
     """A Ready Pipeline's declared outputs, as outputs with no run yet (a recorded run's row is kept); its
     never-run declarations it no longer makes are dropped."""
-    ids = ensure_datasets(conn, [d for _, outputs in declaration.outputs for d in outputs])
-    pairs = sorted((_ensure_job(conn, declaration.pipeline, step), ids[d])
+    ids, jobs = _ensure_all(conn, {d for _, outputs in declaration.outputs for d in outputs},
+                            {(declaration.pipeline, step) for step, _ in declaration.outputs})
+    pairs = sorted((jobs[(declaration.pipeline, step)], ids[d])
                    for step, outputs in declaration.outputs for d in outputs)
     values = {"pipeline": declaration.pipeline, "jobs": [j for j, _ in pairs], "outputs": [d for _, d in pairs]}
     conn.execute(_DECLARE_UNRUN, values)
@@ -213,13 +287,4 @@ def write_declaration(conn: Conn, declaration: Declaration) -> None:
 
 def write_record(conn: Conn, record: Record) -> None:
     """Write one record idempotently inside the caller's transaction."""
-    if isinstance(record, RunRecord):
-        _write_run(conn, record)
-    elif isinstance(record, StepRecord):
-        _write_step(conn, record)
-    elif isinstance(record, EdgeRecord):
-        _write_edges(conn, record)
-    elif isinstance(record, DeclaredOutputsRecord):
-        _write_declared(conn, record)
-    else:
-        _write_version(conn, record)
+    write_records(conn, [record])
