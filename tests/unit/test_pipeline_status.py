@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from headwater.pipelines.scheduler import is_ready
 from headwater.pipelines.status import pipeline_status
+from headwater.spec.conditions import is_ready
 from headwater.spec.crdgen import pipeline_crd
 from manifests import step
 

@@ -30,8 +30,8 @@ from headwater.lineage.recorder import outage
 from headwater.lineage.store import LineageStore
 from headwater.pipelines import triggering
 from headwater.pipelines.loop_conditions import set_loop_condition
-from headwater.pipelines.scheduler import is_ready
 from headwater.spec import constants as c
+from headwater.spec.conditions import is_ready
 from headwater.spec.models import PipelineSpec, TriggerVersion
 from headwater.spec.redaction import redact
 from headwater.spec.text import clean

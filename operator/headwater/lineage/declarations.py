@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from headwater.lineage.records import DatasetRef
-from headwater.spec import constants as c
+from headwater.spec.conditions import is_ready
 from headwater.spec.models import PipelineSpec
 
 __all__ = ["Declaration", "declaration_for"]
@@ -31,19 +31,10 @@ class Declaration:
     """(uid, generation): a declaration already written for it needs no second write."""
 
 
-def _ready(pipeline: dict[str, Any]) -> bool:
-    generation = pipeline["metadata"].get("generation")
-    for cond in (pipeline.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == c.CONDITION_READY:
-            seen = cond.get("observedGeneration")
-            return bool(cond.get("status") == "True" and (seen is None or generation is None or seen == generation))
-    return False
-
-
 def declaration_for(pipeline: dict[str, Any]) -> Declaration | None:
     """The Pipeline's declaration, or None while it is not Ready for its current generation (an invalid spec
     or an edit not yet checked declares nothing)."""
-    if not _ready(pipeline):
+    if not is_ready(pipeline):
         return None
     try:
         spec = PipelineSpec.model_validate(pipeline.get("spec") or {})

@@ -11,11 +11,12 @@ from headwater.pipelines import scheduling, triggering
 from headwater.pipelines.loop_conditions import set_loop_condition
 from headwater.pipelines.scheduling import Action
 from headwater.spec import constants as c
+from headwater.spec.conditions import is_ready
 from headwater.spec.models import PipelineSpec, RunPhase, Trigger, WithSchedule
 from headwater.spec.names import label_value
 from headwater.spec.times import isotime, parse_time
 
-__all__ = ["CONDITION_SCHEDULED", "is_ready", "schedule_pipeline", "scheduled_run", "set_schedule_condition"]
+__all__ = ["CONDITION_SCHEDULED", "schedule_pipeline", "scheduled_run", "set_schedule_condition"]
 
 CONDITION_SCHEDULED = "Scheduled"
 
@@ -90,16 +91,6 @@ def _datasets_came_first(spec: PipelineSpec, runs: list[dict[str, Any]], since: 
     datasets = spec.triggers.datasets if spec.triggers else None
     return bool(datasets and datasets.with_schedule == WithSchedule.NO_LATER_THAN
                 and triggering.deadline_satisfied(runs, since))
-
-
-def is_ready(pipeline: dict[str, Any]) -> bool:
-    """Ready=True, set for the Pipeline's current generation (an edit not yet checked is not Ready)."""
-    generation = pipeline["metadata"].get("generation")
-    for cond in (pipeline.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == c.CONDITION_READY:
-            seen = cond.get("observedGeneration")
-            return bool(cond.get("status") == "True" and (seen is None or generation is None or seen == generation))
-    return False
 
 
 def _set_next(kube: Kube, pipeline: dict[str, Any], upcoming: str | None) -> None:

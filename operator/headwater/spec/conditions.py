@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from headwater.spec import constants as c
 from headwater.spec.models import Condition
 from headwater.spec.times import isotime
 
-__all__ = ["condition_is", "set_condition", "with_condition"]
+__all__ = ["condition_is", "is_ready", "set_condition", "with_condition"]
 
 
 def set_condition(
@@ -52,3 +53,13 @@ def condition_is(obj: dict[str, Any], type_: str, status: str) -> bool:
     """Whether a raw object's status has the condition ``type_`` with this status."""
     conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c.get("type") == type_ and c.get("status") == status for c in conditions)
+
+
+def is_ready(pipeline: dict[str, Any]) -> bool:
+    """Ready=True, set for the Pipeline's current generation (an edit not yet checked is not Ready)."""
+    generation = pipeline["metadata"].get("generation")
+    for cond in (pipeline.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == c.CONDITION_READY:
+            seen = cond.get("observedGeneration")
+            return bool(cond.get("status") == "True" and (seen is None or generation is None or seen == generation))
+    return False
