@@ -186,6 +186,23 @@ def test_a_complete_event_becomes_edges_a_version_and_a_step_run(store: LineageS
     assert store.run(result.run_id).steps[0].phase == "Succeeded"
 
 
+def test_a_task_that_started_and_failed_is_named_by_explain_on_the_output_it_never_wrote(
+        store: LineageStore) -> None:
+    """An Airflow task's START and FAIL (no COMPLETE): its datasets are known, no edge or version is recorded,
+    and explain on the output names the failed task and its error instead of answering "no dataset"."""
+    start = _event(eventType="START")
+    fail = _event(eventType="FAIL", eventTime=(T0 + timedelta(minutes=1)).isoformat())
+    fail["run"] = {**fail["run"], "facets": {"errorMessage": {"message": "the billing API answered 401",  # type: ignore[dict-item]
+                                                              "programmingLanguage": "python"}}}
+    store.ingest_openlineage(start)
+    store.ingest_openlineage(fail)
+    assert store.upstream("clean.a").edges == () and store.dataset("clean.a").versions == ()
+    assert store.downstream("raw.a").edges == () and store.dataset("raw.a").versions == ()  # known, no 404
+    [node] = store.explain("clean.a").nodes
+    assert node.reasons[0].code == "producer_failed"
+    assert "load of etl is Failed" in node.reasons[0].message and "401" in node.reasons[0].message
+
+
 def test_the_same_event_sent_twice_is_stored_once(store: LineageStore) -> None:
     store.ingest_openlineage(_event())
     assert store.ingest_openlineage(_event()).duplicate

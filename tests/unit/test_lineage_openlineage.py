@@ -15,7 +15,14 @@ from headwater.lineage.openlineage import (
     schema_fingerprint,
     step_run_uuid,
 )
-from headwater.lineage.records import DatasetRef, DatasetVersionRecord, EdgeRecord, RunRecord, StepRecord
+from headwater.lineage.records import (
+    DatasetRef,
+    DatasetVersionRecord,
+    DeclaredOutputsRecord,
+    EdgeRecord,
+    RunRecord,
+    StepRecord,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -46,9 +53,11 @@ def test_a_built_complete_event_parses_back_into_edges_and_versions() -> None:
     assert records[3] == DatasetVersionRecord(CLEAN, run_id, "revenue", "transform", T0, 42, None)
 
 
-def test_start_and_fail_events_carry_no_lineage_only_status() -> None:
+def test_start_and_fail_events_carry_no_edge_and_no_version_only_status_and_the_outputs_they_name() -> None:
     start = build_run_event("START", run_id="r", pipeline="p", step="s", event_time=T0, outputs=[CLEAN])
-    assert [type(r).__name__ for r in parse_run_event(start).records()] == ["RunRecord", "StepRecord"]
+    records = parse_run_event(start).records()
+    assert [type(r).__name__ for r in records] == ["RunRecord", "StepRecord", "DeclaredOutputsRecord"]
+    assert isinstance(records[2], DeclaredOutputsRecord) and records[2].outputs == (CLEAN,)
     failed = build_run_event("FAIL", run_id="r", pipeline="p", step="s", event_time=T0, error="boom")
     step = parse_run_event(failed).records()[1]
     assert isinstance(step, StepRecord)

@@ -23,6 +23,7 @@ from typing import Any, Final
 from headwater.lineage.records import (
     DatasetRef,
     DatasetVersionRecord,
+    DeclaredOutputsRecord,
     EdgeRecord,
     Record,
     RunRecord,
@@ -101,6 +102,14 @@ class ParsedEvent:
                                      o.schema_fingerprint)
                 for o in self.outputs
             )
+        else:
+            # Not a write (yet, or ever): the datasets it names are known from now on, so that a read of any
+            # of them answers and explain names this run's step as the producer of its outputs, but no edge
+            # and no version are recorded.
+            if self.inputs:
+                records.append(EdgeRecord(run, pipeline, step, self.inputs, (), seen_at=self.event_time))
+            if self.outputs:
+                records.append(DeclaredOutputsRecord(run, pipeline, step, tuple(o.dataset for o in self.outputs)))
         return records
 
 
