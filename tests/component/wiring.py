@@ -54,6 +54,7 @@ class Operator:
     finished = Runtime.finished
     backfill = Runtime.backfill
     _listed = Runtime._listed
+    _in_scope = Runtime._in_scope
     freshness_board = Runtime.freshness_board
 
     def scopes(self) -> list[str | None]:

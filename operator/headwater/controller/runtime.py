@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 
@@ -43,6 +43,7 @@ from headwater.spec.models import RunPhase
 __all__ = ["Runtime", "api_client"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Runtime:
@@ -147,17 +148,16 @@ class Runtime:
         for scope in self.scopes():
             # Streamed a page at a time: thousands of finished runs never sit in memory together (a list of
             # them all, every resync, kept the process' memory at the size of that list).
-            self._listed(scope, "PipelineRuns", self._resync_scope)
+            self._in_scope(scope, "PipelineRuns", self._resync_scope)
         release_free_memory()  # what the pass (and the watch events since the last) parsed and let go
 
-    def _resync_scope(self, scope: str | None) -> list[dict[str, Any]]:
+    def _resync_scope(self, scope: str | None) -> None:
         for run in self.kube.iter_runs(scope):
             ended = RunPhase.ended((run.get("status") or {}).get("phase"))
             if ended and self.recorder is None:  # with a store, the recorder scans for its own work
                 self.finished(run)
             if not ended or needs_settling(run):
                 self.reconcile(run)
-        return []
 
     def reconcile(self, run: dict[str, Any]) -> None:
         """Reconcile one run, its failure kept to it (the run event handlers come here too)."""
@@ -206,9 +206,13 @@ class Runtime:
     def _listed(self, scope: str | None, what: str, lister: Callable[[str | None], list[dict[str, Any]]]
                 ) -> list[dict[str, Any]]:
         """The objects of one scope; a scope that cannot be listed is logged once and skipped, not the pass."""
+        return self._in_scope(scope, what, lister) or []
+
+    def _in_scope(self, scope: str | None, what: str, work: Callable[[str | None], T]) -> T | None:
+        """``work(scope)``; a scope whose objects cannot be listed is logged once and skipped, not the pass."""
         scope_obj = {"kind": "Namespace", "metadata": {"name": scope or "(all namespaces)"}}
-        return self.isolation.run(scope_obj, f"listing {what}", partial(lister, scope), reason="ListFailed",
-                                  kind=f"Namespace/{what}", respect_backoff=False) or []
+        return self.isolation.run(scope_obj, f"listing {what}", partial(work, scope), reason="ListFailed",
+                                  kind=f"Namespace/{what}", respect_backoff=False)
 
 
 def watched_board(kube: Kube, scopes: list[str | None]) -> dict[str, Any]:

@@ -53,17 +53,17 @@ def _create(kube: Kube, store: LineageStore, pipeline: dict[str, Any], firing_id
     created = kube.create_run(meta["namespace"], triggering.triggered_run(pipeline, run_name, versions))
     with store.transaction() as conn:
         latency = outbox.confirm(conn, firing_id)
-    if created and metrics is not None:  # a run that existed already was counted by the pass that created it
+    if not created:  # it existed already: the pass that created it counted and reported it
+        return False
+    if metrics is not None:
         metrics.trigger_firings.labels(meta["namespace"], meta["name"]).inc()
         if latency is not None:
             metrics.trigger_latency.labels(meta["namespace"], meta["name"]).observe(latency)
-    if created:
-        names = ", ".join(f"{v.name}#{v.version}" for v in versions)
-        log.info("Pipeline %s/%s: created PipelineRun %s for %s", meta["namespace"], meta["name"], run_name, names)
-        if post_event is not None:
-            post_event(pipeline, "Normal", "TriggeredRun", f"Created PipelineRun {run_name} for new versions of "
-                       f"{names}")
-    return created
+    names = ", ".join(f"{v.name}#{v.version}" for v in versions)
+    log.info("Pipeline %s/%s: created PipelineRun %s for %s", meta["namespace"], meta["name"], run_name, names)
+    if post_event is not None:
+        post_event(pipeline, "Normal", "TriggeredRun", f"Created PipelineRun {run_name} for new versions of {names}")
+    return True
 
 
 def trigger_pipeline(kube: Kube, store: LineageStore, pipeline: dict[str, Any],
