@@ -41,6 +41,20 @@ def alerts() -> Iterator[Receiver]:
         yield server
 
 
+@pytest.fixture
+def checks_operator(cluster: Cluster, namespace: str, tmp_path: Path, lineage_url: str, alerts: Receiver
+                    ) -> Iterator[OperatorProcess]:
+    """An operator with the lineage store (runs recorded every 2 s) and alerts sent to ``alerts``."""
+    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_DATABASE_URL=lineage_url,
+                               HEADWATER_RECORD_RESCAN_SECONDS="2",
+                               HEADWATER_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{alerts.server_address[1]}/alerts")
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.stop()
+
+
 def reporting(result: dict[str, Any]) -> dict[str, Any]:
     return {"annotations": {MESSAGE: json.dumps(result)}}
 
@@ -76,85 +90,74 @@ def last_updated(cluster: Cluster, namespace: str, dataset: str) -> str | None:
 
 
 def test_a_drop_is_stopped_at_the_check_and_the_next_good_day_flows_again(
-        cluster: Cluster, namespace: str, tmp_path: Path, lineage_url: str, alerts: Receiver) -> None:
-    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_DATABASE_URL=lineage_url,
-                               HEADWATER_RECORD_RESCAN_SECONDS="2",
-                               HEADWATER_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{alerts.server_address[1]}/alerts")
-    operator.start()
-    try:
-        cluster.apply(pipeline("reporting", [step("dashboard", inputs=[ds("analytics.revenue")],
-                                                  outputs=[ds("reporting.dashboard")])], owner="bi@example.com"),
-                      namespace=namespace)
-        first = day(cluster, namespace, "revenue-1", 48000)
-        assert first["status"]["phase"] == "Succeeded", steps(first)
-        good = wait_for(lambda: last_updated(cluster, namespace, "analytics.metrics"), timeout=60,
-                        message="day 1's metrics to be recorded on the Pipeline")
+        cluster: Cluster, namespace: str, lineage_url: str, alerts: Receiver, checks_operator: OperatorProcess
+        ) -> None:
+    cluster.apply(pipeline("reporting", [step("dashboard", inputs=[ds("analytics.revenue")],
+                                              outputs=[ds("reporting.dashboard")])], owner="bi@example.com"),
+                  namespace=namespace)
+    first = day(cluster, namespace, "revenue-1", 48000)
+    assert first["status"]["phase"] == "Succeeded", steps(first)
+    good = wait_for(lambda: last_updated(cluster, namespace, "analytics.metrics"), timeout=60,
+                    message="day 1's metrics to be recorded on the Pipeline")
 
-        second = day(cluster, namespace, "revenue-2", 28800)  # 40 % fewer payments
-        assert steps(second) == {"extract": ("Failed", "CheckFailed"), "orders": ("Succeeded", "Completed"),
-                                 "transform": ("Skipped", "CheckFailed"), "aggregate": ("Skipped", "CheckFailed")}
-        jobs = cluster.kubectl("-n", namespace, "get", "jobs", "-l", "headwater.dev/run=revenue-2", "-o",
-                               "jsonpath={.items[*].metadata.labels.headwater\\.dev/step}").stdout.split()
-        assert sorted(jobs) == ["extract", "orders"]  # nothing downstream of the check ever ran
-        assert last_updated(cluster, namespace, "analytics.metrics") == good  # yesterday's version stays
-        blocked = wait_for(lambda: [m for m in alerts.events if "not published" in m["incident"]["cause"]],
-                           timeout=60, message="the alert of the blocked version")
-        incident = blocked[0]["incident"]
-        assert "check no-drop (change, error) on postgres://warehouse/raw.payments failed: 28800 rows, 40.0% " \
-               "below the median 48000 rows of the last 1 published version(s)" in incident["cause"]
-        assert [d["name"] for d in incident["affectedDatasets"]] == [
-            "raw.payments", "analytics.revenue", "analytics.metrics", "reporting.dashboard"]
-        assert incident["owners"] == ["bi@example.com", "revenue@example.com"]
+    second = day(cluster, namespace, "revenue-2", 28800)  # 40 % fewer payments
+    assert steps(second) == {"extract": ("Failed", "CheckFailed"), "orders": ("Succeeded", "Completed"),
+                             "transform": ("Skipped", "CheckFailed"), "aggregate": ("Skipped", "CheckFailed")}
+    jobs = cluster.kubectl("-n", namespace, "get", "jobs", "-l", "headwater.dev/run=revenue-2", "-o",
+                           "jsonpath={.items[*].metadata.labels.headwater\\.dev/step}").stdout.split()
+    assert sorted(jobs) == ["extract", "orders"]  # nothing downstream of the check ever ran
+    assert last_updated(cluster, namespace, "analytics.metrics") == good  # yesterday's version stays
+    blocked = wait_for(lambda: [m for m in alerts.events if "not published" in m["incident"]["cause"]],
+                       timeout=60, message="the alert of the blocked version")
+    incident = blocked[0]["incident"]
+    assert "check no-drop (change, error) on postgres://warehouse/raw.payments failed: 28800 rows, 40.0% " \
+           "below the median 48000 rows of the last 1 published version(s)" in incident["cause"]
+    assert [d["name"] for d in incident["affectedDatasets"]] == [
+        "raw.payments", "analytics.revenue", "analytics.metrics", "reporting.dashboard"]
+    assert incident["owners"] == ["bi@example.com", "revenue@example.com"]
 
-        third = day(cluster, namespace, "revenue-3", 40000)  # within 30 % of day 1 (day 2 is no baseline)
-        assert third["status"]["phase"] == "Succeeded", steps(third)
-        extract = next(s for s in third["status"]["steps"] if s["name"] == "extract")
-        assert [(c["name"], c["outcome"]) for c in extract["checks"]] == [("no-drop", "Passed"), ("plenty", "Failed")]
-        wait_for(lambda: "check plenty (rowCount, warn)" in cluster.kubectl(
-            "-n", namespace, "get", "events", "--field-selector", "reason=CheckWarning",
-            "-o", "jsonpath={.items[*].message}").stdout, timeout=60, message="the CheckWarning Event")
-        wait_for(lambda: [m for m in alerts.events if "warning" in m["incident"]["cause"]], timeout=60,
-                 message="the warning's alert")
-        assert wait_for(lambda: (t := last_updated(cluster, namespace, "analytics.metrics")) != good and t,
-                        timeout=60, message="the metrics to move on")
-    finally:
-        operator.stop()
+    third = day(cluster, namespace, "revenue-3", 40000)  # within 30 % of day 1 (day 2 is no baseline)
+    assert third["status"]["phase"] == "Succeeded", steps(third)
+    extract = next(s for s in third["status"]["steps"] if s["name"] == "extract")
+    assert [(c["name"], c["outcome"]) for c in extract["checks"]] == [("no-drop", "Passed"), ("plenty", "Failed")]
+    wait_for(lambda: "check plenty (rowCount, warn)" in cluster.kubectl(
+        "-n", namespace, "get", "events", "--field-selector", "reason=CheckWarning",
+        "-o", "jsonpath={.items[*].message}").stdout, timeout=60, message="the CheckWarning Event")
+    wait_for(lambda: [m for m in alerts.events if "warning" in m["incident"]["cause"]], timeout=60,
+             message="the warning's alert")
+    assert wait_for(lambda: (t := last_updated(cluster, namespace, "analytics.metrics")) != good and t,
+                    timeout=60, message="the metrics to move on")
 
 
 def test_a_blocking_check_skips_the_downstream_steps_triggers_no_pipeline_and_alerts_every_downstream_owner(
-        cluster: Cluster, namespace: str, tmp_path: Path, lineage_url: str, alerts: Receiver) -> None:
-    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log", HEADWATER_DATABASE_URL=lineage_url,
-                               HEADWATER_RECORD_RESCAN_SECONDS="2",
-                               HEADWATER_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{alerts.server_address[1]}/alerts")
-    operator.start()
-    try:  # reporting reads raw.payments (extract's checked output) and runs on each new version of it
-        cluster.apply(pipeline("reporting", [step("dashboard", inputs=[ds("raw.payments")],
-                                                  outputs=[ds("reporting.payments")])], owner="bi@example.com",
-                               triggers={"datasets": {"mode": "any", "inputs": [ds("raw.payments")]}}),
-                      namespace=namespace)
-        ready(cluster, namespace, "reporting")
-        assert day(cluster, namespace, "revenue-1", 48000)["status"]["phase"] == "Succeeded"
-        assert [inputs_of(r) for r in wait_triggered(cluster, namespace, 1)] == [[("raw.payments", "revenue-1")]]
+        cluster: Cluster, namespace: str, lineage_url: str, alerts: Receiver, checks_operator: OperatorProcess
+        ) -> None:
+    # reporting reads raw.payments (extract's checked output) and runs on each new version of it
+    cluster.apply(pipeline("reporting", [step("dashboard", inputs=[ds("raw.payments")],
+                                              outputs=[ds("reporting.payments")])], owner="bi@example.com",
+                           triggers={"datasets": {"mode": "any", "inputs": [ds("raw.payments")]}}),
+                  namespace=namespace)
+    ready(cluster, namespace, "reporting")
+    assert day(cluster, namespace, "revenue-1", 48000)["status"]["phase"] == "Succeeded"
+    assert [inputs_of(r) for r in wait_triggered(cluster, namespace, 1)] == [[("raw.payments", "revenue-1")]]
 
-        second = day(cluster, namespace, "revenue-2", 28800)  # 40 % fewer payments: no-drop fails
-        assert steps(second) == {"extract": ("Failed", "CheckFailed"), "orders": ("Succeeded", "Completed"),
-                                 "transform": ("Skipped", "CheckFailed"), "aggregate": ("Skipped", "CheckFailed")}
-        blocked = wait_for(lambda: [m for m in alerts.events if "not published" in m["incident"]["cause"]],
-                           timeout=60, message="the alert of the blocked version")
-        incident = blocked[0]["incident"]
-        assert "check no-drop (change, error) on postgres://warehouse/raw.payments failed" in incident["cause"]
-        assert sorted(d["name"] for d in incident["affectedDatasets"]) == [
-            "analytics.metrics", "analytics.revenue", "raw.payments", "reporting.payments"]
-        assert incident["owners"] == ["bi@example.com", "revenue@example.com"]
+    second = day(cluster, namespace, "revenue-2", 28800)  # 40 % fewer payments: no-drop fails
+    assert steps(second) == {"extract": ("Failed", "CheckFailed"), "orders": ("Succeeded", "Completed"),
+                             "transform": ("Skipped", "CheckFailed"), "aggregate": ("Skipped", "CheckFailed")}
+    blocked = wait_for(lambda: [m for m in alerts.events if "not published" in m["incident"]["cause"]],
+                       timeout=60, message="the alert of the blocked version")
+    incident = blocked[0]["incident"]
+    assert "check no-drop (change, error) on postgres://warehouse/raw.payments failed" in incident["cause"]
+    assert sorted(d["name"] for d in incident["affectedDatasets"]) == [
+        "analytics.metrics", "analytics.revenue", "raw.payments", "reporting.payments"]
+    assert incident["owners"] == ["bi@example.com", "revenue@example.com"]
 
-        # The next good version triggers reporting; the held-back one, older in the outbox, never did.
-        assert day(cluster, namespace, "revenue-3", 40000)["status"]["phase"] == "Succeeded"
-        runs = wait_triggered(cluster, namespace, 2)
-        assert [inputs_of(r) for r in runs] == [[("raw.payments", "revenue-1")], [("raw.payments", "revenue-3")]]
-        assert len(triggered(cluster, namespace)) == 2
-        assert len([m for m in alerts.events if "not published" in m["incident"]["cause"]]) == 1
-    finally:
-        operator.stop()
+    # The next good version triggers reporting; the held-back one, older in the outbox, never did.
+    assert day(cluster, namespace, "revenue-3", 40000)["status"]["phase"] == "Succeeded"
+    runs = wait_triggered(cluster, namespace, 2)
+    assert [inputs_of(r) for r in runs] == [[("raw.payments", "revenue-1")], [("raw.payments", "revenue-3")]]
+    assert len(triggered(cluster, namespace)) == 2
+    assert len([m for m in alerts.events if "not published" in m["incident"]["cause"]]) == 1
 
 
 def explain_status(port: int, dataset: str) -> int:
