@@ -58,6 +58,16 @@ fi
 
 command -v go >/dev/null || die "Go is not installed; install Go >= 1.26 (these modules declare go 1.26)."
 
+# One build at a time per cache: two sessions building the same tool into the same scratch module (a
+# cold cache, two test runs started together) would delete each other's work.  The second waits, then
+# finds the first one's binaries cached.
+mkdir -p "$HEADWATER_CACHE/locks"
+exec 8>>"$HEADWATER_CACHE/locks/build-tools"
+if ! flock -n 8; then
+  log "another build of the tools is running on this machine; waiting for it (up to 60 minutes)"
+  flock -w 3600 8 || die "waited 60 minutes for another build of the tools to finish"
+fi
+
 # A scratch module per build, so that replace directives stay out of the repository.
 scratch_module() {
   local dir="$HEADWATER_CACHE/build/$1"
