@@ -12,8 +12,12 @@ import pytest
 
 from api_support import get
 from fakekube import PIPELINES, FakeKube
+from headwater.adapters.metrics import Metrics
+from headwater.lineage import recorder as recorder_module
+from headwater.lineage.declarations import Declaration
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.store import LineageStore
+from headwater.lineage.writes import write_declaration
 from helpers import fresh_database
 from manifests import pipeline, step
 from wiring import Operator
@@ -101,3 +105,46 @@ def test_a_deleted_pipeline_no_longer_declares_what_it_never_wrote(
     kube.delete(PIPELINES, NS, "revenue")
     recorder.run_pass()
     assert reasons(store, "analytics.revenue") == (200, [])
+
+
+def test_a_declaration_the_store_refuses_gets_an_event_and_a_backoff_and_the_other_pipelines_are_declared(
+        kube: FakeKube, operator: Operator, store: LineageStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    kube.seed(revenue("analytics.revenue"), NS)
+    kube.seed(pipeline("broken", [step("load", outputs=[ds("analytics.broken")])]), NS)
+    operator.deliver()
+
+    def refusing(conn: Any, declaration: Declaration) -> None:  # the store refuses this one Pipeline's rows
+        if declaration.pipeline == "broken":
+            conn.execute("SELECT 1 / 0")
+        write_declaration(conn, declaration)
+
+    monkeypatch.setattr(recorder_module, "write_declaration", refusing)
+    events: list[tuple[Any, ...]] = []
+    metrics, clock = Metrics(), [1000.0]
+    recorder = Recorder(lambda: store, kube, [NS], metrics=metrics, post_event=lambda *e: events.append(e),
+                        clock=lambda: clock[0])
+    recorder.store = store
+
+    def failures() -> float | None:
+        return metrics.registry.get_sample_value("headwater_lineage_record_failures_total",
+                                                 {"reason": "DeclarationFailed"})
+
+    recorder.run_pass()
+    assert reasons(store, "analytics.revenue") == (
+        200, ["declared by pipeline revenue step transform, never written: no run yet"])
+    assert reasons(store, "analytics.broken") == (404, [])
+    assert [(e[0]["metadata"]["name"], e[1], e[2]) for e in events] == [("broken", "Warning", "DeclarationFailed")]
+    assert "declared outputs not in the lineage store: DivisionByZero" in events[0][3]
+    assert failures() == 1
+    recorder.run_pass()  # backed off: not tried again at once
+    assert failures() == 1
+    clock[0] += 2.5
+    recorder.run_pass()  # due again: tried, refused again; the same error is not posted twice
+    assert failures() == 2
+    assert len(events) == 1
+    monkeypatch.undo()
+    clock[0] += 4.5
+    recorder.run_pass()  # the store takes it now
+    assert reasons(store, "analytics.broken") == (
+        200, ["declared by pipeline broken step load, never written: no run yet"])
+    assert failures() == 2

@@ -60,9 +60,10 @@ class Metrics:
         self.record_failures = Counter(
             "headwater_lineage_record_failures",
             "Failures to record finished runs: RecordFailed (one run's records refused; the run is marked "
-            "Recorded=False and backed off), StoreUnavailable, ApiUnavailable (the whole pass backs off).",
+            "Recorded=False and backed off), DeclarationFailed (one Pipeline's declared outputs refused; a Warning "
+            "Event on it, backed off), StoreUnavailable, ApiUnavailable (the whole pass backs off).",
             ["reason"], registry=r)
-        for reason in ("RecordFailed", "StoreUnavailable", "ApiUnavailable"):
+        for reason in ("RecordFailed", "DeclarationFailed", "StoreUnavailable", "ApiUnavailable"):
             self.record_failures.labels(reason)  # exported as 0 before the first failure
         self.dataset_last_updated = Gauge("headwater_dataset_last_updated_timestamp_seconds",
                                           "When a dataset was last written successfully.", ["dataset"], registry=r)

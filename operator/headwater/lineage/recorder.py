@@ -52,6 +52,7 @@ Run = dict[str, Any]
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 
 REASON_RECORD_FAILED = "RecordFailed"
+REASON_DECLARE_FAILED = "DeclarationFailed"
 
 
 def outage(exc: BaseException) -> str | None:
@@ -73,6 +74,7 @@ class Recorder:
         self.metrics = metrics or Metrics()
         self.post_event = post_event
         self.retries = retries or BackoffTracker(base=2.0, cap=300.0)
+        self.declare_retries = BackoffTracker(base=2.0, cap=300.0)  # by Pipeline UID
         self.clock = clock
         self.store: Any = None
         self.backlog = 0
@@ -131,10 +133,11 @@ class Recorder:
 
     def _declare(self) -> None:
         """Write the declaration of each Ready Pipeline not written yet for its generation, and drop the
-        never-run declarations of the Pipelines deleted since; one that the store refuses is logged and tried
-        again at the next pass, the others go on."""
+        never-run declarations of the Pipelines deleted since.  One that the store refuses gets a Warning
+        Event and a backoff (:attr:`declare_retries`); the others go on."""
         listed = [p for scope in self.scopes for p in self.kube.list_pipelines(scope)]
         names = {p["metadata"]["name"] for p in listed}
+        self.declare_retries.keep_only([*(p["metadata"]["uid"] for p in listed), *self._declared])
         written: dict[str, tuple[str, int]] = {}  # uid -> (name, generation) written
         for pipeline in listed:
             declaration = declaration_for(pipeline)
@@ -142,23 +145,35 @@ class Recorder:
                 continue  # not Ready (now): written again once it is
             uid, generation = declaration.version
             before = self._declared.get(uid)
-            if (before is not None and before[1] == generation) or self._write(declaration):
+            if (before is not None and before[1] == generation) or self._write(declaration, pipeline):
                 written[uid] = (declaration.pipeline, generation)
         for uid, (name, _) in self._declared.items():
             if uid not in written and name not in names and not self._write(Declaration(name, (), (uid, 0))):
-                written[uid] = (name, -1)  # deleted, its declarations not dropped yet: again next pass
+                written[uid] = (name, -1)  # deleted, its declarations not dropped yet: again when due
         self._declared = written
 
-    def _write(self, declaration: Declaration) -> bool:
+    def _write(self, declaration: Declaration, pipeline: dict[str, Any] | None = None) -> bool:
+        """Write one declaration when it is due; a refusal of its own is counted, backed off and, for a
+        Pipeline that exists, posted as a Warning Event on it (once per distinct error)."""
+        uid = declaration.version[0]
+        if not self.declare_retries.due(uid, self.clock()):
+            return False
         try:
             with self.store.transaction() as conn:
                 write_declaration(conn, declaration)
         except Exception as exc:
             if outage(exc):
                 raise
-            log.warning("could not write the declared outputs of Pipeline %s: %s", declaration.pipeline,
-                        clean(redact(exc), 300))
+            message = clean(f"{type(exc).__name__}: {redact(exc)}", 1024)
+            failure, news = self.declare_retries.failed(uid, message, self.clock())
+            self.metrics.record_failures.labels(REASON_DECLARE_FAILED).inc()
+            log.warning("could not write the declared outputs of Pipeline %s (failure %d in a row, next try in "
+                        "%.0fs or later): %s", declaration.pipeline, failure.attempts, failure.delay, message)
+            if news and pipeline is not None and self.post_event is not None:
+                self.post_event(pipeline, "Warning", REASON_DECLARE_FAILED,
+                                f"declared outputs not in the lineage store: {message}")
             return False
+        self.declare_retries.succeeded(uid)
         return True
 
     def _drain(self) -> None:
