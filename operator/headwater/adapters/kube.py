@@ -7,7 +7,6 @@ getters, ignored by the deletes and an ``ApiException`` (404) from every other c
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from headwater.adapters import rest
 from headwater.spec import constants as c
 from headwater.spec.names import label_value
 
@@ -172,8 +172,6 @@ class KubeClient(KubeHelpers):
         self.api_client = api_client
         self.owns = owns
         self.custom = client.CustomObjectsApi(api_client)
-        self.batch = client.BatchV1Api(api_client)
-        self.core = client.CoreV1Api(api_client)
 
     # --- custom resources -------------------------------------------------
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -298,32 +296,27 @@ class KubeClient(KubeHelpers):
     # --- Jobs and pods ----------------------------------------------------
     def list_jobs(self, namespace: str, run: str, uid: str | None = None) -> list[dict[str, Any]]:
         """The Jobs of a run: selected by its (shortened) label, then by owner when ``uid`` is given."""
-        # raw JSON: the client's typed models cost more CPU than the rest of a reconcile
-        out = self.batch.list_namespaced_job(namespace, label_selector=f"{c.LABEL_RUN}={label_value(run)}",
-                                             _preload_content=False)
-        jobs = _items(out)
+        jobs = self._list(_JOBS, namespace, labelSelector=f"{c.LABEL_RUN}={label_value(run)}")
         if uid is None:
             return jobs
         return [j for j in jobs if any(o.get("uid") == uid for o in j["metadata"].get("ownerReferences") or [])]
 
     def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        out = self.core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job}",
-                                            _preload_content=False)
-        return _items(out)
+        return self._list(_PODS, namespace, labelSelector=f"batch.kubernetes.io/job-name={job}")
 
     def list_job_events(self, namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
         """The Events about one Job (the Job controller's FailedCreate says why it creates no pod)."""
         meta = job["metadata"]
-        out = self.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.kind=Job,involvedObject.name={meta['name']}",
-            _preload_content=False)
+        events = self._list(_EVENTS, namespace,
+                            fieldSelector=f"involvedObject.kind=Job,involvedObject.name={meta['name']}")
         uid = meta.get("uid")
-        return [e for e in _items(out) if uid is None or (e.get("involvedObject") or {}).get("uid") in (uid, None)]
+        return [e for e in events if uid is None or (e.get("involvedObject") or {}).get("uid") in (uid, None)]
 
     def create_job(self, manifest: dict[str, Any]) -> bool:
         """Create a Job; False when it already exists (a deterministic name makes that the same step)."""
         try:
-            self.batch.create_namespaced_job(manifest["metadata"]["namespace"], manifest)
+            rest.request(self.api_client, "POST", _JOBS, params={"namespace": manifest["metadata"]["namespace"]},
+                         body=manifest)
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -332,20 +325,26 @@ class KubeClient(KubeHelpers):
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:
-            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+            rest.request(self.api_client, "DELETE", _JOBS + "/{name}", params={"namespace": namespace, "name": name},
+                         query={"propagationPolicy": "Background"})
         except ApiException as exc:
             if exc.status != 404:
                 raise
 
     # --- Events -------------------------------------------------------------
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
-        self.core.create_namespaced_event(namespace, body)
+        rest.request(self.api_client, "POST", _EVENTS, params={"namespace": namespace}, body=body)
+
+    def _list(self, path: str, namespace: str, **query: str) -> list[dict[str, Any]]:
+        answer = rest.request(self.api_client, "GET", path, params={"namespace": namespace}, query=query)
+        items: list[dict[str, Any]] = (answer or {}).get("items") or []
+        return items
 
 
-def _items(response: Any) -> list[dict[str, Any]]:
-    """The items of a list call made with ``_preload_content=False``."""
-    items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
-    return items
+# Built-in resources, called as plain JSON (adapters.rest): the typed API classes are large and slow.
+_JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+_PODS = "/api/v1/namespaces/{namespace}/pods"
+_EVENTS = "/api/v1/namespaces/{namespace}/events"
 
 
 def _event_name(obj: dict[str, Any]) -> str:

@@ -102,7 +102,7 @@ async def _lead(settings: Settings, metrics: Metrics) -> LeaseElector:
 def _load_api_classes() -> None:
     """Load the kubernetes client's API classes now, before standing by: the package imports them on first
     use, which took 5 s on a busy 2-core machine, and a standby that takes over should not pay that then."""
-    for name in ("CoreV1Api", "BatchV1Api", "CustomObjectsApi", "CoordinationV1Api"):
+    for name in ("CustomObjectsApi", "CoordinationV1Api"):
         getattr(client, name)
 
 
