@@ -24,7 +24,6 @@ from headwater.adapters.kube import Kube, KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.config import Settings
 from headwater.controller.heap import release_free_memory
-from headwater.controller.triggerer import WORKERS as TRIGGER_WORKERS
 from headwater.controller.triggerer import Triggerer
 from headwater.lineage.baselines import StoreBaselines
 from headwater.lineage.recorder import Recorder
@@ -76,7 +75,7 @@ class Runtime:
                                 emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation,
                                 baselines=self.baselines)
         self.triggerer = Triggerer(settings.database_url,
-                                   partial(LineageStore.open, settings.database_url, max_size=TRIGGER_WORKERS),
+                                   partial(LineageStore.open, settings.database_url, max_size=2),
                                    self.kube, self.scopes(), self.isolation, self.events,
                                    settings.trigger_rescan_seconds, metrics=self.metrics) \
             if settings.database_url else None
