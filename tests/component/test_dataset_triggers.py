@@ -15,7 +15,7 @@ import pytest
 from fakekube import PIPELINES, RUNS, FakeKube, ManualClock
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.metrics import Metrics
-from headwater.controller.triggerer import Triggerer, trigger_pipeline
+from headwater.controller.triggerer import Triggerer, WatchedPipelines, trigger_pipeline
 from headwater.lineage import triggers as outbox
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord
 from headwater.lineage.store import LineageStore
@@ -332,3 +332,28 @@ def test_claiming_many_firings_at_once_refuses_one_whose_rows_another_pass_took_
         assert sorted(u.run_name for u in outbox.unconfirmed(conn, consumer)) == ["reporting-dalone",
                                                                                  "reporting-dtaken"]
         assert outbox.confirm_all(conn, [ids[1], ids[1] + 1000])[ids[1] + 1000] is None
+
+
+def test_a_woken_pass_takes_the_pipelines_from_the_watch_and_a_rescan_lists_them(
+        kube: FakeKube, operator: Operator, store: LineageStore, database_url: str) -> None:
+    body = downstream(kube, operator, "any", REVENUE)
+    reader(kube, operator, "not-yet-watched", ORDERS)
+    watched = WatchedPipelines()
+    watched.saw(body)
+    thread = Triggerer(database_url, lambda: store, kube, [NS], Isolation(), watched=watched)
+    thread.store = store  # passes run here, not on the thread
+    try:
+        thread.run_pass()  # the first pass lists: both register
+        write(store, REVENUE, "revenue-1")
+        write(store, ORDERS, "orders-1", "orders")
+        refusal = kube.fail("list_pipelines", 500, times=None)
+        thread.run_pass({outbox.dataset_hex(REVENUE.namespace, REVENUE.name),
+                         outbox.dataset_hex(ORDERS.namespace, ORDERS.name)})
+        assert [run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)] == ["reporting"]
+        refusal.stop()
+        thread.run_pass()  # a rescan: the Pipeline the watch has not shown yet fires now
+    finally:
+        thread.store = None  # the fixture's to close
+        thread.stop()
+    assert sorted(run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)) == [
+        "not-yet-watched", "reporting"]

@@ -1,7 +1,9 @@
 """Dataset triggers at work: a thread that turns new published dataset versions into the runs they trigger.
 
 Woken by the store's notification when versions commit (and every ``rescan_seconds`` anyway), a pass looks
-at the Ready Pipelines with ``spec.triggers.datasets`` that read the notified datasets, all of them together:
+at the Ready Pipelines with ``spec.triggers.datasets`` that read the notified datasets, all of them together
+(a woken pass takes the Pipelines from :class:`WatchedPipelines`, as the operator's watch last showed them,
+when it has one; the first pass and each rescan list them from the apiserver):
 
 1. one store transaction for all of them (:func:`claim_pass`): register each Pipeline as a consumer, read
    the firings claimed earlier but not confirmed (a crash between claim and create) and the pending
@@ -47,14 +49,35 @@ from headwater.spec.redaction import redact
 from headwater.spec.text import clean
 from headwater.spec.times import parse_time
 
-__all__ = ["CONDITION_TRIGGERED", "Triggerer", "claim_pass", "trigger_pipeline"]
+__all__ = ["CONDITION_TRIGGERED", "Triggerer", "WatchedPipelines", "claim_pass", "trigger_pipeline"]
 
 log = logging.getLogger(__name__)
 
 CONDITION_TRIGGERED = "Triggered"
-WORKERS = 16
+WORKERS = 8
 """PipelineRuns created at once in a pass (apiserver round trips; the store is used once before, once after)."""
 EventSink = Callable[[dict[str, Any], str, str, str], None]
+
+
+class WatchedPipelines:
+    """The Pipelines as the operator's watch last showed them (its Pipeline event handler feeds this), so that
+    a woken pass need not list them: a Pipeline the watch has not shown yet waits for the next rescan."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def saw(self, body: dict[str, Any], deleted: bool = False) -> None:
+        meta = body["metadata"]
+        with self._lock:
+            if deleted:
+                self._items.pop((meta["namespace"], meta["name"]), None)
+            else:
+                self._items[(meta["namespace"], meta["name"])] = body
+
+    def items(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._items.values())
 
 
 @dataclass(frozen=True)
@@ -179,10 +202,12 @@ class Triggerer:
 
     def __init__(self, database_url: str, open_store: Callable[[], LineageStore], kube: Kube,
                  scopes: list[str | None], isolation: Isolation, post_event: EventSink | None = None,
-                 rescan_seconds: float = 2.0, workers: int = WORKERS, metrics: Metrics | None = None) -> None:
+                 rescan_seconds: float = 2.0, workers: int = WORKERS, metrics: Metrics | None = None,
+                 watched: WatchedPipelines | None = None) -> None:
         self.database_url, self._open_store, self.kube, self.scopes = database_url, open_store, kube, scopes
         self.isolation, self.post_event, self.rescan_seconds = isolation, post_event, rescan_seconds
         self.metrics = metrics or Metrics()
+        self.watched = watched
         self.store: LineageStore | None = None
         self.passes = 0
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset-trigger")
@@ -238,14 +263,13 @@ class Triggerer:
             raise psycopg.OperationalError("the lineage store does not answer")
         started = time.monotonic()
         chosen: list[dict[str, Any]] = []
-        for scope in self.scopes:
-            for pipeline in self.kube.list_pipelines(scope):
-                datasets = ((pipeline.get("spec") or {}).get("triggers") or {}).get("datasets")
-                if not datasets:
-                    continue
-                self.metrics.triggers_seen(pipeline["metadata"]["namespace"], pipeline["metadata"]["name"])
-                if (changed is None or _reads_any(datasets, changed)) and self.isolation.due(_key(pipeline)):
-                    chosen.append(pipeline)
+        for pipeline in self._pipelines(changed is not None):
+            datasets = ((pipeline.get("spec") or {}).get("triggers") or {}).get("datasets")
+            if not datasets:
+                continue
+            self.metrics.triggers_seen(pipeline["metadata"]["namespace"], pipeline["metadata"]["name"])
+            if (changed is None or _reads_any(datasets, changed)) and self.isolation.due(_key(pipeline)):
+                chosen.append(pipeline)
         evaluations: list[Evaluation] = []
         for pipeline in chosen:
             try:
@@ -267,11 +291,16 @@ class Triggerer:
             created = time.monotonic()
             confirm_pass(store, evaluations, self.post_event, self.metrics)
         self.passes += 1
-        if evaluations:
-            log.debug("trigger pass: %d Pipeline(s), %d run(s); listed %.0f ms, claimed %.0f ms, created %.0f ms, "
+        if any(e.done for e in evaluations):  # where a pass's time goes, when it made runs
+            log.info("trigger pass: %d Pipeline(s), %d run(s); listed %.0f ms, claimed %.0f ms, created %.0f ms, "
                       "confirmed %.0f ms", len(evaluations), sum(len(e.done) for e in evaluations),
                       (listed - started) * 1000, (claimed - listed) * 1000, (created - claimed) * 1000,
                       (time.monotonic() - created) * 1000)
+
+    def _pipelines(self, woken: bool) -> list[dict[str, Any]]:
+        if woken and self.watched is not None:
+            return self.watched.items()
+        return [pipeline for scope in self.scopes for pipeline in self.kube.list_pipelines(scope)]
 
     def _one(self, pipeline: dict[str, Any], work: Callable[[], object]) -> None:
         meta = pipeline["metadata"]
