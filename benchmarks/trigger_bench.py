@@ -1,13 +1,16 @@
 """Dataset trigger latency: upstream version committed -> downstream PipelineRun created, on the local control plane.
 
     .venv/bin/python benchmarks/trigger_bench.py [--concurrency 1,100] [--rounds 5] [--kubeconfig PATH]
+        [--cluster NAME] [--baseline DIR]
 
-Starts its own cluster (``hack/cluster.sh up hw-trigger-bench``; ``down`` at the end unless
+Starts its own cluster (``hack/cluster.sh up NAME``, default hw-trigger-bench; ``down`` at the end unless
 ``--keep-cluster``, or uses ``--kubeconfig``) and a throwaway PostgreSQL (``hack/postgres.sh``), applies
 ``crds/``, and for each concurrency K creates K Pipelines in a fresh namespace, each triggered (mode any) by
 a dataset of its own, and one ``headwater operator -n NAMESPACE`` with the lineage store.  A round commits K
 OpenLineage COMPLETE events at once (K threads behind a barrier, each its own transaction, as K upstream
-tools finishing together); each event writes one new version of one Pipeline's input.
+tools finishing together); each event writes one new version of one Pipeline's input.  With ``--baseline
+DIR`` (another checkout, e.g. ``git archive`` of an earlier commit), each K runs first with that checkout's
+``operator/`` and then with this one's, on the same cluster and store, for a side-by-side comparison.
 
 Latency is measured client-side on one monotonic clock: from the moment the event's transaction has
 committed (``ingest_openlineage`` returned) to the moment a watch on the namespace's PipelineRuns first
@@ -107,14 +110,22 @@ class RunWatch(threading.Thread):
             self.by_run[name] = version["run"]
 
 
+def load() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig: str, url: str, k: int,
-             rounds: int, workdir: Path) -> list[float]:
-    namespace = f"trig-{k}-{uuid.uuid4().hex[:5]}"
+# ``headwater`` through the interpreter, so that a --baseline checkout's package is the one run.
+_HEADWATER_COMMAND = [sys.executable, "-c", "import sys; from headwater.cli import main as m; "
+                      "sys.exit(getattr(m, 'main', m)())"]
+
+
+def new_namespace(core: client.CoreV1Api, namespace: str) -> str:
     core.create_namespace({"metadata": {"name": namespace}})
     def has_account() -> bool:
         try:
@@ -123,15 +134,29 @@ def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig
             return False
     if not wait_until(has_account, 300):
         raise SystemExit(f"no default ServiceAccount in {namespace} after 300s")
+    return namespace
+
+
+def start_operator(kubeconfig: str, url: str, namespace: str, log_path: Path,
+                   source: Path | None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "HEADWATER_DATABASE_URL": url, "HEADWATER_METRICS_PORT": "0",
+           "HEADWATER_API_PORT": "0"}
+    if source is not None:  # the baseline checkout's operator/ shadows the installed package
+        env["PYTHONPATH"] = os.pathsep.join([str(source / "operator"), os.environ.get("PYTHONPATH", "")])
+    with log_path.open("wb") as out:
+        return subprocess.Popen([*_HEADWATER_COMMAND, "operator", "-n", namespace], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig: str, url: str, k: int,
+             rounds: int, workdir: Path, source: Path | None = None) -> list[float]:
+    namespace = new_namespace(core, f"trig-{k}-{uuid.uuid4().hex[:5]}")
     datasets = [f"bench.table_{i:03d}" for i in range(k)]
     for i, dataset in enumerate(datasets):
         custom.create_namespaced_custom_object("headwater.dev", "v1alpha1", namespace, "pipelines",
                                                pipeline(f"down-{i:03d}", dataset))
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "HEADWATER_DATABASE_URL": url, "HEADWATER_METRICS_PORT": "0",
-           "HEADWATER_API_PORT": "0"}
-    with (workdir / f"operator-{k}.log").open("wb") as out:
-        operator = subprocess.Popen([str(Path(sys.executable).parent / "headwater"), "operator", "-n", namespace],
-                                    env=env, stdout=out, stderr=subprocess.STDOUT)
+    operator = start_operator(kubeconfig, url, namespace,
+                              workdir / f"operator-{k}-{'baseline' if source else 'current'}.log", source)
     runs = RunWatch(custom, namespace)
     runs.start()
     runs.ready.wait(10)
@@ -191,9 +216,12 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,100", help="concurrent upstream completions per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--kubeconfig", default=None)
+    parser.add_argument("--cluster", default="hw-trigger-bench", help="the local cluster to start and stop")
     parser.add_argument("--keep-cluster", action="store_true")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout: each K also runs with its operator/, just before this one's")
     args = parser.parse_args()
-    name = "hw-trigger-bench"
+    name = args.cluster
     kubeconfig = args.kubeconfig or sh("bash", str(ROOT / "hack" / "cluster.sh"), "up", name)
     workdir = Path(tempfile.mkdtemp(prefix="trigger-bench-"))
     workdir.chmod(0o755)  # the PostgreSQL server may run as 'postgres'
@@ -220,18 +248,22 @@ def main() -> int:
                 ext.replace_custom_resource_definition(body["metadata"]["name"], body)
         time.sleep(2)  # CRDs established (a fresh cluster needs a moment)
         rows = []
+        variants: list[tuple[str, Path | None]] = [("current", None)]
+        if args.baseline is not None:
+            variants.insert(0, (f"baseline ({args.baseline})", args.baseline.resolve()))
         for k in (int(x) for x in args.concurrency.split(",")):
-            log(f"K={k}: {k} Pipeline(s), {args.rounds} round(s)")
-            samples = scenario(custom, core, kubeconfig, url, k, args.rounds, workdir)
-            rows.append((k, len(samples), percentile(samples, 0.5), percentile(samples, 0.99), max(samples),
-                         statistics.mean(samples)))
+            for label, source in variants:
+                log(f"K={k}, {label}: {k} Pipeline(s), {args.rounds} round(s); load average {load()}")
+                samples = scenario(custom, core, kubeconfig, url, k, args.rounds, workdir, source)
+                rows.append((k, label, len(samples), percentile(samples, 0.5), percentile(samples, 0.99),
+                             max(samples), statistics.mean(samples), load()))
         print(f"Trigger latency, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-              f"{os.cpu_count()} CPUs, Python {platform.python_version()}\n")
-        print("| concurrent completions | samples | p50 | p99 | max | mean |")
-        print("|---:|---:|---:|---:|---:|---:|")
-        for k, n, p50, p99, top, mean in rows:
-            print(f"| {k} | {n} | {p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms | {top * 1000:.0f} ms | "
-                  f"{mean * 1000:.0f} ms |")
+              f"{os.cpu_count()} CPUs, Python {platform.python_version()}; operator logs in {workdir}\n")
+        print("| concurrent completions | operator | samples | p50 | p99 | max | mean | load average after |")
+        print("|---:|---|---:|---:|---:|---:|---:|---|")
+        for k, label, n, p50, p99, top, mean, after in rows:
+            print(f"| {k} | {label} | {n} | {p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms | {top * 1000:.0f} ms | "
+                  f"{mean * 1000:.0f} ms | {after} |")
     finally:
         sh("bash", str(ROOT / "hack" / "postgres.sh"), "destroy", str(pg_dir))
         if args.kubeconfig is None and not args.keep_cluster:

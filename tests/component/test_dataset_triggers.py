@@ -15,7 +15,7 @@ import pytest
 from fakekube import PIPELINES, RUNS, FakeKube, ManualClock
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.metrics import Metrics
-from headwater.controller.triggerer import Triggerer, trigger_pipeline
+from headwater.controller.triggerer import Triggerer, WatchedPipelines, trigger_pipeline
 from headwater.lineage import triggers as outbox
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord
 from headwater.lineage.store import LineageStore
@@ -271,3 +271,89 @@ def failing_then_retried(kube: FakeKube, store: LineageStore, thread: Triggerer,
     assert len(triggered(kube)) == 1
     assert (sample(metrics, "headwater_trigger_firings_total"), sample(metrics, "headwater_trigger_failures_total"),
             sample(metrics, "headwater_trigger_latency_seconds_count")) == (1, 1, 1)
+
+
+def reader(kube: FakeKube, operator: Operator, name: str, dataset: DatasetRef) -> None:
+    kube.seed(pipeline(name, [step("x")], triggers={"datasets": {"inputs": [
+        {"namespace": dataset.namespace, "name": dataset.name}]}}), NS)
+    operator.deliver()
+
+
+def test_one_pass_over_many_pipelines_creates_each_run_once_and_one_failed_create_stops_only_its_pipeline(
+        kube: FakeKube, operator: Operator, store: LineageStore, database_url: str) -> None:
+    tables = [DatasetRef(WH, f"analytics.table_{i}") for i in range(5)]
+    for i, table in enumerate(tables):
+        reader(kube, operator, f"reader-{i}", table)
+    now = [0.0]
+    metrics = Metrics()
+    thread = Triggerer(database_url, lambda: store, kube, [NS], Isolation(clock=lambda: now[0]), metrics=metrics)
+    thread.store = store  # passes run here, not on the thread
+    try:
+        thread.run_pass()
+        for table in tables:
+            write(store, table, f"load-{table.name}")
+        kube.fail("create_run", 500)  # the first create of the pass: one of the five Pipelines
+        thread.run_pass()
+        assert len(triggered(kube)) == 4
+        thread.run_pass()  # the failed one backs off; nothing fires twice
+        assert len(triggered(kube)) == 4
+        now[0] += 3600
+        thread.run_pass()
+    finally:
+        thread.store = None  # the fixture's to close
+        thread.stop()
+    assert sorted(run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)) == [
+        f"reader-{i}" for i in range(5)]
+    assert [sample(metrics, "headwater_trigger_firings_total", f"reader-{i}") for i in range(5)] == [1] * 5
+    assert sum(sample(metrics, "headwater_trigger_failures_total", f"reader-{i}") or 0 for i in range(5)) == 1
+
+
+def test_claiming_many_firings_at_once_refuses_one_whose_rows_another_pass_took_in_part_and_gives_back_the_rest(
+        kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    body = downstream(kube, operator, "any", REVENUE)
+    for i in range(3):
+        write(store, REVENUE, f"revenue-{i}")
+    consumer = triggering.consumer_key(NS, "reporting", body["metadata"]["uid"])
+    with store.transaction() as conn:
+        outbox.register_all(conn, [(consumer, parse_time(body["metadata"]["creationTimestamp"]))])
+        pending = outbox.pending_all(conn, {consumer: [(REVENUE.namespace, REVENUE.name)]})[consumer]
+    first, second, third = pending
+    with store.transaction() as conn:  # another pass took the second version
+        taken = triggering.Firing("reporting-dtaken", (second.outbox_id,), ())
+        assert outbox.claim(conn, consumer, taken) is not None
+    both = triggering.Firing("reporting-dboth", (first.outbox_id, second.outbox_id), ())
+    alone = triggering.Firing("reporting-dalone", (third.outbox_id,), ())
+    with store.transaction() as conn:
+        ids = outbox.claim_all(conn, [(consumer, both), (consumer, alone)])
+    assert ids[0] is None and ids[1] is not None
+    with store.transaction() as conn:
+        assert [v.outbox_id for v in outbox.pending_versions(conn, consumer, [(REVENUE.namespace, REVENUE.name)])] \
+            == [first.outbox_id]  # the refused firing's other row is pending again
+        assert sorted(u.run_name for u in outbox.unconfirmed(conn, consumer)) == ["reporting-dalone",
+                                                                                 "reporting-dtaken"]
+        assert outbox.confirm_all(conn, [ids[1], ids[1] + 1000])[ids[1] + 1000] is None
+
+
+def test_a_woken_pass_takes_the_pipelines_from_the_watch_and_a_rescan_lists_them(
+        kube: FakeKube, operator: Operator, store: LineageStore, database_url: str) -> None:
+    body = downstream(kube, operator, "any", REVENUE)
+    reader(kube, operator, "not-yet-watched", ORDERS)
+    watched = WatchedPipelines()
+    watched.saw(body)
+    thread = Triggerer(database_url, lambda: store, kube, [NS], Isolation(), watched=watched)
+    thread.store = store  # passes run here, not on the thread
+    try:
+        thread.run_pass()  # the first pass lists: both register
+        write(store, REVENUE, "revenue-1")
+        write(store, ORDERS, "orders-1", "orders")
+        refusal = kube.fail("list_pipelines", 500, times=None)
+        thread.run_pass({outbox.dataset_hex(REVENUE.namespace, REVENUE.name),
+                         outbox.dataset_hex(ORDERS.namespace, ORDERS.name)})
+        assert [run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)] == ["reporting"]
+        refusal.stop()
+        thread.run_pass()  # a rescan: the Pipeline the watch has not shown yet fires now
+    finally:
+        thread.store = None  # the fixture's to close
+        thread.stop()
+    assert sorted(run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)) == [
+        "not-yet-watched", "reporting"]

@@ -20,6 +20,7 @@ from headwater.adapters.kube import post_event
 from headwater.adapters.metrics import Metrics
 from headwater.controller import handlers
 from headwater.controller.runtime import Runtime
+from headwater.controller.triggerer import WatchedPipelines
 from headwater.lineage.recorder import Recorder
 from headwater.runs.engine import Baselines, RunEngine
 from headwater.runs.jobs import JobSettings
@@ -42,6 +43,7 @@ class Operator:
         self.recorder = recorder
         self.metrics = Metrics()
         self.errors: list[Exception] = []
+        self.watched_pipelines = WatchedPipelines()
         self.isolation = Isolation(self.events, clock=lambda: clock().timestamp())
         self.sla = SlaMonitor(kube, self.metrics, self.events, alerts, self.scopes(), isolation=self.isolation)
         self.engine = RunEngine(kube, JobSettings(STEP_IMAGE), self.events, clock=clock, recorder=recorder,

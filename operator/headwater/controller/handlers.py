@@ -9,6 +9,7 @@ write, a Job update that leaves its step as it was) are dropped here.
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -81,9 +82,10 @@ def _owning_run(job: kopf.Body) -> dict[str, Any] | None:
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PIPELINE_PLURAL, when=_owned)
 def pipeline_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    runtime.watched_pipelines.saw(copy.deepcopy(dict(event["object"])), deleted=event["type"] == "DELETED")
     if event["type"] == "DELETED":
         return
-    runtime: Runtime = memo.runtime
     runtime.metrics.pipeline_seen(body["metadata"]["name"])
     runtime.isolation.run(dict(body), "checking the spec", partial(_pipeline_status, runtime, dict(body)),
                           reason="StatusFailed", kind=f"{c.PIPELINE_KIND}/spec", respect_backoff=False)

@@ -24,8 +24,7 @@ from headwater.adapters.kube import Kube, KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.config import Settings
 from headwater.controller.heap import release_free_memory
-from headwater.controller.triggerer import WORKERS as TRIGGER_WORKERS
-from headwater.controller.triggerer import Triggerer
+from headwater.controller.triggerer import Triggerer, WatchedPipelines
 from headwater.lineage.baselines import StoreBaselines
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.run_records import has_finalizer
@@ -75,10 +74,12 @@ class Runtime:
                                 self.events, recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation,
                                 baselines=self.baselines)
+        self.watched_pipelines = WatchedPipelines()
         self.triggerer = Triggerer(settings.database_url,
-                                   partial(LineageStore.open, settings.database_url, max_size=TRIGGER_WORKERS),
+                                   partial(LineageStore.open, settings.database_url, max_size=2),
                                    self.kube, self.scopes(), self.isolation, self.events,
-                                   settings.trigger_rescan_seconds, metrics=self.metrics) \
+                                   settings.trigger_rescan_seconds, metrics=self.metrics,
+                                   watched=self.watched_pipelines) \
             if settings.database_url else None
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -1,13 +1,22 @@
 """Dataset triggers at work: a thread that turns new published dataset versions into the runs they trigger.
 
-Woken by the store's notification when a version commits (and every ``rescan_seconds`` anyway), a pass
-looks at every Ready Pipeline with ``spec.triggers.datasets``, each in isolation (its failure gets an Event,
-a ``Triggered=False`` condition, a backoff and ``headwater_trigger_failures_total``; the others go on).
-For one Pipeline: create the runs of firings claimed earlier but not confirmed (a crash between claim and
-create), then decide (:mod:`headwater.pipelines.triggering`), claim each firing in the store and create its
-run.  Claims come first and run names derive from the consumed versions, so nothing fires twice and nothing
-claimed is lost.
-Each run created counts in ``headwater_trigger_firings_total`` and ``headwater_trigger_latency_seconds``.
+Woken by the store's notification when versions commit (and every ``rescan_seconds`` anyway), a pass looks
+at the Ready Pipelines with ``spec.triggers.datasets`` that read the notified datasets, all of them together
+(a woken pass takes the Pipelines from :class:`WatchedPipelines`, as the operator's watch last showed them,
+when it has one; the first pass and each rescan list them from the apiserver):
+
+1. one store transaction for all of them (:func:`claim_pass`): register each Pipeline as a consumer, read
+   the firings claimed earlier but not confirmed (a crash between claim and create) and the pending
+   versions, decide (:mod:`headwater.pipelines.triggering`) and claim every new firing;
+2. the runs created in the apiserver, ``WORKERS`` at once, one Pipeline's in order (left-overs first);
+   each Pipeline in isolation (its failure gets an Event, a ``Triggered=False`` condition, a backoff and
+   ``headwater_trigger_failures_total``; the others go on);
+3. one transaction confirming every run created (or found existing).
+
+Claims come first and run names derive from the consumed versions, so nothing fires twice and nothing
+claimed is lost.  Each run created counts in ``headwater_trigger_firings_total`` and
+``headwater_trigger_latency_seconds``.  A store failure stops the whole pass (it is no Pipeline's fault): the
+thread backs off and the next pass finds the claimed firings unconfirmed.
 """
 
 from __future__ import annotations
@@ -15,8 +24,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -37,71 +49,146 @@ from headwater.spec.redaction import redact
 from headwater.spec.text import clean
 from headwater.spec.times import parse_time
 
-__all__ = ["CONDITION_TRIGGERED", "Triggerer", "trigger_pipeline"]
+__all__ = ["CONDITION_TRIGGERED", "Triggerer", "WatchedPipelines", "claim_pass", "trigger_pipeline"]
 
 log = logging.getLogger(__name__)
 
 CONDITION_TRIGGERED = "Triggered"
 WORKERS = 8
-"""Pipelines evaluated at once in a pass (each holds one store connection while it works)."""
+"""PipelineRuns created at once in a pass (apiserver round trips; the store is used once before, once after)."""
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 
 
-def _create(kube: Kube, store: LineageStore, pipeline: dict[str, Any], firing_id: int, run_name: str,
-            versions: list[TriggerVersion], post_event: EventSink | None, metrics: Metrics | None) -> bool:
+class WatchedPipelines:
+    """The Pipelines as the operator's watch last showed them (its Pipeline event handler feeds this), so that
+    a woken pass need not list them: a Pipeline the watch has not shown yet waits for the next rescan."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def saw(self, body: dict[str, Any], deleted: bool = False) -> None:
+        meta = body["metadata"]
+        with self._lock:
+            if deleted:
+                self._items.pop((meta["namespace"], meta["name"]), None)
+            else:
+                self._items[(meta["namespace"], meta["name"])] = body
+
+    def items(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._items.values())
+
+
+@dataclass(frozen=True)
+class ToCreate:
+    """A claimed firing whose run is to be created."""
+
+    firing_id: int
+    run_name: str
+    versions: list[TriggerVersion]
+
+
+@dataclass
+class Evaluation:
+    """One Pipeline's part of a pass: the firings to create (oldest first) and those created so far."""
+
+    pipeline: dict[str, Any]
+    consumer: str
+    spec: PipelineSpec
+    todo: list[ToCreate] = field(default_factory=list)
+    done: list[tuple[ToCreate, bool]] = field(default_factory=list)  # (firing, created by this pass)
+
+
+def evaluation(pipeline: dict[str, Any]) -> Evaluation | None:
+    """The Pipeline's evaluation, or None when it has no dataset triggers or is not Ready (raises on a spec
+    the model refuses)."""
     meta = pipeline["metadata"]
-    created = kube.create_run(meta["namespace"], triggering.triggered_run(pipeline, run_name, versions))
+    spec = PipelineSpec.model_validate(pipeline["spec"])
+    if spec.triggers is None or spec.triggers.datasets is None or not is_ready(pipeline):
+        return None
+    return Evaluation(pipeline, triggering.consumer_key(meta["namespace"], meta["name"], meta["uid"]), spec)
+
+
+def claim_pass(conn: psycopg.Connection[Any], evaluations: Sequence[Evaluation]) -> None:
+    """In one transaction (``conn``'s), for every Pipeline at once: register it, read its unconfirmed firings
+    and pending versions, decide and claim; fills each evaluation's ``todo``."""
+    def since(e: Evaluation) -> datetime | None:
+        # Declared from the start: versions since the Pipeline's creation count; triggers added later start now.
+        meta = e.pipeline["metadata"]
+        return parse_time(meta["creationTimestamp"]) if meta.get("generation", 1) == 1 else None
+    outbox.register_all(conn, [(e.consumer, since(e)) for e in evaluations])
+    left_over = outbox.unconfirmed_all(conn, [e.consumer for e in evaluations])
+    active = [e for e in evaluations if not e.spec.suspend]  # a suspended one's pending versions fire on resume
+    pending = outbox.pending_all(conn, {e.consumer: [(d.namespace, d.name) for d in _triggers(e).inputs]
+                                        for e in active})
+    decided = [(e, firing) for e in active for firing in
+               triggering.decide(e.pipeline["metadata"]["name"], e.consumer, _triggers(e), pending[e.consumer])]
+    claimed = outbox.claim_all(conn, [(e.consumer, firing) for e, firing in decided])
+    for e in evaluations:
+        e.todo = [ToCreate(u.firing_id, u.run_name, u.versions) for u in left_over[e.consumer]]
+    for (e, firing), firing_id in zip(decided, claimed, strict=True):
+        if firing_id is None:
+            meta = e.pipeline["metadata"]
+            log.info("Pipeline %s/%s: firing %s was claimed by another pass", meta["namespace"], meta["name"],
+                     firing.run_name)
+        else:
+            e.todo.append(ToCreate(firing_id, firing.run_name, list(firing.versions)))
+
+
+def _triggers(e: Evaluation) -> Any:
+    assert e.spec.triggers is not None and e.spec.triggers.datasets is not None
+    return e.spec.triggers.datasets
+
+
+def create_runs(kube: Kube, e: Evaluation) -> None:
+    """Create the evaluation's runs in order, recording each in ``done`` as it goes (so that the runs made
+    before a failure are still confirmed)."""
+    namespace = e.pipeline["metadata"]["namespace"]
+    for item in e.todo:
+        created = kube.create_run(namespace, triggering.triggered_run(e.pipeline, item.run_name, item.versions))
+        e.done.append((item, created))
+
+
+def confirm_pass(store: LineageStore, evaluations: Sequence[Evaluation], post_event: EventSink | None,
+                 metrics: Metrics | None) -> None:
+    """One transaction confirming every run the pass created or found; then count and report the new ones."""
+    ids = [item.firing_id for e in evaluations for item, _ in e.done]
+    if not ids:
+        return
     with store.transaction() as conn:
-        latency = outbox.confirm(conn, firing_id)
-    if not created:  # it existed already: the pass that created it counted and reported it
-        return False
-    if metrics is not None:
-        metrics.trigger_firings.labels(meta["namespace"], meta["name"]).inc()
-        if latency is not None:
-            metrics.trigger_latency.labels(meta["namespace"], meta["name"]).observe(latency)
-    names = ", ".join(f"{v.name}#{v.version}" for v in versions)
-    log.info("Pipeline %s/%s: created PipelineRun %s for %s", meta["namespace"], meta["name"], run_name, names)
-    if post_event is not None:
-        post_event(pipeline, "Normal", "TriggeredRun", f"Created PipelineRun {run_name} for new versions of {names}")
-    return True
+        latencies = outbox.confirm_all(conn, ids)
+    for e in evaluations:
+        meta = e.pipeline["metadata"]
+        for item, created in e.done:
+            if not created:  # it existed already: the pass that created it counted and reported it
+                continue
+            latency = latencies.get(item.firing_id)
+            if metrics is not None:
+                metrics.trigger_firings.labels(meta["namespace"], meta["name"]).inc()
+                if latency is not None:
+                    metrics.trigger_latency.labels(meta["namespace"], meta["name"]).observe(latency)
+            names = ", ".join(f"{v.name}#{v.version}" for v in item.versions)
+            log.info("Pipeline %s/%s: created PipelineRun %s for %s", meta["namespace"], meta["name"],
+                     item.run_name, names)
+            if post_event is not None:
+                post_event(e.pipeline, "Normal", "TriggeredRun",
+                           f"Created PipelineRun {item.run_name} for new versions of {names}")
 
 
 def trigger_pipeline(kube: Kube, store: LineageStore, pipeline: dict[str, Any],
                      post_event: EventSink | None = None, metrics: Metrics | None = None) -> list[str]:
     """One trigger pass for one Pipeline; the names of the runs it created."""
-    meta = pipeline["metadata"]
-    spec = PipelineSpec.model_validate(pipeline["spec"])
-    if spec.triggers is None or spec.triggers.datasets is None or not is_ready(pipeline):
+    e = evaluation(pipeline)
+    if e is None:
         return []
-    consumer = triggering.consumer_key(meta["namespace"], meta["name"], meta["uid"])
-    # Declared from the start: versions since the Pipeline's creation count; triggers added later start now.
-    since = parse_time(meta["creationTimestamp"]) if meta.get("generation", 1) == 1 else None
-    created: list[str] = []
-    triggers = spec.triggers.datasets
-    with store.transaction() as conn:  # one round of reads: registration, left-overs, what is pending
-        outbox.register(conn, consumer, since)
-        left_over = outbox.unconfirmed(conn, consumer)
-        pending = [] if spec.suspend or left_over else \
-            outbox.pending_versions(conn, consumer, [(d.namespace, d.name) for d in triggers.inputs])
-    for claimed in left_over:
-        if _create(kube, store, pipeline, claimed.firing_id, claimed.run_name, claimed.versions, post_event,
-                   metrics):
-            created.append(claimed.run_name)
-    if spec.suspend:
-        return created  # pending versions are kept; they fire on resume
-    if left_over:  # the rows they consumed are gone from the pending ones only now
-        with store.transaction() as conn:
-            pending = outbox.pending_versions(conn, consumer, [(d.namespace, d.name) for d in triggers.inputs])
-    for firing in triggering.decide(meta["name"], consumer, triggers, pending, suspended=spec.suspend):
-        with store.transaction() as conn:
-            firing_id = outbox.claim(conn, consumer, firing)
-        if firing_id is None:
-            log.info("Pipeline %s/%s: firing %s was claimed by another pass", meta["namespace"], meta["name"],
-                     firing.run_name)
-            continue
-        if _create(kube, store, pipeline, firing_id, firing.run_name, list(firing.versions), post_event, metrics):
-            created.append(firing.run_name)
-    return created
+    with store.transaction() as conn:
+        claim_pass(conn, [e])
+    try:
+        create_runs(kube, e)
+    finally:
+        confirm_pass(store, [e], post_event, metrics)
+    return [item.run_name for item, created in e.done if created]
 
 
 def set_trigger_condition(kube: Kube, namespace: str, name: str, failure: str | None) -> None:
@@ -115,10 +202,12 @@ class Triggerer:
 
     def __init__(self, database_url: str, open_store: Callable[[], LineageStore], kube: Kube,
                  scopes: list[str | None], isolation: Isolation, post_event: EventSink | None = None,
-                 rescan_seconds: float = 2.0, workers: int = WORKERS, metrics: Metrics | None = None) -> None:
+                 rescan_seconds: float = 2.0, workers: int = WORKERS, metrics: Metrics | None = None,
+                 watched: WatchedPipelines | None = None) -> None:
         self.database_url, self._open_store, self.kube, self.scopes = database_url, open_store, kube, scopes
         self.isolation, self.post_event, self.rescan_seconds = isolation, post_event, rescan_seconds
         self.metrics = metrics or Metrics()
+        self.watched = watched
         self.store: LineageStore | None = None
         self.passes = 0
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset-trigger")
@@ -172,38 +261,74 @@ class Triggerer:
         assert store is not None
         if not store.ping():  # an outage pauses the whole pass; it is no Pipeline's fault
             raise psycopg.OperationalError("the lineage store does not answer")
+        started = time.monotonic()
         chosen: list[dict[str, Any]] = []
-        for scope in self.scopes:
-            for pipeline in self.kube.list_pipelines(scope):
-                datasets = ((pipeline.get("spec") or {}).get("triggers") or {}).get("datasets")
-                if not datasets:
-                    continue
-                self.metrics.triggers_seen(pipeline["metadata"]["namespace"], pipeline["metadata"]["name"])
-                if changed is None or _reads_any(datasets, changed):
-                    chosen.append(pipeline)
-        # Pipelines are independent (their claims are the store's to arbitrate): several at once, so that
-        # many upstream completions landing together wait on round trips side by side, not one after another.
-        list(self._pool.map(self._one, chosen))
+        for pipeline in self._pipelines(changed is not None):
+            datasets = ((pipeline.get("spec") or {}).get("triggers") or {}).get("datasets")
+            if not datasets:
+                continue
+            self.metrics.triggers_seen(pipeline["metadata"]["namespace"], pipeline["metadata"]["name"])
+            if (changed is None or _reads_any(datasets, changed)) and self.isolation.due(_key(pipeline)):
+                chosen.append(pipeline)
+        evaluations: list[Evaluation] = []
+        for pipeline in chosen:
+            try:
+                found = evaluation(pipeline)
+            except Exception as exc:  # a spec the model refuses: that Pipeline's failure
+                self._one(pipeline, partial(_raise, exc))
+                continue
+            if found is not None:
+                evaluations.append(found)
+        listed = time.monotonic()
+        if evaluations:
+            with store.transaction() as conn:
+                claim_pass(conn, evaluations)
+        claimed = time.monotonic()
+        try:
+            # Pipelines are independent: their runs are created side by side, each Pipeline's in order.
+            list(self._pool.map(lambda e: self._one(e.pipeline, partial(create_runs, self.kube, e)), evaluations))
+        finally:
+            created = time.monotonic()
+            confirm_pass(store, evaluations, self.post_event, self.metrics)
         self.passes += 1
+        if any(e.done for e in evaluations):  # where a pass's time goes, when it made runs
+            log.info("trigger pass: %d Pipeline(s), %d run(s); listed %.0f ms, claimed %.0f ms, created %.0f ms, "
+                      "confirmed %.0f ms", len(evaluations), sum(len(e.done) for e in evaluations),
+                      (listed - started) * 1000, (claimed - listed) * 1000, (created - claimed) * 1000,
+                      (time.monotonic() - created) * 1000)
 
-    def _one(self, pipeline: dict[str, Any]) -> None:
-        store = self.store
-        assert store is not None
+    def _pipelines(self, woken: bool) -> list[dict[str, Any]]:
+        if woken and self.watched is not None:
+            return self.watched.items()
+        return [pipeline for scope in self.scopes for pipeline in self.kube.list_pipelines(scope)]
+
+    def _one(self, pipeline: dict[str, Any], work: Callable[[], object]) -> None:
         meta = pipeline["metadata"]
         self.isolation.run(
-            pipeline, "evaluating dataset triggers",
-            partial(self._evaluate, store, pipeline),
-            reason="TriggerFailed", kind=f"{c.PIPELINE_KIND}/triggers",
+            pipeline, "evaluating dataset triggers", partial(self._counted, pipeline, work),
+            reason="TriggerFailed", kind=_KIND,
             on_failure=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"]),
             on_recovery=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"], None))
 
-    def _evaluate(self, store: LineageStore, pipeline: dict[str, Any]) -> list[str]:
+    def _counted(self, pipeline: dict[str, Any], work: Callable[[], object]) -> None:
         try:
-            return trigger_pipeline(self.kube, store, pipeline, self.post_event, self.metrics)
+            work()
         except Exception:  # counted on every failed evaluation; Isolation reports it and backs the Pipeline off
             meta = pipeline["metadata"]
             self.metrics.trigger_failures.labels(meta["namespace"], meta["name"]).inc()
             raise
+
+
+_KIND = f"{c.PIPELINE_KIND}/triggers"
+
+
+def _key(pipeline: dict[str, Any]) -> tuple[str, str, str]:
+    meta = pipeline["metadata"]
+    return _KIND, meta.get("namespace") or "", meta.get("name") or ""
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
 
 
 def _reads_any(datasets: dict[str, Any], changed: set[str]) -> bool:
