@@ -15,6 +15,7 @@ import pytest
 from fakekube import PIPELINES, RUNS, FakeKube, ManualClock
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.metrics import Metrics
+from headwater.controller import triggerer
 from headwater.controller.triggerer import Triggerer, WatchedPipelines, trigger_pipeline
 from headwater.lineage import triggers as outbox
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord
@@ -306,6 +307,43 @@ def test_one_pass_over_many_pipelines_creates_each_run_once_and_one_failed_creat
         f"reader-{i}" for i in range(5)]
     assert [sample(metrics, "headwater_trigger_firings_total", f"reader-{i}") for i in range(5)] == [1] * 5
     assert sum(sample(metrics, "headwater_trigger_failures_total", f"reader-{i}") or 0 for i in range(5)) == 1
+
+
+def test_when_the_store_refuses_the_shared_claim_each_pipeline_claims_alone_and_only_the_bad_one_fails(
+        kube: FakeKube, operator: Operator, store: LineageStore, database_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    tables = [DatasetRef(WH, f"analytics.table_{i}") for i in range(3)]
+    for i, table in enumerate(tables):
+        reader(kube, operator, f"reader-{i}", table)
+    shared_claim = triggerer.claim_pass
+
+    def refusing(conn: Any, evaluations: Any) -> None:  # the store refuses reader-1's rows, whoever claims them
+        if any(e.pipeline["metadata"]["name"] == "reader-1" for e in evaluations):
+            conn.execute("SELECT 1 / 0")
+        shared_claim(conn, evaluations)
+
+    monkeypatch.setattr(triggerer, "claim_pass", refusing)
+    now = [0.0]
+    metrics = Metrics()
+    thread = Triggerer(database_url, lambda: store, kube, [NS], Isolation(clock=lambda: now[0]), metrics=metrics)
+    thread.store = store  # passes run here, not on the thread
+    try:
+        for table in tables:
+            write(store, table, f"load-{table.name}")
+        thread.run_pass()
+        assert sorted(run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)) == ["reader-0", "reader-2"]
+        conditions = kube.read(PIPELINES, NS, "reader-1")["status"]["conditions"]
+        assert [(x["status"], x["reason"]) for x in conditions if x["type"] == "Triggered"] == [
+            ("False", "TriggerFailed")]
+        assert sample(metrics, "headwater_trigger_failures_total", "reader-1") == 1
+        monkeypatch.undo()
+        now[0] += 3600  # past reader-1's backoff
+        thread.run_pass()
+    finally:
+        thread.store = None  # the fixture's to close
+        thread.stop()
+    assert sorted(run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)) == [
+        "reader-0", "reader-1", "reader-2"]
 
 
 def test_claiming_many_firings_at_once_refuses_one_whose_rows_another_pass_took_in_part_and_gives_back_the_rest(

@@ -15,8 +15,9 @@ when it has one; the first pass and each rescan list them from the apiserver):
 
 Claims come first and run names derive from the consumed versions, so nothing fires twice and nothing
 claimed is lost.  Each run created counts in ``headwater_trigger_firings_total`` and
-``headwater_trigger_latency_seconds``.  A store failure stops the whole pass (it is no Pipeline's fault): the
-thread backs off and the next pass finds the claimed firings unconfirmed.
+``headwater_trigger_latency_seconds``.  A store outage stops the whole pass (it is no Pipeline's fault): the
+thread backs off and the next pass finds the claimed firings unconfirmed.  Any other refusal of the shared
+claim makes each Pipeline claim on its own, in isolation, so one bad Pipeline never holds back the others.
 """
 
 from __future__ import annotations
@@ -280,9 +281,7 @@ class Triggerer:
             if found is not None:
                 evaluations.append(found)
         listed = time.monotonic()
-        if evaluations:
-            with store.transaction() as conn:
-                claim_pass(conn, evaluations)
+        evaluations = self._claim(store, evaluations)
         claimed = time.monotonic()
         try:
             # Pipelines are independent: their runs are created side by side, each Pipeline's in order.
@@ -297,22 +296,52 @@ class Triggerer:
                       (listed - started) * 1000, (claimed - listed) * 1000, (created - claimed) * 1000,
                       (time.monotonic() - created) * 1000)
 
+    def _claim(self, store: LineageStore, evaluations: list[Evaluation]) -> list[Evaluation]:
+        """Claim for every Pipeline in one transaction; when the store refuses it for another reason than an
+        outage (one Pipeline's rows, say), each Pipeline claims on its own, in isolation, so that one bad
+        Pipeline never holds back the others.  The evaluations that claimed."""
+        if not evaluations:
+            return evaluations
+        try:
+            with store.transaction() as conn:
+                claim_pass(conn, evaluations)
+            return evaluations
+        except Exception as exc:
+            if outage(exc):
+                raise
+            log.warning("dataset triggers: the shared claim failed (%s); claiming Pipeline by Pipeline",
+                        clean(redact(exc), 300))
+        claimed: list[Evaluation] = []
+        for e in evaluations:
+            e.todo = []
+            if self._one(e.pipeline, partial(self._claim_one, store, e)):
+                claimed.append(e)
+        return claimed
+
+    @staticmethod
+    def _claim_one(store: LineageStore, e: Evaluation) -> bool:
+        with store.transaction() as conn:
+            claim_pass(conn, [e])
+        return True
+
     def _pipelines(self, woken: bool) -> list[dict[str, Any]]:
         if woken and self.watched is not None:
             return self.watched.items()
         return [pipeline for scope in self.scopes for pipeline in self.kube.list_pipelines(scope)]
 
-    def _one(self, pipeline: dict[str, Any], work: Callable[[], object]) -> None:
+    def _one(self, pipeline: dict[str, Any], work: Callable[[], object]) -> bool:
+        """``work()`` for one Pipeline in isolation; whether it succeeded."""
         meta = pipeline["metadata"]
-        self.isolation.run(
+        return bool(self.isolation.run(
             pipeline, "evaluating dataset triggers", partial(self._counted, pipeline, work),
             reason="TriggerFailed", kind=_KIND,
             on_failure=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"]),
-            on_recovery=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"], None))
+            on_recovery=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"], None)))
 
-    def _counted(self, pipeline: dict[str, Any], work: Callable[[], object]) -> None:
+    def _counted(self, pipeline: dict[str, Any], work: Callable[[], object]) -> bool:
         try:
             work()
+            return True
         except Exception:  # counted on every failed evaluation; Isolation reports it and backs the Pipeline off
             meta = pipeline["metadata"]
             self.metrics.trigger_failures.labels(meta["namespace"], meta["name"]).inc()
