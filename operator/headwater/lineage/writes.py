@@ -88,30 +88,31 @@ UNION ALL
 SELECT j.ident, j.id FROM jobs j JOIN wanted w ON w.ident = j.ident
 """
 
-# Registration without an answer: later statements of the transaction find the rows by key (a row another
-# writer inserts concurrently is waited for by ON CONFLICT, and committed before the next statement's
-# snapshot).  Rows known already are skipped before they take an id.
+# Registration without an answer: later statements of the transaction find the rows by key, one index
+# lookup each (a row another writer inserts concurrently is waited for by ON CONFLICT, and committed before
+# the next statement's snapshot; a key not found would be a NULL id, which the NOT NULL columns refuse
+# rather than drop the row).  Rows known already are skipped before they take an id.
 _REGISTER_DATASETS = """
 INSERT INTO datasets (ident, namespace, name)
 SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[]) AS u (ident, namespace, name)
-WHERE NOT EXISTS (SELECT FROM datasets d WHERE d.ident = u.ident)
+WHERE (SELECT id FROM datasets d WHERE d.ident = u.ident) IS NULL
 ORDER BY 1
 ON CONFLICT (ident) DO NOTHING
 """
 _REGISTER_JOBS = """
 INSERT INTO jobs (ident, pipeline, step)
 SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[]) AS u (ident, pipeline, step)
-WHERE NOT EXISTS (SELECT FROM jobs j WHERE j.ident = u.ident)
+WHERE (SELECT id FROM jobs j WHERE j.ident = u.ident) IS NULL
 ORDER BY 1
 ON CONFLICT (ident) DO NOTHING
 """
 
 _UPSERT_EDGES = """
 INSERT INTO lineage_edges AS e (input_id, job_id, output_id, first_seen, last_seen, last_run_id)
-SELECT i.id, j.id, o.id, u.seen, u.seen, u.run_id
+SELECT (SELECT id FROM datasets WHERE ident = u.input_key), (SELECT id FROM jobs WHERE ident = u.job_key),
+       (SELECT id FROM datasets WHERE ident = u.output_key), u.seen, u.seen, u.run_id
 FROM unnest(%b::bytea[], %b::bytea[], %b::bytea[], %b::timestamptz[], %s::text[])
     AS u (input_key, job_key, output_key, seen, run_id)
-JOIN datasets i ON i.ident = u.input_key JOIN jobs j ON j.ident = u.job_key JOIN datasets o ON o.ident = u.output_key
 ORDER BY 1, 2, 3
 ON CONFLICT (input_id, job_id, output_id) DO UPDATE SET
     first_seen = least(e.first_seen, excluded.first_seen),
@@ -123,20 +124,20 @@ WHERE excluded.first_seen < e.first_seen OR excluded.last_seen > e.last_seen
 _INSERT_VERSION = """
 INSERT INTO dataset_versions (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint,
                               published, logical_time)
-SELECT d.id, u.run_id, u.pipeline, u.step, u.written_at, u.row_count, u.schema_fingerprint, u.published,
-       u.logical_time
+SELECT (SELECT id FROM datasets WHERE ident = u.dataset_key), u.run_id, u.pipeline, u.step, u.written_at,
+       u.row_count, u.schema_fingerprint, u.published, u.logical_time
 FROM unnest(%b::bytea[], %s::text[], %s::text[], %s::text[], %b::timestamptz[], %b::bigint[], %s::text[],
             %b::boolean[], %b::timestamptz[]) WITH ORDINALITY
     AS u (dataset_key, run_id, pipeline, step, written_at, row_count, schema_fingerprint, published, logical_time, k)
-JOIN datasets d ON d.ident = u.dataset_key
 ORDER BY u.k
 ON CONFLICT (dataset_id, run_id, step) DO NOTHING
 """
 _INSERT_CHECK = """
 INSERT INTO check_results (version_id, name, kind, severity, outcome, observed, baseline, message)
 SELECT v.id, %(name)s, %(kind)s, %(severity)s, %(outcome)s, %(observed)s, %(baseline)s, %(message)s
-FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id
-WHERE d.ident = %(dataset_key)s AND v.run_id = %(run_id)s AND v.step = %(step)s
+FROM dataset_versions v
+WHERE v.dataset_id = (SELECT id FROM datasets WHERE ident = %(dataset_key)s) AND v.run_id = %(run_id)s
+  AND v.step = %(step)s
 ON CONFLICT (version_id, name) DO NOTHING
 """
 
@@ -197,8 +198,9 @@ def _ensure_all(conn: Conn, datasets: set[DatasetRef], jobs: set[Job]) -> tuple[
 
 _UPSERT_DECLARED = """
 INSERT INTO step_outputs AS o (job_id, dataset_id, last_run_id)
-SELECT j.id, d.id, u.run_id FROM unnest(%b::bytea[], %b::bytea[], %s::text[]) AS u (job_key, dataset_key, run_id)
-JOIN jobs j ON j.ident = u.job_key JOIN datasets d ON d.ident = u.dataset_key
+SELECT (SELECT id FROM jobs WHERE ident = u.job_key), (SELECT id FROM datasets WHERE ident = u.dataset_key),
+       u.run_id
+FROM unnest(%b::bytea[], %b::bytea[], %s::text[]) AS u (job_key, dataset_key, run_id)
 ORDER BY 2, 1
 ON CONFLICT (dataset_id, job_id) DO UPDATE SET last_run_id = excluded.last_run_id
 WHERE o.last_run_id IS DISTINCT FROM excluded.last_run_id
@@ -208,8 +210,8 @@ WHERE o.last_run_id IS DISTINCT FROM excluded.last_run_id
 Row = tuple[Any, ...]
 
 
-def _upsert(conn: Conn, statement: str, rows: list[Row], key: int) -> None:
-    """Upsert ``rows`` (as column arrays) in rounds where no two rows share their first ``key`` columns.
+def _rounds(rows: list[Row], key: int) -> list[list[Any]]:
+    """``rows`` in rounds where no two rows share their first ``key`` columns, each round as column arrays.
 
     An upsert may not touch one row twice in a statement, so the n-th write of a key goes in round n: the
     writes of one key keep their order, as if each were a statement of its own."""
@@ -221,8 +223,19 @@ def _upsert(conn: Conn, statement: str, rows: list[Row], key: int) -> None:
         if n == len(rounds):
             rounds.append([])
         rounds[n].append(row)
-    for each in rounds:
-        conn.execute(statement, [list(column) for column in zip(*each, strict=True)])
+    return [[list(column) for column in zip(*each, strict=True)] for each in rounds]
+
+
+def _execute_together(conn: Conn, statements: list[tuple[str, list[Any]]]) -> None:
+    """Run ``statements`` (each with its positional parameters) as one: each a data-modifying WITH query.
+
+    They must not read each other's writes (one statement has one snapshot); one statement instead of
+    several saves the client and the server the work of the others."""
+    if len(statements) == 1:
+        conn.execute(*statements[0])
+    elif statements:
+        parts = ",\n".join(f"w{k} AS ({statement.strip()})" for k, (statement, _) in enumerate(statements))
+        conn.execute(f"WITH {parts}\nSELECT", [value for _, params in statements for value in params])
 
 
 def _needs(records: Sequence[Record]) -> tuple[set[DatasetRef], set[Job]]:
@@ -262,8 +275,9 @@ def write_records(conn: Conn, records: Sequence[Record]) -> None:
     """Write ``records`` idempotently inside the caller's transaction, as if one by one in order.
 
     The datasets and jobs of all of them are registered first, in key order (so two writers lock them in the
-    same order); then one statement per table (per round, see :func:`_upsert`) writes every record of its
-    kind, finding dataset and job ids by key.  No statement needs an answer."""
+    same order); then one statement writes the records of every table, finding dataset and job ids by key (a
+    key written again in ``records`` goes in a statement after, see :func:`_rounds`).  No statement needs an
+    answer."""
     keys, jobs = _register(conn, *_needs(records))
     runs: list[Row] = []
     steps: list[Row] = []
@@ -287,14 +301,17 @@ def write_records(conn: Conn, records: Sequence[Record]) -> None:
                 declared.extend(dict.fromkeys((job, keys[d], r.run_id) for d in r.outputs))
         else:
             versions.append(r)
-    _upsert(conn, _UPSERT_RUN, runs, 1)
-    _upsert(conn, _UPSERT_STEP, steps, 2)
-    _upsert(conn, _UPSERT_EDGES, edges, 3)
-    _upsert(conn, _UPSERT_DECLARED, declared, 2)
+    upserts = [(_UPSERT_RUN, _rounds(runs, 1)), (_UPSERT_STEP, _rounds(steps, 2)), (_UPSERT_EDGES, _rounds(edges, 3)),
+               (_UPSERT_DECLARED, _rounds(declared, 2))]
+    first = [(statement, rounds[0]) for statement, rounds in upserts if rounds]
     if versions:
         rows = [(keys[v.dataset], v.run_id, v.pipeline, v.step, v.written_at, v.row_count, v.schema_fingerprint,
                  v.published, v.logical_time) for v in versions]
-        conn.execute(_INSERT_VERSION, [list(column) for column in zip(*rows, strict=True)])
+        first.append((_INSERT_VERSION, [list(column) for column in zip(*rows, strict=True)]))
+    _execute_together(conn, first)  # the tables are independent: one statement writes them all
+    for statement, rounds in upserts:  # a key written again in the batch: after its earlier write
+        for later in rounds[1:]:
+            conn.execute(statement, later)
     for v in versions:
         for check in v.checks:
             conn.execute(_INSERT_CHECK, {
