@@ -256,18 +256,20 @@ def _needs(records: Sequence[Record]) -> tuple[set[DatasetRef], set[Job]]:
 
 def _register(conn: Conn, datasets: set[DatasetRef],
               jobs: set[Job]) -> tuple[dict[DatasetRef, bytes], dict[Job, bytes]]:
-    """Register ``datasets`` and ``jobs`` in key order (two writers lock them in the same order), reading no
-    answer; their keys, for the statements that refer to them."""
+    """Register ``datasets`` and ``jobs`` in key order (two writers lock them in the same order) in one
+    statement, reading no answer; their keys, for the statements that refer to them."""
     dataset_keys = {d: dataset_key(d.namespace, d.name) for d in datasets}
     job_keys = {job: dataset_key(*job) for job in jobs}  # the same hashing keeps (pipeline, step) unique
+    registers: list[tuple[str, list[Any]]] = []
     if dataset_keys:
         ordered = sorted(dataset_keys.items(), key=lambda item: item[1])
-        conn.execute(_REGISTER_DATASETS, ([k for _, k in ordered], [d.namespace for d, _ in ordered],
-                                          [d.name for d, _ in ordered]))
+        registers.append((_REGISTER_DATASETS, [[k for _, k in ordered], [d.namespace for d, _ in ordered],
+                                               [d.name for d, _ in ordered]]))
     if job_keys:
         ordered_jobs = sorted(job_keys.items(), key=lambda item: item[1])
-        conn.execute(_REGISTER_JOBS, ([k for _, k in ordered_jobs], [p for (p, _), _ in ordered_jobs],
-                                      [s for (_, s), _ in ordered_jobs]))
+        registers.append((_REGISTER_JOBS, [[k for _, k in ordered_jobs], [p for (p, _), _ in ordered_jobs],
+                                           [s for (_, s), _ in ordered_jobs]]))
+    _execute_together(conn, registers)
     return dataset_keys, job_keys
 
 
