@@ -236,22 +236,45 @@ def bench_ingest(store: LineageStore, events: list[dict[str, Any]]) -> float:
     return len(events) / (time.perf_counter() - started)
 
 
-def bench_http_ingest(store: LineageStore, events: list[dict[str, Any]], concurrency: int) -> float:
+async def _post_all(url: str, events: list[dict[str, Any]], concurrency: int) -> float:
+    """POST ``events`` to ``url`` with ``concurrency`` clients, each sending its next once answered: events/s."""
+    async with ClientSession() as session:
+        queue = list(events)
+
+        async def worker() -> None:
+            while queue:
+                async with session.post(url, data=json.dumps(queue.pop())) as response:
+                    assert response.status == 201, await response.text()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(events) / (time.perf_counter() - started)
+
+
+def bench_http_ingest(store: LineageStore, events: list[dict[str, Any]], concurrency: int,
+                      client_process: bool = False) -> float:
+    """OpenLineage events/s through the API; its clients run in the server's process and event loop, or in
+    a process of their own (``client_process``: as real producers do, they then take no CPU of the server's)."""
     async def main() -> float:
-        async with TestServer(open_app(store), host="127.0.0.1") as server, ClientSession() as session:
-            queue = list(events)
+        async with TestServer(open_app(store), host="127.0.0.1") as server:
             url = str(server.make_url("/api/v1/lineage"))
-
-            async def worker() -> None:
-                while queue:
-                    async with session.post(url, data=json.dumps(queue.pop())) as response:
-                        assert response.status == 201, await response.text()
-
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return len(events) / (time.perf_counter() - started)
+            if not client_process:
+                return await _post_all(url, events, concurrency)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, str(Path(__file__).resolve()), "--http-clients", json.dumps([url, concurrency]),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            out, _ = await proc.communicate(json.dumps(events).encode())
+            if proc.returncode != 0:
+                raise RuntimeError(f"the HTTP clients' process failed ({proc.returncode})")
+            return float(out)
 
     return asyncio.run(main())
+
+
+def http_clients(spec: str) -> float:
+    """The clients' process of ``bench_http_ingest``: the events come on stdin, the rate goes to stdout."""
+    url, concurrency = json.loads(spec)
+    return asyncio.run(_post_all(url, json.load(sys.stdin), concurrency))
 
 
 def bench_record_writes(store: LineageStore, graph: Graph, count: int) -> float:
@@ -327,7 +350,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             events = _events(spec["events"], graph, spec["seed"], prefix=spec["label"])
             half = len(events) // 2
             out["ingest_events_per_s"] = round(bench_ingest(store, events[:half]), 1)
-            out["http_ingest_events_per_s"] = round(bench_http_ingest(store, events[half:], spec["concurrency"]), 1)
+            out["http_ingest_events_per_s"] = round(bench_http_ingest(store, events[half:], spec["concurrency"],
+                                                                      spec["client_process"]), 1)
             out["load_average"] = os.getloadavg()
         if spec["clients"]:
             out["schedule_lag"] = asyncio.run(schedule_lag(store, spec["explain"], spec["explain_depth"],
@@ -365,7 +389,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["load"] = load(url, graph, records)
         spec = {"url": url, "depth": args.depth, "clients": args.clients, "lag_seconds": args.lag_seconds,
                 "tick": args.tick, "explain_depth": args.explain_depth, "events": args.side_events,
-                "concurrency": args.concurrency, "datasets": datasets, "layers": args.layers, "seed": args.seed,
+                "concurrency": args.concurrency, "client_process": args.client_process, "datasets": datasets,
+                "layers": args.layers, "seed": args.seed,
                 "upstream": _samples(graph, "upstream", args.depth, args.queries, args.seed),
                 "downstream": _samples(graph, "downstream", args.depth, args.queries, args.seed),
                 "explain": _samples(graph, "upstream", min(args.explain_depth, args.layers - 1), 200, args.seed + 1)}
@@ -385,7 +410,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             events = _events(args.events, graph, args.seed)
             report["ingest_events_per_s"] = round(bench_ingest(store, events[: len(events) // 2]), 1)
             report["http_ingest_events_per_s"] = round(
-                bench_http_ingest(store, events[len(events) // 2:], args.concurrency), 1)
+                bench_http_ingest(store, events[len(events) // 2:], args.concurrency, args.client_process), 1)
             report["record_lineage_per_s"] = round(bench_record_writes(store, graph, args.writes), 1)
             report["counts"] = dict(store.counts())
     return report
@@ -428,7 +453,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tick", type=float, default=0.5, help="period of the stand-in for the operator's loops")
     parser.add_argument("--explain-depth", type=int, default=19, help="depth of the lag scenario's explain queries")
     parser.add_argument("--only-side-by-side", action="store_true", help="skip the naive and ingest parts")
+    parser.add_argument("--client-process", action="store_true", help="run the HTTP ingest's clients in a process "
+                        "of their own (by default they share the server's process and event loop)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--http-clients", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -436,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+    if args.http_clients:
+        print(http_clients(args.http_clients))
         return 0
     report = run(args)
     text = json.dumps(report, indent=2)

@@ -133,3 +133,25 @@ def test_concurrent_posts_are_each_answered_for_their_own_event(store: LineageSt
     statuses = serve(store, scenario)
     assert statuses == [201] * 5 + [500] + [201] * 6
     assert store.counts()["openlineage_events"] == 11
+
+
+def test_the_stored_event_is_the_event_as_sent(store: LineageStore) -> None:
+    event = _event(1)
+    event["job"]["facets"] = {"documentation": {"description": "Zürich \\u0000 — 東京", "nested": [1, 2.5, None]}}
+    store.ingest_batch([parse_run_event(event)])
+    with store.transaction() as conn:
+        row = conn.execute("SELECT event FROM openlineage_events").fetchone()
+    assert row is not None and row[0] == event
+
+
+def test_datasets_and_jobs_known_already_take_no_new_id(store: LineageStore) -> None:
+    store.ingest_batch([parse_run_event(_event(1))])
+    for _ in range(3):  # the same datasets and job again: the events are new, the datasets and job are not
+        store.ingest_batch([parse_run_event({**_event(1), "eventTime": f"2026-11-23T07:0{_}:00Z"})])
+    store.ingest_batch([parse_run_event(_event(2))])
+    with store.transaction() as conn:
+        datasets = conn.execute("SELECT name, id FROM datasets ORDER BY id").fetchall()
+        jobs = conn.execute("SELECT step, id FROM jobs ORDER BY id").fetchall()
+    assert sorted(name for name, _ in datasets[2:]) == ["clean.2", "raw.2"]
+    assert [i - datasets[0][1] for _, i in datasets] == [0, 1, 2, 3]
+    assert [i - jobs[0][1] for _, i in jobs] == [0, 1]

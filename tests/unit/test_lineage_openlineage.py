@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -182,3 +185,24 @@ def test_ten_thousand_edges_and_repeated_datasets_are_within_the_limit() -> None
     event["inputs"] += event["inputs"]  # the same dataset twice is one edge end
     [edges] = [r for r in parse_run_event(event, now=T0).records() if isinstance(r, EdgeRecord)]
     assert len(edges.inputs) * len(edges.outputs) == 10_000
+
+
+def test_a_text_that_only_looks_like_an_escaped_nul_is_accepted() -> None:
+    event = _complete()
+    event["job"]["facets"] = {"documentation": {"description": "C:\\u0000\\dir"}}
+    assert parse_run_event(event).raw["job"]["facets"]["documentation"]["description"] == "C:\\u0000\\dir"
+
+
+@pytest.mark.parametrize("where", ["value", "key"])
+def test_a_nul_anywhere_is_refused_by_its_path(where: str) -> None:
+    event = _complete()
+    event["run"]["facets"] = {"custom": {"note": "a\u0000b"} if where == "value" else {"no\u0000te": "b"}}
+    path = "run.facets.custom.note" if where == "value" else "run.facets.custom.no\u0000te"
+    with pytest.raises(InvalidEventError, match=re.escape(f"{path}: {'' if where == 'value' else 'keys '}must not")):
+        parse_run_event(event)
+
+
+def test_the_digest_is_sha256_of_the_events_sorted_compact_json() -> None:
+    event = _complete()  # events stored by earlier versions are recognised when sent again
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert parse_run_event(event).digest == hashlib.sha256(canonical.encode()).digest()

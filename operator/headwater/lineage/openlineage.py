@@ -15,7 +15,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, Final
@@ -72,12 +72,18 @@ class ParsedEvent:
     outputs: tuple[OutputDataset, ...]
     error: str | None
     raw: Mapping[str, Any]
+    canonical: str | None = field(default=None, repr=False, compare=False)
+    """The raw event's canonical JSON when parsing made it already (see :attr:`canonical_json`)."""
+
+    @cached_property
+    def canonical_json(self) -> str:
+        """The raw event as JSON with sorted keys and no spaces: what its digest hashes and the store keeps."""
+        return self.canonical if self.canonical is not None else _canonical(self.raw)
 
     @cached_property
     def digest(self) -> bytes:
         """sha256 of the canonical JSON of the raw event: the same event sent twice is stored once."""
-        canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).digest()
+        return hashlib.sha256(self.canonical_json.encode()).digest()
 
     def records(self) -> list[Record]:
         """What the event says, as store records (none for OTHER)."""
@@ -128,7 +134,9 @@ def parse_run_event(event: object, *, now: datetime | None = None) -> ParsedEven
     edges (distinct inputs x distinct outputs), whatever the event type."""
     check = Checker()
     root = check.obj(event, "")
-    check.storable(event, "")
+    canonical = _storable_json(event)
+    if canonical is None:  # not certainly storable: look at every string, to name the bad ones
+        check.storable(event, "")
     event_type = check.choice(root, "eventType", EVENT_TYPES)
     event_time = check.timestamp(root, "eventTime", (now or datetime.now(UTC)) + MAX_EVENT_AHEAD)
     check.string(root, "producer")
@@ -147,8 +155,27 @@ def parse_run_event(event: object, *, now: datetime | None = None) -> ParsedEven
     return ParsedEvent(
         event_type=event_type, event_time=event_time, run_id=run_id, job_namespace=job_namespace,
         job_name=job_name, inputs=tuple(d for d in inputs if d is not None),
-        outputs=tuple(o for o in outputs if o is not None), error=error, raw=root,
+        outputs=tuple(o for o in outputs if o is not None), error=error, raw=root, canonical=canonical,
     )
+
+
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+"""``json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, without making an encoder
+each time (the digest of every event ever stored hashes this text: never change it)."""
+
+
+def _storable_json(event: object) -> str | None:
+    """The canonical JSON of ``event`` when it certainly holds neither NUL nor an unpaired surrogate, else None.
+
+    The JSON escapes a NUL as ``\\u0000`` (a text holding a backslash and "u0000" looks the same: such an
+    event is looked at string by string, which finds nothing), and an unpaired surrogate cannot be encoded:
+    one pass in C instead of a walk in Python over every string of a valid event."""
+    try:
+        canonical = _canonical(event)
+        canonical.encode()
+    except (TypeError, ValueError):  # not JSON data (a caller's Python objects), or a surrogate
+        return None
+    return None if "\\u0000" in canonical else canonical
 
 
 def _check_edges(check: Checker, inputs: set[DatasetRef], outputs: set[DatasetRef]) -> None:

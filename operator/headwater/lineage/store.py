@@ -18,7 +18,6 @@ from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from headwater.lineage import explain as _explain
@@ -41,14 +40,18 @@ DEFAULT_STATEMENT_TIMEOUT = 30.0
 # Events get their ids in the order given; RETURNING names the ones that were new.
 _INSERT_EVENTS = """
 INSERT INTO openlineage_events (digest, event_type, event_time, run_id, job_namespace, job_name, event)
-SELECT digest, event_type, event_time, run_id, job_namespace, job_name, event
-FROM unnest(%b::bytea[], %s::text[], %b::timestamptz[], %s::text[], %s::text[], %s::text[], %b::jsonb[])
+SELECT digest, event_type, event_time, run_id, job_namespace, job_name, event::jsonb
+FROM unnest(%b::bytea[], %s::text[], %b::timestamptz[], %s::text[], %s::text[], %s::text[], %b::text[])
     WITH ORDINALITY AS u (digest, event_type, event_time, run_id, job_namespace, job_name, event, k)
 ORDER BY k
 ON CONFLICT (digest) DO NOTHING
 RETURNING digest
 """
 
+# The writes' statements take arrays of any length and find rows by key, so one plan suits every call; by
+# default PostgreSQL plans a prepared statement again for each call whose plan it guesses cheaper, and
+# planning the batch's write costs more than running it.
+_GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
 
 _TABLES = ("pipeline_runs", "step_runs", "datasets", "jobs", "lineage_edges", "dataset_versions",
            "openlineage_events")
@@ -127,6 +130,7 @@ class LineageStore:
             try:
                 with conn.pipeline():
                     conn.execute("BEGIN")
+                    conn.execute(_GENERIC_PLANS)
                     yield conn
                     conn.execute("COMMIT")
             except BaseException:
@@ -156,7 +160,8 @@ class LineageStore:
         """Validate and store an OpenLineage RunEvent in one transaction (raises ``InvalidEventError``)."""
         parsed = parse_run_event(event)
         with self.transaction(pipelined=True) as conn:
-            return self._store_events(conn, [parsed])[0]
+            stored = self._store_events(conn, [parsed])
+        return stored()[0]
 
     def ingest_batch(self, events: Sequence[ParsedEvent]) -> list[IngestResult | Exception]:
         """Store parsed events in one transaction (a group commit): each one's result, or its error.
@@ -167,7 +172,8 @@ class LineageStore:
             return []
         try:
             with self.transaction(pipelined=True) as conn:
-                return list(self._store_events(conn, events))
+                stored = self._store_events(conn, events)
+            return list(stored())
         except Exception as exc:
             if len(events) == 1:
                 return [exc]
@@ -177,7 +183,8 @@ class LineageStore:
         for event in events:
             try:
                 with self.transaction(pipelined=True) as conn:
-                    result = self._store_events(conn, [event])[0]
+                    stored = self._store_events(conn, [event])
+                result = stored()[0]
             except Exception as exc:  # the commit may fail too: an event counts only once it is committed
                 results.append(exc)
             else:
@@ -185,21 +192,28 @@ class LineageStore:
         return results
 
     @staticmethod
-    def _store_events(conn: psycopg.Connection[Any], events: Sequence[ParsedEvent]) -> list[IngestResult]:
-        """Append the raw events and write their records, as if one by one in order, on ``conn``.
+    def _store_events(conn: psycopg.Connection[Any],
+                      events: Sequence[ParsedEvent]) -> Callable[[], list[IngestResult]]:
+        """Send the raw events and their records, as if one by one in order, on ``conn``; what each did, to
+        be read once the transaction is committed (reading nothing before, the write costs no round trip
+        of its own in pipeline mode).
 
         An event is a duplicate when it was stored before, or earlier in ``events``."""
         records = [event.records() for event in events]
         columns = [[e.digest for e in events], [e.event_type for e in events], [e.event_time for e in events],
                    [e.run_id for e in events], [e.job_namespace for e in events], [e.job_name for e in events],
-                   [Jsonb(dict(e.raw)) for e in events]]
+                   [e.canonical_json for e in events]]
         inserted = conn.execute(_INSERT_EVENTS, columns)
         write_records(conn, [record for each in records for record in each])
-        new = {bytes(digest) for digest, in inserted.fetchall()}
-        results = []
-        for event, each in zip(events, records, strict=True):
-            results.append(IngestResult(event.event_type, event.run_id, event.digest not in new, len(each)))
-            new.discard(event.digest)
+
+        def results() -> list[IngestResult]:
+            new = {bytes(digest) for digest, in inserted.fetchall()}
+            answers = []
+            for event, each in zip(events, records, strict=True):
+                answers.append(IngestResult(event.event_type, event.run_id, event.digest not in new, len(each)))
+                new.discard(event.digest)
+            return answers
+
         return results
 
     # -- reads ----------------------------------------------------------------------------------

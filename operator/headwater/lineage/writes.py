@@ -3,8 +3,9 @@
 Every statement binds its values as parameters and resolves conflicts with ``ON CONFLICT``, so
 writing a record twice, or replaying a queue of them, leaves the same rows as writing it once.
 Runs and steps move forward only: Pending → Running → a terminal phase, which is final.
-:func:`write_records` resolves the datasets and jobs of all its records in one round trip first; the
-rest needs no answer, so in pipeline mode it costs no further round trip.
+:func:`write_records` reads no answer: it registers the datasets and jobs of all its records first, and
+the statements after find their ids by key (``ident``) in the database, so in pipeline mode the whole
+write costs no round trip of its own (the caller's commit is the only one).
 """
 
 from __future__ import annotations
@@ -87,11 +88,32 @@ UNION ALL
 SELECT j.ident, j.id FROM jobs j JOIN wanted w ON w.ident = j.ident
 """
 
+# Registration without an answer: later statements of the transaction find the rows by key, one index
+# lookup each (a row another writer inserts concurrently is waited for by ON CONFLICT, and committed before
+# the next statement's snapshot; a key not found would be a NULL id, which the NOT NULL columns refuse
+# rather than drop the row).  Rows known already are skipped before they take an id.
+_REGISTER_DATASETS = """
+INSERT INTO datasets (ident, namespace, name)
+SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[]) AS u (ident, namespace, name)
+WHERE (SELECT id FROM datasets d WHERE d.ident = u.ident) IS NULL
+ORDER BY 1
+ON CONFLICT (ident) DO NOTHING
+"""
+_REGISTER_JOBS = """
+INSERT INTO jobs (ident, pipeline, step)
+SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[]) AS u (ident, pipeline, step)
+WHERE (SELECT id FROM jobs j WHERE j.ident = u.ident) IS NULL
+ORDER BY 1
+ON CONFLICT (ident) DO NOTHING
+"""
+
 _UPSERT_EDGES = """
 INSERT INTO lineage_edges AS e (input_id, job_id, output_id, first_seen, last_seen, last_run_id)
-SELECT i, j, o, seen, seen, run_id
-FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[], %s::text[]) AS u (i, j, o, seen, run_id)
-ORDER BY i, j, o
+SELECT (SELECT id FROM datasets WHERE ident = u.input_key), (SELECT id FROM jobs WHERE ident = u.job_key),
+       (SELECT id FROM datasets WHERE ident = u.output_key), u.seen, u.seen, u.run_id
+FROM unnest(%b::bytea[], %b::bytea[], %b::bytea[], %b::timestamptz[], %s::text[])
+    AS u (input_key, job_key, output_key, seen, run_id)
+ORDER BY 1, 2, 3
 ON CONFLICT (input_id, job_id, output_id) DO UPDATE SET
     first_seen = least(e.first_seen, excluded.first_seen),
     last_seen = greatest(e.last_seen, excluded.last_seen),
@@ -102,17 +124,20 @@ WHERE excluded.first_seen < e.first_seen OR excluded.last_seen > e.last_seen
 _INSERT_VERSION = """
 INSERT INTO dataset_versions (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint,
                               published, logical_time)
-SELECT dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint, published, logical_time
-FROM unnest(%b::bigint[], %s::text[], %s::text[], %s::text[], %b::timestamptz[], %b::bigint[], %s::text[],
+SELECT (SELECT id FROM datasets WHERE ident = u.dataset_key), u.run_id, u.pipeline, u.step, u.written_at,
+       u.row_count, u.schema_fingerprint, u.published, u.logical_time
+FROM unnest(%b::bytea[], %s::text[], %s::text[], %s::text[], %b::timestamptz[], %b::bigint[], %s::text[],
             %b::boolean[], %b::timestamptz[]) WITH ORDINALITY
-    AS u (dataset_id, run_id, pipeline, step, written_at, row_count, schema_fingerprint, published, logical_time, k)
-ORDER BY k
+    AS u (dataset_key, run_id, pipeline, step, written_at, row_count, schema_fingerprint, published, logical_time, k)
+ORDER BY u.k
 ON CONFLICT (dataset_id, run_id, step) DO NOTHING
 """
 _INSERT_CHECK = """
 INSERT INTO check_results (version_id, name, kind, severity, outcome, observed, baseline, message)
 SELECT v.id, %(name)s, %(kind)s, %(severity)s, %(outcome)s, %(observed)s, %(baseline)s, %(message)s
-FROM dataset_versions v WHERE v.dataset_id = %(dataset_id)s AND v.run_id = %(run_id)s AND v.step = %(step)s
+FROM dataset_versions v
+WHERE v.dataset_id = (SELECT id FROM datasets WHERE ident = %(dataset_key)s) AND v.run_id = %(run_id)s
+  AND v.step = %(step)s
 ON CONFLICT (version_id, name) DO NOTHING
 """
 
@@ -173,7 +198,10 @@ def _ensure_all(conn: Conn, datasets: set[DatasetRef], jobs: set[Job]) -> tuple[
 
 _UPSERT_DECLARED = """
 INSERT INTO step_outputs AS o (job_id, dataset_id, last_run_id)
-SELECT * FROM unnest(%b::bigint[], %b::bigint[], %s::text[]) AS u ORDER BY 2, 1
+SELECT (SELECT id FROM jobs WHERE ident = u.job_key), (SELECT id FROM datasets WHERE ident = u.dataset_key),
+       u.run_id
+FROM unnest(%b::bytea[], %b::bytea[], %s::text[]) AS u (job_key, dataset_key, run_id)
+ORDER BY 2, 1
 ON CONFLICT (dataset_id, job_id) DO UPDATE SET last_run_id = excluded.last_run_id
 WHERE o.last_run_id IS DISTINCT FROM excluded.last_run_id
 """
@@ -182,8 +210,8 @@ WHERE o.last_run_id IS DISTINCT FROM excluded.last_run_id
 Row = tuple[Any, ...]
 
 
-def _upsert(conn: Conn, statement: str, rows: list[Row], key: int) -> None:
-    """Upsert ``rows`` (as column arrays) in rounds where no two rows share their first ``key`` columns.
+def _rounds(rows: list[Row], key: int) -> list[list[Any]]:
+    """``rows`` in rounds where no two rows share their first ``key`` columns, each round as column arrays.
 
     An upsert may not touch one row twice in a statement, so the n-th write of a key goes in round n: the
     writes of one key keep their order, as if each were a statement of its own."""
@@ -195,8 +223,19 @@ def _upsert(conn: Conn, statement: str, rows: list[Row], key: int) -> None:
         if n == len(rounds):
             rounds.append([])
         rounds[n].append(row)
-    for each in rounds:
-        conn.execute(statement, [list(column) for column in zip(*each, strict=True)])
+    return [[list(column) for column in zip(*each, strict=True)] for each in rounds]
+
+
+def _execute_together(conn: Conn, statements: list[tuple[str, list[Any]]]) -> None:
+    """Run ``statements`` (each with its positional parameters) as one: each a data-modifying WITH query.
+
+    They must not read each other's writes (one statement has one snapshot); one statement instead of
+    several saves the client and the server the work of the others."""
+    if len(statements) == 1:
+        conn.execute(*statements[0])
+    elif statements:
+        parts = ",\n".join(f"w{k} AS ({statement.strip()})" for k, (statement, _) in enumerate(statements))
+        conn.execute(f"WITH {parts}\nSELECT", [value for _, params in statements for value in params])
 
 
 def _needs(records: Sequence[Record]) -> tuple[set[DatasetRef], set[Job]]:
@@ -215,13 +254,33 @@ def _needs(records: Sequence[Record]) -> tuple[set[DatasetRef], set[Job]]:
     return datasets, jobs
 
 
+def _register(conn: Conn, datasets: set[DatasetRef],
+              jobs: set[Job]) -> tuple[dict[DatasetRef, bytes], dict[Job, bytes]]:
+    """Register ``datasets`` and ``jobs`` in key order (two writers lock them in the same order) in one
+    statement, reading no answer; their keys, for the statements that refer to them."""
+    dataset_keys = {d: dataset_key(d.namespace, d.name) for d in datasets}
+    job_keys = {job: dataset_key(*job) for job in jobs}  # the same hashing keeps (pipeline, step) unique
+    registers: list[tuple[str, list[Any]]] = []
+    if dataset_keys:
+        ordered = sorted(dataset_keys.items(), key=lambda item: item[1])
+        registers.append((_REGISTER_DATASETS, [[k for _, k in ordered], [d.namespace for d, _ in ordered],
+                                               [d.name for d, _ in ordered]]))
+    if job_keys:
+        ordered_jobs = sorted(job_keys.items(), key=lambda item: item[1])
+        registers.append((_REGISTER_JOBS, [[k for _, k in ordered_jobs], [p for (p, _), _ in ordered_jobs],
+                                           [s for (_, s), _ in ordered_jobs]]))
+    _execute_together(conn, registers)
+    return dataset_keys, job_keys
+
+
 def write_records(conn: Conn, records: Sequence[Record]) -> None:
     """Write ``records`` idempotently inside the caller's transaction, as if one by one in order.
 
-    The datasets and jobs of all of them are registered first, in one round trip and in key order (so two
-    writers lock them in the same order); then one statement per table (per round, see :func:`_upsert`)
-    writes every record of its kind, and none needs an answer."""
-    ids, jobs = _ensure_all(conn, *_needs(records))
+    The datasets and jobs of all of them are registered first, in key order (so two writers lock them in the
+    same order); then one statement writes the records of every table, finding dataset and job ids by key (a
+    key written again in ``records`` goes in a statement after, see :func:`_rounds`).  No statement needs an
+    answer."""
+    keys, jobs = _register(conn, *_needs(records))
     runs: list[Row] = []
     steps: list[Row] = []
     edges: list[Row] = []
@@ -236,26 +295,29 @@ def write_records(conn: Conn, records: Sequence[Record]) -> None:
                           r.rows_affected, r.error))
         elif isinstance(r, EdgeRecord):
             job = jobs[r.pipeline, r.step]
-            edges.extend(dict.fromkeys((ids[i], job, ids[o], r.seen_at, r.run_id)
+            edges.extend(dict.fromkeys((keys[i], job, keys[o], r.seen_at, r.run_id)
                                        for i in r.inputs for o in r.outputs))
         elif isinstance(r, DeclaredOutputsRecord):
             if r.outputs:
                 job = jobs[r.pipeline, r.step]
-                declared.extend(dict.fromkeys((job, ids[d], r.run_id) for d in r.outputs))
+                declared.extend(dict.fromkeys((job, keys[d], r.run_id) for d in r.outputs))
         else:
             versions.append(r)
-    _upsert(conn, _UPSERT_RUN, runs, 1)
-    _upsert(conn, _UPSERT_STEP, steps, 2)
-    _upsert(conn, _UPSERT_EDGES, edges, 3)
-    _upsert(conn, _UPSERT_DECLARED, declared, 2)
+    upserts = [(_UPSERT_RUN, _rounds(runs, 1)), (_UPSERT_STEP, _rounds(steps, 2)), (_UPSERT_EDGES, _rounds(edges, 3)),
+               (_UPSERT_DECLARED, _rounds(declared, 2))]
+    first = [(statement, rounds[0]) for statement, rounds in upserts if rounds]
     if versions:
-        rows = [(ids[v.dataset], v.run_id, v.pipeline, v.step, v.written_at, v.row_count, v.schema_fingerprint,
+        rows = [(keys[v.dataset], v.run_id, v.pipeline, v.step, v.written_at, v.row_count, v.schema_fingerprint,
                  v.published, v.logical_time) for v in versions]
-        conn.execute(_INSERT_VERSION, [list(column) for column in zip(*rows, strict=True)])
+        first.append((_INSERT_VERSION, [list(column) for column in zip(*rows, strict=True)]))
+    _execute_together(conn, first)  # the tables are independent: one statement writes them all
+    for statement, rounds in upserts:  # a key written again in the batch: after its earlier write
+        for later in rounds[1:]:
+            conn.execute(statement, later)
     for v in versions:
         for check in v.checks:
             conn.execute(_INSERT_CHECK, {
-                "dataset_id": ids[v.dataset], "run_id": v.run_id, "step": v.step, "name": check.name,
+                "dataset_key": keys[v.dataset], "run_id": v.run_id, "step": v.step, "name": check.name,
                 "kind": check.kind, "severity": check.severity, "outcome": check.outcome,
                 "observed": check.observed, "baseline": check.baseline, "message": check.message,
             })
