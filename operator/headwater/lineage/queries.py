@@ -256,9 +256,11 @@ _WALK_DOWN = _WALK.format(near="input_id", far="output_id") + "\nSELECT w.id, mi
 # One page of a graph in one statement, so in one snapshot: the walk, the page of nodes (by depth, id), the page of
 # edges (by input, job, output id) that leave a node nearer than ``depth``, and the names of the datasets either
 # page names.  In one snapshot every edge's far end is a node (the walk followed that edge), so edges are found by
-# a join on the near end only.  Rows, by kind: 0 a node (depth, id), 1 an edge (input, job, output, pipeline,
-# step, first seen, last seen, last run), 2 a dataset's name (id, namespace, name).  The rows come in no promised
-# order: the caller sorts nodes and edges (each page comes sorted from its own ORDER BY, so that costs one pass).
+# a join on the near end only.  MATERIALIZED keeps the planner (a prepared statement's generic plan too) from
+# walking the whole primary key in order to find the few edges of one graph: they are found first, then sorted
+# and cut.  Rows, by kind: 0 a node (depth, id), 1 an edge (input, job, output, pipeline, step, first seen, last
+# seen, last run), 2 a dataset's name (id, namespace, name).  The rows come in no promised order: the caller
+# sorts nodes and edges (each page comes sorted from its own ORDER BY, so that costs one pass).
 _GRAPH = _WALK + """,
 reached AS MATERIALIZED (SELECT id, min(depth) AS depth FROM walk GROUP BY id),
 page AS MATERIALIZED (
@@ -266,11 +268,13 @@ page AS MATERIALIZED (
     WHERE %(nodes)s AND r.id <> %(root)s AND (r.depth, r.id) > (%(node_depth)s, %(node_id)s)
     ORDER BY r.depth, r.id LIMIT %(limit)s
 ),
-edges AS MATERIALIZED (
+followed AS MATERIALIZED (
     SELECT e.input_id, e.job_id, e.output_id, e.first_seen, e.last_seen, e.last_run_id
     FROM reached r JOIN lineage_edges e ON e.{near} = r.id
     WHERE %(edges)s AND r.depth < %(depth)s AND (e.input_id, e.job_id, e.output_id) > (%(i)s, %(j)s, %(o)s)
-    ORDER BY e.input_id, e.job_id, e.output_id LIMIT %(limit)s
+),
+edges AS MATERIALIZED (
+    SELECT * FROM followed f ORDER BY f.input_id, f.job_id, f.output_id LIMIT %(limit)s
 )
 SELECT 0, p.depth::bigint, p.id, NULL::bigint, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz,
        NULL::text
