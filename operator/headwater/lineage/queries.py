@@ -258,9 +258,11 @@ _WALK_DOWN = _WALK.format(near="input_id", far="output_id") + "\nSELECT w.id, mi
 # page names.  In one snapshot every edge's far end is a node (the walk followed that edge), so edges are found by
 # a join on the near end only.  MATERIALIZED keeps the planner (a prepared statement's generic plan too) from
 # walking the whole primary key in order to find the few edges of one graph: they are found first, then sorted
-# and cut.  Rows, by kind: 0 a node (depth, id), 1 an edge (input, job, output, pipeline, step, first seen, last
-# seen, last run), 2 a dataset's name (id, namespace, name).  The rows come in no promised order: the caller
-# sorts nodes and edges (each page comes sorted from its own ORDER BY, so that costs one pass).
+# and cut.  Names are looked up by key (ANY of an array), not by a hash join over every dataset, whatever the
+# planner guesses of the walk's size.  Rows, by kind: 0 a node (depth, id), 1 an edge (input, job, output,
+# pipeline, step, first seen, last seen, last run), 2 a dataset's name (id, namespace, name).  The rows come in
+# no promised order: the caller sorts nodes and edges (each page comes sorted from its own ORDER BY, so that
+# costs one pass).
 _GRAPH = _WALK + """,
 reached AS MATERIALIZED (SELECT id, min(depth) AS depth FROM walk GROUP BY id),
 page AS MATERIALIZED (
@@ -284,8 +286,8 @@ SELECT 1, e.input_id, e.job_id, e.output_id, j.pipeline, j.step, e.first_seen, e
 FROM edges e JOIN jobs j ON j.id = e.job_id
 UNION ALL
 SELECT 2, d.id, NULL, NULL, d.namespace, d.name, NULL, NULL, NULL FROM datasets d
-WHERE d.id IN (SELECT %(root)s::bigint UNION SELECT id FROM page UNION SELECT input_id FROM edges
-               UNION SELECT output_id FROM edges)
+WHERE d.id = ANY (ARRAY(SELECT %(root)s::bigint UNION ALL SELECT id FROM page UNION ALL SELECT input_id FROM edges
+                        UNION ALL SELECT output_id FROM edges))
 """
 _GRAPH_UP = _GRAPH.format(near="output_id", far="input_id")
 _GRAPH_DOWN = _GRAPH.format(near="input_id", far="output_id")
