@@ -5,7 +5,8 @@
 With ``--baseline DIR`` (an older checkout's tree, e.g. ``git archive <commit> operator | tar -x -C DIR``)
 the traversal percentiles, the ingest rates (``--side-events``: each tree its own events, direct and over HTTP)
 and the schedule-lag scenario run twice on the same loaded database, side by side: once with that tree's
-``headwater`` package, once with this one, each in a subprocess of its own.
+``headwater`` package, once with this one, each in a subprocess of its own (``--rounds N``: N times, taking
+turns).
 The schedule-lag scenario serves the API in an event loop that also runs a loop like the operator's
 periodic passes (``asyncio.to_thread`` every ``--tick`` seconds) and measures how late each pass starts
 while ``--clients`` concurrent clients keep slow explain queries running for ``--lag-seconds``.
@@ -347,7 +348,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             out[f"store_{direction}"] = bench_store(store, spec[direction], direction, spec["depth"])
         if spec["events"]:  # each tree ingests events of its own (the same shapes), so none is a duplicate
             graph = make_graph(spec["datasets"], spec["layers"], spec["seed"])
-            events = _events(spec["events"], graph, spec["seed"], prefix=spec["label"])
+            prefix = spec["label"] + (f"-{spec['round']}" if spec.get("round") else "")  # new events each round
+            events = _events(spec["events"], graph, spec["seed"], prefix=prefix)
             half = len(events) // 2
             out["ingest_events_per_s"] = round(bench_ingest(store, events[:half]), 1)
             out["http_ingest_events_per_s"] = round(bench_http_ingest(store, events[half:], spec["concurrency"],
@@ -360,9 +362,24 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def side_by_side(args: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
-    """``worker`` in a subprocess per tree: the baseline's (when given) first, then this one's."""
+    """``worker`` in a subprocess per tree: the baseline's (when given) first, then this one's.
+
+    With ``--rounds N`` the trees take turns N times (baseline, current, current, baseline, ...): the first
+    round's figures stay under each tree's label, every round's are under ``rounds`` and the median of each
+    traversal percentile under ``medians``."""
     trees = ([("baseline", Path(args.baseline).resolve() / "operator")] if args.baseline else []) + [
         ("current", ROOT / "operator")]
+    rounds = [_one_round({**spec, "round": k}, trees if k % 2 == 0 else trees[::-1]) for k in range(args.rounds)]
+    out: dict[str, Any] = dict(rounds[0])
+    if args.rounds > 1:
+        out["rounds"] = rounds
+        out["medians"] = {label: {f"store_{d}": {m: statistics.median(r[label][f"store_{d}"][m] for r in rounds)
+                                                 for m in ("p50_ms", "p99_ms", "max_ms")}
+                                  for d in ("upstream", "downstream")} for label, _ in trees}
+    return out
+
+
+def _one_round(spec: dict[str, Any], trees: list[tuple[str, Path]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, tree in trees:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(ROOT / "tests")])}
@@ -455,6 +472,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only-side-by-side", action="store_true", help="skip the naive and ingest parts")
     parser.add_argument("--client-process", action="store_true", help="run the HTTP ingest's clients in a process "
                         "of their own (by default they share the server's process and event loop)")
+    parser.add_argument("--rounds", type=int, default=1, help="side by side: how many times the trees take turns")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--http-clients", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

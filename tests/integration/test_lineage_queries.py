@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from headwater.lineage import (
     AmbiguousDatasetError,
@@ -17,8 +21,10 @@ from headwater.lineage import (
     LineageGraph,
     LineageStore,
     RunNotFoundError,
+    queries,
 )
 from headwater.lineage.queries import Cursor
+from headwater.lineage.records import dataset_key
 from lineage_support import (
     ORDERS_SOURCE,
     STRIPE_SOURCE,
@@ -139,6 +145,61 @@ def test_the_pages_of_a_tangled_graph_join_to_a_breadth_first_walk_of_its_edges(
         assert {d: n for n, d in nodes} == {d: n for d, n in depths.items() if d != root}
         assert len(nodes) == len(depths) - 1 and [n for n, _ in nodes] == sorted(n for n, _ in nodes)
         assert sorted(found, key=repr) == sorted(followed, key=repr)
+
+
+def _wide_layers(conn: psycopg.Connection[Any], width: int, layers: int) -> int:
+    """``layers`` layers of ``width`` datasets, each after the first written from two of the layer before; the
+    first dataset's id.  Loaded with COPY and analysed, so the planner knows the table is not small."""
+    names = [f"w{layer}.{k}" for layer in range(layers) for k in range(width)]
+    with conn.cursor() as cur:
+        with cur.copy("COPY datasets (ident, namespace, name) FROM STDIN") as copy:
+            for name in names:
+                copy.write_row((dataset_key(WAREHOUSE, name), WAREHOUSE, name))
+        ids = dict(cur.execute("SELECT name, id FROM datasets WHERE name LIKE 'w%'").fetchall())
+        with cur.copy("COPY jobs (ident, pipeline, step) FROM STDIN") as copy:
+            for name in names[width:]:
+                copy.write_row((dataset_key("wide", name), "wide", name))
+        jobs = dict(cur.execute("SELECT step, id FROM jobs WHERE pipeline = 'wide'").fetchall())
+        with cur.copy("COPY lineage_edges (input_id, job_id, output_id, first_seen, last_seen, last_run_id) "
+                      "FROM STDIN") as copy:
+            for layer in range(1, layers):
+                for k in range(width):
+                    out = f"w{layer}.{k}"
+                    for near in {k, (k + 1) % width}:
+                        copy.write_row((ids[f"w{layer - 1}.{near}"], jobs[out], ids[out], DAY1, DAY1, "r"))
+    conn.execute("ANALYZE")
+    return int(ids["w0.0"])
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.parametrize("direction", ["upstream", "downstream"])
+def test_a_prepared_graph_page_sorts_the_edges_it_found_rather_than_scanning_all_edges_in_order(
+        store: LineageStore, direction: str) -> None:
+    """A page's statement is prepared after a few calls and PostgreSQL may then keep one generic plan for it:
+    that plan too must find the edges through the walk and sort them, not read every edge in key order until the
+    page is full (with a few thousand edges, a generic plan did that and took 10-20 times longer)."""
+    statement = queries._GRAPH_UP if direction == "upstream" else queries._GRAPH_DOWN
+    with store.transaction() as conn:
+        root = _wide_layers(conn, width=200, layers=10)
+        params = {"root": root, "depth": 10, "limit": 1001, "nodes": True, "node_depth": 0, "node_id": 0,
+                  "edges": True, "i": 0, "j": 0, "o": 0}
+        text = statement
+        for k, name in enumerate(params, 1):
+            text = text.replace(f"%({name})s", f"${k}")
+        conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE graph_page AS {text}")
+        explained = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE graph_page ({})").format(
+            sql.SQL(", ").join(sql.Literal(v) for v in params.values()))).fetchone()
+    assert explained is not None
+    nodes = list(_plan_nodes(explained[0][0]["Plan"]))
+    page = next(n for n in nodes if n.get("Subplan Name") == "CTE edges")
+    assert page["Node Type"] == "Limit"
+    assert [n["Node Type"] for n in page["Plans"]] == ["Sort"]
 
 
 def test_unknown_dataset_is_not_found(revenue: LineageStore) -> None:

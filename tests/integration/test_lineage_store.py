@@ -76,6 +76,22 @@ def test_concurrent_migrations_apply_each_version_exactly_once(empty_db: str) ->
     assert _versions(empty_db) == ALL_VERSIONS
 
 
+def test_a_traversal_reads_outside_a_transaction_and_returns_its_connection_as_it_came(empty_db: str) -> None:
+    with LineageStore.open(empty_db, max_size=1) as store:  # one connection: the traversal's is the next call's
+        store.record(EdgeRecord("r", "p", "s", (wh("a"),), (wh("b"),)))
+        with store.reading() as conn:
+            assert conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        for walk in (store.upstream, store.downstream):
+            walk("a" if walk == store.downstream else "b")
+            with store.transaction() as conn:
+                assert not conn.autocommit
+        with pytest.raises(psycopg.errors.UndefinedTable), store.reading() as conn:
+            conn.execute("SELECT * FROM no_such_table")
+        with store.transaction() as conn:
+            assert not conn.autocommit
+        assert [e.output for e in store.downstream("a").edges] == [wh("b")]
+
+
 def test_recording_the_same_run_twice_leaves_the_same_rows(store: LineageStore) -> None:
     records = pipeline_run_records("data/revenue-1", REVENUE_STEPS, T0)
     store.record(*records)

@@ -15,6 +15,7 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Final, Literal
 
 import psycopg
@@ -243,44 +244,54 @@ def resolve(conn: Conn, name: str, namespace: str | None = None) -> tuple[int, D
     return int(rows[0][0]), DatasetRef(str(rows[0][1]), name)
 
 
-_WALK_UP = """
+_WALK = """
 WITH RECURSIVE walk (id, depth) AS (
     SELECT %(root)s::bigint, 0
   UNION
-    SELECT e.input_id, w.depth + 1 FROM walk w JOIN lineage_edges e ON e.output_id = w.id
+    SELECT e.{far}, w.depth + 1 FROM walk w JOIN lineage_edges e ON e.{near} = w.id
     WHERE w.depth < %(depth)s
+)"""
+_WALK_UP = _WALK.format(near="output_id", far="input_id") + "\nSELECT w.id, min(w.depth) FROM walk w GROUP BY w.id"
+_WALK_DOWN = _WALK.format(near="input_id", far="output_id") + "\nSELECT w.id, min(w.depth) FROM walk w GROUP BY w.id"
+# One page of a graph in one statement, so in one snapshot: the walk, the page of nodes (by depth, id), the page of
+# edges (by input, job, output id) that leave a node nearer than ``depth``, and the names of the datasets either
+# page names.  In one snapshot every edge's far end is a node (the walk followed that edge), so edges are found by
+# a join on the near end only.  MATERIALIZED keeps the planner (a prepared statement's generic plan too) from
+# walking the whole primary key in order to find the few edges of one graph: they are found first, then sorted
+# and cut.  Names are looked up by key (ANY of an array), not by a hash join over every dataset, whatever the
+# planner guesses of the walk's size.  Rows, by kind: 0 a node (depth, id), 1 an edge (input, job, output,
+# pipeline, step, first seen, last seen, last run), 2 a dataset's name (id, namespace, name).  The rows come in
+# no promised order: the caller sorts nodes and edges (each page comes sorted from its own ORDER BY, so that
+# costs one pass).
+_GRAPH = _WALK + """,
+reached AS MATERIALIZED (SELECT id, min(depth) AS depth FROM walk GROUP BY id),
+page AS MATERIALIZED (
+    SELECT r.depth, r.id FROM reached r
+    WHERE %(nodes)s AND r.id <> %(root)s AND (r.depth, r.id) > (%(node_depth)s, %(node_id)s)
+    ORDER BY r.depth, r.id LIMIT %(limit)s
+),
+followed AS MATERIALIZED (
+    SELECT e.input_id, e.job_id, e.output_id, e.first_seen, e.last_seen, e.last_run_id
+    FROM reached r JOIN lineage_edges e ON e.{near} = r.id
+    WHERE %(edges)s AND r.depth < %(depth)s AND (e.input_id, e.job_id, e.output_id) > (%(i)s, %(j)s, %(o)s)
+),
+edges AS MATERIALIZED (
+    SELECT * FROM followed f ORDER BY f.input_id, f.job_id, f.output_id LIMIT %(limit)s
 )
-SELECT w.id, min(w.depth) FROM walk w GROUP BY w.id
+SELECT 0, p.depth::bigint, p.id, NULL::bigint, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz,
+       NULL::text
+FROM page p
+UNION ALL
+SELECT 1, e.input_id, e.job_id, e.output_id, j.pipeline, j.step, e.first_seen, e.last_seen, e.last_run_id
+FROM edges e JOIN jobs j ON j.id = e.job_id
+UNION ALL
+SELECT 2, d.id, NULL, NULL, d.namespace, d.name, NULL, NULL, NULL FROM datasets d
+WHERE d.id = ANY (ARRAY(SELECT %(root)s::bigint UNION ALL SELECT id FROM page UNION ALL SELECT input_id FROM edges
+                        UNION ALL SELECT output_id FROM edges))
 """
-_WALK_DOWN = """
-WITH RECURSIVE walk (id, depth) AS (
-    SELECT %(root)s::bigint, 0
-  UNION
-    SELECT e.output_id, w.depth + 1 FROM walk w JOIN lineage_edges e ON e.input_id = w.id
-    WHERE w.depth < %(depth)s
-)
-SELECT w.id, min(w.depth) FROM walk w GROUP BY w.id
-"""
-# MATERIALIZED keeps the planner from walking the whole primary key in order to find the few edges of
-# one graph: the edges are found through the walk's ids first, then sorted and cut.
-_EDGES = """
-WITH found AS MATERIALIZED (
-    SELECT e.input_id, e.job_id, e.output_id, e.first_seen, e.last_seen, e.last_run_id FROM lineage_edges e
-    WHERE e.{near} = ANY(%(inner)s) AND e.{far} = ANY(%(all)s)
-      AND (e.input_id, e.job_id, e.output_id) > (%(i)s, %(j)s, %(o)s)
-)
-SELECT f.input_id, f.job_id, f.output_id, j.pipeline, j.step, f.first_seen, f.last_seen, f.last_run_id
-FROM found f JOIN jobs j ON j.id = f.job_id
-ORDER BY f.input_id, f.job_id, f.output_id
-LIMIT %(limit)s
-"""
-_EDGES_UP = _EDGES.format(near="output_id", far="input_id")
-_EDGES_DOWN = _EDGES.format(near="input_id", far="output_id")
-
-
-def _names(conn: Conn, ids: list[int]) -> dict[int, DatasetRef]:
-    rows = conn.execute("SELECT id, namespace, name FROM datasets WHERE id = ANY(%s)", (ids,)).fetchall()
-    return {int(i): DatasetRef(str(ns), str(n)) for i, ns, n in rows}
+_GRAPH_UP = _GRAPH.format(near="output_id", far="input_id")
+_GRAPH_DOWN = _GRAPH.format(near="input_id", far="output_id")
+_EDGE_ORDER: Final = itemgetter(1, 2, 3)
 
 
 def walk(conn: Conn, root: int, direction: Direction, depth: int) -> dict[int, int]:
@@ -310,28 +321,34 @@ def subgraph(
     Nodes come nearest first (by depth, then id), edges by (input, job, output) id; each list holds at
     most ``limit`` and goes on from ``cursor``."""
     at = cursor or Cursor()
-    depths = walk(conn, root, direction, depth)
-    ordered = sorted((d, i) for i, d in depths.items() if i != root)
-    if at.nodes_done:
-        ordered = []
-    elif at.node_after is not None:
-        ordered = [n for n in ordered if n > at.node_after]
-    page, more_nodes = ordered[:limit], len(ordered) > limit
-    rows: list[tuple[Any, ...]] = []
-    if not at.edges_done:
-        inner = [i for i, d in depths.items() if d < depth]
-        i, j, o = at.edge_after or (0, 0, 0)
-        rows = conn.execute(_EDGES_UP if direction == "upstream" else _EDGES_DOWN, {
-            "inner": inner, "all": list(depths), "i": i, "j": j, "o": o, "limit": limit + 1}).fetchall()
-    more_edges, rows = len(rows) > limit, rows[:limit]
-    names = _names(conn, list({root, *(i for _, i in page), *(r[0] for r in rows), *(r[2] for r in rows)}))
-    by_id = {root: LineageNode(names[root], 0)} | {i: LineageNode(names[i], d) for d, i in page}
-    nodes = tuple(by_id[i] for _, i in page)
-    edges = tuple(LineageEdge(names[int(i)], names[int(o)], str(p), str(s), f, last, str(run))
-                  for i, _, o, p, s, f, last, run in rows)
+    node_depth, node_id = at.node_after or (0, 0)
+    edge_input, edge_job, edge_output = at.edge_after or (0, 0, 0)
+    rows = conn.execute(_GRAPH_UP if direction == "upstream" else _GRAPH_DOWN, {
+        "root": root, "depth": check_depth(depth), "limit": limit + 1,
+        "nodes": not at.nodes_done, "node_depth": node_depth, "node_id": node_id,
+        "edges": not at.edges_done, "i": edge_input, "j": edge_job, "o": edge_output}, binary=True).fetchall()
+    page: list[tuple[int, int]] = []
+    found: list[tuple[Any, ...]] = []
+    names: dict[int, DatasetRef] = {}
+    for row in rows:  # psycopg gives ints and strs already: no conversions per row
+        kind = row[0]
+        if kind == 0:
+            page.append((row[1], row[2]))
+        elif kind == 1:
+            found.append(row)
+        else:
+            names[row[1]] = DatasetRef(row[4], row[5])
+    page.sort()
+    found.sort(key=_EDGE_ORDER)
+    more_nodes, page = len(page) > limit, page[:limit]
+    more_edges, found = len(found) > limit, found[:limit]
+    nodes = tuple(LineageNode(names[i], d) for d, i in page)
+    by_id = {root: LineageNode(names[root], 0), **{i: node for (_, i), node in zip(page, nodes, strict=True)}}
+    edges = tuple(LineageEdge(names[i], names[o], p, s, first, last, run)
+                  for _, i, _, o, p, s, first, last, run in found)
     truncated = more_nodes or more_edges
     next_cursor = Cursor(page[-1] if more_nodes else None, not more_nodes,
-                         tuple(int(v) for v in rows[-1][:3]) if more_edges else None,  # type: ignore[arg-type]
+                         (found[-1][1], found[-1][2], found[-1][3]) if more_edges else None,
                          not more_edges).encode() if truncated else None
     return LineageGraph(ref, direction, depth, nodes, edges, limit, truncated, next_cursor), by_id
 

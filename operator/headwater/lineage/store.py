@@ -1,7 +1,8 @@
 """The lineage store: a psycopg 3 connection pool over the PostgreSQL schema of ``migrations``.
 
 Synchronous on purpose: the operator calls it from worker threads and the HTTP API from its own
-executor.  Each public call is one transaction (``ingest_batch``: one per batch); writes are idempotent (see
+executor.  Each public call is one transaction (``ingest_batch``: one per batch; ``upstream`` and ``downstream``
+read outside one, see ``reading``); writes are idempotent (see
 ``headwater.lineage.writes``), so a caller that does not know whether a write landed simply
 writes again.  Every statement runs under the pool's ``statement_timeout``.
 """
@@ -141,6 +142,20 @@ class LineageStore:
                 if not conn.closed:
                     conn.autocommit = False
 
+    @contextmanager
+    def reading(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection outside any transaction, for reads each of whose statements stands alone.
+
+        No BEGIN and COMMIT round trips (under load each round trip waits for the client and the server to get
+        a CPU); the connection goes back to the pool as it came (not in autocommit)."""
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                with suppress(psycopg.Error):  # a broken connection: the pool replaces it
+                    conn.autocommit = False
+
     def ping(self) -> bool:
         """True when the database answers."""
         try:
@@ -221,14 +236,14 @@ class LineageStore:
     def upstream(self, name: str, *, namespace: str | None = None, depth: int = queries.DEFAULT_DEPTH,
                  limit: int = queries.DEFAULT_LIMIT, cursor: queries.Cursor | None = None) -> queries.LineageGraph:
         """What feeds the dataset, within ``depth`` hops (1-100): a page of at most ``limit`` nodes and edges."""
-        with self.transaction() as conn:
+        with self.reading() as conn:  # a page is one statement (one snapshot) after the name's lookup
             return queries.traverse(conn, name, "upstream", namespace=namespace, depth=depth, limit=limit,
                                     cursor=cursor)
 
     def downstream(self, name: str, *, namespace: str | None = None, depth: int = queries.DEFAULT_DEPTH,
                    limit: int = queries.DEFAULT_LIMIT, cursor: queries.Cursor | None = None) -> queries.LineageGraph:
         """What the dataset feeds, within ``depth`` hops (1-100): a page of at most ``limit`` nodes and edges."""
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return queries.traverse(conn, name, "downstream", namespace=namespace, depth=depth, limit=limit,
                                     cursor=cursor)
 
