@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from headwater.controller.triggerer import WatchedPipelines
 from headwater.pipelines.scheduling import run_name_for_slot
 from headwater.pipelines.triggering import (
     PendingVersion,
@@ -116,3 +117,20 @@ def test_a_pipeline_declares_dataset_triggers_with_a_mode_and_how_they_combine_w
     with pytest.raises(ValueError, match="inputs"):
         PipelineSpec.model_validate({"steps": [{"id": "r", "type": "container", "image": "b"}],
                                      "triggers": {"datasets": {"inputs": []}}})
+
+
+def test_the_watched_pipelines_keep_only_those_with_dataset_triggers_and_forget_one_that_drops_them() -> None:
+    watched = WatchedPipelines()
+    triggered = {"metadata": {"namespace": "data", "name": "reporting"},
+                 "spec": {"triggers": {"datasets": {"inputs": [{"namespace": "wh", "name": "t"}]}}}}
+    scheduled = {"metadata": {"namespace": "data", "name": "nightly"}, "spec": {"schedule": "0 3 * * *"}}
+    watched.saw(triggered)
+    watched.saw(scheduled)
+    assert [p["metadata"]["name"] for p in watched.items()] == ["reporting"]
+    triggered["spec"]["triggers"]["datasets"]["mode"] = "all"  # the watch's object changes later: a copy is kept
+    assert "mode" not in watched.items()[0]["spec"]["triggers"]["datasets"]
+    watched.saw({**triggered, "spec": {}})
+    assert watched.items() == []
+    watched.saw(triggered)
+    watched.saw(triggered, deleted=True)
+    assert watched.items() == []

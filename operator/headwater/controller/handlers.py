@@ -9,7 +9,6 @@ write, a Job update that leaves its step as it was) are dropped here.
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -89,7 +88,7 @@ def _owning_run(job: kopf.Body) -> dict[str, Any] | None:
 @kopf.on.event(c.GROUP, c.VERSION, c.PIPELINE_PLURAL, when=_owned)
 def pipeline_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    runtime.watched_pipelines.saw(copy.deepcopy(dict(event["object"])), deleted=event["type"] == "DELETED")
+    runtime.watched_pipelines.saw(event["object"], deleted=event["type"] == "DELETED")
     if event["type"] == "DELETED":
         return
     runtime.metrics.pipeline_seen(body["metadata"]["name"])

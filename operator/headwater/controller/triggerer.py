@@ -23,10 +23,11 @@ claim makes each Pipeline claim on its own, in isolation, so one bad Pipeline ne
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,13 +69,16 @@ class WatchedPipelines:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def saw(self, body: dict[str, Any], deleted: bool = False) -> None:
+    def saw(self, body: Mapping[str, Any], deleted: bool = False) -> None:
+        """Keep (a copy of) a Pipeline with dataset triggers; forget one deleted or without them."""
         meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        kept = None if deleted or not _dataset_triggers(body) else copy.deepcopy(dict(body))
         with self._lock:
-            if deleted:
-                self._items.pop((meta["namespace"], meta["name"]), None)
+            if kept is None:
+                self._items.pop(key, None)
             else:
-                self._items[(meta["namespace"], meta["name"])] = body
+                self._items[key] = kept
 
     def items(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -265,7 +269,7 @@ class Triggerer:
         started = time.monotonic()
         chosen: list[dict[str, Any]] = []
         for pipeline in self._pipelines(changed is not None):
-            datasets = ((pipeline.get("spec") or {}).get("triggers") or {}).get("datasets")
+            datasets = _dataset_triggers(pipeline)
             if not datasets:
                 continue
             self.metrics.triggers_seen(pipeline["metadata"]["namespace"], pipeline["metadata"]["name"])
@@ -358,6 +362,10 @@ def _key(pipeline: dict[str, Any]) -> tuple[str, str, str]:
 
 def _raise(exc: Exception) -> None:
     raise exc
+
+
+def _dataset_triggers(pipeline: Mapping[str, Any]) -> Any:
+    return ((pipeline.get("spec") or {}).get("triggers") or {}).get("datasets")
 
 
 def _reads_any(datasets: dict[str, Any], changed: set[str]) -> bool:
