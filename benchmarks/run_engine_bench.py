@@ -51,6 +51,8 @@ from kubernetes.client.exceptions import ApiException
 
 from headwater.runs import planning
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, job_name
+from headwater.runs.settling import CONDITION_SETTLED
+from headwater.spec.conditions import set_condition
 from headwater.spec import constants as c
 from headwater.spec.models import PipelineRunSpec, PipelineSpec, StepPhase
 from headwater.spec.times import isotime
@@ -144,6 +146,8 @@ def finished_status(run: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]
     status = planning.start(run_spec, pipeline, now, generation=meta.get("generation"))
     out = planning.plan(ref, run_spec, status, observed, now, JobSettings("busybox"))
     assert out.status is not None and out.status.phase.value == "Succeeded"
+    # Settled, as the operator that finished the run leaves it once its outcome is on the Pipeline.
+    set_condition(out.status.conditions, CONDITION_SETTLED, "True", "Settled", "", now)
     return out.status.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
@@ -787,6 +791,18 @@ def count_ready(api: Api, namespace: str) -> int:
                if x.get("type") == READY and x.get("status") == "True")
 
 
+def count_settled(api: Api, namespace: str) -> int:
+    settled, token = 0, None
+    while True:
+        page = api.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL,
+                                                        limit=500, _continue=token)
+        settled += sum(1 for r in page["items"] for x in (r.get("status") or {}).get("conditions") or []
+                       if x.get("type") == CONDITION_SETTLED and x.get("status") == "True")
+        token = page["metadata"].get("continue")
+        if not token:
+            return settled
+
+
 def memory_case(api: Api, opts: Options, pipelines: int, runs: int, window: float) -> MemoryResult:
     namespace = fresh_namespace(api, "bench-memory")
     try:
@@ -808,6 +824,8 @@ def measure_operator(api: Api, opts: Options, op: Operator, pipelines: int, runs
     """Once the operator has marked every Pipeline Ready and gone quiet, observe it for ``window`` seconds."""
     t0 = time.monotonic()
     wait_until(lambda: op.kib() and count_ready(api, op.namespace) >= pipelines, opts.timeout, interval=2.0)
+    # Populated runs are Settled as an operator leaves them; one that is not would be settled first.
+    wait_until(lambda: count_settled(api, op.namespace) >= runs, opts.timeout, interval=5.0)
     settle(op)
     startup = time.monotonic() - t0
     before = api_counters(api)
