@@ -6,11 +6,19 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 import helpers
 from helpers import WaitTimeoutError, machine_lock, try_lock
+
+
+@pytest.fixture
+def own_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The locks these tests take live in a folder of their own (none left behind in the machine's)."""
+    monkeypatch.setattr(helpers, "LOCKS", tmp_path / "locks")
+    monkeypatch.setenv("HEADWATER_CACHE", str(tmp_path))
 
 
 def holder(name: str) -> subprocess.Popen[str]:
@@ -29,6 +37,7 @@ def holder(name: str) -> subprocess.Popen[str]:
     return proc
 
 
+@pytest.mark.usefixtures("own_locks")
 def test_a_lock_held_by_another_session_is_refused_until_that_session_ends() -> None:
     name = f"unit-{os.getpid()}-a"
     other = holder(name)
@@ -39,6 +48,7 @@ def test_a_lock_held_by_another_session_is_refused_until_that_session_ends() -> 
     assert try_lock(name)
 
 
+@pytest.mark.usefixtures("own_locks")
 def test_a_second_session_waits_for_the_real_node_and_says_why_when_it_gives_up() -> None:
     name = f"unit-{os.getpid()}-b"
     other = holder(name)
