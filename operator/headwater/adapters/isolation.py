@@ -52,6 +52,12 @@ class Isolation:
         self.clock = clock
         self._lock = threading.Lock()
 
+    @staticmethod
+    def key(obj: dict[str, Any], kind: str | None = None) -> Key:
+        """How :meth:`run` keys an object's failures: (``kind`` or the object's kind, namespace, name)."""
+        meta = obj.get("metadata") or {}
+        return kind or obj.get("kind") or "object", meta.get("namespace") or "", meta.get("name") or ""
+
     def due(self, key: Key) -> bool:
         with self._lock:
             return self.backoff.due(key, self.clock())
@@ -66,8 +72,7 @@ class Isolation:
         ``respect_backoff`` false the work runs even while the object backs off (effects that must
         not be skipped), but failures are still reported once.
         """
-        meta = obj.get("metadata") or {}
-        key: Key = (kind or obj.get("kind") or "object", meta.get("namespace") or "", meta.get("name") or "")
+        key = self.key(obj, kind)
         if respect_backoff and not self.due(key):
             return None
         try:

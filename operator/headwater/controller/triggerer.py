@@ -273,7 +273,8 @@ class Triggerer:
             if not datasets:
                 continue
             self.metrics.triggers_seen(pipeline["metadata"]["namespace"], pipeline["metadata"]["name"])
-            if (changed is None or _reads_any(datasets, changed)) and self.isolation.due(_key(pipeline)):
+            woken = changed is None or _reads_any(datasets, changed)
+            if woken and self.isolation.due(Isolation.key(pipeline, _KIND)):
                 chosen.append(pipeline)
         evaluations: list[Evaluation] = []
         for pipeline in chosen:
@@ -318,34 +319,34 @@ class Triggerer:
         claimed: list[Evaluation] = []
         for e in evaluations:
             e.todo = []
-            if self._one(e.pipeline, partial(self._claim_one, store, e)):
+            try:
+                with store.transaction() as conn:
+                    claim_pass(conn, [e])
+            except Exception as exc:
+                if outage(exc):
+                    raise
+                self._one(e.pipeline, partial(_raise, exc))  # reported as its failure, as a refused spec is
+            else:
                 claimed.append(e)
         return claimed
-
-    @staticmethod
-    def _claim_one(store: LineageStore, e: Evaluation) -> bool:
-        with store.transaction() as conn:
-            claim_pass(conn, [e])
-        return True
 
     def _pipelines(self, woken: bool) -> list[dict[str, Any]]:
         if woken and self.watched is not None:
             return self.watched.items()
         return [pipeline for scope in self.scopes for pipeline in self.kube.list_pipelines(scope)]
 
-    def _one(self, pipeline: dict[str, Any], work: Callable[[], object]) -> bool:
-        """``work()`` for one Pipeline in isolation; whether it succeeded."""
+    def _one(self, pipeline: dict[str, Any], work: Callable[[], object]) -> None:
+        """``work()`` for one Pipeline in isolation."""
         meta = pipeline["metadata"]
-        return bool(self.isolation.run(
+        self.isolation.run(
             pipeline, "evaluating dataset triggers", partial(self._counted, pipeline, work),
             reason="TriggerFailed", kind=_KIND,
             on_failure=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"]),
-            on_recovery=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"], None)))
+            on_recovery=partial(set_trigger_condition, self.kube, meta["namespace"], meta["name"], None))
 
-    def _counted(self, pipeline: dict[str, Any], work: Callable[[], object]) -> bool:
+    def _counted(self, pipeline: dict[str, Any], work: Callable[[], object]) -> None:
         try:
             work()
-            return True
         except Exception:  # counted on every failed evaluation; Isolation reports it and backs the Pipeline off
             meta = pipeline["metadata"]
             self.metrics.trigger_failures.labels(meta["namespace"], meta["name"]).inc()
@@ -353,11 +354,6 @@ class Triggerer:
 
 
 _KIND = f"{c.PIPELINE_KIND}/triggers"
-
-
-def _key(pipeline: dict[str, Any]) -> tuple[str, str, str]:
-    meta = pipeline["metadata"]
-    return _KIND, meta.get("namespace") or "", meta.get("name") or ""
 
 
 def _raise(exc: Exception) -> None:

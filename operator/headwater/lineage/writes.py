@@ -27,7 +27,7 @@ from headwater.lineage.records import (
     dataset_key,
 )
 
-__all__ = ["ensure_datasets", "ensure_jobs", "write_declaration", "write_record", "write_records"]
+__all__ = ["write_declaration", "write_record", "write_records"]
 
 Conn = psycopg.Connection[Any]
 
@@ -61,51 +61,19 @@ ON CONFLICT (run_id, step) DO UPDATE SET
 WHERE hw_phase_rank(s.phase) < 2 AND hw_phase_rank(excluded.phase) >= hw_phase_rank(s.phase)
 """
 
-# One round trip: new rows come from RETURNING, existing ones from the statement's snapshot.  A row
-# committed by a concurrent writer after that snapshot is in neither; the caller then reads it again.
-_ENSURE_DATASETS = """
-WITH wanted (ident, namespace, name) AS (SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[])),
-inserted AS (
-    INSERT INTO datasets (ident, namespace, name)
-    SELECT ident, namespace, name FROM wanted ORDER BY ident
-    ON CONFLICT (ident) DO NOTHING
-    RETURNING ident, id
-)
-SELECT ident, id FROM inserted
-UNION ALL
-SELECT d.ident, d.id FROM datasets d JOIN wanted w ON w.ident = d.ident
-"""
-_ENSURE_JOBS = """
-WITH wanted (ident, pipeline, step) AS (SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[])),
-inserted AS (
-    INSERT INTO jobs (ident, pipeline, step)
-    SELECT ident, pipeline, step FROM wanted ORDER BY ident
-    ON CONFLICT (ident) DO NOTHING
-    RETURNING ident, id
-)
-SELECT ident, id FROM inserted
-UNION ALL
-SELECT j.ident, j.id FROM jobs j JOIN wanted w ON w.ident = j.ident
-"""
-
 # Registration without an answer: later statements of the transaction find the rows by key, one index
 # lookup each (a row another writer inserts concurrently is waited for by ON CONFLICT, and committed before
 # the next statement's snapshot; a key not found would be a NULL id, which the NOT NULL columns refuse
 # rather than drop the row).  Rows known already are skipped before they take an id.
-_REGISTER_DATASETS = """
-INSERT INTO datasets (ident, namespace, name)
-SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[]) AS u (ident, namespace, name)
-WHERE (SELECT id FROM datasets d WHERE d.ident = u.ident) IS NULL
+_REGISTER = """
+INSERT INTO {table} (ident, {first}, {second})
+SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[]) AS u (ident, {first}, {second})
+WHERE (SELECT id FROM {table} x WHERE x.ident = u.ident) IS NULL
 ORDER BY 1
 ON CONFLICT (ident) DO NOTHING
 """
-_REGISTER_JOBS = """
-INSERT INTO jobs (ident, pipeline, step)
-SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[]) AS u (ident, pipeline, step)
-WHERE (SELECT id FROM jobs j WHERE j.ident = u.ident) IS NULL
-ORDER BY 1
-ON CONFLICT (ident) DO NOTHING
-"""
+_REGISTER_DATASETS = _REGISTER.format(table="datasets", first="namespace", second="name")
+_REGISTER_JOBS = _REGISTER.format(table="jobs", first="pipeline", second="step")
 
 _UPSERT_EDGES = """
 INSERT INTO lineage_edges AS e (input_id, job_id, output_id, first_seen, last_seen, last_run_id)
@@ -144,56 +112,6 @@ ON CONFLICT (version_id, name) DO NOTHING
 
 Job = tuple[str, str]
 """(pipeline, step)"""
-
-
-def _send_ensure_datasets(conn: Conn, unique: list[DatasetRef]) -> psycopg.Cursor[Any] | None:
-    if not unique:
-        return None
-    keys = [dataset_key(d.namespace, d.name) for d in unique]
-    return conn.execute(_ENSURE_DATASETS, (keys, [d.namespace for d in unique], [d.name for d in unique]))
-
-
-def _send_ensure_jobs(conn: Conn, unique: list[Job]) -> psycopg.Cursor[Any] | None:
-    if not unique:
-        return None
-    # The same hashing as datasets' keeps (pipeline, step) unique at any length.
-    keys = [dataset_key(pipeline, step) for pipeline, step in unique]
-    return conn.execute(_ENSURE_JOBS, (keys, [p for p, _ in unique], [s for _, s in unique]))
-
-
-def _ids(conn: Conn, table: str, keys: list[bytes], cursor: psycopg.Cursor[Any] | None) -> list[int]:
-    """The ids of ``keys`` from an ensure statement's answer, read again when a concurrent writer won a race."""
-    if cursor is None:
-        return []
-    by_key = {bytes(ident): int(ident_id) for ident, ident_id in cursor.fetchall()}
-    if len(by_key) < len(keys):  # lost a race with a concurrent writer: its rows are committed now
-        query = "SELECT ident, id FROM datasets WHERE ident = ANY(%s)" if table == "datasets" else (
-            "SELECT ident, id FROM jobs WHERE ident = ANY(%s)")
-        by_key = {bytes(ident): int(ident_id) for ident, ident_id in conn.execute(query, (keys,)).fetchall()}
-    return [by_key[k] for k in keys]
-
-
-def ensure_datasets(conn: Conn, datasets: list[DatasetRef] | tuple[DatasetRef, ...]) -> dict[DatasetRef, int]:
-    """The ids of ``datasets``, registering the ones not known yet."""
-    unique = sorted(set(datasets))
-    keys = [dataset_key(d.namespace, d.name) for d in unique]
-    return dict(zip(unique, _ids(conn, "datasets", keys, _send_ensure_datasets(conn, unique)), strict=True))
-
-
-def ensure_jobs(conn: Conn, jobs: list[Job]) -> dict[Job, int]:
-    """The ids of ``jobs`` (pipeline, step), registering the ones not known yet."""
-    unique = sorted(set(jobs))
-    keys = [dataset_key(p, s) for p, s in unique]
-    return dict(zip(unique, _ids(conn, "jobs", keys, _send_ensure_jobs(conn, unique)), strict=True))
-
-
-def _ensure_all(conn: Conn, datasets: set[DatasetRef], jobs: set[Job]) -> tuple[dict[DatasetRef, int], dict[Job, int]]:
-    """Both kinds of ids in one round trip: both statements are sent before either answer is read."""
-    unique, unique_jobs = sorted(datasets), sorted(jobs)
-    sent = _send_ensure_datasets(conn, unique), _send_ensure_jobs(conn, unique_jobs)
-    ids = _ids(conn, "datasets", [dataset_key(d.namespace, d.name) for d in unique], sent[0])
-    job_ids = _ids(conn, "jobs", [dataset_key(p, s) for p, s in unique_jobs], sent[1])
-    return dict(zip(unique, ids, strict=True)), dict(zip(unique_jobs, job_ids, strict=True))
 
 
 _UPSERT_DECLARED = """
@@ -323,26 +241,32 @@ def write_records(conn: Conn, records: Sequence[Record]) -> None:
             })
 
 
-_DECLARE_UNRUN = """
+# The declared (job, dataset) pairs, their ids found by key as the records' statements find them.
+_DECLARED_PAIRS = """
+SELECT (SELECT id FROM jobs WHERE ident = u.job_key), (SELECT id FROM datasets WHERE ident = u.dataset_key)
+FROM unnest(%(job_keys)b::bytea[], %(dataset_keys)b::bytea[]) AS u (job_key, dataset_key)
+"""
+_DECLARE_UNRUN = f"""
 INSERT INTO step_outputs (job_id, dataset_id, last_run_id)
-SELECT j, d, NULL FROM unnest(%(jobs)s::bigint[], %(outputs)s::bigint[]) AS x (j, d) ORDER BY d, j
+SELECT j, d, NULL FROM ({_DECLARED_PAIRS}) AS x (j, d) ORDER BY d, j
 ON CONFLICT (dataset_id, job_id) DO NOTHING
 """
-_FORGET_UNDECLARED = """
+_FORGET_UNDECLARED = f"""
 DELETE FROM step_outputs o USING jobs j
 WHERE o.job_id = j.id AND j.pipeline = %(pipeline)s AND o.last_run_id IS NULL
-  AND (o.job_id, o.dataset_id) NOT IN (SELECT * FROM unnest(%(jobs)s::bigint[], %(outputs)s::bigint[]))
+  AND (o.job_id, o.dataset_id) NOT IN ({_DECLARED_PAIRS})
 """
 
 
 def write_declaration(conn: Conn, declaration: Declaration) -> None:
     """A Ready Pipeline's declared outputs, as outputs with no run yet (a recorded run's row is kept); its
     never-run declarations it no longer makes are dropped."""
-    ids, jobs = _ensure_all(conn, {d for _, outputs in declaration.outputs for d in outputs},
-                            {(declaration.pipeline, step) for step, _ in declaration.outputs})
-    pairs = sorted((jobs[(declaration.pipeline, step)], ids[d])
-                   for step, outputs in declaration.outputs for d in outputs)
-    values = {"pipeline": declaration.pipeline, "jobs": [j for j, _ in pairs], "outputs": [d for _, d in pairs]}
+    dataset_keys, job_keys = _register(conn, {d for _, outputs in declaration.outputs for d in outputs},
+                                       {(declaration.pipeline, step) for step, _ in declaration.outputs})
+    pairs = [(job_keys[(declaration.pipeline, step)], dataset_keys[d])
+             for step, outputs in declaration.outputs for d in outputs]
+    values = {"pipeline": declaration.pipeline, "job_keys": [j for j, _ in pairs],
+              "dataset_keys": [d for _, d in pairs]}
     conn.execute(_DECLARE_UNRUN, values)
     conn.execute(_FORGET_UNDECLARED, values)
 
