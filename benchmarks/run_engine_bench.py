@@ -776,6 +776,7 @@ def populate(api: Api, namespace: str, pipelines: int, runs: int) -> None:
 
     def finished_run(i: int) -> None:
         body = run_body(f"p{i % pipelines:04d}-r{i // pipelines:03d}", f"p{i % pipelines:04d}")
+        body["metadata"]["labels"][c.LABEL_SETTLED] = "true"  # as an operator leaves a run that owes nothing
         made = api.custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PIPELINERUN_PLURAL, body)
         made["status"] = finished_status(made, spec)
         api.custom.replace_namespaced_custom_object_status(

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from fakekube import JOBS, PIPELINES, RUNS, Change, FakeKube
+from fakekube import JOBS, PIPELINES, RUNS, Change, FakeKube, matches
 from headwater.adapters.delivery import JsonPoster
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import post_event
@@ -30,6 +30,8 @@ from headwater.spec import constants as c
 __all__ = ["STEP_IMAGE", "Operator"]
 
 STEP_IMAGE = "registry.example/headwater-step:1"
+_RESOURCES = {RUNS: (c.GROUP, c.PIPELINERUN_PLURAL), JOBS: ("batch", "jobs")}
+"""The fake's resources as the operator's watch selectors name them."""
 
 
 class Operator:
@@ -43,6 +45,7 @@ class Operator:
         self.recorder = recorder
         self.metrics = Metrics()
         self.errors: list[Exception] = []
+        self._unselected: set[tuple[str, str | None, str]] = set()  # objects outside their watch's selector
         self.watched_pipelines = WatchedPipelines()
         self.isolation = Isolation(self.events, clock=lambda: clock().timestamp())
         self.sla = SlaMonitor(kube, self.metrics, self.events, alerts, self.scopes(), isolation=self.isolation)
@@ -77,7 +80,7 @@ class Operator:
             changes = self.kube.take_changes()
             if not changes:
                 return handed
-            for change in changes:
+            for change in map(self._selected, changes):
                 handler = self._handler(change)
                 if handler is None:
                     continue
@@ -88,10 +91,28 @@ class Operator:
                     self.errors.append(exc)
         raise AssertionError(f"the handlers' writes still caused events after {rounds} rounds")
 
+    def _selected(self, change: Change) -> Change:
+        """The change as a watch with the operator's label selector shows it: an object that stops matching
+        arrives once more, as a deletion, and then no more (its type ``""`` here: no handler is called)."""
+        selector = handlers.WATCH_SELECTORS.get(_RESOURCES.get(change.resource, ("", "")))
+        if selector is None:
+            return change
+        meta = change.object["metadata"]
+        key = (change.resource, meta.get("namespace"), meta["name"])
+        if matches(selector, meta.get("labels") or {}):
+            self._unselected.discard(key)
+            return change
+        if change.type == "DELETED" or key in self._unselected:
+            return Change("", change.resource, change.object)
+        self._unselected.add(key)
+        return Change("DELETED", change.resource, change.object)
+
     @staticmethod
     def _handler(change: Change) -> Callable[..., Any] | None:
         """The kopf handler registered for the change's resource (and, for Jobs, its label filter)."""
         labels = change.object["metadata"].get("labels") or {}
+        if not change.type:
+            return None
         if change.resource == RUNS:
             return handlers.run_event
         if change.resource == PIPELINES:

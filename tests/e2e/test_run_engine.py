@@ -178,17 +178,22 @@ def test_editing_the_pipeline_during_a_run_does_not_change_the_run(cluster: Clus
     assert jobs["b"]["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox"
 
 
-def test_history_limits_delete_the_oldest_finished_runs(cluster: Cluster, namespace: str, operator: Any) -> None:
+def test_finished_runs_leave_the_watch_labelled_settled_and_the_history_limit_still_deletes_the_oldest(
+        cluster: Cluster, namespace: str, operator: Any) -> None:
     cluster.apply(pipeline("hist", [step("a")], successfulRunsHistoryLimit=2), namespace=namespace)
     for i in range(4):
         cluster.apply(run(f"hist-{i}", "hist"), namespace=namespace)
         assert wait_run(cluster, namespace, f"hist-{i}")["status"]["phase"] == "Succeeded"
 
-    def remaining() -> list[str]:
-        return sorted(r["metadata"]["name"] for r in cluster.list("pipelineruns", namespace))
+    def remaining(selector: str | None = None) -> list[str]:
+        return sorted(r["metadata"]["name"] for r in cluster.list("pipelineruns", namespace, selector))
 
+    # runs labelled settled are no longer watched: trimming lists them, and deletes the oldest all the same
     assert wait_for(lambda: remaining() == ["hist-2", "hist-3"] and remaining(), timeout=120,
                     message="only the two newest runs to remain") == ["hist-2", "hist-3"]
+    assert wait_for(lambda: remaining("headwater.dev/settled=true") == ["hist-2", "hist-3"], timeout=60,
+                    message="both finished runs to be labelled settled")
+    assert remaining("!headwater.dev/settled") == []
 
 
 def test_events_alone_drive_a_run_and_a_job_deleted_mid_step_fails_it_without_a_second_job(

@@ -19,11 +19,15 @@ from kubernetes.client.exceptions import ApiException
 from headwater.controller.config import Settings
 from headwater.controller.runtime import Runtime, api_client
 from headwater.pipelines import status as pipelines
+from headwater.runs.settling import UNSETTLED_SELECTOR
 from headwater.spec import constants as c
 from headwater.spec.models import RunPhase
 
 LIST_PAGE = 200
 """Objects per page of the watches' first listing (kopf's ``watching.chunk_size``)."""
+JOB_SELECTOR = f"{c.LABEL_MANAGED_BY}={c.MANAGER},{c.LABEL_RUN}"
+WATCH_SELECTORS = {(c.GROUP, c.PIPELINERUN_PLURAL): UNSETTLED_SELECTOR, ("batch", "jobs"): JOB_SELECTOR}
+"""The label selector of each watch that does not take every object of its resource."""
 
 
 @kopf.on.startup()
@@ -37,6 +41,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # The first listing of each resource a page at a time: one answer with every PipelineRun (each with its
     # pipeline snapshot) was the operator's largest allocation, and the heap stayed near that size after.
     settings.watching.chunk_size = LIST_PAGE
+    # Selected by the apiserver: finished runs that owe nothing more, and Jobs that are not ours, never reach
+    # the operator's memory (a run labelled settled arrives once more, as a deletion, and is forgotten).
+    for (group, plural), selector in WATCH_SELECTORS.items():
+        settings.watching.label_selectors[group, plural] = selector
     own: Settings = memo.settings  # put there by controller.main
     runtime = Runtime(own, api_client(64), memo.metrics)
     await runtime.start()

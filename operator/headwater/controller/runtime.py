@@ -33,7 +33,7 @@ from headwater.pipelines.backfiller import backfill_once, set_backfill_condition
 from headwater.pipelines.scheduler import schedule_pipeline, set_schedule_condition
 from headwater.runs.engine import RunEngine
 from headwater.runs.jobs import JobSettings
-from headwater.runs.settling import needs_settling
+from headwater.runs.settling import UNSETTLED_SELECTOR, needs_settled_label, needs_settling
 from headwater.sla.board import freshness_board
 from headwater.sla.monitor import SlaMonitor
 from headwater.spec import constants as c
@@ -153,9 +153,10 @@ class Runtime:
         release_free_memory()  # what the pass (and the watch events since the last) parsed and let go
 
     def _resync_scope(self, scope: str | None) -> None:
-        for run in self.kube.iter_runs(scope):
+        for run in self.kube.iter_runs(scope, UNSETTLED_SELECTOR):  # labelled settled: nothing left to do
             ended = RunPhase.ended((run.get("status") or {}).get("phase"))
-            if ended and self.recorder is None:  # with a store, the recorder scans for its own work
+            # let go without a store (with one, the recorder scans for its own work), or labelled settled
+            if ended and (self.recorder is None or needs_settled_label(run)):
                 self.finished(run)
             if not ended or needs_settling(run):
                 self.reconcile(run)
@@ -164,23 +165,25 @@ class Runtime:
         """Reconcile one run, its failure kept to it (the run event handlers come here too)."""
         meta = run["metadata"]
         self.isolation.run(
-            {"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND, "metadata": meta}, "reconciling",
+            _ref(run), "reconciling",
             partial(self.engine.reconcile, meta["namespace"], meta["name"]), reason="ReconcileFailed",
             on_failure=partial(self.engine.mark_reconcile_failure, meta["namespace"], meta["name"]),
             on_recovery=partial(self.engine.mark_reconcile_failure, meta["namespace"], meta["name"], None))
 
     def finished(self, run: dict[str, Any]) -> None:
         """A finished run: the recorder writes it and lets it go; without a store it is let go at once
-        (its failure kept to it)."""
+        (its failure kept to it).  Once it owes nothing more, it is labelled so, and leaves the watch."""
         if not has_finalizer(run):
+            if needs_settled_label(run):
+                self.isolation.run(_ref(run), "labelling the run settled", partial(self.engine.label_settled, run),
+                                   reason="LabelFailed", kind=f"{c.PIPELINERUN_KIND}/label")
             return
         meta = run["metadata"]
         if self.recorder is not None:
             self.recorder.notify(meta["namespace"], meta["name"])
         else:
-            self.isolation.run({"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND, "metadata": meta},
-                               "letting the run go", partial(self.engine.let_go, run), reason="LetGoFailed",
-                               kind=f"{c.PIPELINERUN_KIND}/finalizer")
+            self.isolation.run(_ref(run), "letting the run go", partial(self.engine.let_go, run),
+                               reason="LetGoFailed", kind=f"{c.PIPELINERUN_KIND}/finalizer")
 
     def schedule(self) -> None:
         """Create the runs whose schedule slot is due."""
@@ -239,3 +242,8 @@ def api_client(pool: int) -> client.ApiClient:
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = pool
     return client.ApiClient(configuration)
+
+
+def _ref(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as the isolation reports on it: its kind and metadata."""
+    return {"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND, "metadata": run["metadata"]}

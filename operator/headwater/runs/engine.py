@@ -43,6 +43,7 @@ from headwater.runs.settling import (
     REASON_FAILED,
     REASON_SETTLED,
     finished_later,
+    needs_settled_label,
     needs_settling,
 )
 from headwater.spec import constants as c
@@ -465,6 +466,20 @@ class RunEngine:
             new = with_condition(latest.get("status") or {}, CONDITION_SETTLED, state, reason, message, self.clock())
             return latest if new is None else self.kube.replace_run_status(latest, new)
         return self.kube.update_run(run, write, "it settled") is not None
+
+    def label_settled(self, run: dict[str, Any]) -> None:
+        """Label a run that owes nothing more (:func:`~headwater.runs.settling.needs_settled_label`): the
+        operator's watch then lets it go.  Written onto the version seen: a run changed since is labelled on
+        its next event or by the resync."""
+        if not needs_settled_label(run):
+            return
+        meta = run["metadata"]
+        try:
+            self.kube.patch_run_metadata(meta["namespace"], meta["name"], {"labels": {c.LABEL_SETTLED: "true"}},
+                                         meta.get("resourceVersion"))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
 
     def _mark_failed(self, run: dict[str, Any], message: str) -> None:
         """``Settled=False`` with why the effects failed (the isolation's failure report)."""

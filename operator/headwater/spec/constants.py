@@ -18,6 +18,9 @@ LABEL_RUN: Final = f"{GROUP}/run"
 LABEL_STEP: Final = f"{GROUP}/step"
 LABEL_TRIGGER: Final = f"{GROUP}/trigger"
 LABEL_BACKFILL: Final = f"{GROUP}/backfill"
+LABEL_SETTLED: Final = f"{GROUP}/settled"
+"""On a finished PipelineRun that owes nothing more (``Settled``, and recorded or let go): the operator's
+watch selects runs without it, so thousands of finished runs are not kept in its memory."""
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGER: Final = "headwater"
 
