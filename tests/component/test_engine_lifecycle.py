@@ -182,14 +182,15 @@ def test_after_finish_effects_that_fail_are_marked_and_applied_again_until_they_
 
 
 def test_one_failing_effect_keeps_none_of_the_others_from_being_applied(kube: FakeKube, clock: ManualClock) -> None:
-    kube.patch(PIPELINES, NS, "rev", {"spec": {"successfulRunsHistoryLimit": 0}})
     runs = engine(kube, clock, monitor=True)
     new_run(kube)
     runs.reconcile(NS, "rev-1")
-    kube.fail("patch_pipeline_status", 500, times=None)  # lastRun and the SLA monitor's writes fail
+    kube.fail("patch_pipeline_status", 500, times=1)  # the first effect's write (lastRun) fails
     finish_all_jobs(kube, runs, clock)
-    assert kube.get(RUNS, NS, "rev-1") is None  # history trimming went on regardless
-    assert "lastRun" not in (kube.read(PIPELINES, NS, "rev").get("status") or {})
+    status = kube.read(PIPELINES, NS, "rev")["status"]
+    assert "lastRun" not in status
+    assert status["datasets"][0]["lastRun"] == "rev-1"  # the SLA monitor's effect went on regardless
+    assert settled(kube) == ("False", "EffectsFailed")
 
 
 def test_a_run_that_settles_after_a_newer_one_changes_neither_last_run_nor_last_updated(
@@ -212,11 +213,13 @@ def test_a_run_that_settles_after_a_newer_one_changes_neither_last_run_nor_last_
     assert status["datasets"][0]["lastRun"] == "rev-new"
 
 
-def test_with_a_history_limit_of_zero_a_run_goes_as_soon_as_its_outcome_is_applied(clock: ManualClock) -> None:
+def test_with_a_history_limit_of_zero_a_run_goes_as_soon_as_it_owes_nothing_more(clock: ManualClock) -> None:
     kube = pipelines(FakeKube(clock), successfulRunsHistoryLimit=0)
     runs = engine(kube, clock)
     new_run(kube)
     runs.reconcile(NS, "rev-1")
     finish_all_jobs(kube, runs, clock)
+    assert settled(kube) == ("True", "Settled")
+    runs.join_history(run_of(kube))  # what the operator does on the event of the settled run
     assert kube.get(RUNS, NS, "rev-1") is None
     assert kube.read(PIPELINES, NS, "rev")["status"]["lastRun"] == "rev-1"

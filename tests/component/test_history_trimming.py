@@ -1,5 +1,6 @@
-"""When a run finishes, the engine trims its Pipeline's finished runs to the history limits, oldest first,
-and with a lineage recorder configured never deletes a run not yet recorded."""
+"""When a finished run owes nothing more, it joins its Pipeline's history: the engine trims the runs that
+joined before it to the history limits, oldest first, and labels it settled.  With a lineage recorder
+configured a run not yet recorded is never deleted; runs in flight are neither counted nor read."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ NS = "data"
 def finished(name: str, phase: str, recorded: bool, pipeline_name: str = "orders") -> dict[str, Any]:
     body = run(name, pipeline_name)
     body["metadata"]["labels"] = {c.LABEL_PIPELINE: pipeline_name}
+    if phase != "Running":  # as an operator leaves a finished run that owes nothing more
+        body["metadata"]["labels"][c.LABEL_SETTLED] = "true"
     conditions = [{"type": CONDITION_RECORDED, "status": "True", "reason": "Recorded", "message": "in the store",
                    "lastTransitionTime": "2026-11-22T00:00:00Z"}] if recorded else []
     body["status"] = {"phase": phase, "conditions": conditions}
@@ -48,9 +51,9 @@ def history(kube: FakeKube, clock: ManualClock) -> None:
 
 
 def finish_the_new_run(kube: FakeKube, operator: Operator) -> None:
-    operator.engine.reconcile(NS, "orders-new")
+    operator.deliver()
     kube.complete_job(NS, job_name("orders-new", "load"))
-    operator.engine.reconcile(NS, "orders-new")
+    operator.deliver()
     assert kube.read(RUNS, NS, "orders-new")["status"]["phase"] == "Succeeded"
 
 
@@ -58,9 +61,17 @@ def finish_the_new_run(kube: FakeKube, operator: Operator) -> None:
 def test_with_a_recorder_finished_runs_not_yet_recorded_are_never_trimmed_but_count_toward_the_limits(
         kube: FakeKube, clock: ManualClock) -> None:
     recorder = Recorder(lambda: None, kube, [None])  # not started: the engine only tells it a run finished
-    finish_the_new_run(kube, Operator(kube, clock, recorder=recorder))
-    # orders-new (not recorded yet) is the one succeeded run kept, so ok-recorded goes; ok-unrecorded and
-    # failed-unrecorded stay beyond the limits until they are recorded
+    operator = Operator(kube, clock, recorder=recorder)
+    finish_the_new_run(kube, operator)
+    assert len(kube.names(RUNS, NS)) == 9  # held by the recorder's finalizer: it has not joined the history
+    recorded = kube.read(RUNS, NS, "orders-new")
+    recorded["status"]["conditions"].append({"type": CONDITION_RECORDED, "status": "True", "reason": "Recorded",
+                                             "message": "in the store", "lastTransitionTime": "2026-11-22T00:00:00Z"})
+    kube.replace_run_status(recorded, recorded["status"])
+    kube.patch(RUNS, NS, "orders-new", {"metadata": {"finalizers": []}})  # recorded and let go, as the recorder does
+    operator.deliver()
+    # orders-new is the one succeeded run kept, so ok-recorded goes; ok-unrecorded and failed-unrecorded
+    # (finished before the store was configured) stay beyond the limits until they are recorded
     assert kube.names(RUNS, NS) == ["failed-recorded", "failed-unrecorded", "ok-unrecorded",
                                     "orders-new", "other-old", "still-running"]
 
@@ -70,3 +81,23 @@ def test_without_a_recorder_finished_runs_beyond_the_limits_are_trimmed_oldest_f
         kube: FakeKube, operator: Operator) -> None:
     finish_the_new_run(kube, operator)
     assert kube.names(RUNS, NS) == ["failed-recorded", "orders-new", "other-old", "still-running"]
+
+
+@pytest.mark.usefixtures("history")
+def test_a_trim_reads_only_the_runs_that_joined_the_history_however_many_are_in_flight(
+        kube: FakeKube, operator: Operator) -> None:
+    for i in range(300):
+        kube.seed(finished(f"queued-{i:03d}", "Running", False), NS)
+    read: list[int] = []
+    paged = kube.iter_runs
+
+    def counted(namespace: str | None, selector: str | None = None, page: int = 200) -> Any:
+        items = list(paged(namespace, selector, page))
+        read.append(len(items))
+        return iter(items)
+
+    kube.iter_runs = counted  # type: ignore[method-assign]
+    finish_the_new_run(kube, operator)
+    assert read == [6]  # the finished runs of orders labelled settled; orders-new itself is in hand
+    assert len([n for n in kube.names(RUNS, NS) if n.startswith("queued-")]) == 300
+    assert kube.read(RUNS, NS, "orders-new")["metadata"]["labels"][c.LABEL_SETTLED] == "true"

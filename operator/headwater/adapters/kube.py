@@ -56,7 +56,8 @@ class Kube(Protocol):
     def patch_pipeline_status(self, namespace: str, name: str, status: dict[str, Any],
                               resource_version: str | None = None) -> None: ...
 
-    def list_pipeline_runs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]: ...
+    def list_pipeline_runs(self, namespace: str, pipeline: str, selector: str | None = None
+                           ) -> list[dict[str, Any]]: ...
 
     def update_pipeline_status(self, namespace: str, name: str, change: StatusChange, attempts: int = 5) -> bool: ...
 
@@ -131,9 +132,11 @@ class KubeHelpers:
                               resource_version: str | None = None) -> None:
         raise NotImplementedError
 
-    def list_pipeline_runs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
-        """The runs of one Pipeline: selected by its (shortened) label, then by the exact name."""
-        runs = self.iter_runs(namespace, f"{c.LABEL_PIPELINE}={label_value(pipeline)}")
+    def list_pipeline_runs(self, namespace: str, pipeline: str, selector: str | None = None) -> list[dict[str, Any]]:
+        """The runs of one Pipeline (and of ``selector``): selected by its (shortened) label, then by the exact
+        name."""
+        runs = self.iter_runs(namespace, ",".join([f"{c.LABEL_PIPELINE}={label_value(pipeline)}",
+                                                   *([selector] if selector else [])]))
         return [r for r in runs if ((r.get("spec") or {}).get("pipelineRef") or {}).get("name") == pipeline]
 
     def update_pipeline_status(self, namespace: str, name: str,

@@ -172,11 +172,12 @@ class Runtime:
 
     def finished(self, run: dict[str, Any]) -> None:
         """A finished run: the recorder writes it and lets it go; without a store it is let go at once
-        (its failure kept to it).  Once it owes nothing more, it is labelled so, and leaves the watch."""
+        (its failure kept to it).  Once it owes nothing more, it joins its Pipeline's history, labelled settled,
+        and leaves the watch."""
         if not has_finalizer(run):
             if needs_settled_label(run):
-                self.isolation.run(_ref(run), "labelling the run settled", partial(self.engine.label_settled, run),
-                                   reason="LabelFailed", kind=f"{c.PIPELINERUN_KIND}/label")
+                self.isolation.run(_ref(run), "joining the run history", partial(self.engine.join_history, run),
+                                   reason="HistoryFailed", kind=f"{c.PIPELINERUN_KIND}/history")
             return
         meta = run["metadata"]
         if self.recorder is not None:

@@ -12,6 +12,7 @@ and :attr:`RunEngine.memory` lets handlers drop events that cannot change a run
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +65,9 @@ JOB_CREATORS = 4
 RECHECK_MAX_SECONDS = 30.0
 """Longest wait between rechecks of a run whose unstarted steps stay as they were."""
 
+HISTORY_LOCKS = 16
+"""Locks that make one Pipeline's runs join its history one at a time (a Pipeline hashes to one of them)."""
+
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 """Posts a Kubernetes Event: (object, type, reason, message)."""
 
@@ -110,6 +114,7 @@ class RunEngine:
         self.post_event = post_event
         self.clock = clock
         self._passes = Coalescer()
+        self._history_locks = [threading.Lock() for _ in range(HISTORY_LOCKS)]  # by (namespace, Pipeline)
         self.memory = RunMemory()
         self._rechecks: Rechecks[RunRef] = Rechecks(self._recheck)
         self._creators = ThreadPoolExecutor(JOB_CREATORS, thread_name_prefix="job-create")
@@ -405,9 +410,9 @@ class RunEngine:
         return self._mark_settled(run, "True", REASON_SETTLED, MESSAGE_SETTLED)
 
     def _apply_effects(self, run: dict[str, Any]) -> list[str]:
-        """lastRun, the SLA monitor's datasets and incidents, and history trimming; each idempotent, and each
-        run on its own: one's failure is reported on the Pipeline and never keeps the others from happening.
-        The effects that failed."""
+        """lastRun and the SLA monitor's datasets and incidents; each idempotent, and each run on its own:
+        one's failure is reported on the Pipeline and never keeps the other from happening.  The effects
+        that failed.  (History trimming comes once the run owes nothing more: :meth:`join_history`.)"""
         meta = run["metadata"]
         spec = PipelineRunSpec.model_validate(run.get("spec") or {})
         status = PipelineRunStatus.model_validate(run.get("status") or {})
@@ -423,7 +428,6 @@ class RunEngine:
                 {"lastRun": ref.name, "lastRunPhase": status.phase.value})))
         if self.on_finish is not None:
             effects.append(("the run's SLA effects", partial(self.on_finish, ref, status, latest)))
-        effects.append(("trimming the run history", partial(self._trim_history, ref, pipeline)))
         failed: list[str] = []
         for what, effect in effects:
             if self.isolation.run(pipeline, what, partial(_done, effect), reason="RunEffectFailed",
@@ -431,23 +435,26 @@ class RunEngine:
                 failed.append(what)
         return failed
 
-    def _trim_history(self, ref: RunRef, pipeline: dict[str, Any]) -> None:
+    def _trim_history(self, run: dict[str, Any], pipeline: dict[str, Any]) -> None:
+        """Delete the Pipeline's oldest runs beyond its history limits, counting ``run`` and the runs that
+        joined the history before it (labelled settled): never the runs still in flight, however many."""
         spec = PipelineSpec.model_validate(pipeline["spec"])
-        runs = self.kube.list_pipeline_runs(ref.namespace, ref.pipeline)
+        meta = run["metadata"]
+        joined = self.kube.list_pipeline_runs(meta["namespace"], pipeline["metadata"]["name"],
+                                              f"{c.LABEL_SETTLED}=true")
+        runs = [r for r in joined if r["metadata"].get("uid") != meta.get("uid")] + [run]
 
-        def keep(other: dict[str, Any]) -> bool:
-            unrecorded = self.recorder is not None and not is_recorded(other)
-            # another run whose effects are still to come keeps its place; this one has just had them
-            return unrecorded or (needs_settling(other) and other["metadata"].get("uid") != ref.uid)
+        def keep(other: dict[str, Any]) -> bool:  # e.g. finished before a store was configured
+            return self.recorder is not None and not is_recorded(other)
         failed: list[str] = []
         for name in history.runs_to_delete(runs, spec.successful_runs_history_limit,
                                            spec.failed_runs_history_limit, keep):
             try:
-                self.kube.delete_run(ref.namespace, name)
+                self.kube.delete_run(meta["namespace"], name)
             except ApiException as exc:  # one run that cannot be deleted keeps no other from going
                 failed.append(f"{name} (HTTP {exc.status} {exc.reason})")
                 continue
-            log.info("Deleted PipelineRun %s/%s (history limit)", ref.namespace, name)
+            log.info("Deleted PipelineRun %s/%s (history limit)", meta["namespace"], name)
         if failed:
             raise RuntimeError(f"could not delete {len(failed)} run(s) beyond the history limit: {', '.join(failed)}")
 
@@ -467,19 +474,28 @@ class RunEngine:
             return latest if new is None else self.kube.replace_run_status(latest, new)
         return self.kube.update_run(run, write, "it settled") is not None
 
-    def label_settled(self, run: dict[str, Any]) -> None:
-        """Label a run that owes nothing more (:func:`~headwater.runs.settling.needs_settled_label`): the
-        operator's watch then lets it go.  Written onto the version seen: a run changed since is labelled on
-        its next event or by the resync."""
+    def join_history(self, run: dict[str, Any]) -> None:
+        """A finished run that owes nothing more (:func:`~headwater.runs.settling.needs_settled_label`) joins
+        its Pipeline's history: the history is trimmed to its limits with the run counted, then the run is
+        labelled settled, and the operator's watch lets it go.
+
+        Trimmed first: a failure leaves the run unlabelled, so its next event or the resync tries again.  The
+        runs of one Pipeline join one at a time, so each trim counts every run that joined before it.
+        """
         if not needs_settled_label(run):
             return
         meta = run["metadata"]
-        try:
-            self.kube.patch_run_metadata(meta["namespace"], meta["name"], {"labels": {c.LABEL_SETTLED: "true"}},
-                                         meta.get("resourceVersion"))
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        name = PipelineRunSpec.model_validate(run.get("spec") or {}).pipeline_ref.name
+        with self._history_locks[hash((meta["namespace"], name)) % len(self._history_locks)]:
+            pipeline = self.kube.get_pipeline(meta["namespace"], name)
+            if pipeline is not None:  # else deleted, and its runs with it
+                self._trim_history(run, pipeline)
+            try:
+                self.kube.patch_run_metadata(meta["namespace"], meta["name"], {"labels": {c.LABEL_SETTLED: "true"}},
+                                             meta.get("resourceVersion"))
+            except ApiException as exc:
+                if exc.status != 409:  # changed since: its next event brings it here again
+                    raise
 
     def _mark_failed(self, run: dict[str, Any], message: str) -> None:
         """``Settled=False`` with why the effects failed (the isolation's failure report)."""

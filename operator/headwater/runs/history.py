@@ -18,9 +18,8 @@ def runs_to_delete(runs: list[dict[str, Any]], keep_successful: int, keep_failed
     """Names of the oldest finished runs beyond the limits.
 
     Unfinished runs are never chosen, nor a Backfill's runs: they belong to it (its progress counts them)
-    and go with it.  Runs for which ``protected`` is true (e.g. not yet in the
-    lineage store, or their outcome not yet applied) count toward the limits but are not chosen:
-    a later trim deletes them, once they are no longer protected.
+    and go with it.  Runs for which ``protected`` is true (e.g. not yet in the lineage store) count toward
+    the limits but are not chosen: a later trim deletes them, once they are no longer protected.
     """
     def newest_first(phases: frozenset[RunPhase]) -> list[dict[str, Any]]:
         chosen = [r for r in runs if (r.get("status") or {}).get("phase") in phases

@@ -1,16 +1,17 @@
 """After-finish effects as a level: the ``Settled`` condition says whether a run's outcome is on its Pipeline.
 
 When a run reaches a final phase, the planner writes ``Settled=False`` with that very status write; the
-engine then applies the effects (``lastRun``, the datasets' ``lastUpdated``, risks and incidents, history
-trimming) and sets ``Settled=True``.  A crash or an error in between leaves ``Settled=False``, and the
+engine then applies the effects (``lastRun``, the datasets' ``lastUpdated``, risks and incidents) and sets
+``Settled=True``.  A crash or an error in between leaves ``Settled=False``, and the
 resync applies them again: every effect is idempotent, and an older run settled late never overwrites
 what a newer one set.  Runs finished before this condition existed have none and are left alone.
 
 A finished run that owes nothing more (settled, and its finalizer gone: recorded, or let go without a
-store) is then labelled ``headwater.dev/settled=true``.  The operator's watch of PipelineRuns selects
-runs without that label, so the apiserver stops sending them (the label's own write arrives as a
-deletion) and the operator keeps no memory of them; history trimming and the recorder list runs
-directly, so they still see them.
+store) then joins its Pipeline's history: the history is trimmed to its limits with the run counted, and
+the run is labelled ``headwater.dev/settled=true``.  A trim lists only the runs labelled so, however many
+runs are in flight.  The operator's watch of PipelineRuns selects runs without the label, so the apiserver
+stops sending them (the label's own write arrives as a deletion) and the operator keeps no memory of them;
+the recorder lists runs directly, so it still sees them.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ CONDITION_SETTLED: Final = "Settled"
 REASON_PENDING: Final = "Pending"
 REASON_SETTLED: Final = "Settled"
 REASON_FAILED: Final = "EffectsFailed"
-MESSAGE_PENDING: Final = "the outcome is not on the Pipeline yet (lastRun, datasets, incidents, history)"
-MESSAGE_SETTLED: Final = "the outcome is on the Pipeline: lastRun, datasets, incidents and history"
+MESSAGE_PENDING: Final = "the outcome is not on the Pipeline yet (lastRun, datasets, incidents)"
+MESSAGE_SETTLED: Final = "the outcome is on the Pipeline: lastRun, datasets and incidents"
 UNSETTLED_SELECTOR: Final = f"!{c.LABEL_SETTLED}"
 """The label selector of the runs the operator watches and resyncs: every run but those that owe nothing."""
 
