@@ -4,6 +4,7 @@ configured a run not yet recorded is never deleted; runs in flight are neither c
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -101,3 +102,30 @@ def test_a_trim_reads_only_the_runs_that_joined_the_history_however_many_are_in_
     assert read == [6]  # the finished runs of orders labelled settled; orders-new itself is in hand
     assert len([n for n in kube.names(RUNS, NS) if n.startswith("queued-")]) == 300
     assert kube.read(RUNS, NS, "orders-new")["metadata"]["labels"][c.LABEL_SETTLED] == "true"
+
+
+def test_runs_that_finish_while_one_joins_the_history_return_at_once_and_join_together_in_one_more_trim(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.seed(pipeline("orders", [step("load")], successfulRunsHistoryLimit=2), NS)
+    for i in range(4):
+        body = finished(f"orders-{i}", "Succeeded", True)
+        del body["metadata"]["labels"][c.LABEL_SETTLED]  # settled, about to join
+        kube.seed(body, NS)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        inside.set()
+        assert release.wait(10)
+
+    kube.before("get_pipeline", hold)  # the first join is under way, its Pipeline being read
+    first = threading.Thread(target=operator.engine.join_history, args=(kube.read(RUNS, NS, "orders-0"),))
+    first.start()
+    assert inside.wait(10)
+    for i in (1, 2, 3):  # each returns at once: no thread waits for another
+        operator.engine.join_history(kube.read(RUNS, NS, f"orders-{i}"))
+    assert kube.count("get_pipeline") == 1
+    release.set()
+    first.join(10)
+    assert kube.count("get_pipeline") == 2 and kube.count("iter_runs") == 2  # two trims for four runs
+    assert kube.names(RUNS, NS) == ["orders-2", "orders-3"]
+    assert all(r["metadata"]["labels"][c.LABEL_SETTLED] == "true" for r in kube.select(RUNS, NS))

@@ -12,7 +12,6 @@ and :attr:`RunEngine.memory` lets handlers drop events that cannot change a run
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from headwater.lineage.run_records import (
     run_id,
 )
 from headwater.runs import checks, history, planning
-from headwater.runs.dedup import Coalescer, RunMemory
+from headwater.runs.dedup import Batches, Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
 from headwater.runs.rechecks import Rechecks
 from headwater.runs.settling import (
@@ -64,9 +63,6 @@ JOB_CREATORS = 4
 
 RECHECK_MAX_SECONDS = 30.0
 """Longest wait between rechecks of a run whose unstarted steps stay as they were."""
-
-HISTORY_LOCKS = 16
-"""Locks that make one Pipeline's runs join its history one at a time (a Pipeline hashes to one of them)."""
 
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 """Posts a Kubernetes Event: (object, type, reason, message)."""
@@ -114,7 +110,7 @@ class RunEngine:
         self.post_event = post_event
         self.clock = clock
         self._passes = Coalescer()
-        self._history_locks = [threading.Lock() for _ in range(HISTORY_LOCKS)]  # by (namespace, Pipeline)
+        self._joining: Batches[dict[str, Any]] = Batches()  # runs joining their Pipeline's history
         self.memory = RunMemory()
         self._rechecks: Rechecks[RunRef] = Rechecks(self._recheck)
         self._creators = ThreadPoolExecutor(JOB_CREATORS, thread_name_prefix="job-create")
@@ -435,28 +431,32 @@ class RunEngine:
                 failed.append(what)
         return failed
 
-    def _trim_history(self, run: dict[str, Any], pipeline: dict[str, Any]) -> None:
-        """Delete the Pipeline's oldest runs beyond its history limits, counting ``run`` and the runs that
-        joined the history before it (labelled settled): never the runs still in flight, however many."""
+    def _trim_history(self, joining: list[dict[str, Any]], pipeline: dict[str, Any]) -> set[str]:
+        """Delete the Pipeline's oldest runs beyond its history limits, counting the ``joining`` runs and those
+        that joined the history before them (labelled settled): never the runs still in flight, however many.
+        The names deleted."""
         spec = PipelineSpec.model_validate(pipeline["spec"])
-        meta = run["metadata"]
-        joined = self.kube.list_pipeline_runs(meta["namespace"], pipeline["metadata"]["name"],
-                                              f"{c.LABEL_SETTLED}=true")
-        runs = [r for r in joined if r["metadata"].get("uid") != meta.get("uid")] + [run]
+        namespace = pipeline["metadata"]["namespace"]
+        uids = {r["metadata"].get("uid") for r in joining}
+        joined = self.kube.list_pipeline_runs(namespace, pipeline["metadata"]["name"], f"{c.LABEL_SETTLED}=true")
+        runs = [r for r in joined if r["metadata"].get("uid") not in uids] + joining
 
         def keep(other: dict[str, Any]) -> bool:  # e.g. finished before a store was configured
             return self.recorder is not None and not is_recorded(other)
+        deleted: set[str] = set()
         failed: list[str] = []
         for name in history.runs_to_delete(runs, spec.successful_runs_history_limit,
                                            spec.failed_runs_history_limit, keep):
             try:
-                self.kube.delete_run(meta["namespace"], name)
+                self.kube.delete_run(namespace, name)
             except ApiException as exc:  # one run that cannot be deleted keeps no other from going
                 failed.append(f"{name} (HTTP {exc.status} {exc.reason})")
                 continue
-            log.info("Deleted PipelineRun %s/%s (history limit)", meta["namespace"], name)
+            deleted.add(name)
+            log.info("Deleted PipelineRun %s/%s (history limit)", namespace, name)
         if failed:
             raise RuntimeError(f"could not delete {len(failed)} run(s) beyond the history limit: {', '.join(failed)}")
+        return deleted
 
     def _is_latest(self, pipeline: dict[str, Any], ref: RunRef, status: PipelineRunStatus) -> bool:
         """Whether no run the Pipeline already shows as its last one finished after this one."""
@@ -479,19 +479,27 @@ class RunEngine:
         its Pipeline's history: the history is trimmed to its limits with the run counted, then the run is
         labelled settled, and the operator's watch lets it go.
 
-        Trimmed first: a failure leaves the run unlabelled, so its next event or the resync tries again.  The
-        runs of one Pipeline join one at a time, so each trim counts every run that joined before it.
+        The runs of one Pipeline join in batches, one batch at a time (:class:`~headwater.runs.dedup.Batches`):
+        each trim counts every run that joined before, one trim serves all the runs that finished while the
+        last was made, and no thread waits for another.  Trimmed first: a failure leaves the batch unlabelled,
+        and the resync brings its runs back.
         """
         if not needs_settled_label(run):
             return
         meta = run["metadata"]
         name = PipelineRunSpec.model_validate(run.get("spec") or {}).pipeline_ref.name
-        with self._history_locks[hash((meta["namespace"], name)) % len(self._history_locks)]:
-            pipeline = self.kube.get_pipeline(meta["namespace"], name)
-            if pipeline is not None:  # else deleted, and its runs with it
-                self._trim_history(run, pipeline)
+        self._joining.add((meta["namespace"], name), meta.get("uid") or meta["name"], run,
+                          partial(self._join, meta["namespace"], name))
+
+    def _join(self, namespace: str, name: str, runs: list[dict[str, Any]]) -> None:
+        pipeline = self.kube.get_pipeline(namespace, name)
+        deleted = self._trim_history(runs, pipeline) if pipeline is not None else set()  # else gone with its runs
+        for run in runs:
+            meta = run["metadata"]
+            if meta["name"] in deleted:
+                continue
             try:
-                self.kube.patch_run_metadata(meta["namespace"], meta["name"], {"labels": {c.LABEL_SETTLED: "true"}},
+                self.kube.patch_run_metadata(namespace, meta["name"], {"labels": {c.LABEL_SETTLED: "true"}},
                                              meta.get("resourceVersion"))
             except ApiException as exc:
                 if exc.status != 409:  # changed since: its next event brings it here again
