@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from headwater.adapters.delivery import JsonPoster, Outcome
+from headwater.adapters.grouping import GroupCommit
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
@@ -73,7 +74,7 @@ class SlaMonitor:
                  isolation: Isolation | None = None) -> None:
         self.kube, self.metrics, self.post_event, self.alerts, self.scopes = kube, metrics, post_event, alerts, scopes
         self.isolation = isolation or Isolation(post_event)
-        self._lock = threading.Lock()
+        self._writes: GroupCommit[tuple[Mutation, datetime], PipelineStatus | None] = GroupCommit()
         self._flight_guard = threading.Lock()
         self._in_flight: set[AlertKey] = set()
         self._acknowledged: OrderedDict[AlertKey, None] = OrderedDict()
@@ -82,10 +83,21 @@ class SlaMonitor:
     def _update(self, namespace: str, name: str, mutate: Mutation, now: datetime) -> PipelineStatus | None:
         """Apply ``mutate`` to the Pipeline's datasets and alerts and write them, with the Fresh and AtRisk
         conditions, onto the version read (the conditions list is shared with other writers); the status as
-        written (None when the Pipeline is gone)."""
+        written (None when the Pipeline is gone).
+
+        The changes of one Pipeline made at the same time (its runs finishing together) are written together,
+        in one read and one write (:class:`~headwater.adapters.grouping.GroupCommit`); each caller returns once
+        its own change is written, or raises its error.
+        """
+        return self._writes.submit((namespace, name), (mutate, now), partial(self._write, namespace, name))
+
+    def _write(self, namespace: str, name: str, changes: list[tuple[Mutation, datetime]]) -> PipelineStatus | None:
+        def mutate_all(spec: PipelineSpec, datasets: list[DatasetStatus], alerts: list[Alert]) -> None:
+            for mutate, _ in changes:
+                mutate(spec, datasets, alerts)
+        now = max(when for _, when in changes)
         written: list[PipelineStatus] = []
-        with self._lock:
-            self.kube.update_pipeline_status(namespace, name, lambda obj: self._change(obj, mutate, now, written))
+        self.kube.update_pipeline_status(namespace, name, lambda obj: self._change(obj, mutate_all, now, written))
         return written[-1] if written else None
 
     def _change(self, obj: dict[str, Any], mutate: Mutation, now: datetime,

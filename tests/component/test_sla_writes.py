@@ -1,0 +1,74 @@
+"""The SLA monitor's writes of a Pipeline's status when many of its runs finish at once: written together in
+one round per Pipeline (a group commit), and never held up by another Pipeline's write."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from fakekube import RUNS, FakeKube
+from headwater.runs.jobs import RunRef
+from headwater.spec.models import PipelineRunStatus
+from headwater.spec.names import job_name
+from helpers import wait_for
+from manifests import pipeline, run, step
+from wiring import Operator
+
+pytestmark = pytest.mark.component
+
+NS = "data"
+WH = "postgres://warehouse"
+
+
+def finished_runs(kube: FakeKube, operator: Operator) -> dict[str, tuple[RunRef, PipelineRunStatus]]:
+    """Runs orders-1..4 and leads-1, each finished by the operator: what the SLA monitor is given for each."""
+    kube.seed(pipeline("orders", [step("load", outputs=[{"namespace": WH, "name": "raw.orders"}])]), NS)
+    kube.seed(pipeline("leads", [step("load", outputs=[{"namespace": WH, "name": "mkt.leads"}])]), NS)
+    names = [("orders", f"orders-{i}") for i in range(1, 5)] + [("leads", "leads-1")]
+    for pipeline_name, name in names:
+        kube.seed(run(name, pipeline_name), NS)
+    operator.deliver()
+    for _, name in names:
+        kube.complete_job(NS, job_name(name, "load"))
+    operator.deliver()
+    out = {}
+    for pipeline_name, name in names:
+        body = kube.read(RUNS, NS, name)
+        ref = RunRef(name, NS, body["metadata"]["uid"], pipeline_name)
+        out[name] = (ref, PipelineRunStatus.model_validate(body["status"]))
+    return out
+
+
+def test_runs_of_one_pipeline_finishing_together_are_written_in_one_round_and_other_pipelines_never_wait(
+        kube: FakeKube, operator: Operator) -> None:
+    runs = finished_runs(kube, operator)
+    monitor = operator.sla
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        inside.set()
+        assert release.wait(10)
+
+    def finish(name: str) -> None:
+        monitor.run_finished(*runs[name], latest=False)
+
+    reads_before = kube.count("get_pipeline", "orders")
+    kube.before("get_pipeline", hold, name="orders")  # the first write of orders' status is under way
+    threads = [threading.Thread(target=finish, args=("orders-1",))]
+    threads[0].start()
+    assert inside.wait(10)
+    threads += [threading.Thread(target=finish, args=(f"orders-{i}",)) for i in (2, 3, 4)]
+    for thread in threads[1:]:
+        thread.start()
+    wait_for(lambda: len(monitor._writes._pending.get((NS, "orders"), [])) == 3, timeout=10,
+             message="three writes to wait for the next round")
+    other = threading.Thread(target=finish, args=("leads-1",))
+    other.start()
+    other.join(5)
+    assert not other.is_alive(), "a write of another Pipeline waited for orders"
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert kube.count("get_pipeline", "orders") - reads_before == 2  # one read (and write) per round
+    assert operator.errors == []
