@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from fakekube import RUNS, FakeKube
+from fakekube import PIPELINES, RUNS, FakeKube
 from headwater.runs.jobs import RunRef
 from headwater.spec.models import PipelineRunStatus
 from headwater.spec.names import job_name
@@ -72,3 +72,30 @@ def test_runs_of_one_pipeline_finishing_together_are_written_in_one_round_and_ot
         thread.join(10)
     assert kube.count("get_pipeline", "orders") - reads_before == 2  # one read (and write) per round
     assert operator.errors == []
+
+
+def test_a_successful_run_reads_only_the_pipelines_that_show_a_risk_it_caused(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.seed(pipeline("orders", [step("load", outputs=[{"namespace": WH, "name": "raw.orders"}])]), NS)
+    kube.seed(pipeline("revenue", [step("build", inputs=[{"namespace": WH, "name": "raw.orders"}],
+                                        outputs=[{"namespace": WH, "name": "analytics.revenue"}])]), NS)
+    for i in range(20):  # unrelated Pipelines: none of their datasets is at risk
+        kube.seed(pipeline(f"other-{i:02d}", [step("load", outputs=[{"namespace": WH, "name": f"x.t{i}"}])]), NS)
+    operator.deliver()
+    for name, succeed in (("orders-1", False), ("orders-2", True)):
+        kube.seed(run(name, "orders"), NS)
+        operator.deliver()
+        if succeed:
+            kube.complete_job(NS, job_name(name, "load"))
+        else:
+            kube.fail_job(NS, job_name(name, "load"), "relation raw.orders is locked")
+        operator.deliver()
+        if not succeed:
+            revenue = kube.read(PIPELINES, NS, "revenue")["status"]["datasets"]
+            assert revenue[0]["atRiskSource"] == f"{NS}/orders"
+            before = {p["metadata"]["name"]: kube.count("get_pipeline", p["metadata"]["name"])
+                      for p in kube.select(PIPELINES, NS)}
+    assert kube.read(PIPELINES, NS, "revenue")["status"]["datasets"][0].get("atRisk") is None  # cleared
+    read = {name: kube.count("get_pipeline", name) - n for name, n in before.items()}
+    assert read["revenue"] >= 1
+    assert {name for name, n in read.items() if n and name.startswith("other-")} == set()

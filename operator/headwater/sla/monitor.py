@@ -152,7 +152,9 @@ class SlaMonitor:
         missed: list[str] = []
         if status.phase == RunPhase.SUCCEEDED and latest:
             source = f"{ref.namespace}/{ref.pipeline}"
-            missed = self._on_each("clearing a risk", lambda _s, datasets, _a: clear_risk(datasets, source), now)
+            # only the Pipelines whose status shows a risk of this source: not a read of every Pipeline per run
+            missed = self._on_each("clearing a risk", lambda _s, datasets, _a: clear_risk(datasets, source), now,
+                                   only=partial(_shows_risk_of, source))
         elif incident is not None:
             missed = self._raise(incident, now, put_at_risk=latest)
         if (incident is not None or warned) and after is not None:
@@ -206,10 +208,12 @@ class SlaMonitor:
         return self._on_each("marking datasets at risk", lambda _s, datasets, _a: mark_at_risk(datasets, incident),
                              now)
 
-    def _on_each(self, what: str, mutate: Mutation, now: datetime) -> list[str]:
-        """Apply ``mutate`` to every Pipeline, each on its own; the ones that failed (reported on themselves)."""
+    def _on_each(self, what: str, mutate: Mutation, now: datetime,
+                 only: Callable[[dict[str, Any]], bool] = lambda _: True) -> list[str]:
+        """Apply ``mutate`` to every Pipeline (of those listed, the ones ``only`` selects), each on its own; the
+        ones that failed (reported on themselves)."""
         failed: list[str] = []
-        for obj in self._pipelines():
+        for obj in filter(only, self._pipelines()):
             namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
             if not self._isolated(namespace, name, what, partial(self._update, namespace, name, mutate, now)):
                 failed.append(f"{namespace}/{name}")
@@ -302,3 +306,9 @@ def _readable(pipeline: dict[str, Any]) -> bool:
     except ValidationError:
         return False
     return True
+
+
+def _shows_risk_of(source: str, pipeline: dict[str, Any]) -> bool:
+    """Whether a listed Pipeline's status shows a dataset at risk because of ``source`` (a risk set after the
+    list was read is cleared by the source's next success)."""
+    return any(d.get("atRiskSource") == source for d in (pipeline.get("status") or {}).get("datasets") or [])
