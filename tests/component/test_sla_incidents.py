@@ -45,13 +45,7 @@ def watched(kube: FakeKube, clock: ManualClock, alerts: tuple[JsonPoster, Receiv
 
 
 def run_orders(kube: FakeKube, operator: Operator, name: str, succeed: bool) -> None:
-    kube.seed(run(name, "orders"), NS)
-    operator.deliver()
-    if succeed:
-        kube.complete_job(NS, job_name(name, "load"))
-    else:
-        kube.fail_job(NS, job_name(name, "load"), "relation raw.orders is locked")
-    operator.deliver()
+    operator.run_one_step(NS, name, "orders", "load", None if succeed else "relation raw.orders is locked")
     assert operator.errors == []
 
 

@@ -26,6 +26,7 @@ from headwater.runs.engine import Baselines, RunEngine
 from headwater.runs.jobs import JobSettings
 from headwater.sla.monitor import SlaMonitor
 from headwater.spec import constants as c
+from headwater.spec.names import job_name
 
 __all__ = ["STEP_IMAGE", "Operator"]
 
@@ -67,6 +68,18 @@ class Operator:
 
     def events(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         post_event(self.kube, obj, type_, reason, message)
+
+    def run_one_step(self, namespace: str, name: str, pipeline: str, step: str, failure: str | None = None) -> None:
+        """Create run ``name`` of ``pipeline`` and let the Job of its one ``step`` succeed (or fail, its last
+        pod's message ``failure``), handing every event over."""
+        self.kube.seed({"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND, "metadata": {"name": name},
+                        "spec": {"pipelineRef": {"name": pipeline}}}, namespace)
+        self.deliver()
+        if failure is None:
+            self.kube.complete_job(namespace, job_name(name, step))
+        else:
+            self.kube.fail_job(namespace, job_name(name, step), failure)
+        self.deliver()
 
     def deliver(self, rounds: int = 50) -> int:
         """Hand every watch event to its handler, and the events of the writes they make, until none is left.

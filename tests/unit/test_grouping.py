@@ -32,53 +32,50 @@ def in_threads(calls: dict[str, object]) -> tuple[dict[str, object], list[thread
     return out, threads
 
 
-def test_writes_arriving_while_a_round_is_written_wait_and_are_written_together_in_one_more_round() -> None:
-    group: GroupCommit[str, str] = GroupCommit()
-    inside, release = threading.Event(), threading.Event()
-    rounds: list[list[str]] = []
+class Writer:
+    """A write that records its rounds, holds the first one until released, and refuses any item "bad"."""
 
-    def write(items: list[str]) -> str:
-        rounds.append(sorted(items))
-        if len(rounds) == 1:
-            inside.set()
-            assert release.wait(10)
-        return "+".join(sorted(items))
+    def __init__(self) -> None:
+        self.rounds: list[list[str]] = []
+        self.inside, self.release = threading.Event(), threading.Event()
 
-    first, lead = in_threads({"a": lambda: group.submit("orders", "a", write)})
-    assert inside.wait(10)
-    later, waiting = in_threads({x: (lambda x=x: group.submit("orders", x, write)) for x in "bcd"})
-    waiting_on(group, "orders", 3)  # they wait for their round's outcome
-    release.set()
-    for thread in lead + waiting:
-        thread.join(10)
-    assert rounds == [["a"], ["b", "c", "d"]]
-    assert first == {"a": "a"} and later == {"b": "b+c+d", "c": "b+c+d", "d": "b+c+d"}
-
-
-def test_a_failing_round_is_written_again_item_by_item_so_that_one_bad_item_fails_alone() -> None:
-    group: GroupCommit[str, str] = GroupCommit()
-    inside, release = threading.Event(), threading.Event()
-    rounds: list[list[str]] = []
-
-    def write(items: list[str]) -> str:
-        rounds.append(sorted(items))
-        if len(rounds) == 1:
-            inside.set()
-            assert release.wait(10)
+    def __call__(self, items: list[str]) -> str:
+        self.rounds.append(sorted(items))
+        if len(self.rounds) == 1:
+            self.inside.set()
+            assert self.release.wait(10)
         if "bad" in items:
             raise ValueError("refused: bad")
         return "+".join(sorted(items))
 
-    _, lead = in_threads({"a": lambda: group.submit("orders", "a", write)})
-    assert inside.wait(10)
-    later, waiting = in_threads({x: (lambda x=x: group.submit("orders", x, write)) for x in ("b", "bad")})
-    waiting_on(group, "orders", 2)
-    release.set()
+
+def a_round_then_more(write: Writer, later: str | tuple[str, ...]) -> tuple[dict[str, object], dict[str, object]]:
+    """Submit "a" to key orders; while its round is held, submit ``later`` and wait until each waits for the
+    next round; then let the rounds go.  What each "a" and later caller got, by item."""
+    group: GroupCommit[str, str] = GroupCommit()
+    first, lead = in_threads({"a": lambda: group.submit("orders", "a", write)})
+    assert write.inside.wait(10)
+    out, waiting = in_threads({x: (lambda x=x: group.submit("orders", x, write)) for x in later})
+    waiting_on(group, "orders", len(later))
+    write.release.set()
     for thread in lead + waiting:
         thread.join(10)
+    return first, out
+
+
+def test_writes_arriving_while_a_round_is_written_wait_and_are_written_together_in_one_more_round() -> None:
+    write = Writer()
+    first, later = a_round_then_more(write, "bcd")
+    assert write.rounds == [["a"], ["b", "c", "d"]]
+    assert first == {"a": "a"} and later == {"b": "b+c+d", "c": "b+c+d", "d": "b+c+d"}
+
+
+def test_a_failing_round_is_written_again_item_by_item_so_that_one_bad_item_fails_alone() -> None:
+    write = Writer()
+    _, later = a_round_then_more(write, ("b", "bad"))
     assert later["b"] == "b"
     assert isinstance(later["bad"], ValueError) and str(later["bad"]) == "refused: bad"
-    assert rounds[1] == ["b", "bad"] and sorted(map(tuple, rounds[2:])) == [("b",), ("bad",)]
+    assert write.rounds[1] == ["b", "bad"] and sorted(map(tuple, write.rounds[2:])) == [("b",), ("bad",)]
 
 
 def test_keys_never_wait_for_each_other() -> None:
