@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from headwater.runs.dedup import Batches, Coalescer, RunMemory
+from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.spec import constants as c
 from headwater.spec.models import PipelineRunStatus, RunPhase, StepPhase, StepStatus
 
@@ -64,58 +64,6 @@ def test_a_failing_pass_frees_its_key() -> None:
     with pytest.raises(RuntimeError):
         passes.run("run-a", boom)
     assert passes.run("run-a", lambda: "again") == "again"
-
-
-def test_items_added_while_a_batch_is_worked_on_return_at_once_and_make_the_next_batch() -> None:
-    batches: Batches[str] = Batches()
-    inside, release = threading.Event(), threading.Event()
-    seen: list[list[str]] = []
-
-    def work(batch: list[str]) -> None:
-        seen.append(sorted(batch))
-        if len(seen) == 1:
-            inside.set()
-            assert release.wait(10)
-
-    worker = threading.Thread(target=batches.add, args=("orders", "r1", "r1", work))
-    worker.start()
-    assert inside.wait(10)
-    for name in ("r2", "r3", "r3"):  # each returns at once; r3 twice is one item, its latest version
-        batches.add("orders", name, name, work)
-    batches.add("other", "x1", "x1", work)  # another key is worked on at once, by its own caller
-    release.set()
-    worker.join(10)
-    assert seen == [["r1"], ["x1"], ["r2", "r3"]]
-
-
-def test_a_failing_batch_drops_what_waited_for_its_key_and_frees_the_key() -> None:
-    batches: Batches[str] = Batches()
-    inside, release = threading.Event(), threading.Event()
-    seen: list[list[str]] = []
-
-    def failing(batch: list[str]) -> None:
-        seen.append(batch)
-        inside.set()
-        assert release.wait(10)
-        raise RuntimeError("api down")
-
-    errors: list[BaseException] = []
-
-    def first() -> None:
-        try:
-            batches.add("orders", "r1", "r1", failing)
-        except RuntimeError as exc:
-            errors.append(exc)
-
-    worker = threading.Thread(target=first)
-    worker.start()
-    assert inside.wait(10)
-    batches.add("orders", "r2", "r2", failing)  # waits for the failing batch's key: dropped with it
-    release.set()
-    worker.join(10)
-    assert [str(e) for e in errors] == ["api down"] and seen == [["r1"]]
-    batches.add("orders", "r3", "r3", seen.append)  # the key is free again
-    assert seen == [["r1"], ["r3"]]
 
 
 def test_every_request_is_covered_by_a_pass_that_started_after_it() -> None:

@@ -1,4 +1,5 @@
-"""Group commit: writes to one key that arrive together are made in one round; each caller gets its outcome."""
+"""Group commit: writes to one key that arrive together are made in one round; each caller gets its outcome.
+Batches: items of one key that arrive while a batch is worked on make the next, their callers never waiting."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import threading
 
 import pytest
 
-from headwater.adapters.grouping import GroupCommit
+from headwater.adapters.grouping import Batches, GroupCommit
 from helpers import wait_for
 
 pytestmark = pytest.mark.unit
@@ -93,3 +94,55 @@ def test_keys_never_wait_for_each_other() -> None:
     release.set()
     for thread in lead:
         thread.join(10)
+
+
+def test_items_added_while_a_batch_is_worked_on_return_at_once_and_make_the_next_batch() -> None:
+    batches: Batches[str] = Batches()
+    inside, release = threading.Event(), threading.Event()
+    seen: list[list[str]] = []
+
+    def work(batch: list[str]) -> None:
+        seen.append(sorted(batch))
+        if len(seen) == 1:
+            inside.set()
+            assert release.wait(10)
+
+    worker = threading.Thread(target=batches.add, args=("orders", "r1", "r1", work))
+    worker.start()
+    assert inside.wait(10)
+    for name in ("r2", "r3", "r3"):  # each returns at once; r3 twice is one item, its latest version
+        batches.add("orders", name, name, work)
+    batches.add("other", "x1", "x1", work)  # another key is worked on at once, by its own caller
+    release.set()
+    worker.join(10)
+    assert seen == [["r1"], ["x1"], ["r2", "r3"]]
+
+
+def test_a_failing_batch_drops_what_waited_for_its_key_and_frees_the_key() -> None:
+    batches: Batches[str] = Batches()
+    inside, release = threading.Event(), threading.Event()
+    seen: list[list[str]] = []
+
+    def failing(batch: list[str]) -> None:
+        seen.append(batch)
+        inside.set()
+        assert release.wait(10)
+        raise RuntimeError("api down")
+
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            batches.add("orders", "r1", "r1", failing)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    assert inside.wait(10)
+    batches.add("orders", "r2", "r2", failing)  # waits for the failing batch's key: dropped with it
+    release.set()
+    worker.join(10)
+    assert [str(e) for e in errors] == ["api down"] and seen == [["r1"]]
+    batches.add("orders", "r3", "r3", seen.append)  # the key is free again
+    assert seen == [["r1"], ["r3"]]

@@ -2,9 +2,7 @@
 
 :class:`Coalescer` keeps at most one pass in flight per run and at most one
 more requested: a burst of events for a run costs one extra pass, not one
-each, and no thread waits behind another.  :class:`Batches` does the same for
-work on many items of one key (the runs joining one Pipeline's history): the
-items that arrive while a batch is worked on make the next batch.  :class:`RunMemory` remembers, per
+each, and no thread waits behind another.  :class:`RunMemory` remembers, per
 run, its last few resourceVersions reconciled or written and each step's
 (phase, attempts, Job) as the latest shows it, so that the echo of the engine's own status write, or a Job
 update that leaves its step as it was, can be dropped.  Both only ever skip
@@ -16,16 +14,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from headwater.runs.jobs import observe_job
 from headwater.spec import constants as c
 from headwater.spec.models import PipelineRunStatus, StepPhase
 
-__all__ = ["Batches", "Coalescer", "RunMemory"]
+__all__ = ["Coalescer", "RunMemory"]
 
 T = TypeVar("T")
-V = TypeVar("V")
 
 
 class Coalescer:
@@ -60,41 +57,6 @@ class Coalescer:
             with self._guard:
                 self._busy.discard(key)
                 self._again.discard(key)
-            raise
-
-
-class Batches(Generic[V]):
-    """Items gathered per key and worked on a batch at a time, by one thread per key; never waits on a lock."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._pending: dict[Hashable, dict[Hashable, V]] = {}
-        self._busy: set[Hashable] = set()
-
-    def add(self, key: Hashable, item_id: Hashable, item: V, work: Callable[[list[V]], object]) -> None:
-        """Add ``item`` (the latest one for ``item_id``) to the next batch of ``key``; unless another thread is
-        working on ``key`` (it takes the item in its next batch), call ``work`` with batches until none is left.
-
-        When ``work`` raises, the items still waiting for ``key`` are dropped and the error goes to the caller:
-        the work must be level-based, its items brought back by whatever brought them the first time.
-        """
-        with self._guard:
-            self._pending.setdefault(key, {})[item_id] = item
-            if key in self._busy:
-                return
-            self._busy.add(key)
-        try:
-            while True:
-                with self._guard:
-                    batch = self._pending.pop(key, None)
-                    if not batch:
-                        self._busy.discard(key)
-                        return
-                work(list(batch.values()))
-        except BaseException:
-            with self._guard:
-                self._busy.discard(key)
-                self._pending.pop(key, None)
             raise
 
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
+from headwater.adapters.grouping import Batches
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
@@ -34,7 +35,7 @@ from headwater.lineage.run_records import (
     run_id,
 )
 from headwater.runs import checks, history, planning
-from headwater.runs.dedup import Batches, Coalescer, RunMemory
+from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
 from headwater.runs.rechecks import Rechecks
 from headwater.runs.settling import (
@@ -479,7 +480,7 @@ class RunEngine:
         its Pipeline's history: the history is trimmed to its limits with the run counted, then the run is
         labelled settled, and the operator's watch lets it go.
 
-        The runs of one Pipeline join in batches, one batch at a time (:class:`~headwater.runs.dedup.Batches`):
+        The runs of one Pipeline join in batches, one batch at a time (:class:`~headwater.adapters.grouping.Batches`):
         each trim counts every run that joined before, one trim serves all the runs that finished while the
         last was made, and no thread waits for another.  Trimmed first: a failure leaves the batch unlabelled,
         and the resync brings its runs back.
