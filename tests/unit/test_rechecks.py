@@ -47,8 +47,8 @@ def test_a_thousand_waiting_runs_take_a_handful_of_threads_and_a_failing_recheck
 
     before = threading.active_count()
     rechecks: Rechecks[int] = Rechecks(work, workers=2, max_per_second=1_000_000)
-    for n in range(1000):
-        rechecks.later(n, 0.01)
+    for n in range(1000):  # due only after the loop, however slow the machine: no worker yet below
+        rechecks.later(n, 1.0)
     assert threading.active_count() - before <= 1  # the timer thread; the workers start as work comes
     wait_for(lambda: len(done) == 999, timeout=30, message="every recheck but the failing one")
     assert threading.active_count() - before <= 3
