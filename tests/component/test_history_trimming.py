@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fakekube import RUNS, FakeKube, ManualClock
+from fakekube import EVENTS, RUNS, FakeKube, ManualClock
 from headwater.lineage.recorder import Recorder
 from headwater.lineage.run_records import CONDITION_RECORDED
 from headwater.spec import constants as c
@@ -104,9 +104,10 @@ def test_a_trim_reads_only_the_runs_that_joined_the_history_however_many_are_in_
     assert kube.read(RUNS, NS, "orders-new")["metadata"]["labels"][c.LABEL_SETTLED] == "true"
 
 
-def test_runs_that_finish_while_one_joins_the_history_return_at_once_and_join_together_in_one_more_trim(
-        kube: FakeKube, operator: Operator) -> None:
-    kube.seed(pipeline("orders", [step("load")], successfulRunsHistoryLimit=2), NS)
+def settled_runs_joining_together(kube: FakeKube, operator: Operator, history_limit: int) -> None:
+    """Four settled runs of orders join its history: orders-0 alone, the three others while its join is under
+    way (each returning at once), together in the next batch."""
+    kube.seed(pipeline("orders", [step("load")], successfulRunsHistoryLimit=history_limit), NS)
     for i in range(4):
         body = finished(f"orders-{i}", "Succeeded", True)
         del body["metadata"]["labels"][c.LABEL_SETTLED]  # settled, about to join
@@ -126,6 +127,21 @@ def test_runs_that_finish_while_one_joins_the_history_return_at_once_and_join_to
     assert kube.count("get_pipeline") == 1
     release.set()
     first.join(10)
+
+
+def test_runs_that_finish_while_one_joins_the_history_return_at_once_and_join_together_in_one_more_trim(
+        kube: FakeKube, operator: Operator) -> None:
+    settled_runs_joining_together(kube, operator, history_limit=2)
     assert kube.count("get_pipeline") == 2 and kube.count("iter_runs") == 2  # two trims for four runs
     assert kube.names(RUNS, NS) == ["orders-2", "orders-3"]
     assert all(r["metadata"]["labels"][c.LABEL_SETTLED] == "true" for r in kube.select(RUNS, NS))
+
+
+def test_a_run_whose_label_is_refused_gets_its_own_event_and_the_rest_of_its_batch_is_labelled(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.fail("patch_run_metadata", 422, name="orders-2", times=None, message="denied by a policy")
+    settled_runs_joining_together(kube, operator, history_limit=10)
+    labelled = {r["metadata"]["name"] for r in kube.select(RUNS, NS) if c.LABEL_SETTLED in r["metadata"]["labels"]}
+    assert labelled == {"orders-0", "orders-1", "orders-3"}
+    events = [(e["involvedObject"]["name"], e["reason"]) for e in kube.select(EVENTS, NS)]
+    assert events == [("orders-2", "HistoryFailed")]

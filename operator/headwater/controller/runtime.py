@@ -31,7 +31,7 @@ from headwater.lineage.run_records import has_finalizer
 from headwater.lineage.store import LineageStore
 from headwater.pipelines.backfiller import backfill_once, set_backfill_condition
 from headwater.pipelines.scheduler import schedule_pipeline, set_schedule_condition
-from headwater.runs.engine import RunEngine
+from headwater.runs.engine import RunEngine, run_object
 from headwater.runs.jobs import JobSettings
 from headwater.runs.settling import UNSETTLED_SELECTOR, needs_settled_label, needs_settling
 from headwater.sla.board import freshness_board
@@ -165,7 +165,7 @@ class Runtime:
         """Reconcile one run, its failure kept to it (the run event handlers come here too)."""
         meta = run["metadata"]
         self.isolation.run(
-            _ref(run), "reconciling",
+            run_object(run), "reconciling",
             partial(self.engine.reconcile, meta["namespace"], meta["name"]), reason="ReconcileFailed",
             on_failure=partial(self.engine.mark_reconcile_failure, meta["namespace"], meta["name"]),
             on_recovery=partial(self.engine.mark_reconcile_failure, meta["namespace"], meta["name"], None))
@@ -176,14 +176,14 @@ class Runtime:
         and leaves the watch."""
         if not has_finalizer(run):
             if needs_settled_label(run):
-                self.isolation.run(_ref(run), "joining the run history", partial(self.engine.join_history, run),
+                self.isolation.run(run_object(run), "joining the run history", partial(self.engine.join_history, run),
                                    reason="HistoryFailed", kind=f"{c.PIPELINERUN_KIND}/history")
             return
         meta = run["metadata"]
         if self.recorder is not None:
             self.recorder.notify(meta["namespace"], meta["name"])
         else:
-            self.isolation.run(_ref(run), "letting the run go", partial(self.engine.let_go, run),
+            self.isolation.run(run_object(run), "letting the run go", partial(self.engine.let_go, run),
                                reason="LetGoFailed", kind=f"{c.PIPELINERUN_KIND}/finalizer")
 
     def schedule(self) -> None:
@@ -243,8 +243,3 @@ def api_client(pool: int) -> client.ApiClient:
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = pool
     return client.ApiClient(configuration)
-
-
-def _ref(run: dict[str, Any]) -> dict[str, Any]:
-    """A run as the isolation reports on it: its kind and metadata."""
-    return {"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND, "metadata": run["metadata"]}

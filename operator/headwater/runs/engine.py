@@ -53,7 +53,7 @@ from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSp
 from headwater.spec.names import label_value
 from headwater.spec.times import parse_time
 
-__all__ = ["EventSink", "RunEngine", "RunSink"]
+__all__ = ["EventSink", "RunEngine", "RunSink", "run_object"]
 
 log = logging.getLogger(__name__)
 
@@ -393,9 +393,7 @@ class RunEngine:
         """
         if not needs_settling(run):
             return False
-        meta = run["metadata"]
-        obj = {"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND, "metadata": meta}
-        done = self.isolation.run(obj, "applying the after-finish effects", partial(self._settle, run),
+        done = self.isolation.run(run_object(run), "applying the after-finish effects", partial(self._settle, run),
                                   reason=REASON_FAILED, kind=f"{c.PIPELINERUN_KIND}/settle",
                                   on_failure=partial(self._mark_failed, run))
         return bool(done)
@@ -495,16 +493,19 @@ class RunEngine:
     def _join(self, namespace: str, name: str, runs: list[dict[str, Any]]) -> None:
         pipeline = self.kube.get_pipeline(namespace, name)
         deleted = self._trim_history(runs, pipeline) if pipeline is not None else set()  # else gone with its runs
-        for run in runs:
-            meta = run["metadata"]
-            if meta["name"] in deleted:
-                continue
-            try:
-                self.kube.patch_run_metadata(namespace, meta["name"], {"labels": {c.LABEL_SETTLED: "true"}},
-                                             meta.get("resourceVersion"))
-            except ApiException as exc:
-                if exc.status != 409:  # changed since: its next event brings it here again
-                    raise
+        for run in runs:  # each on its own: a run whose label is refused gets its Event and back-off, alone
+            if run["metadata"]["name"] not in deleted:
+                self.isolation.run(run_object(run), "labelling the run settled", partial(self._label_settled, run),
+                                   reason="HistoryFailed", kind=f"{c.PIPELINERUN_KIND}/history")
+
+    def _label_settled(self, run: dict[str, Any]) -> None:
+        meta = run["metadata"]
+        try:
+            self.kube.patch_run_metadata(meta["namespace"], meta["name"], {"labels": {c.LABEL_SETTLED: "true"}},
+                                         meta.get("resourceVersion"))
+        except ApiException as exc:
+            if exc.status != 409:  # changed since: its next event brings it here again
+                raise
 
     def _mark_failed(self, run: dict[str, Any], message: str) -> None:
         """``Settled=False`` with why the effects failed (the isolation's failure report)."""
@@ -518,3 +519,8 @@ class EffectsFailedError(RuntimeError):
 def _done(effect: Callable[[], object]) -> bool:
     effect()
     return True
+
+
+def run_object(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as the isolation reports on it: its kind and metadata."""
+    return {"apiVersion": c.API_VERSION, "kind": c.PIPELINERUN_KIND, "metadata": run["metadata"]}
