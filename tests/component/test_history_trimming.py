@@ -145,3 +145,13 @@ def test_a_run_whose_label_is_refused_gets_its_own_event_and_the_rest_of_its_bat
     assert labelled == {"orders-0", "orders-1", "orders-3"}
     events = [(e["involvedObject"]["name"], e["reason"]) for e in kube.select(EVENTS, NS)]
     assert events == [("orders-2", "HistoryFailed")]
+
+
+def test_a_run_the_history_cannot_delete_gets_its_own_event_and_the_batch_still_joins(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.fail("delete_run", 422, name="orders-0", times=None, message="denied by a policy")
+    settled_runs_joining_together(kube, operator, history_limit=2)
+    assert kube.names(RUNS, NS) == ["orders-0", "orders-2", "orders-3"]  # orders-1 went, beyond the limit
+    assert all(r["metadata"]["labels"][c.LABEL_SETTLED] == "true" for r in kube.select(RUNS, NS))
+    events = [(e["involvedObject"]["name"], e["reason"]) for e in kube.select(EVENTS, NS)]
+    assert events == [("orders-0", "HistoryFailed")]

@@ -442,20 +442,21 @@ class RunEngine:
 
         def keep(other: dict[str, Any]) -> bool:  # e.g. finished before a store was configured
             return self.recorder is not None and not is_recorded(other)
+        by_name = {r["metadata"]["name"]: r for r in runs}
         deleted: set[str] = set()
-        failed: list[str] = []
         for name in history.runs_to_delete(runs, spec.successful_runs_history_limit,
                                            spec.failed_runs_history_limit, keep):
-            try:
-                self.kube.delete_run(namespace, name)
-            except ApiException as exc:  # one run that cannot be deleted keeps no other from going
-                failed.append(f"{name} (HTTP {exc.status} {exc.reason})")
-                continue
-            deleted.add(name)
-            log.info("Deleted PipelineRun %s/%s (history limit)", namespace, name)
-        if failed:
-            raise RuntimeError(f"could not delete {len(failed)} run(s) beyond the history limit: {', '.join(failed)}")
+            # each on its own: a run that cannot be deleted gets its Event and back-off, and stops nothing
+            if self.isolation.run(run_object(by_name[name]), "deleting the run (history limit)",
+                                  partial(self._delete_run, namespace, name), reason="HistoryFailed",
+                                  kind=f"{c.PIPELINERUN_KIND}/history"):
+                deleted.add(name)
         return deleted
+
+    def _delete_run(self, namespace: str, name: str) -> bool:
+        self.kube.delete_run(namespace, name)
+        log.info("Deleted PipelineRun %s/%s (history limit)", namespace, name)
+        return True
 
     def _is_latest(self, pipeline: dict[str, Any], ref: RunRef, status: PipelineRunStatus) -> bool:
         """Whether no run the Pipeline already shows as its last one finished after this one."""
@@ -480,8 +481,9 @@ class RunEngine:
 
         The runs of one Pipeline join in batches, one batch at a time (:class:`~headwater.adapters.grouping.Batches`):
         each trim counts every run that joined before, one trim serves all the runs that finished while the
-        last was made, and no thread waits for another.  Trimmed first: a failure leaves the batch unlabelled,
-        and the resync brings its runs back.
+        last was made, and no thread waits for another.  Each deletion and each label is isolated: a run
+        that cannot be deleted or labelled gets its Event and back-off, and stays watched until it can; a
+        failure to read the history leaves the whole batch unlabelled, and the resync brings its runs back.
         """
         if not needs_settled_label(run):
             return
