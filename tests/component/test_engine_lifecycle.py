@@ -130,6 +130,7 @@ def test_a_run_deleted_while_running_is_cancelled_and_stays_until_recorded(kube:
     assert jobs(kube) == [job_name("rev-1", "extract")]
     kube.delete_run(NS, "rev-1")
     assert run_of(kube)["metadata"]["deletionTimestamp"]  # held by the finalizer
+    runs.saw(run_of(kube))  # the deletion's event, as the watch hands it over
     runs.reconcile(NS, "rev-1")
     held = run_of(kube)
     assert held["status"]["phase"] == "Cancelled"

@@ -69,7 +69,9 @@ def run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
     meta = body["metadata"]
     if event["type"] == "DELETED":
         runtime.engine.forget(meta["namespace"], meta["name"])
-    elif RunPhase.ended((body.get("status") or {}).get("phase")):
+        return
+    runtime.engine.saw(dict(body))  # the next pass starts from the newest version seen
+    if RunPhase.ended((body.get("status") or {}).get("phase")):
         runtime.finished(dict(body))
     elif not runtime.engine.memory.is_known(meta["namespace"], meta["name"], meta.get("resourceVersion", "")):
         runtime.reconcile(dict(body))

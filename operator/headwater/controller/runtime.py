@@ -154,6 +154,7 @@ class Runtime:
 
     def _resync_scope(self, scope: str | None) -> None:
         for run in self.kube.iter_runs(scope, UNSETTLED_SELECTOR):  # labelled settled: nothing left to do
+            self.engine.saw(run)
             ended = RunPhase.ended((run.get("status") or {}).get("phase"))
             # let go without a store (with one, the recorder scans for its own work), or labelled settled
             if ended and (self.recorder is None or needs_settled_label(run)):

@@ -37,6 +37,7 @@ from headwater.lineage.run_records import (
 from headwater.runs import checks, history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
+from headwater.runs.latest import LatestRuns
 from headwater.runs.rechecks import Rechecks
 from headwater.runs.settling import (
     CONDITION_SETTLED,
@@ -113,11 +114,18 @@ class RunEngine:
         self._passes = Coalescer()
         self._joining: Batches[dict[str, Any]] = Batches()  # runs joining their Pipeline's history
         self.memory = RunMemory()
+        self.latest = LatestRuns()  # the newest version seen of each run: a pass starts from it, not a GET
         self._rechecks: Rechecks[RunRef] = Rechecks(self._recheck)
         self._creators = ThreadPoolExecutor(JOB_CREATORS, thread_name_prefix="job-create")
         self._quiet_rechecks: dict[tuple[str, str], int] = {}
 
+    def saw(self, run: dict[str, Any]) -> dict[str, Any]:
+        """A version of the run, from its watch or the answer to a write: the next pass may start from it."""
+        self.latest.saw(run)
+        return run
+
     def forget(self, namespace: str, name: str) -> None:
+        self.latest.drop(namespace, name)
         self.memory.forget(namespace, name)
         self._succeeded_at.pop((namespace, name), None)
         self._quiet_rechecks.pop((namespace, name), None)
@@ -131,18 +139,27 @@ class RunEngine:
         return self._passes.run((namespace, name), partial(self._reconcile_latest, namespace, name))
 
     def _reconcile_latest(self, namespace: str, name: str) -> planning.Plan | None:
+        """One pass from the newest version of the run seen (:mod:`headwater.runs.latest`), or read; a pass
+        whose writes find the run changed (409), or gone while it was planned from what was seen (404), reads
+        it afresh and plans again."""
+        run = self.latest.get(namespace, name)
         for _ in range(3):
-            run = self.kube.get_run(namespace, name)
+            seen = run is not None
             if run is None:
-                self.forget(namespace, name)
-                return None
+                run = self.kube.get_run(namespace, name)
+                if run is None:
+                    self.forget(namespace, name)
+                    return None
+                self.saw(run)
             try:
                 return self._reconcile(run)
             except ApiException as exc:
-                if exc.status != 409:
+                if exc.status != 409 and not (seen and exc.status == 404):
                     self.metrics.reconcile_errors.labels("PipelineRun").inc()
                     raise
+                self.latest.drop(namespace, name)
                 log.info("PipelineRun %s/%s changed while reconciling; retrying", namespace, name)
+            run = None
         raise RuntimeError(f"PipelineRun {namespace}/{name}: status kept conflicting")
 
     def _reconcile(self, run: dict[str, Any]) -> planning.Plan:
@@ -171,9 +188,9 @@ class RunEngine:
                                                        meta["resourceVersion"])
                 if patched is None:
                     return planning.Plan()
-                run = patched
+                run = self.saw(patched)
                 self.memory.remember(run, started)  # the echo of this write says nothing new
-            run = self.kube.replace_run_status(run, _dump(started))
+            run = self.saw(self.kube.replace_run_status(run, _dump(started)))
             raw_status = run["status"]
             self.memory.remember(run, started)
             steps = len(started.pipeline_spec.steps) if started.pipeline_spec else 0
@@ -181,8 +198,8 @@ class RunEngine:
             self.post_event(run, "Normal", "Started", f"Running pipeline {spec.pipeline_ref.name} ({steps} steps)")
         elif self.recorder is not None and (finalizers := finalizers_with(run)) is not None:
             # started by an operator without a lineage store, or before runs were held
-            run = self.kube.patch_run_metadata(meta["namespace"], meta["name"], {"finalizers": finalizers},
-                                               meta["resourceVersion"]) or run
+            run = self.saw(self.kube.patch_run_metadata(meta["namespace"], meta["name"], {"finalizers": finalizers},
+                                                        meta["resourceVersion"]) or run)
         elif self.recorder is None and has_finalizer(run):
             run = self.let_go(run) or run
         if is_deleting(run):
@@ -248,7 +265,7 @@ class RunEngine:
                 raise
             return run
         log.info("Let go of PipelineRun %s/%s (nothing to record)", meta["namespace"], meta["name"])
-        return out
+        return None if out is None else self.saw(out)
 
     def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
         """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended or whose pods
@@ -319,7 +336,7 @@ class RunEngine:
             self.kube.delete_job(ref.namespace, job)
             log.info("Deleted Job %s/%s", ref.namespace, job)
         if out.status is not None:
-            run = self.kube.replace_run_status(run, _dump(out.status))
+            run = self.saw(self.kube.replace_run_status(run, _dump(out.status)))
             self.memory.remember(run, out.status)
         for event in out.events:
             self.post_event(run, event.type, event.reason, event.message)

@@ -1,0 +1,82 @@
+"""A reconcile pass starts from the newest version of the run seen (its watch events, the answers to the
+engine's own writes), not from a GET; a pass planned on a version the apiserver has moved past conflicts,
+reads the run afresh and plans again."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakekube import JOBS, RUNS, FakeKube
+from headwater.spec import constants as c
+from headwater.spec.names import job_name
+from manifests import pipeline, run, step
+from wiring import Operator
+
+pytestmark = pytest.mark.component
+
+NS = "data"
+J_EXTRACT = job_name("orders-1", "extract")
+J_TRANSFORM = job_name("orders-1", "transform")
+J_LOAD = job_name("orders-1", "load")
+
+
+@pytest.fixture
+def orders(kube: FakeKube, operator: Operator) -> None:
+    """Pipeline orders (extract -> transform -> load) and its run orders-1, started through its events."""
+    kube.seed(pipeline("orders", [step("extract"), step("transform", "extract"), step("load", "transform")]), NS)
+    kube.seed(run("orders-1", "orders"), NS)
+    operator.deliver()
+    assert kube.names(JOBS, NS) == [J_EXTRACT]
+
+
+def phase(kube: FakeKube) -> str:
+    return str((kube.read(RUNS, NS, "orders-1").get("status") or {}).get("phase"))
+
+
+@pytest.mark.usefixtures("orders")
+def test_a_run_driven_by_its_events_is_never_read_back_from_the_apiserver(kube: FakeKube, operator: Operator) -> None:
+    for job in (J_EXTRACT, J_TRANSFORM, J_LOAD):
+        kube.complete_job(NS, job)
+        operator.deliver()
+    assert phase(kube) == "Succeeded"
+    assert kube.count("get_run", "orders-1") == 0
+    assert operator.errors == []
+
+
+@pytest.mark.usefixtures("orders")
+def test_a_pass_planned_on_an_old_version_conflicts_and_plans_again_on_the_run_read_afresh(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.complete_job(NS, J_EXTRACT)
+    kube.patch(RUNS, NS, "orders-1", {"spec": {"cancel": True}})  # its event not delivered yet
+    # the Job's event comes first: the pass plans on the version seen, without the cancel, and its
+    # status write conflicts; read afresh, the run is cancelled
+    operator.engine.reconcile(NS, "orders-1")
+    assert kube.count("get_run", "orders-1") == 1
+    assert phase(kube) == "Cancelled"
+    assert J_TRANSFORM not in kube.names(JOBS, NS)  # created on the old version, deleted on the new one
+    operator.deliver()
+    assert phase(kube) == "Cancelled"
+    assert operator.errors == []
+
+
+@pytest.mark.usefixtures("orders")
+def test_a_run_deleted_while_a_pass_planned_on_the_version_seen_is_forgotten_without_an_error(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.complete_job(NS, J_EXTRACT)
+    kube.delete(RUNS, NS, "orders-1")  # its event not delivered yet
+    assert operator.engine.reconcile(NS, "orders-1") is None  # its status write: 404, and then gone
+    assert operator.metrics.reconcile_errors.labels("PipelineRun")._value.get() == 0
+    assert operator.engine.latest.get(NS, "orders-1") is None
+    assert "ReconcileFailed" not in [reason for _, reason, _ in kube.events_about("orders-1")]
+
+
+@pytest.mark.usefixtures("orders")
+def test_a_run_that_left_the_watch_is_read_again_when_a_pass_needs_it(kube: FakeKube, operator: Operator) -> None:
+    kube.patch(RUNS, NS, "orders-1", {"metadata": {"labels": {c.LABEL_SETTLED: "true"}}})
+    operator.deliver()  # out of the selector: one deletion, and the version seen is dropped
+    assert operator.engine.latest.get(NS, "orders-1") is None
+    kube.patch(RUNS, NS, "orders-1", {"metadata": {"labels": {c.LABEL_SETTLED: None}}})
+    kube.complete_job(NS, J_EXTRACT)
+    operator.engine.reconcile(NS, "orders-1")
+    assert kube.count("get_run", "orders-1") == 1
+    assert J_TRANSFORM in kube.names(JOBS, NS)
