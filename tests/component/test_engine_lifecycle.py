@@ -114,6 +114,17 @@ def test_a_started_run_is_held_by_the_lineage_finalizer_only_when_a_store_is_con
     assert run_of(with_store)["status"]["phase"] == run_of(without)["status"]["phase"] == "Running"
 
 
+def test_a_run_created_held_and_labelled_as_the_triggers_create_them_starts_with_one_write(
+        kube: FakeKube, clock: ManualClock) -> None:
+    held = run("rev-1", "rev")
+    held["metadata"].update(finalizers=[FINALIZER], labels={c.LABEL_PIPELINE: "rev"})
+    kube.seed(held, NS)
+    engine(kube, clock, Notified()).reconcile(NS, "rev-1")
+    assert kube.count("patch_run_metadata", "rev-1") == 0
+    assert run_of(kube)["metadata"]["finalizers"] == [FINALIZER]
+    assert run_of(kube)["status"]["phase"] == "Running"
+
+
 def test_a_run_started_before_runs_were_held_gets_the_finalizer_on_its_next_reconcile(
         kube: FakeKube, clock: ManualClock) -> None:
     new_run(kube)

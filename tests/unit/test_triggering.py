@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from headwater.controller.triggerer import WatchedPipelines
+from headwater.lineage.run_records import FINALIZER
 from headwater.pipelines.scheduling import run_name_for_slot
 from headwater.pipelines.triggering import (
     PendingVersion,
@@ -95,6 +96,12 @@ def test_a_triggered_run_is_owned_by_its_pipeline_and_says_which_versions_trigge
     assert [(v.name, v.version, v.run) for v in spec.triggered_by] == [("a", 101, "data/upstream-run/00000001")]
     assert run["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert run["metadata"]["labels"]["headwater.dev/trigger"] == "dataset"
+
+
+def test_a_triggered_run_is_held_by_the_lineage_finalizer_from_its_creation() -> None:
+    pipeline = {"metadata": {"name": "reporting", "namespace": "data", "uid": "uid-1"}}
+    firing = decide("reporting", CONSUMER, triggers("all", "a"), [version(1, "a")])[0]
+    assert triggered_run(pipeline, firing.run_name, firing.versions)["metadata"]["finalizers"] == [FINALIZER]
 
 
 def test_no_later_than_is_satisfied_only_by_a_dataset_run_created_after_the_slot_before() -> None:

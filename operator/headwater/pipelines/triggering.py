@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from headwater.lineage.run_records import FINALIZER
 from headwater.spec import constants as c
 from headwater.spec.models import DatasetTriggers, Trigger, TriggerMode, TriggerVersion
 from headwater.spec.names import MAX_PIPELINE_NAME, bounded, label_value
@@ -113,7 +114,10 @@ def deadline_satisfied(runs: Iterable[dict[str, Any]], previous_slot: datetime) 
 
 
 def triggered_run(pipeline: dict[str, Any], run_name: str, versions: Sequence[TriggerVersion]) -> dict[str, Any]:
-    """The PipelineRun of one firing, owned by its Pipeline, saying which versions triggered it."""
+    """The PipelineRun of one firing, owned by its Pipeline, saying which versions triggered it.
+
+    Held by the lineage finalizer from its creation (dataset triggers need the lineage store, and every run
+    is held once started while there is one), so that starting it is one write, not two."""
     meta = pipeline["metadata"]
     return {
         "apiVersion": c.API_VERSION,
@@ -122,6 +126,7 @@ def triggered_run(pipeline: dict[str, Any], run_name: str, versions: Sequence[Tr
             "name": run_name,
             "namespace": meta["namespace"],
             "labels": {c.LABEL_PIPELINE: label_value(meta["name"]), c.LABEL_TRIGGER: Trigger.DATASET.value},
+            "finalizers": [FINALIZER],
             "ownerReferences": [{"apiVersion": c.API_VERSION, "kind": c.PIPELINE_KIND, "name": meta["name"],
                                  "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
         },
