@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 
 from fakekube import PIPELINES, RUNS, FakeKube, ManualClock
@@ -221,6 +222,21 @@ def test_the_trigger_thread_is_woken_by_a_new_versions_notification_and_fires_on
         finally:
             thread.stop()
         assert [run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)] == ["reporting"]
+
+
+def test_versions_committed_just_after_the_one_that_woke_the_thread_join_its_pass(database_url: str) -> None:
+    with fresh_database(database_url) as url, LineageStore.open(url) as store, \
+            psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
+        write(store, REVENUE, "revenue-1")
+        later = threading.Timer(0.05, write, (store, ORDERS, "orders-1"))  # within the gather window below
+        later.start()
+        try:
+            changed = outbox.wait_for_versions(listener, timeout=30, gather=5.0)
+        finally:
+            later.join()
+    assert changed == {outbox.dataset_hex(REVENUE.namespace, REVENUE.name),
+                       outbox.dataset_hex(ORDERS.namespace, ORDERS.name)}
 
 
 def sample(metrics: Metrics, name: str, pipeline_name: str = "reporting") -> float | None:

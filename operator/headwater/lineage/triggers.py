@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import select
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -290,11 +291,19 @@ def confirm_all(conn: Conn, firing_ids: Sequence[int]) -> dict[int, float | None
     return found
 
 
-def wait_for_versions(conn: Conn, timeout: float) -> set[str]:
+GATHER_SECONDS = 0.025
+"""How long a woken trigger pass waits for more versions after the first notification."""
+
+
+def wait_for_versions(conn: Conn, timeout: float, gather: float = GATHER_SECONDS) -> set[str]:
     """Block until new versions are committed (notifications on ``NOTIFY_CHANNEL``) or ``timeout`` seconds
-    pass; the datasets that got them, as :func:`dataset_hex` keys (empty after a timeout).  ``conn`` is an
-    autocommit connection that has run ``LISTEN``."""
+    pass; the datasets that got them, as :func:`dataset_hex` keys (empty after a timeout).  Once the first
+    arrives, what else commits within ``gather`` seconds joins it, so that upstream completions that land
+    together make one pass.  ``conn`` is an autocommit connection that has run ``LISTEN``."""
     changed = {n.payload for n in conn.notifies(timeout=timeout, stop_after=1)}
+    deadline = time.monotonic() + gather
+    while changed and (left := deadline - time.monotonic()) > 0:
+        changed |= {n.payload for n in conn.notifies(timeout=left)}
     while changed and select.select([conn.fileno()], [], [], 0)[0]:  # what else came meanwhile: one pass
         drained = {n.payload for n in conn.notifies(timeout=0.001)}
         if not drained:
