@@ -52,8 +52,8 @@ from kubernetes.client.exceptions import ApiException
 from headwater.runs import planning
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, job_name
 from headwater.runs.settling import CONDITION_SETTLED
-from headwater.spec.conditions import set_condition
 from headwater.spec import constants as c
+from headwater.spec.conditions import set_condition
 from headwater.spec.models import PipelineRunSpec, PipelineSpec, StepPhase
 from headwater.spec.times import isotime
 

@@ -333,10 +333,11 @@ def test_when_the_store_refuses_the_shared_claim_each_pipeline_claims_alone_and_
         reader(kube, operator, f"reader-{i}", table)
     shared_claim = triggerer.claim_pass
 
-    def refusing(conn: Any, evaluations: Any) -> None:  # the store refuses reader-1's rows, whoever claims them
+    # the store refuses reader-1's rows, whoever claims them
+    def refusing(conn: Any, evaluations: Any, *rest: Any) -> None:
         if any(e.pipeline["metadata"]["name"] == "reader-1" for e in evaluations):
             conn.execute("SELECT 1 / 0")
-        shared_claim(conn, evaluations)
+        shared_claim(conn, evaluations, *rest)
 
     monkeypatch.setattr(triggerer, "claim_pass", refusing)
     now = [0.0]
@@ -411,3 +412,71 @@ def test_a_woken_pass_takes_the_pipelines_from_the_watch_and_a_rescan_lists_them
         thread.stop()
     assert sorted(run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)) == [
         "not-yet-watched", "reporting"]
+
+
+def started_thread(kube: FakeKube, url: str) -> Triggerer:
+    """The trigger thread, woken by notifications alone (its rescan is far beyond the tests' waits), after its
+    first (full) pass."""
+    thread = Triggerer(url, lambda: LineageStore.open(url, apply_migrations=False), kube, [NS], Isolation(),
+                       rescan_seconds=3600)
+    thread.start()
+    wait_for(lambda: thread.passes >= 1, timeout=30, message="the first (full) pass")
+    return thread
+
+
+def held_create(kube: FakeKube) -> threading.Event:
+    """The next PipelineRun create waits until the returned event is set (an apiserver slow to answer it)."""
+    gate = threading.Event()
+    kube.before("create_run", lambda: gate.wait(timeout=60))
+    return gate
+
+
+def test_a_pass_woken_while_an_earlier_one_still_creates_its_runs_creates_its_own_at_once(
+        kube: FakeKube, operator: Operator, database_url: str) -> None:
+    with fresh_database(database_url) as url, LineageStore.open(url) as store:
+        tables = [DatasetRef(WH, f"analytics.table_{i}") for i in range(2)]
+        for i, table in enumerate(tables):
+            reader(kube, operator, f"reader-{i}", table)
+        thread = started_thread(kube, url)
+        gate = held_create(kube)
+        try:
+            write(store, tables[0], "load-0")
+            wait_for(lambda: kube.count("create_run") == 1, timeout=30, message="reader-0's create, held")
+            write(store, tables[1], "load-1")
+            wait_for(lambda: [r["spec"]["pipelineRef"]["name"] for r in kube.select(RUNS, NS)] == ["reader-1"],
+                     timeout=30, message="reader-1's run while reader-0's create is still held")
+            gate.set()
+            wait_for(lambda: len(triggered(kube)) == 2, timeout=30, message="reader-0's run once let through")
+        finally:
+            gate.set()
+            thread.stop()
+    assert sorted(run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)) == ["reader-0", "reader-1"]
+    assert kube.count("create_run") == 2
+
+
+def test_one_pipelines_runs_claimed_by_overlapping_passes_are_created_once_each_in_claim_order(
+        kube: FakeKube, operator: Operator, database_url: str) -> None:
+    with fresh_database(database_url) as url, LineageStore.open(url) as store:
+        body = downstream(kube, operator, "any", REVENUE)
+        consumer = triggering.consumer_key(NS, "reporting", body["metadata"]["uid"])
+        thread = started_thread(kube, url)
+        gate = held_create(kube)
+
+        def claimed() -> list[str]:
+            with store.transaction() as conn:
+                return [u.run_name for u in outbox.unconfirmed(conn, consumer)]
+        try:
+            write(store, REVENUE, "revenue-1")
+            wait_for(lambda: kube.count("create_run") == 1, timeout=30, message="the first run's create, held")
+            write(store, REVENUE, "revenue-2")
+            wait_for(lambda: len(claimed()) == 2, timeout=30, message="the second version claimed meanwhile")
+            order = claimed()  # oldest first
+            gate.set()
+            wait_for(lambda: len(triggered(kube)) == 2 and not claimed(), timeout=30, message="both runs confirmed")
+        finally:
+            gate.set()
+            thread.stop()
+    # the second pass neither asked for the first run again (it was in flight) nor overtook it
+    assert [name for call, name in kube.calls if call == "create_run"] == order
+    assert [r["metadata"]["name"] for r in sorted(kube.select(RUNS, NS),
+                                                  key=lambda r: int(r["metadata"]["resourceVersion"]))] == order

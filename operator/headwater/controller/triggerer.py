@@ -13,6 +13,10 @@ when it has one; the first pass and each rescan list them from the apiserver):
    ``headwater_trigger_failures_total``; the others go on);
 3. one transaction confirming every run created (or found existing).
 
+The thread itself only chooses and claims (1); each pass's runs are created and confirmed (2, 3) behind it,
+so a pass woken while an earlier one still creates its runs claims at once (at most ``MAX_PASSES`` at a
+time; a firing being created is no later pass's left-over, and one Pipeline's runs keep their order).
+
 Claims come first and run names derive from the consumed versions, so nothing fires twice and nothing
 claimed is lost.  Each run created counts in ``headwater_trigger_firings_total`` and
 ``headwater_trigger_latency_seconds``.  A store outage stops the whole pass (it is no Pipeline's fault): the
@@ -27,8 +31,8 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -60,6 +64,8 @@ WORKERS = 32
 """PipelineRuns created at once in a pass (apiserver round trips; the store is used once before, once after):
 while the same apiserver starts the runs just created, 32 at once created 80-90 runs in a quarter of the time 8 took
 (docs/benchmarks.md)."""
+MAX_PASSES = 4
+"""Passes whose runs are being created at once (each waits for its creations in a thread of its own)."""
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 
 
@@ -117,9 +123,11 @@ def evaluation(pipeline: dict[str, Any]) -> Evaluation | None:
     return Evaluation(pipeline, triggering.consumer_key(meta["namespace"], meta["name"], meta["uid"]), spec)
 
 
-def claim_pass(conn: psycopg.Connection[Any], evaluations: Sequence[Evaluation]) -> None:
+def claim_pass(conn: psycopg.Connection[Any], evaluations: Sequence[Evaluation],
+               in_flight: Collection[int] = ()) -> None:
     """In one transaction (``conn``'s), for every Pipeline at once: register it, read its unconfirmed firings
-    and pending versions, decide and claim; fills each evaluation's ``todo``."""
+    (but those whose ids are ``in_flight``: an earlier pass is creating their runs) and pending versions,
+    decide and claim; fills each evaluation's ``todo``."""
     def since(e: Evaluation) -> datetime | None:
         # Declared from the start: versions since the Pipeline's creation count; triggers added later start now.
         meta = e.pipeline["metadata"]
@@ -133,7 +141,8 @@ def claim_pass(conn: psycopg.Connection[Any], evaluations: Sequence[Evaluation])
                triggering.decide(e.pipeline["metadata"]["name"], e.consumer, _triggers(e), pending[e.consumer])]
     claimed = outbox.claim_all(conn, [(e.consumer, firing) for e, firing in decided])
     for e in evaluations:
-        e.todo = [ToCreate(u.firing_id, u.run_name, u.versions) for u in left_over[e.consumer]]
+        e.todo = [ToCreate(u.firing_id, u.run_name, u.versions) for u in left_over[e.consumer]
+                  if u.firing_id not in in_flight]
     for (e, firing), firing_id in zip(decided, claimed, strict=True):
         if firing_id is None:
             meta = e.pipeline["metadata"]
@@ -204,8 +213,24 @@ def set_trigger_condition(kube: Kube, namespace: str, name: str, failure: str | 
                        ok_reason="Triggered", ok_message="dataset triggers are evaluated again")
 
 
+@dataclass
+class Pass:
+    """A pass whose runs are being created: its claimed evaluations, each one's creation, its clock."""
+
+    evaluations: list[Evaluation]
+    creations: list[Future[None]]
+    started: float
+    listed: float
+    claimed: float
+
+
 class Triggerer:
-    """The thread that evaluates dataset triggers; :meth:`start` and :meth:`stop` bracket it."""
+    """The thread that evaluates dataset triggers; :meth:`start` and :meth:`stop` bracket it.
+
+    The thread claims; the runs of a pass are created and confirmed behind it, so that versions committed
+    while a pass creates its runs are claimed by the next pass at once instead of after it (at most
+    ``MAX_PASSES`` passes at a time).  A firing being created is left out of later passes' left-overs, and
+    one Pipeline's creations keep the order of its claims across passes."""
 
     def __init__(self, database_url: str, open_store: Callable[[], LineageStore], kube: Kube,
                  scopes: list[str | None], isolation: Isolation, post_event: EventSink | None = None,
@@ -216,8 +241,13 @@ class Triggerer:
         self.metrics = metrics or Metrics()
         self.watched = watched
         self.store: LineageStore | None = None
-        self.passes = 0
+        self.passes = 0  # passes ended (their runs created and confirmed)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset-trigger")
+        self._finishers = ThreadPoolExecutor(max_workers=MAX_PASSES, thread_name_prefix="dataset-trigger-pass")
+        self._finishing: set[Future[None]] = set()
+        self._lock = threading.Lock()
+        self._in_flight: set[int] = set()  # firing ids whose runs a pass is creating
+        self._tails: dict[str, Future[None]] = {}  # a Pipeline's latest creation (the thread's alone)
         self._listener: psycopg.Connection[Any] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dataset-triggers", daemon=True)
@@ -230,6 +260,7 @@ class Triggerer:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._close_listener()
+        self._finishers.shutdown(wait=True)  # the passes still creating end first: they use the pool and store
         self._pool.shutdown(wait=True)
         if self.store is not None:
             self.store.close()
@@ -251,7 +282,11 @@ class Triggerer:
                     self._listener = psycopg.connect(self.database_url, autocommit=True)
                     self._listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
                     changed = None
-                self.run_pass(changed)
+                self._room()
+                finishing = self._finishers.submit(self._finish, self._begin(changed))
+                with self._lock:
+                    self._finishing.add(finishing)
+                finishing.add_done_callback(self._reap)
                 delay = 1.0
                 changed = outbox.wait_for_versions(self._listener, self.rescan_seconds) or None
             except Exception as exc:  # the database or the apiserver is away: back off, never crash
@@ -261,9 +296,31 @@ class Triggerer:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
 
+    def _room(self) -> None:
+        """Wait until fewer than ``MAX_PASSES`` passes are creating runs."""
+        while True:
+            with self._lock:
+                finishing = set(self._finishing)
+            if len(finishing) < MAX_PASSES:
+                return
+            wait(finishing, return_when="FIRST_COMPLETED")
+
+    def _reap(self, finishing: Future[None]) -> None:
+        with self._lock:
+            self._finishing.discard(finishing)
+        exc = finishing.exception()
+        if exc is not None:  # its firings stay unconfirmed: a later pass creates (or finds) and confirms them
+            log.warning("dataset triggers: a pass did not confirm its runs: %s: %s", outage(exc) or "Unexpected",
+                        clean(redact(exc), 300))
+
     def run_pass(self, changed: set[str] | None = None) -> None:
         """Evaluate every Pipeline with dataset triggers, each on its own; with ``changed`` (datasets as
-        ``outbox.dataset_hex`` keys), only those with one of them among their inputs."""
+        ``outbox.dataset_hex`` keys), only those with one of them among their inputs.  Returns when the
+        pass's runs are created and confirmed."""
+        self._finish(self._begin(changed))
+
+    def _begin(self, changed: set[str] | None) -> Pass:
+        """Choose, claim, and start creating the runs (each Pipeline's after its earlier pass's)."""
         store = self.store
         assert store is not None
         if not store.ping():  # an outage pauses the whole pass; it is no Pipeline's fault
@@ -288,22 +345,51 @@ class Triggerer:
             if found is not None:
                 evaluations.append(found)
         listed = time.monotonic()
-        evaluations = self._claim(store, evaluations)
+        with self._lock:
+            in_flight = set(self._in_flight)
+        evaluations = self._claim(store, evaluations, in_flight)
         claimed = time.monotonic()
+        ids = {item.firing_id for e in evaluations for item in e.todo}
+        with self._lock:
+            self._in_flight |= ids
+        self._tails = {consumer: tail for consumer, tail in self._tails.items() if not tail.done()}
+        creations: list[Future[None]] = []
+        # Pipelines are independent: their runs are created side by side, each Pipeline's in order.
+        for e in evaluations:
+            if not e.todo:
+                continue
+            creation = self._pool.submit(self._create_after, self._tails.get(e.consumer), e)
+            self._tails[e.consumer] = creation
+            creations.append(creation)
+        return Pass(evaluations, creations, started, listed, claimed)
+
+    def _create_after(self, before: Future[None] | None, e: Evaluation) -> None:
+        # ``before`` went into the pool's queue first, so it runs or ran already: waiting for it never deadlocks
+        if before is not None:
+            wait([before])
+        self._one(e.pipeline, partial(create_runs, self.kube, e))
+
+    def _finish(self, begun: Pass) -> None:
+        """Wait for the pass's creations, confirm them in one transaction, count the pass."""
+        store = self.store
+        assert store is not None
+        evaluations = begun.evaluations
         try:
-            # Pipelines are independent: their runs are created side by side, each Pipeline's in order.
-            list(self._pool.map(lambda e: self._one(e.pipeline, partial(create_runs, self.kube, e)), evaluations))
-        finally:
+            wait(begun.creations)
             created = time.monotonic()
             confirm_pass(store, evaluations, self.post_event, self.metrics)
-        self.passes += 1
+        finally:
+            with self._lock:
+                self._in_flight -= {item.firing_id for e in evaluations for item in e.todo}
+                self.passes += 1
         if any(e.done for e in evaluations):  # where a pass's time goes, when it made runs
             log.info("trigger pass: %d Pipeline(s), %d run(s); listed %.0f ms, claimed %.0f ms, created %.0f ms, "
-                      "confirmed %.0f ms", len(evaluations), sum(len(e.done) for e in evaluations),
-                      (listed - started) * 1000, (claimed - listed) * 1000, (created - claimed) * 1000,
-                      (time.monotonic() - created) * 1000)
+                     "confirmed %.0f ms", len(evaluations), sum(len(e.done) for e in evaluations),
+                     (begun.listed - begun.started) * 1000, (begun.claimed - begun.listed) * 1000,
+                     (created - begun.claimed) * 1000, (time.monotonic() - created) * 1000)
 
-    def _claim(self, store: LineageStore, evaluations: list[Evaluation]) -> list[Evaluation]:
+    def _claim(self, store: LineageStore, evaluations: list[Evaluation],
+               in_flight: Collection[int]) -> list[Evaluation]:
         """Claim for every Pipeline in one transaction; when the store refuses it for another reason than an
         outage (one Pipeline's rows, say), each Pipeline claims on its own, in isolation, so that one bad
         Pipeline never holds back the others.  The evaluations that claimed."""
@@ -311,7 +397,7 @@ class Triggerer:
             return evaluations
         try:
             with store.transaction() as conn:
-                claim_pass(conn, evaluations)
+                claim_pass(conn, evaluations, in_flight)
             return evaluations
         except Exception as exc:
             if outage(exc):
@@ -323,7 +409,7 @@ class Triggerer:
             e.todo = []
             try:
                 with store.transaction() as conn:
-                    claim_pass(conn, [e])
+                    claim_pass(conn, [e], in_flight)
             except Exception as exc:
                 if outage(exc):
                     raise
