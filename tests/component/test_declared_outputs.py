@@ -107,6 +107,21 @@ def test_a_deleted_pipeline_no_longer_declares_what_it_never_wrote(
     assert reasons(store, "analytics.revenue") == (200, [])
 
 
+def test_same_named_pipelines_in_two_namespaces_declare_their_own_outputs_and_lose_only_their_own(
+        kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    recorder = Recorder(lambda: store, kube, ["team-a", "team-b"])
+    recorder.store = store  # passes run here, not on the thread
+    for namespace, table in [("team-a", "analytics.a"), ("team-b", "analytics.b")]:
+        kube.seed(revenue(table), namespace)
+    operator.deliver()
+    recorder.run_pass()
+    waiting = ["declared by pipeline revenue step transform, never written: no run yet"]
+    assert (reasons(store, "analytics.a"), reasons(store, "analytics.b")) == ((200, waiting), (200, waiting))
+    kube.delete(PIPELINES, "team-b", "revenue")
+    recorder.run_pass()
+    assert (reasons(store, "analytics.a"), reasons(store, "analytics.b")) == ((200, waiting), (200, []))
+
+
 def test_a_declaration_the_store_refuses_gets_an_event_and_a_backoff_and_the_other_pipelines_are_declared(
         kube: FakeKube, operator: Operator, store: LineageStore, monkeypatch: pytest.MonkeyPatch) -> None:
     kube.seed(revenue("analytics.revenue"), NS)

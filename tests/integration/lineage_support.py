@@ -68,7 +68,7 @@ def _step_records(run_id: str, step: Step, phase: str, at: datetime, rows: int |
                                         error="exit code 1" if phase == "Failed" else None)]
     if phase == "Succeeded":
         records.append(EdgeRecord(run_id, step.pipeline, step.step, step.inputs, (step.output,),
-                                  seen_at=done))
+                                  seen_at=done, namespace="data"))
         records.append(DatasetVersionRecord(step.output, run_id, step.pipeline, step.step, done, rows))
     return records
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from headwater.lineage.records import DatasetRef
-from headwater.lineage.run_records import records_for_run
+from headwater.lineage.run_records import records_for_run, run_id
 from headwater.lineage.store import LineageStore
 from headwater.runs.checks import Baseline
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, job_name
@@ -25,23 +25,25 @@ SETTINGS = JobSettings(step_image="headwater:test")
 PAYMENTS = f"{WH}/raw.payments"
 
 
-def revenue() -> PipelineSpec:
+def revenue(warehouse: str = WH) -> PipelineSpec:
     return PipelineSpec.model_validate({"steps": [
-        step("extract", outputs=[{"namespace": WH, "name": "raw.payments", "checks": [
+        step("extract", outputs=[{"namespace": warehouse, "name": "raw.payments", "checks": [
             {"name": "no-drop", "change": {"maxDropPercent": 30}}]}]),
-        step("transform", "extract", inputs=[{"namespace": WH, "name": "raw.payments"}],
-             outputs=[{"namespace": WH, "name": "analytics.revenue"}]),
-        step("aggregate", "transform", inputs=[{"namespace": WH, "name": "analytics.revenue"}],
-             outputs=[{"namespace": WH, "name": "analytics.metrics"}]),
+        step("transform", "extract", inputs=[{"namespace": warehouse, "name": "raw.payments"}],
+             outputs=[{"namespace": warehouse, "name": "analytics.revenue"}]),
+        step("aggregate", "transform", inputs=[{"namespace": warehouse, "name": "analytics.revenue"}],
+             outputs=[{"namespace": warehouse, "name": "analytics.metrics"}]),
     ]})
 
 
 def finished_run(name: str, at: datetime, outcomes: dict[str, tuple[str, Any]],
-                 baselines: dict[str, Baseline] | None = None) -> dict[str, Any]:
-    """A run planned to its end: ``outcomes`` maps a step to ("ok", rows) or ("fail", termination error)."""
-    ref = RunRef(name, "data", f"{name}-uid-0000", "revenue")
+                 baselines: dict[str, Baseline] | None = None, *, namespace: str = "data",
+                 warehouse: str = WH) -> dict[str, Any]:
+    """A run of Pipeline revenue in ``namespace`` (writing to ``warehouse``) planned to its end: ``outcomes``
+    maps a step to ("ok", rows) or ("fail", termination error)."""
+    ref = RunRef(name, namespace, f"{name}-uid-0000", "revenue")
     spec = PipelineRunSpec.model_validate({"pipelineRef": {"name": "revenue"}})
-    status = start(spec, revenue(), at)
+    status = start(spec, revenue(warehouse), at)
     for _ in range(5):
         observed = {}
         for s in status.steps:
@@ -57,7 +59,7 @@ def finished_run(name: str, at: datetime, outcomes: dict[str, tuple[str, Any]],
         if status.phase.final:
             break
     assert status.phase.final, status
-    return {"metadata": {"namespace": "data", "name": name, "uid": ref.uid},
+    return {"metadata": {"namespace": namespace, "name": name, "uid": ref.uid},
             "spec": {"pipelineRef": {"name": "revenue"}},
             "status": status.model_dump(by_alias=True, exclude_none=True, mode="json")}
 
@@ -133,3 +135,23 @@ def test_explain_says_a_stale_dataset_is_old_because_its_producer_was_not_schedu
                                           "2 days, 23:59:00 ago (Succeeded); it has not been scheduled since")
     assert [r.code for r in next(n for n in store.explain("analytics.metrics", now=DAY1 + timedelta(hours=2)).nodes
                                  if n.dataset.name == "analytics.metrics").reasons] == []
+
+
+def test_explain_never_blames_the_step_of_a_same_named_pipeline_in_another_namespace(store: LineageStore) -> None:
+    team_a, team_b = "postgres://team-a", "postgres://team-b"
+    everything = {"extract": ("ok", 48000), "transform": ("ok", 30), "aggregate": ("ok", 12)}
+    record(store, finished_run("rev-a", DAY1, everything, namespace="team-a", warehouse=team_a))
+    record(store, finished_run("rev-b", DAY1 + timedelta(hours=1), {"extract": ("fail", "HTTP 401 from the API")},
+                               namespace="team-b", warehouse=team_b))
+    now = DAY1 + timedelta(hours=2)
+
+    healthy = store.explain("analytics.metrics", namespace=team_a, now=now)
+    assert sorted((n.dataset.name, [s.run_id for s in n.failed_steps], [r.code for r in n.reasons])
+                  for n in healthy.nodes) == [("analytics.metrics", [], []), ("analytics.revenue", [], []),
+                                              ("raw.payments", [], [])]
+
+    broken = store.explain("analytics.metrics", namespace=team_b, now=now)
+    assert broken.nodes[0].dataset == DatasetRef(team_b, "raw.payments")
+    assert [(s.step, s.phase, s.run_id) for s in broken.nodes[0].failed_steps] == [
+        ("extract", "Failed", run_id("team-b", "rev-b", "rev-b-uid-0000"))]
+    assert "HTTP 401" in broken.nodes[0].reasons[0].message

@@ -248,16 +248,19 @@ def test_raw_events_are_append_only(store: LineageStore) -> None:
 
 def test_times_no_client_can_read_are_repaired_by_the_migration_and_refused_after(empty_db: str) -> None:
     store_at_version(empty_db, 3)
-    with psycopg.connect(empty_db) as conn:  # the columns of migrations 5, 6 and 8 that today's writes name, for now
+    with psycopg.connect(empty_db) as conn:  # the columns of migrations 5, 6, 8 and 12 that today's writes name,
+        # for now
         conn.execute("ALTER TABLE pipeline_runs ADD COLUMN name text, ADD COLUMN uid text")
         conn.execute("ALTER TABLE dataset_versions ADD COLUMN published boolean NOT NULL DEFAULT true")
         conn.execute("ALTER TABLE dataset_versions ADD COLUMN logical_time timestamptz")
+        conn.execute("ALTER TABLE jobs ADD COLUMN namespace text NOT NULL DEFAULT ''")
     with LineageStore.open(empty_db, apply_migrations=False) as old:
         old.ingest_openlineage(_event())  # a COMPLETE of raw.a -> clean.a at T0
     with psycopg.connect(empty_db) as conn:  # back to the schema of version 3, its rows kept
         conn.execute("ALTER TABLE pipeline_runs DROP COLUMN name, DROP COLUMN uid")
         conn.execute("ALTER TABLE dataset_versions DROP COLUMN published")
         conn.execute("ALTER TABLE dataset_versions DROP COLUMN logical_time")
+        conn.execute("ALTER TABLE jobs DROP COLUMN namespace")
     with psycopg.connect(empty_db) as conn:  # what an unbounded eventTime left behind before
         conn.execute("ALTER TABLE openlineage_events DISABLE TRIGGER openlineage_events_append_only")
         for table, column in [("openlineage_events", "event_time"), ("lineage_edges", "last_seen"),

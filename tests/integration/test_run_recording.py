@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from headwater.lineage.migrations import MIGRATIONS, migrate
+from headwater.lineage.records import DatasetRef, EdgeRecord, dataset_key, job_key
 from headwater.lineage.run_records import records_for_run
 from headwater.lineage.store import LineageStore
 from helpers import fresh_database
@@ -65,3 +66,34 @@ def test_a_version_records_the_logical_time_of_the_run_that_wrote_it(store: Line
     store.record(*records_for_run(backfilled))
     [version] = store.dataset("analytics.revenue").versions
     assert version.logical_time is not None and version.logical_time.isoformat() == "2026-11-05T06:00:00+00:00"
+
+
+def test_jobs_recorded_before_namespaces_take_the_one_namespace_their_pipeline_ran_in(database_url: str) -> None:
+    with fresh_database(database_url) as url:
+        store_at_version(url, len(MIGRATIONS) - 1)  # every migration but the jobs' namespace
+        table = DatasetRef(WAREHOUSE, "analytics.revenue")
+        with psycopg.connect(url) as conn:
+            for run, pipeline, namespace in [("data/rev-0", "rev", "data"), ("team-a/etl-0", "etl", "team-a"),
+                                             ("team-b/etl-0", "etl", "team-b")]:
+                conn.execute("INSERT INTO pipeline_runs (id, pipeline, namespace, phase, trigger) "
+                             "VALUES (%s, %s, %s, 'Succeeded', 'manual')", (run, pipeline, namespace))
+            for pipeline in ["rev", "etl", "not-run-yet"]:  # keyed as before: sha256(pipeline NUL step)
+                conn.execute("INSERT INTO jobs (ident, pipeline, step) VALUES (%s, %s, 'load')",
+                             (dataset_key(pipeline, "load"), pipeline))
+            conn.execute("INSERT INTO datasets (ident, namespace, name) VALUES (%s, %s, %s)",
+                         (dataset_key(table.namespace, table.name), table.namespace, table.name))
+            conn.execute("INSERT INTO step_outputs (job_id, dataset_id, last_run_id) SELECT j.id, d.id, r FROM "
+                         "jobs j, datasets d, (VALUES ('rev', 'data/rev-0'), ('not-run-yet', NULL)) AS x (p, r) "
+                         "WHERE j.pipeline = x.p")
+        assert migrate(url) == [MIGRATIONS[-1].version]
+        with psycopg.connect(url) as conn:
+            jobs = conn.execute("SELECT namespace, pipeline, step, ident FROM jobs ORDER BY pipeline").fetchall()
+            declared = conn.execute("SELECT j.pipeline, o.last_run_id FROM step_outputs o "
+                                    "JOIN jobs j ON j.id = o.job_id").fetchall()
+        assert [(ns, p, s, bytes(ident) == job_key(ns, p, s)) for ns, p, s, ident in jobs] == [
+            ("", "etl", "load", True), ("", "not-run-yet", "load", True), ("data", "rev", "load", True)]
+        assert declared == [("rev", "data/rev-0")]  # a declaration of no run is written again by the operator
+        with LineageStore.open(url) as store:
+            store.record(EdgeRecord("data/rev-1", "rev", "load", (), (table,), namespace="data"))
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM jobs WHERE pipeline = 'rev'").fetchone() == (1,)

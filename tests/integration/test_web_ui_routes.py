@@ -142,6 +142,17 @@ def test_the_run_flow_links_the_steps_that_read_what_others_wrote(demo: LineageS
         ("transform-revenue", "aggregate-metrics")}
 
 
+def test_the_run_flow_never_links_a_same_named_pipeline_in_another_namespace(demo: LineageStore) -> None:
+    demo.record(EdgeRecord("team-b/revenue-pipeline-1/0000", "revenue-pipeline", "report",
+                           (wh("analytics.business_metrics"),), (wh("team_b.report"),), namespace="team-b"))
+    status, flow = get(demo, "/v1/flow?pipeline=revenue-pipeline")
+    assert status == 200
+    assert {(link["from"], link["to"]) for link in flow["links"]} == {
+        ("extract-orders", "transform-revenue"), ("extract-payments", "transform-revenue"),
+        ("transform-revenue", "aggregate-metrics")}
+    assert get(demo, "/v1/flow?pipeline=revenue-pipeline&namespace=team-b")[1]["links"] == []
+
+
 def test_the_freshness_board_says_when_this_server_reads_no_pipelines(demo: LineageStore) -> None:
     status, board = get(demo, "/v1/freshness")
     assert status == 200 and board["available"] is False and "operator" in board["reason"]

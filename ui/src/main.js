@@ -613,7 +613,8 @@ function gantt(steps) {
 async function runPage(params) {
   const id = params.get("id");
   const run = await api(`/v1/runs/${enc(id)}`);
-  const flow = await api(`/v1/flow?pipeline=${enc(run.pipeline)}`).catch(() => ({ links: [] }));
+  const scope = run.namespace ? `&namespace=${enc(run.namespace)}` : "";
+  const flow = await api(`/v1/flow?pipeline=${enc(run.pipeline)}${scope}`).catch(() => ({ links: [] }));
   const steps = new Set(run.steps.map((s) => s.step));
   const container = h("div", { id: "run-graph", tabindex: "0", role: "img",
     "aria-label": `Steps of run ${run.name || run.id}: ${run.steps.map((s) => `${s.step} ${s.phase}`).join(", ")}` });

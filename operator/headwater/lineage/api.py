@@ -382,13 +382,15 @@ async def _search(request: web.Request) -> web.Response:
     return await _answer(request, request.app[STORE].view, views.search, text, limit=limit)
 
 
-def _flow(store: LineageStore, pipeline: str) -> dict[str, Any]:
-    return {"pipeline": pipeline, "links": [{"from": a, "to": b} for a, b in store.view(views.step_flow, pipeline)]}
+def _flow(store: LineageStore, pipeline: str, namespace: str | None) -> dict[str, Any]:
+    links = store.view(views.step_flow, pipeline, namespace)
+    return {"pipeline": pipeline, "namespace": namespace, "links": [{"from": a, "to": b} for a, b in links]}
 
 
 async def _step_flow(request: web.Request) -> web.Response:
     pipeline = str(_text(request.query.get("pipeline"), "pipeline", required=True))
-    return await _answer(request, _flow, request.app[STORE], pipeline)
+    namespace = _text(request.query.get("namespace"), "namespace", required=False)
+    return await _answer(request, _flow, request.app[STORE], pipeline, namespace)
 
 
 async def _freshness(request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ __all__ = ["Declaration", "declaration_for"]
 class Declaration:
     """The outputs each step of a Pipeline declares, for one generation of one Pipeline object."""
 
+    namespace: str
     pipeline: str
     outputs: tuple[tuple[str, tuple[DatasetRef, ...]], ...]
     """(step id, its declared outputs), in the spec's order; steps without outputs are left out."""
@@ -43,4 +44,5 @@ def declaration_for(pipeline: dict[str, Any]) -> Declaration | None:
     meta = pipeline["metadata"]
     outputs = tuple((step.id, tuple(sorted({DatasetRef(o.namespace, o.name) for o in step.outputs})))
                     for step in spec.steps if step.outputs)
-    return Declaration(meta["name"], outputs, (str(meta.get("uid", "")), int(meta.get("generation") or 0)))
+    return Declaration(meta["namespace"], meta["name"], outputs,
+                       (str(meta.get("uid", "")), int(meta.get("generation") or 0)))

@@ -216,7 +216,7 @@ def rank(nodes: Iterable[ExplainNode]) -> list[ExplainNode]:
 
 
 _VERSIONS = """
-SELECT n.id, v.run_id, v.pipeline, v.step, v.written_at, v.row_count, v.schema_fingerprint, r.phase
+SELECT n.id, v.run_id, v.pipeline, v.step, v.written_at, v.row_count, v.schema_fingerprint, r.phase, r.namespace
 FROM unnest(%s::bigint[]) AS n (id)
 CROSS JOIN LATERAL (
     SELECT * FROM dataset_versions v WHERE v.dataset_id = n.id ORDER BY v.written_at DESC, v.id DESC LIMIT 2
@@ -225,12 +225,12 @@ LEFT JOIN pipeline_runs r ON r.id = v.run_id
 ORDER BY n.id, v.written_at DESC, v.id DESC
 """
 _PRODUCER_JOBS = """
-SELECT n.id, p.pipeline, p.step FROM unnest(%s::bigint[]) AS n (id)
+SELECT n.id, p.namespace, p.pipeline, p.step FROM unnest(%s::bigint[]) AS n (id)
 CROSS JOIN LATERAL (
-    SELECT DISTINCT j.pipeline, j.step FROM (
+    SELECT DISTINCT j.namespace, j.pipeline, j.step FROM (
         SELECT e.job_id FROM lineage_edges e WHERE e.output_id = n.id
         UNION SELECT o.job_id FROM step_outputs o WHERE o.dataset_id = n.id
-    ) x JOIN jobs j ON j.id = x.job_id ORDER BY 1, 2 LIMIT %s
+    ) x JOIN jobs j ON j.id = x.job_id ORDER BY 1, 2, 3 LIMIT %s
 ) p
 """
 _FAILED_CHECKS = """
@@ -243,7 +243,8 @@ ORDER BY n.id, c.severity, c.name
 """
 _ORIGINS = """
 SELECT DISTINCT o.dataset_id, d.namespace, d.name FROM step_runs s
-JOIN jobs j ON j.pipeline = s.pipeline AND j.step = s.step
+JOIN pipeline_runs r ON r.id = s.run_id
+JOIN jobs j ON j.namespace = r.namespace AND j.pipeline = s.pipeline AND j.step = s.step
 JOIN step_outputs o ON o.job_id = j.id
 JOIN datasets d ON d.id = o.dataset_id
 WHERE s.run_id = ANY(%s) AND s.phase = 'Failed'
@@ -258,29 +259,36 @@ CROSS JOIN LATERAL (
 """
 _LATEST_STEP_RUNS = """
 SELECT x.id, x.pipeline, x.step, s.run_id, s.phase, s.error, s.finished_at
-FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS x (id, pipeline, step)
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS x (id, namespace, pipeline, step)
 JOIN LATERAL (
-    SELECT * FROM step_runs s WHERE s.pipeline = x.pipeline AND s.step = x.step
+    SELECT s.* FROM step_runs s JOIN pipeline_runs r ON r.id = s.run_id
+    WHERE s.pipeline = x.pipeline AND s.step = x.step AND r.namespace = x.namespace
     ORDER BY coalesce(s.started_at, s.created_at) DESC LIMIT 1
 ) s ON true
 """
 
 
-def _versions(conn: Conn, ids: list[int]) -> dict[int, list[tuple[VersionInfo, str | None]]]:
-    out: dict[int, list[tuple[VersionInfo, str | None]]] = {i: [] for i in ids}
-    for node, *version, phase in conn.execute(_VERSIONS, (ids,)).fetchall():
-        out[int(node)].append((VersionInfo(*version), phase))
+Written = tuple[VersionInfo, str | None, str]
+"""A version, the phase of the run that wrote it, and that run's Kubernetes namespace ("" when unknown)."""
+
+
+def _versions(conn: Conn, ids: list[int]) -> dict[int, list[Written]]:
+    out: dict[int, list[Written]] = {i: [] for i in ids}
+    for node, *version, phase, namespace in conn.execute(_VERSIONS, (ids,)).fetchall():
+        out[int(node)].append((VersionInfo(*version), phase, namespace or ""))
     return out
 
 
-def _producers(conn: Conn, ids: list[int], versions: dict[int, list[tuple[VersionInfo, str | None]]]
+def _producers(conn: Conn, ids: list[int], versions: dict[int, list[Written]]
                ) -> tuple[dict[int, list[StepOutcome]], set[int]]:
-    jobs = {(int(i), str(p), str(s)) for i, p, s in conn.execute(_PRODUCER_JOBS, (ids, MAX_PRODUCERS)).fetchall()}
-    with_edges = {i for i, _, _ in jobs}
-    jobs |= {(i, v[0][0].pipeline, v[0][0].step) for i, v in versions.items() if v}
+    """The latest run of each step that writes each dataset: a step of a pipeline in the namespace of the job
+    (a same-named pipeline in another namespace is another job)."""
+    jobs = {(int(i), str(n), str(p), str(s))
+            for i, n, p, s in conn.execute(_PRODUCER_JOBS, (ids, MAX_PRODUCERS)).fetchall()}
+    with_edges = {i for i, _, _, _ in jobs}
+    jobs |= {(i, v[0][2], v[0][0].pipeline, v[0][0].step) for i, v in versions.items() if v}
     ordered = sorted(jobs)
-    rows = conn.execute(_LATEST_STEP_RUNS, ([j[0] for j in ordered], [j[1] for j in ordered],
-                                            [j[2] for j in ordered])).fetchall()
+    rows = conn.execute(_LATEST_STEP_RUNS, tuple([j[k] for j in ordered] for k in range(4))).fetchall()
     out: dict[int, list[StepOutcome]] = {i: [] for i in ids}
     for node, *outcome in rows:
         out[int(node)].append(StepOutcome(*outcome))
@@ -319,7 +327,8 @@ def explain(conn: Conn, name: str, *, namespace: str | None = None, depth: int =
         checks.setdefault(int(node_id), []).append((str(check), str(severity), str(message)))
     scored = []
     for node_id, (dataset, node_depth) in places.items():
-        history = versions[node_id] + [(None, None), (None, None)]
+        history: list[tuple[VersionInfo | None, str | None, str]] = [*versions[node_id], (None, None, ""),
+                                                                     (None, None, "")]
         facts = NodeFacts(
             dataset=dataset, depth=node_depth, latest=history[0][0], previous=history[1][0],
             run_phase=history[0][1], producers=tuple(producers[node_id]), has_producer=node_id in with_edges,

@@ -256,6 +256,24 @@ _DECLARED_SQL = """
 ALTER TABLE step_outputs ALTER COLUMN last_run_id DROP NOT NULL;
 """
 
+# A job is a step of a pipeline in a Kubernetes namespace: two Pipelines of one name in two namespaces are two
+# jobs (before, they shared one, and explain could blame one team's step for the other's dataset).  The ident
+# is records.job_key: sha256 of namespace, NUL, pipeline, NUL, step.  A job recorded before gets the namespace
+# of its pipeline's runs when they are all in one namespace; otherwise (or with no run, or from OpenLineage)
+# it keeps the empty namespace, and new writes make a job per namespace beside it.
+_JOB_NAMESPACES_SQL = """
+ALTER TABLE jobs ADD COLUMN namespace text NOT NULL DEFAULT '';
+UPDATE jobs j SET namespace = r.namespace
+FROM (SELECT pipeline, min(namespace) AS namespace FROM pipeline_runs GROUP BY pipeline
+      HAVING count(DISTINCT namespace) = 1) r
+WHERE r.pipeline = j.pipeline;
+UPDATE jobs SET ident = sha256(convert_to(namespace, 'UTF8') || '\\x00'::bytea || convert_to(pipeline, 'UTF8')
+                               || '\\x00'::bytea || convert_to(step, 'UTF8'));
+-- declarations of Pipelines that have not run yet hang on the jobs without namespace: the operator writes
+-- them again, under their namespace, on its first pass after it starts
+DELETE FROM step_outputs WHERE last_run_id IS NULL;
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "runs and step runs", _RUNS_SQL),
     Migration(2, "datasets, jobs, lineage edges and dataset versions", _LINEAGE_SQL),
@@ -266,6 +284,7 @@ MIGRATIONS: Final = (
     Migration(7, "dataset triggers: an outbox of new versions and the firings that consume them", _TRIGGERS_SQL),
     Migration(8, "dataset versions know their logical time (the partition they hold)", _LOGICAL_TIME_SQL),
     Migration(11, "outputs declared by Ready Pipelines that have not run yet", _DECLARED_SQL),
+    Migration(12, "a job is a step of a pipeline in a Kubernetes namespace", _JOB_NAMESPACES_SQL),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 

@@ -78,7 +78,7 @@ class Recorder:
         self.clock = clock
         self.store: Any = None
         self.backlog = 0
-        self._declared: dict[str, tuple[str, int]] = {}  # Pipeline uid -> (name, generation) declared
+        self._declared: dict[str, tuple[str, str, int]] = {}  # Pipeline uid -> (namespace, name, generation) declared
         self._notified: dict[tuple[str, str], None] = {}  # in order, each run once however often notified
         self._guard = threading.Lock()
         self._wake = threading.Event()
@@ -136,20 +136,21 @@ class Recorder:
         never-run declarations of the Pipelines deleted since.  One that the store refuses gets a Warning
         Event and a backoff (:attr:`declare_retries`); the others go on."""
         listed = [p for scope in self.scopes for p in self.kube.list_pipelines(scope)]
-        names = {p["metadata"]["name"] for p in listed}
+        names = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in listed}
         self.declare_retries.keep_only([*(p["metadata"]["uid"] for p in listed), *self._declared])
-        written: dict[str, tuple[str, int]] = {}  # uid -> (name, generation) written
+        written: dict[str, tuple[str, str, int]] = {}  # uid -> (namespace, name, generation) written
         for pipeline in listed:
             declaration = declaration_for(pipeline)
             if declaration is None:
                 continue  # not Ready (now): written again once it is
             uid, generation = declaration.version
             before = self._declared.get(uid)
-            if (before is not None and before[1] == generation) or self._write(declaration, pipeline):
-                written[uid] = (declaration.pipeline, generation)
-        for uid, (name, _) in self._declared.items():
-            if uid not in written and name not in names and not self._write(Declaration(name, (), (uid, 0))):
-                written[uid] = (name, -1)  # deleted, its declarations not dropped yet: again when due
+            if (before is not None and before[2] == generation) or self._write(declaration, pipeline):
+                written[uid] = (declaration.namespace, declaration.pipeline, generation)
+        for uid, (namespace, name, _) in self._declared.items():
+            if uid not in written and (namespace, name) not in names and \
+                    not self._write(Declaration(namespace, name, (), (uid, 0))):
+                written[uid] = (namespace, name, -1)  # deleted, its declarations not dropped yet: again when due
         self._declared = written
 
     def _write(self, declaration: Declaration, pipeline: dict[str, Any] | None = None) -> bool:

@@ -31,6 +31,7 @@ __all__ = [
     "RunRecord",
     "StepRecord",
     "dataset_key",
+    "job_key",
     "jsonable",
 ]
 
@@ -56,6 +57,12 @@ def _digest(kind: str, *parts: object) -> str:
 def dataset_key(namespace: str, name: str) -> bytes:
     """The unique key of a dataset in the store: sha256 of namespace, NUL, name (text never holds NUL)."""
     return hashlib.sha256(namespace.encode() + b"\0" + name.encode()).digest()
+
+
+def job_key(namespace: str, pipeline: str, step: str) -> bytes:
+    """The unique key of a job (a step of a pipeline) in the store: sha256 of the Kubernetes namespace
+    (empty for jobs known from OpenLineage events), NUL, pipeline, NUL, step (migration 12 computes it too)."""
+    return hashlib.sha256(b"\0".join(part.encode() for part in (namespace, pipeline, step))).digest()
 
 
 @dataclass(frozen=True, order=True)
@@ -137,6 +144,9 @@ class EdgeRecord:
     inputs: tuple[DatasetRef, ...]
     outputs: tuple[DatasetRef, ...]
     seen_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    namespace: str = ""
+    """The pipeline's Kubernetes namespace (empty for a job known from an OpenLineage event): two Pipelines
+    of one name in two namespaces are two jobs.  The run id says it already, so the key leaves it out."""
 
     def __post_init__(self) -> None:
         _check_aware(self.seen_at, "seen_at")
@@ -206,6 +216,8 @@ class DeclaredOutputsRecord:
     pipeline: str
     step: str
     outputs: tuple[DatasetRef, ...]
+    namespace: str = ""
+    """As :attr:`EdgeRecord.namespace`."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outputs", tuple(sorted(set(self.outputs))))

@@ -138,13 +138,14 @@ def records_for_run(run: dict[str, Any]) -> list[Record]:
         declared = snapshot.get(step.name)
         if declared is not None and declared.outputs:
             out.append(DeclaredOutputsRecord(rid, pipeline, step.name,
-                                             tuple(DatasetRef(o.namespace, o.name) for o in declared.outputs)))
+                                             tuple(DatasetRef(o.namespace, o.name) for o in declared.outputs),
+                                             namespace=meta["namespace"]))
         if declared is None or not _wrote(step):
             continue
         inputs, outputs = _datasets(declared)
         written = _time(step.finished_at) or datetime.now(UTC)
         if inputs or outputs:
-            out.append(EdgeRecord(rid, pipeline, step.name, inputs, outputs, written))
+            out.append(EdgeRecord(rid, pipeline, step.name, inputs, outputs, written, namespace=meta["namespace"]))
         fingerprint = (step.result or {}).get("schemaFingerprint")
         published = step.phase == StepPhase.SUCCEEDED
         declared_outputs = {DatasetRef(o.namespace, o.name): o for o in declared.outputs}

@@ -282,17 +282,19 @@ SELECT DISTINCT a.step, b.step FROM jobs a
 JOIN lineage_edges ea ON ea.job_id = a.id
 JOIN lineage_edges eb ON eb.input_id = ea.output_id
 JOIN jobs b ON b.id = eb.job_id
-WHERE a.pipeline = %(pipeline)s AND b.pipeline = %(pipeline)s AND a.step <> b.step
+WHERE a.pipeline = %(pipeline)s AND b.pipeline = %(pipeline)s AND a.step <> b.step AND a.namespace = b.namespace
+  AND (%(namespace)s::text IS NULL OR a.namespace = %(namespace)s)
 ORDER BY 1, 2 LIMIT %(limit)s
 """
 
 
-def step_flow(conn: Conn, pipeline: str) -> list[tuple[str, str]]:
-    """(writer, reader) pairs of steps of ``pipeline``: the reader has read a dataset the writer wrote.
+def step_flow(conn: Conn, pipeline: str, namespace: str | None = None) -> list[tuple[str, str]]:
+    """(writer, reader) pairs of steps of ``pipeline`` (in the Kubernetes ``namespace``, when given; a link
+    never joins two namespaces' same-named pipelines): the reader has read a dataset the writer wrote.
 
     The store keeps no step dependencies, only what the steps read and wrote; this data flow is how a
     run's steps are drawn (a step that never wrote anything appears without links)."""
-    if not storable(pipeline):
+    if not storable(pipeline) or (namespace is not None and not storable(namespace)):
         return []
-    rows = conn.execute(_FLOW, {"pipeline": pipeline, "limit": MAX_FLOW}).fetchall()
+    rows = conn.execute(_FLOW, {"pipeline": pipeline, "namespace": namespace, "limit": MAX_FLOW}).fetchall()
     return [(str(a), str(b)) for a, b in rows]

@@ -25,6 +25,7 @@ from headwater.lineage.records import (
     RunRecord,
     StepRecord,
     dataset_key,
+    job_key,
 )
 
 __all__ = ["write_declaration", "write_record", "write_records"]
@@ -66,14 +67,15 @@ WHERE hw_phase_rank(s.phase) < 2 AND hw_phase_rank(excluded.phase) >= hw_phase_r
 # the next statement's snapshot; a key not found would be a NULL id, which the NOT NULL columns refuse
 # rather than drop the row).  Rows known already are skipped before they take an id.
 _REGISTER = """
-INSERT INTO {table} (ident, {first}, {second})
-SELECT * FROM unnest(%b::bytea[], %s::text[], %s::text[]) AS u (ident, {first}, {second})
+INSERT INTO {table} (ident, {columns})
+SELECT * FROM unnest(%b::bytea[], {arrays}) AS u (ident, {columns})
 WHERE (SELECT id FROM {table} x WHERE x.ident = u.ident) IS NULL
 ORDER BY 1
 ON CONFLICT (ident) DO NOTHING
 """
-_REGISTER_DATASETS = _REGISTER.format(table="datasets", first="namespace", second="name")
-_REGISTER_JOBS = _REGISTER.format(table="jobs", first="pipeline", second="step")
+_REGISTER_DATASETS = _REGISTER.format(table="datasets", columns="namespace, name", arrays="%s::text[], %s::text[]")
+_REGISTER_JOBS = _REGISTER.format(table="jobs", columns="namespace, pipeline, step",
+                                  arrays="%s::text[], %s::text[], %s::text[]")
 
 _UPSERT_EDGES = """
 INSERT INTO lineage_edges AS e (input_id, job_id, output_id, first_seen, last_seen, last_run_id)
@@ -110,7 +112,8 @@ ON CONFLICT (version_id, name) DO NOTHING
 """
 
 
-Job = tuple[str, str]
+Job = tuple[str, str, str]
+"""(Kubernetes namespace, pipeline, step); the namespace is empty for a job known from OpenLineage."""
 """(pipeline, step)"""
 
 
@@ -163,10 +166,10 @@ def _needs(records: Sequence[Record]) -> tuple[set[DatasetRef], set[Job]]:
     for record in records:
         if isinstance(record, EdgeRecord):
             datasets.update(record.inputs, record.outputs)
-            jobs.add((record.pipeline, record.step))
+            jobs.add((record.namespace, record.pipeline, record.step))
         elif isinstance(record, DeclaredOutputsRecord) and record.outputs:
             datasets.update(record.outputs)
-            jobs.add((record.pipeline, record.step))
+            jobs.add((record.namespace, record.pipeline, record.step))
         elif isinstance(record, DatasetVersionRecord):
             datasets.add(record.dataset)
     return datasets, jobs
@@ -177,7 +180,7 @@ def _register(conn: Conn, datasets: set[DatasetRef],
     """Register ``datasets`` and ``jobs`` in key order (two writers lock them in the same order) in one
     statement, reading no answer; their keys, for the statements that refer to them."""
     dataset_keys = {d: dataset_key(d.namespace, d.name) for d in datasets}
-    job_keys = {job: dataset_key(*job) for job in jobs}  # the same hashing keeps (pipeline, step) unique
+    job_keys = {job: job_key(*job) for job in jobs}
     registers: list[tuple[str, list[Any]]] = []
     if dataset_keys:
         ordered = sorted(dataset_keys.items(), key=lambda item: item[1])
@@ -185,8 +188,8 @@ def _register(conn: Conn, datasets: set[DatasetRef],
                                                [d.name for d, _ in ordered]]))
     if job_keys:
         ordered_jobs = sorted(job_keys.items(), key=lambda item: item[1])
-        registers.append((_REGISTER_JOBS, [[k for _, k in ordered_jobs], [p for (p, _), _ in ordered_jobs],
-                                           [s for (_, s), _ in ordered_jobs]]))
+        registers.append((_REGISTER_JOBS, [[k for _, k in ordered_jobs], *map(list, zip(
+            *(job for job, _ in ordered_jobs), strict=True))]))
     _execute_together(conn, registers)
     return dataset_keys, job_keys
 
@@ -212,12 +215,12 @@ def write_records(conn: Conn, records: Sequence[Record]) -> None:
             steps.append((r.run_id, r.step, r.pipeline, r.phase, r.attempts, r.started_at, r.finished_at,
                           r.rows_affected, r.error))
         elif isinstance(r, EdgeRecord):
-            job = jobs[r.pipeline, r.step]
+            job = jobs[r.namespace, r.pipeline, r.step]
             edges.extend(dict.fromkeys((keys[i], job, keys[o], r.seen_at, r.run_id)
                                        for i in r.inputs for o in r.outputs))
         elif isinstance(r, DeclaredOutputsRecord):
             if r.outputs:
-                job = jobs[r.pipeline, r.step]
+                job = jobs[r.namespace, r.pipeline, r.step]
                 declared.extend(dict.fromkeys((job, keys[d], r.run_id) for d in r.outputs))
         else:
             versions.append(r)
@@ -253,7 +256,7 @@ ON CONFLICT (dataset_id, job_id) DO NOTHING
 """
 _FORGET_UNDECLARED = f"""
 DELETE FROM step_outputs o USING jobs j
-WHERE o.job_id = j.id AND j.pipeline = %(pipeline)s AND o.last_run_id IS NULL
+WHERE o.job_id = j.id AND j.namespace = %(namespace)s AND j.pipeline = %(pipeline)s AND o.last_run_id IS NULL
   AND (o.job_id, o.dataset_id) NOT IN ({_DECLARED_PAIRS})
 """
 
@@ -261,11 +264,12 @@ WHERE o.job_id = j.id AND j.pipeline = %(pipeline)s AND o.last_run_id IS NULL
 def write_declaration(conn: Conn, declaration: Declaration) -> None:
     """A Ready Pipeline's declared outputs, as outputs with no run yet (a recorded run's row is kept); its
     never-run declarations it no longer makes are dropped."""
+    namespace, pipeline = declaration.namespace, declaration.pipeline
     dataset_keys, job_keys = _register(conn, {d for _, outputs in declaration.outputs for d in outputs},
-                                       {(declaration.pipeline, step) for step, _ in declaration.outputs})
-    pairs = [(job_keys[(declaration.pipeline, step)], dataset_keys[d])
+                                       {(namespace, pipeline, step) for step, _ in declaration.outputs})
+    pairs = [(job_keys[(namespace, pipeline, step)], dataset_keys[d])
              for step, outputs in declaration.outputs for d in outputs]
-    values = {"pipeline": declaration.pipeline, "job_keys": [j for j, _ in pairs],
+    values = {"namespace": namespace, "pipeline": pipeline, "job_keys": [j for j, _ in pairs],
               "dataset_keys": [d for _, d in pairs]}
     conn.execute(_DECLARE_UNRUN, values)
     conn.execute(_FORGET_UNDECLARED, values)
