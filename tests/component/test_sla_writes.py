@@ -91,3 +91,20 @@ def test_a_successful_run_reads_only_the_pipelines_that_show_a_risk_it_caused(
     read = {name: kube.count("get_pipeline", name) - n for name, n in before.items()}
     assert read["revenue"] >= 1
     assert {name for name, n in read.items() if n and name.startswith("other-")} == set()
+
+
+def test_a_failed_run_reads_only_the_pipelines_that_declare_a_dataset_it_puts_at_risk(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.seed(pipeline("orders", [step("load", outputs=[{"namespace": WH, "name": "raw.orders"}])]), NS)
+    kube.seed(pipeline("revenue", [step("build", inputs=[{"namespace": WH, "name": "raw.orders"}],
+                                        outputs=[{"namespace": WH, "name": "analytics.revenue"}])]), NS)
+    for i in range(20):  # unrelated Pipelines: none of their datasets is downstream of raw.orders
+        kube.seed(pipeline(f"other-{i:02d}", [step("load", outputs=[{"namespace": WH, "name": f"x.t{i}"}])]), NS)
+    operator.deliver()
+    before = {p["metadata"]["name"]: kube.count("get_pipeline", p["metadata"]["name"])
+              for p in kube.select(PIPELINES, NS)}
+    operator.run_one_step(NS, "orders-1", "orders", "load", "relation raw.orders is locked")
+    assert kube.read(PIPELINES, NS, "revenue")["status"]["datasets"][0]["atRiskSource"] == f"{NS}/orders"
+    read = {name: kube.count("get_pipeline", name) - n for name, n in before.items()}
+    assert read["revenue"] >= 1
+    assert {name for name, n in read.items() if n and name.startswith("other-")} == set()

@@ -205,8 +205,9 @@ class SlaMonitor:
         log.warning("Incident: %s; %d dataset(s) at risk", incident.cause, len(incident.affected))
         if not put_at_risk:
             return []
+        # only the Pipelines that declare one of its datasets: not a read of every Pipeline per incident
         return self._on_each("marking datasets at risk", lambda _s, datasets, _a: mark_at_risk(datasets, incident),
-                             now)
+                             now, only=partial(_declares_any, frozenset(incident.affected)))
 
     def _on_each(self, what: str, mutate: Mutation, now: datetime,
                  only: Callable[[dict[str, Any]], bool] = lambda _: True) -> list[str]:
@@ -306,6 +307,14 @@ def _readable(pipeline: dict[str, Any]) -> bool:
     except ValidationError:
         return False
     return True
+
+
+def _declares_any(datasets: frozenset[tuple[str, str]], pipeline: dict[str, Any]) -> bool:
+    """Whether a listed Pipeline declares one of ``datasets`` (namespace, name) as an output: the datasets its
+    status keeps (:func:`~headwater.sla.evaluation.dataset_entries`)."""
+    steps = (pipeline.get("spec") or {}).get("steps") or []
+    return any(isinstance(o, dict) and (o.get("namespace"), o.get("name")) in datasets
+               for s in steps if isinstance(s, dict) for o in s.get("outputs") or [])
 
 
 def _shows_risk_of(source: str, pipeline: dict[str, Any]) -> bool:
