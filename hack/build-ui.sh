@@ -14,8 +14,9 @@ log() { printf '[build-ui %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 if ! command -v npm >/dev/null; then
   command -v apt-get >/dev/null || { log "ERROR: Node.js 18+ and npm are needed to build the web UI"; exit 1; }
   log "installing Node.js and npm from Debian packages"
-  sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_="sudo"
-  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq nodejs npm >/dev/null
+  # shellcheck source=hack/debian.sh
+  source "$root/hack/debian.sh"  # apt-get behind one lock: other hack/ scripts may install packages meanwhile
+  ensure_debian_packages --with-recommends nodejs npm >/dev/null
 fi
 lock_stamp="node_modules/.installed-$(sha256sum package-lock.json | cut -c1-16)"
 if [[ ! -f "$lock_stamp" ]]; then

@@ -1,6 +1,6 @@
 # Debian packages that a hack/ script needs, installed with apt-get when missing (sourced).
 #
-#   ensure_debian_packages PACKAGE...
+#   ensure_debian_packages [--with-recommends] PACKAGE...
 #
 # A fresh CI machine has none of them, so every script that needs a package installs it itself.
 # Scripts run side by side (the real tier builds images while the node comes up), and apt allows one
@@ -13,6 +13,8 @@ missing_debian_packages() {
 }
 
 ensure_debian_packages() {
+  local recommends="--no-install-recommends"
+  [[ "${1:-}" == "--with-recommends" ]] && { recommends=""; shift; }
   [[ -z "$(missing_debian_packages "$@")" ]] && return 0
   command -v apt-get >/dev/null || { echo "missing packages (not a Debian machine?): $*" >&2; return 1; }
   local sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_="sudo"
@@ -22,7 +24,7 @@ ensure_debian_packages() {
     [[ -z "$missing" ]] && exit 0
     echo "installing Debian packages:" $missing >&2
     $sudo_ apt-get update -qq >&2
-    # shellcheck disable=SC2086 # one word per package
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends $missing >&2
+    # shellcheck disable=SC2086 # one word per package (and none for an empty option)
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq $recommends $missing >&2
   ) 9>>"${TMPDIR:-/tmp}/headwater-apt.lock"
 }

@@ -14,6 +14,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# shellcheck source=hack/debian.sh
+source hack/debian.sh  # apt-get behind one lock: other hack/ scripts may install packages at the same time
 die() { log "ERROR: $*"; exit 1; }
 
 have_postgres() {
@@ -23,15 +25,13 @@ have_postgres() {
 if ! have_postgres; then
   command -v apt-get >/dev/null || die "PostgreSQL server binaries (initdb, pg_ctl) are missing; install PostgreSQL 15+"
   log "installing PostgreSQL from Debian packages"
-  sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_="sudo"
-  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq postgresql >/dev/null
+  ensure_debian_packages --with-recommends postgresql >/dev/null
 fi
 # Only the tests need a browser: a command that names what it needs (make demo: --cluster) skips it.
 if [[ $# -eq 0 ]] && { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
   command -v apt-get >/dev/null || die "Chromium and chromedriver are missing (the browser tests need them)"
   log "installing Chromium and its driver from Debian packages"
-  sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_="sudo"
-  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
+  ensure_debian_packages --with-recommends chromium chromium-driver >/dev/null
 fi
 if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
   useradd --system --no-create-home postgres
