@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api_support import AUTH, READ, WRITE, bearer, get
 from browser_support import DROP_CHECK, seed_checks, seed_demo
-from headwater.lineage import DatasetVersionRecord, EdgeRecord, LineageStore
+from headwater.lineage import DatasetVersionRecord, EdgeRecord, LineageStore, RunRecord
 from headwater.lineage.api import ApiAuth, create_app
 from headwater.lineage.records import CheckRecord
 from headwater.lineage.ui import WebUi
@@ -105,6 +105,17 @@ def test_the_runs_listing_is_newest_first_and_bounded(store: LineageStore) -> No
     assert [r["id"] for r in second] == [only["runs"][1]["id"]]
     status, body = get(store, "/v1/runs?limit=501")
     assert (status, body["error"]["code"]) == (400, "bad_request") and "500" in body["error"]["message"]
+
+
+def test_the_runs_listing_narrows_to_one_namespace_of_same_named_pipelines(store: LineageStore) -> None:
+    for namespace in ("team-a", "team-b"):
+        store.record(RunRecord(f"{namespace}/etl-1/0000", "etl", namespace, "Succeeded", trigger="schedule",
+                               started_at=datetime(2026, 11, 23, 6, tzinfo=UTC)))
+    both = get(store, "/v1/runs?pipeline=etl")[1]["runs"]
+    assert sorted(r["namespace"] for r in both) == ["team-a", "team-b"]
+    status, one = get(store, "/v1/runs?pipeline=etl&namespace=team-b")
+    assert status == 200 and [r["id"] for r in one["runs"]] == ["team-b/etl-1/0000"]
+    assert get(store, "/v1/runs?namespace=team-a")[1]["runs"][0]["id"] == "team-a/etl-1/0000"
 
 
 def test_search_finds_datasets_pipelines_and_runs_and_escapes_wildcards(demo: LineageStore) -> None:

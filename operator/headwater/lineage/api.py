@@ -362,16 +362,18 @@ async def _columns(request: web.Request) -> web.Response:
     return await _answer(request, request.app[STORE].view, views.columns, name, namespace=namespace)
 
 
-def _run_page(store: LineageStore, pipeline: str | None, limit: int, offset: int) -> dict[str, Any]:
-    return {"runs": store.view(views.runs, pipeline=pipeline, limit=limit, offset=offset), "limit": limit,
-            "offset": offset}
+def _run_page(store: LineageStore, pipeline: str | None, namespace: str | None, limit: int,
+              offset: int) -> dict[str, Any]:
+    return {"runs": store.view(views.runs, pipeline=pipeline, namespace=namespace, limit=limit, offset=offset),
+            "limit": limit, "offset": offset}
 
 
 async def _runs(request: web.Request) -> web.Response:
     limit = _int(request.query.get("limit", 50), "limit", 1, views.MAX_PAGE)
     offset = _int(request.query.get("offset", 0), "offset", 0, 2**31 - 1)
     pipeline = _text(request.query.get("pipeline"), "pipeline", required=False)
-    return await _answer(request, _run_page, request.app[STORE], pipeline, limit, offset)
+    namespace = _text(request.query.get("namespace"), "namespace", required=False)
+    return await _answer(request, _run_page, request.app[STORE], pipeline, namespace, limit, offset)
 
 
 async def _search(request: web.Request) -> web.Response:

@@ -169,15 +169,18 @@ class RunSummary:
 _RUN_COLUMNS: Final = "id, pipeline, namespace, name, phase, trigger, source, started_at, finished_at"
 
 
-def runs(conn: Conn, *, pipeline: str | None = None, limit: int = 50, offset: int = 0) -> list[RunSummary]:
-    """Runs, the latest started first; only those of ``pipeline`` when it is given."""
-    if pipeline is not None and not storable(pipeline):
+def runs(conn: Conn, *, pipeline: str | None = None, namespace: str | None = None, limit: int = 50,
+         offset: int = 0) -> list[RunSummary]:
+    """Runs, the latest started first; only those of ``pipeline`` and of the Kubernetes ``namespace``, when
+    given (a pipeline's name alone matches same-named Pipelines in every namespace)."""
+    if any(value is not None and not storable(value) for value in (pipeline, namespace)):
         return []
-    where = "WHERE pipeline = %(pipeline)s" if pipeline is not None else ""
+    where = " AND ".join(f"{column} = %({column})s" for column, value in
+                         (("pipeline", pipeline), ("namespace", namespace)) if value is not None)
     rows = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM pipeline_runs {where} "
+        f"SELECT {_RUN_COLUMNS} FROM pipeline_runs {'WHERE ' + where if where else ''} "
         "ORDER BY coalesce(started_at, created_at) DESC, id LIMIT %(limit)s OFFSET %(offset)s",
-        {"pipeline": pipeline, "limit": limit, "offset": offset}).fetchall()
+        {"pipeline": pipeline, "namespace": namespace, "limit": limit, "offset": offset}).fetchall()
     return [RunSummary(*row) for row in rows]
 
 
