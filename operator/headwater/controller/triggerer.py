@@ -300,10 +300,10 @@ class Triggerer:
         """Wait until fewer than ``MAX_PASSES`` passes are creating runs."""
         while True:
             with self._lock:
-                finishing = set(self._finishing)
-            if len(finishing) < MAX_PASSES:
+                running = [f for f in self._finishing if not f.done()]
+            if len(running) < MAX_PASSES:
                 return
-            wait(finishing, return_when="FIRST_COMPLETED")
+            wait(running, return_when="FIRST_COMPLETED")
 
     def _reap(self, finishing: Future[None]) -> None:
         with self._lock:
@@ -354,13 +354,19 @@ class Triggerer:
             self._in_flight |= ids
         self._tails = {consumer: tail for consumer, tail in self._tails.items() if not tail.done()}
         creations: list[Future[None]] = []
-        # Pipelines are independent: their runs are created side by side, each Pipeline's in order.
-        for e in evaluations:
-            if not e.todo:
-                continue
-            creation = self._pool.submit(self._create_after, self._tails.get(e.consumer), e)
-            self._tails[e.consumer] = creation
-            creations.append(creation)
+        try:
+            # Pipelines are independent: their runs are created side by side, each Pipeline's in order.
+            for e in evaluations:
+                if not e.todo:
+                    continue
+                creation = self._pool.submit(self._create_after, self._tails.get(e.consumer), e)
+                self._tails[e.consumer] = creation
+                creations.append(creation)
+        except BaseException:  # (a pool shut down) the firings not started are a later pass's left-overs
+            wait(creations)
+            with self._lock:
+                self._in_flight -= ids
+            raise
         return Pass(evaluations, creations, started, listed, claimed)
 
     def _create_after(self, before: Future[None] | None, e: Evaluation) -> None:
