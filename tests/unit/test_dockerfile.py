@@ -167,7 +167,7 @@ def test_the_image_carries_oci_labels_that_agree_with_pyproject(
         labels |= _pairs(rest)
     prefix = "org.opencontainers.image."
     assert labels[prefix + "title"] == pyproject["project"]["name"]
-    assert labels[prefix + "licenses"] == pyproject["project"]["license"]["text"]
+    assert labels[prefix + "licenses"] == pyproject["project"]["license"]  # an SPDX expression
     assert labels[prefix + "description"] == pyproject["project"]["description"]
     versions = [a for a in final.args("ARG") if a.startswith("VERSION=")]
     assert versions == [f"VERSION={pyproject['project']['version']}"]
