@@ -80,3 +80,15 @@ def test_a_run_that_left_the_watch_is_read_again_when_a_pass_needs_it(kube: Fake
     operator.engine.reconcile(NS, "orders-1")
     assert kube.count("get_run", "orders-1") == 1
     assert J_TRANSFORM in kube.names(JOBS, NS)
+
+
+def test_a_pass_that_starts_a_run_creates_its_first_jobs_without_listing_jobs(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.seed(pipeline("orders", [step("extract"), step("transform", "extract")]), NS)
+    kube.seed(run("orders-1", "orders"), NS)
+    operator.engine.reconcile(NS, "orders-1")
+    assert kube.names(JOBS, NS) == [J_EXTRACT]
+    assert kube.count("list_jobs") == 0  # a run just started has no Job yet
+    operator.deliver()
+    assert kube.count("list_jobs") >= 1 and phase(kube) == "Running"
+    assert operator.errors == []

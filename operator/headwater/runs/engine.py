@@ -169,6 +169,7 @@ class RunEngine:
             self.settle(run)  # a finished run only ever needs its effects (again)
             return planning.Plan()
         spec = PipelineRunSpec.model_validate(run.get("spec") or {})
+        started_now = False
         if not raw_status.get("pipelineSpec") and raw_status.get("phase") not in (RunPhase.FAILED, RunPhase.CANCELLED):
             if is_deleting(run):  # deleted before it started: nothing ran, nothing to record
                 self.let_go(run)
@@ -191,7 +192,7 @@ class RunEngine:
                 run = self.saw(patched)
                 self.memory.remember(run, started)  # the echo of this write says nothing new
             run = self.saw(self.kube.replace_run_status(run, _dump(started)))
-            raw_status = run["status"]
+            raw_status, started_now = run["status"], True
             self.memory.remember(run, started)
             steps = len(started.pipeline_spec.steps) if started.pipeline_spec else 0
             # after the write: a start that conflicts is planned again, and must not say so twice
@@ -207,7 +208,9 @@ class RunEngine:
             spec = spec.model_copy(update={"cancel": True})
         status = PipelineRunStatus.model_validate(raw_status)
         ref = RunRef(meta["name"], meta["namespace"], meta["uid"], spec.pipeline_ref.name)
-        observed = self._observe(ref, status)
+        # A run this pass started has no Job: Jobs are created after the start is written, and a start only
+        # writes onto a status without one (should one exist anyway, its create answers 409: the same step).
+        observed = {} if started_now else self._observe(ref, status)
         out = planning.plan(ref, spec, status, observed, self.clock(), self.settings,
                             self._baselines(status, observed))
         # remembered before the writes, so that the events of the Jobs being created are known for what they are
