@@ -1010,6 +1010,8 @@ def bench(args: argparse.Namespace, kubeconfig: str) -> tuple[list[ScenarioResul
     for shape_name in [] if args.no_latency else args.shapes.split(","):
         for runs in (int(n) for n in args.runs.split(",")):
             for variant in operators:  # side by side: each scenario with each operator, one after the other
+                if variant.argo_requeue is None:  # each checkout's own CRDs (their schemas cost the apiserver)
+                    apply_crds(api, sorted(((variant.source or ROOT) / "crds").glob("*.yaml")))
                 results.append(run_scenario(api, variant, SHAPES[shape_name](), runs))
                 r = results[-1]
                 log(headline(r))

@@ -125,6 +125,20 @@ _HEADWATER_COMMAND = [sys.executable, "-c", "import sys; from headwater.cli impo
                       "sys.exit(getattr(m, 'main', m)())"]
 
 
+def apply_crds(ext: client.ApiextensionsV1Api, directory: Path) -> None:
+    for path in sorted(directory.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        try:
+            ext.create_custom_resource_definition(body)
+        except client.exceptions.ApiException as exc:
+            if exc.status != 409:
+                raise
+            current = ext.read_custom_resource_definition(body["metadata"]["name"])
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            ext.replace_custom_resource_definition(body["metadata"]["name"], body)
+    time.sleep(2)  # CRDs established (a fresh cluster needs a moment)
+
+
 def new_namespace(core: client.CoreV1Api, namespace: str) -> str:
     core.create_namespace({"metadata": {"name": namespace}})
     def has_account() -> bool:
@@ -236,23 +250,13 @@ def main() -> int:
         cfg.connection_pool_maxsize = 16
         api = client.ApiClient(cfg)
         custom, core, ext = client.CustomObjectsApi(api), client.CoreV1Api(api), client.ApiextensionsV1Api(api)
-        for path in sorted((ROOT / "crds").glob("*.yaml")):
-            body = yaml.safe_load(path.read_text())
-            try:
-                ext.create_custom_resource_definition(body)
-            except client.exceptions.ApiException as exc:
-                if exc.status != 409:
-                    raise
-                current = ext.read_custom_resource_definition(body["metadata"]["name"])
-                body["metadata"]["resourceVersion"] = current.metadata.resource_version
-                ext.replace_custom_resource_definition(body["metadata"]["name"], body)
-        time.sleep(2)  # CRDs established (a fresh cluster needs a moment)
         rows = []
         variants: list[tuple[str, Path | None]] = [("current", None)]
         if args.baseline is not None:
             variants.insert(0, (f"baseline ({args.baseline})", args.baseline.resolve()))
         for k in (int(x) for x in args.concurrency.split(",")):
             for label, source in variants:
+                apply_crds(ext, (source or ROOT) / "crds")  # each checkout's own (their schemas cost the apiserver)
                 log(f"K={k}, {label}: {k} Pipeline(s), {args.rounds} round(s); load average {load()}")
                 samples = scenario(custom, core, kubeconfig, url, k, args.rounds, workdir, source)
                 rows.append((k, label, len(samples), percentile(samples, 0.5), percentile(samples, 0.99),
