@@ -114,7 +114,6 @@ ON CONFLICT (version_id, name) DO NOTHING
 
 Job = tuple[str, str, str]
 """(Kubernetes namespace, pipeline, step); the namespace is empty for a job known from OpenLineage."""
-"""(pipeline, step)"""
 
 
 _UPSERT_DECLARED = """
