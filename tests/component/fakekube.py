@@ -202,6 +202,19 @@ class FakeKube(KubeHelpers):
         self._faults: list[_Rule] = []
         self._hooks: list[_Rule] = []
         self._pods_made = 0
+        self._job_followers: list[Callable[..., None]] = []
+
+    def follow_jobs(self, follower: Callable[..., None]) -> None:
+        """Hand every change of a Job to ``follower(job, deleted=...)`` as it happens, as the operator's Job
+        watch hands it to the engine's index (``RunEngine.jobs.saw``), only without the watch's delay: for tests
+        that drive an engine directly rather than through :meth:`take_changes` and the handlers."""
+        self._job_followers.append(follower)
+
+    def _changed(self, change: Change) -> None:
+        self._changes.append(change)
+        if change.resource == JOBS:
+            for follower in self._job_followers:
+                follower(copy.deepcopy(change.object), deleted=change.type == "DELETED")
 
     # --- steering --------------------------------------------------------------------------
     def fail(self, call: str, status: int = 500, *, name: str | None = None, times: int | None = 1,
@@ -209,7 +222,7 @@ class FakeKube(KubeHelpers):
         """Answer the next ``times`` requests of ``call`` (on ``name``) with HTTP ``status`` (None: all of them).
 
         The request has no effect, as when the apiserver refuses it; the call reports the error as
-        ``KubeClient`` does (a 404 from ``get_run`` is None, a 409 from ``create_job`` is False).
+        ``KubeClient`` does (a 404 from ``get_run`` is None, a 409 from ``create_job`` is None).
         """
         def refuse() -> None:
             raise api_error(status, message)
@@ -275,7 +288,7 @@ class FakeKube(KubeHelpers):
         new["metadata"]["resourceVersion"] = self._bump()
         meta = new["metadata"]
         self._store(resource)[(meta["namespace"], meta["name"])] = new
-        self._changes.append(Change("MODIFIED", resource, copy.deepcopy(new)))
+        self._changed(Change("MODIFIED", resource, copy.deepcopy(new)))
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._remove(resource, new)  # its last finalizer is gone: the deletion completes
         return copy.deepcopy(new)
@@ -315,7 +328,7 @@ class FakeKube(KubeHelpers):
             elif resource == PODS:
                 obj["status"] = {"phase": "Pending"}
             self._store(resource)[(namespace, name)] = obj
-            self._changes.append(Change("ADDED", resource, copy.deepcopy(obj)))
+            self._changed(Change("ADDED", resource, copy.deepcopy(obj)))
             return copy.deepcopy(obj)
 
     def replace_status(self, resource: str, body: Obj) -> Obj:
@@ -393,7 +406,7 @@ class FakeKube(KubeHelpers):
             namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
             del self._store(resource)[(namespace, name)]
             obj["metadata"]["resourceVersion"] = self._bump()
-            self._changes.append(Change("DELETED", resource, copy.deepcopy(obj)))
+            self._changed(Change("DELETED", resource, copy.deepcopy(obj)))
             alive = {o["metadata"]["uid"] for store in self._state.objects.values() for o in store.values()}
             for kind in list(self._state.objects):
                 for key, other in list(self._store(kind).items()):
@@ -528,15 +541,14 @@ class FakeKube(KubeHelpers):
         self._enter("list_job_pods", job)
         return self.select(PODS, namespace, f"{_JOB_NAME}={job}")
 
-    def create_job(self, manifest: Obj) -> bool:
+    def create_job(self, manifest: Obj) -> Obj | None:
         try:
             self._enter("create_job", manifest["metadata"]["name"])
-            self.create(JOBS, manifest["metadata"]["namespace"], manifest)
+            return self.create(JOBS, manifest["metadata"]["namespace"], manifest)
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
-        return True
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:

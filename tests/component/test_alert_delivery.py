@@ -57,6 +57,7 @@ class Operator:
                                  first_delay=0.01)
         self.monitor = SlaMonitor(kube, self.metrics, lambda *_: None, self.sender, [NS])  # type: ignore[arg-type]
         self.engine = RunEngine(kube, JobSettings("img"), lambda *_: None, on_finish=self.monitor.run_finished)
+        kube.follow_jobs(self.engine.jobs.saw)
         if start_sender:
             self.sender.start()
 

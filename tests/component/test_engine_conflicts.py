@@ -60,6 +60,7 @@ def test_a_conflict_after_the_jobs_were_created_does_not_create_them_again(
         kube: FakeKube, operator: Operator) -> None:
     operator.engine.reconcile(NS, "orders-1")
     kube.complete_job(NS, J_ORDERS_1_EXTRACT)
+    operator.engine.jobs.saw(kube.read(JOBS, NS, J_ORDERS_1_EXTRACT))  # the Job's event
     writer = kube.before("replace_run_status", lambda: someone_annotates(kube))
     operator.engine.reconcile(NS, "orders-1")
     assert writer.hits == 1

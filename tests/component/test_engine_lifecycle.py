@@ -52,8 +52,10 @@ def engine(kube: FakeKube, clock: ManualClock, recorder: Notified | None = None,
     events = Events(kube)
     isolation = Isolation(events, clock=lambda: clock().timestamp())
     sla = SlaMonitor(kube, Metrics(), events, None, [NS], isolation=isolation) if monitor else None
-    return RunEngine(kube, JobSettings("img"), events, clock=clock, recorder=recorder,
+    runs = RunEngine(kube, JobSettings("img"), events, clock=clock, recorder=recorder,
                      on_finish=sla.run_finished if sla else None, isolation=isolation)
+    kube.follow_jobs(runs.jobs.saw)  # as the operator's Job watch would
+    return runs
 
 
 class Events:

@@ -79,7 +79,7 @@ class Kube(Protocol):
 
     def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]: ...
 
-    def create_job(self, manifest: dict[str, Any]) -> bool: ...
+    def create_job(self, manifest: dict[str, Any]) -> dict[str, Any] | None: ...
 
     def delete_job(self, namespace: str, name: str) -> None: ...
 
@@ -315,16 +315,18 @@ class KubeClient(KubeHelpers):
         uid = meta.get("uid")
         return [e for e in events if uid is None or (e.get("involvedObject") or {}).get("uid") in (uid, None)]
 
-    def create_job(self, manifest: dict[str, Any]) -> bool:
-        """Create a Job; False when it already exists (a deterministic name makes that the same step)."""
+    def create_job(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a Job: the Job created, or None when it already exists (a deterministic name makes that the
+        same step)."""
         try:
-            rest.request(self.api_client, "POST", _JOBS, params={"namespace": manifest["metadata"]["namespace"]},
-                         body=manifest)
+            created: dict[str, Any] = rest.request(
+                self.api_client, "POST", _JOBS, params={"namespace": manifest["metadata"]["namespace"]},
+                body=manifest)
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
-        return True
+        return created
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from headwater.controller.config import Settings
 from headwater.controller.runtime import Runtime, api_client
 from headwater.pipelines import status as pipelines
+from headwater.runs.jobindex import owning_run
 from headwater.runs.settling import UNSETTLED_SELECTOR
 from headwater.spec import constants as c
 from headwater.spec.models import RunPhase
@@ -81,18 +82,10 @@ def run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
                when=_owned)
 def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    namespace, owner = body["metadata"]["namespace"], _owning_run(body)
-    if owner and runtime.engine.memory.job_changes_run(namespace, owner["name"], dict(body),
-                                                       deleted=event["type"] == "DELETED"):
+    namespace, owner, deleted = body["metadata"]["namespace"], owning_run(dict(body)), event["type"] == "DELETED"
+    runtime.engine.jobs.saw(dict(body), deleted=deleted)  # the run's next pass plans from it
+    if owner and runtime.engine.memory.job_changes_run(namespace, owner["name"], dict(body), deleted=deleted):
         runtime.reconcile({"metadata": {"namespace": namespace, "name": owner["name"], "uid": owner.get("uid")}})
-
-
-def _owning_run(job: kopf.Body) -> dict[str, Any] | None:
-    """The run a Job belongs to: its controller owner (the run label may be a shortened name)."""
-    for owner in job["metadata"].get("ownerReferences") or []:
-        if owner.get("kind") == c.PIPELINERUN_KIND and owner.get("controller"):
-            return dict(owner)
-    return None
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PIPELINE_PLURAL, when=_owned)

@@ -159,6 +159,9 @@ class Runtime:
             # let go without a store (with one, the recorder scans for its own work), or labelled settled
             if ended and (self.recorder is None or needs_settled_label(run)):
                 self.finished(run)
+            if not ended:  # whatever Job events the watch may have missed: this pass lists the run's Jobs
+                meta = run["metadata"]
+                self.engine.jobs.drop(meta["namespace"], meta["name"])
             if not ended or needs_settling(run):
                 self.reconcile(run)
 

@@ -1,8 +1,11 @@
 """The run engine's side of reconciliation: read, call the planner, apply the plan.
 
-Every trigger ends in :meth:`RunEngine.reconcile`, which re-reads the run and
-its Jobs from the API server, so the outcome never depends on which event
-arrived first or on a stale cached copy.
+Every trigger ends in :meth:`RunEngine.reconcile`, which plans from the newest
+version of the run and of its Jobs seen (:mod:`~headwater.runs.latest`,
+:mod:`~headwater.runs.jobindex`: the watch's events and the answers to the
+engine's own writes, read from the API server when not known), so the outcome
+never depends on which event arrived first; a write planned on an old version
+conflicts and is planned again.
 
 Reconciles of one run never overlap and never queue (:class:`~headwater.runs.dedup.Coalescer`),
 and :attr:`RunEngine.memory` lets handlers drop events that cannot change a run
@@ -36,6 +39,7 @@ from headwater.lineage.run_records import (
 )
 from headwater.runs import checks, history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
+from headwater.runs.jobindex import JobIndex
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
 from headwater.runs.latest import LatestRuns
 from headwater.runs.rechecks import Rechecks
@@ -115,6 +119,7 @@ class RunEngine:
         self._joining: Batches[dict[str, Any]] = Batches()  # runs joining their Pipeline's history
         self.memory = RunMemory()
         self.latest = LatestRuns()  # the newest version seen of each run: a pass starts from it, not a GET
+        self.jobs = JobIndex()  # the Jobs seen of each run in flight: a pass plans from them, not a LIST
         self._rechecks: Rechecks[RunRef] = Rechecks(self._recheck)
         self._creators = ThreadPoolExecutor(JOB_CREATORS, thread_name_prefix="job-create")
         self._quiet_rechecks: dict[tuple[str, str], int] = {}
@@ -126,6 +131,7 @@ class RunEngine:
 
     def forget(self, namespace: str, name: str) -> None:
         self.latest.drop(namespace, name)
+        self.jobs.drop(namespace, name)
         self.memory.forget(namespace, name)
         self._succeeded_at.pop((namespace, name), None)
         self._quiet_rechecks.pop((namespace, name), None)
@@ -193,6 +199,7 @@ class RunEngine:
                 self.memory.remember(run, started)  # the echo of this write says nothing new
             run = self.saw(self.kube.replace_run_status(run, _dump(started)))
             raw_status, started_now = run["status"], True
+            self.jobs.started(meta["namespace"], meta["name"], meta["uid"])
             self.memory.remember(run, started)
             steps = len(started.pipeline_spec.steps) if started.pipeline_spec else 0
             # after the write: a start that conflicts is planned again, and must not say so twice
@@ -276,7 +283,7 @@ class RunEngine:
         settled = {s.name for s in status.steps if s.phase.final}
         observed: dict[str, JobObservation] = {}
         now = self.clock()
-        for job in self.kube.list_jobs(ref.namespace, ref.name, ref.uid):
+        for job in self._jobs(ref):
             step = job["metadata"].get("labels", {}).get(c.LABEL_STEP)
             if not step or step in settled:
                 continue
@@ -288,6 +295,17 @@ class RunEngine:
                 seen = observe_job(job, pods, events)
             observed[step] = seen
         return observed
+
+    def _jobs(self, ref: RunRef) -> list[dict[str, Any]]:
+        """The run's Jobs as last seen (:mod:`headwater.runs.jobindex`), listed when not known."""
+        known = self.jobs.jobs(ref.namespace, ref.name, ref.uid)
+        if known is not None:
+            return known
+        listing = self.jobs.begin(ref.namespace, ref.name, ref.uid)
+        listed = self.kube.list_jobs(ref.namespace, ref.name, ref.uid)
+        if listing is not None:
+            self.jobs.listed(ref.namespace, ref.name, listing, listed)
+        return listed
 
     def _plan_recheck(self, ref: RunRef, out: planning.Plan) -> None:
         """Look again at a run whose steps have not started: soon after a change, later and later (up to
@@ -320,13 +338,16 @@ class RunEngine:
         else:
             outcomes = list(self._creators.map(self._created, manifests))
         for manifest, outcome in zip(manifests, outcomes, strict=True):
-            if outcome is True:
+            if isinstance(outcome, dict):
+                self.jobs.saw(outcome)
                 log.info("Created Job %s/%s", ref.namespace, manifest["metadata"]["name"])
+            elif outcome is None:  # there already, unseen by this process: the next pass lists the run's Jobs
+                self.jobs.drop(ref.namespace, ref.name)
         failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
         if failure is not None:
             raise failure
 
-    def _created(self, manifest: dict[str, Any]) -> bool | Exception:
+    def _created(self, manifest: dict[str, Any]) -> dict[str, Any] | Exception | None:
         try:
             return self.kube.create_job(manifest)
         except Exception as exc:  # raised by _create_jobs once every Job was tried
@@ -344,6 +365,7 @@ class RunEngine:
         for event in out.events:
             self.post_event(run, event.type, event.reason, event.message)
         if out.finished and out.status is not None:
+            self.jobs.drop(ref.namespace, ref.name)
             if self.recorder is not None:
                 self.recorder.notify(ref.namespace, ref.name)
             self.settle(run)
