@@ -531,11 +531,10 @@ class FakeKube(KubeHelpers):
             return jobs
         return [j for j in jobs if any(o.get("uid") == uid for o in j["metadata"].get("ownerReferences") or [])]
 
-    def list_job_events(self, namespace: str, job: Obj) -> list[Obj]:
-        self._enter("list_job_events", job["metadata"]["name"])
+    def list_failed_creates(self, namespace: str) -> list[Obj]:
+        self._enter("list_failed_creates", namespace)
         return [e for e in self.select(EVENTS, namespace)
-                if (e.get("involvedObject") or {}).get("kind") == "Job"
-                and (e.get("involvedObject") or {}).get("name") == job["metadata"]["name"]]
+                if (e.get("involvedObject") or {}).get("kind") == "Job" and e.get("reason") == "FailedCreate"]
 
     def list_job_pods(self, namespace: str, job: str) -> list[Obj]:
         self._enter("list_job_pods", job)

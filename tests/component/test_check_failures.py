@@ -132,7 +132,8 @@ def test_checks_wait_for_their_baseline_while_the_store_is_away_and_are_evaluate
     operator.deliver()
     kube.complete_job(NS, job_name("revenue-5", "extract"), '{"rowsAffected": 20000}')
     operator.deliver()
-    assert steps(kube, "revenue-5")["extract"]["phase"] not in ("Succeeded", "Failed")  # not judged without its baseline
+    # not judged without its baseline
+    assert steps(kube, "revenue-5")["extract"]["phase"] not in ("Succeeded", "Failed")
     assert "ReconcileFailed" in [reason for _, reason, _ in kube.events_about("revenue-5")]
     assert job_name("revenue-5", "transform") not in kube.names(JOBS, NS)
 

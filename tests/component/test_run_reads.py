@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from fakekube import JOBS, RUNS, FakeKube
+from fakekube import JOBS, RUNS, FakeKube, ManualClock
 from headwater.spec import constants as c
 from headwater.spec.names import job_name
 from manifests import pipeline, run, step
@@ -121,10 +121,29 @@ def test_a_job_that_already_existed_when_created_makes_the_next_pass_list_the_jo
     transform = kube.read(JOBS, NS, J_TRANSFORM)
     meta = transform["metadata"]
     kube.create(JOBS, NS, {**transform, "metadata": {  # the load Job, made by someone else and not seen
-        "name": J_LOAD, "labels": {**meta["labels"], c.LABEL_STEP: "load"}, "ownerReferences": meta["ownerReferences"]}})
+        "name": J_LOAD, "labels": {**meta["labels"], c.LABEL_STEP: "load"},
+        "ownerReferences": meta["ownerReferences"]}})
     kube.take_changes()
     operator.engine.jobs.saw(transform)  # transform's event
     operator.engine.reconcile(NS, "orders-1")  # its create of load answers 409
     assert kube.count("create_job", J_LOAD) == 1 and kube.count("list_jobs") == 0
     operator.engine.reconcile(NS, "orders-1")
     assert kube.count("list_jobs") == 1
+
+
+def test_jobs_refused_their_pods_are_told_apart_with_one_read_of_the_namespace_events(
+        kube: FakeKube, operator: Operator, clock: ManualClock) -> None:
+    kube.seed(pipeline("fanout", [step("a"), step("b"), step("c")]), NS)
+    kube.seed(run("fanout-1", "fanout"), NS)
+    operator.deliver()
+    refused = kube.read(JOBS, NS, job_name("fanout-1", "b"))
+    kube.seed({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "b.1"}, "reason": "FailedCreate",
+               "type": "Warning", "message": 'pods "fanout-1-b" is forbidden: exceeded quota: steps',
+               "involvedObject": {"kind": "Job", "name": refused["metadata"]["name"],
+                                  "uid": refused["metadata"]["uid"]}}, NS)
+    clock.advance(5)  # no Job has a pod: each is looked into
+    operator.engine.reconcile(NS, "fanout-1")
+    steps = {s["name"]: s for s in kube.read(RUNS, NS, "fanout-1")["status"]["steps"]}
+    assert steps["b"]["reason"] == "FailedCreate" and "exceeded quota" in steps["b"]["message"]
+    assert steps["a"]["reason"] != "FailedCreate" and steps["c"]["reason"] != "FailedCreate"
+    assert kube.count("list_failed_creates") == 1  # one read for the three Jobs

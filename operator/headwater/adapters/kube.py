@@ -75,7 +75,7 @@ class Kube(Protocol):
 
     def list_jobs(self, namespace: str, run: str, uid: str | None = None) -> list[dict[str, Any]]: ...
 
-    def list_job_events(self, namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def list_failed_creates(self, namespace: str) -> list[dict[str, Any]]: ...
 
     def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]: ...
 
@@ -307,13 +307,19 @@ class KubeClient(KubeHelpers):
     def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         return self._list(_PODS, namespace, labelSelector=f"batch.kubernetes.io/job-name={job}")
 
-    def list_job_events(self, namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
-        """The Events about one Job (the Job controller's FailedCreate says why it creates no pod)."""
-        meta = job["metadata"]
-        events = self._list(_EVENTS, namespace,
-                            fieldSelector=f"involvedObject.kind=Job,involvedObject.name={meta['name']}")
-        uid = meta.get("uid")
-        return [e for e in events if uid is None or (e.get("involvedObject") or {}).get("uid") in (uid, None)]
+    def list_failed_creates(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's Events that say the Job controller could not create a Job's pods (``FailedCreate``),
+        selected by the apiserver; at most :data:`FAILED_CREATES_LIMIT`."""
+        events: list[dict[str, Any]] = []
+        query = {"fieldSelector": "involvedObject.kind=Job,reason=FailedCreate", "limit": str(FAILED_CREATES_PAGE)}
+        while len(events) < FAILED_CREATES_LIMIT:
+            answer = rest.request(self.api_client, "GET", _EVENTS, params={"namespace": namespace}, query=query) or {}
+            events += answer.get("items") or []
+            more = (answer.get("metadata") or {}).get("continue")
+            if not more:
+                break
+            query = {**query, "continue": more}
+        return events[:FAILED_CREATES_LIMIT]
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Create a Job: the Job created, or None when it already exists (a deterministic name makes that the
@@ -345,6 +351,10 @@ class KubeClient(KubeHelpers):
         items: list[dict[str, Any]] = (answer or {}).get("items") or []
         return items
 
+
+FAILED_CREATES_PAGE = 500
+FAILED_CREATES_LIMIT = 5000
+"""FailedCreate Events read per namespace at most (Events expire after an hour, and repeats are counted in one)."""
 
 # Built-in resources, called as plain JSON (adapters.rest): the typed API classes are large and slow.
 _JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"

@@ -39,6 +39,7 @@ from headwater.lineage.run_records import (
 )
 from headwater.runs import checks, history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
+from headwater.runs.failed_creates import FailedCreates
 from headwater.runs.jobindex import JobIndex
 from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
 from headwater.runs.latest import LatestRuns
@@ -120,6 +121,8 @@ class RunEngine:
         self.memory = RunMemory()
         self.latest = LatestRuns()  # the newest version seen of each run: a pass starts from it, not a GET
         self.jobs = JobIndex()  # the Jobs seen of each run in flight: a pass plans from them, not a LIST
+        # one read per namespace for all its Jobs, on the engine's clock
+        self.failed_creates = FailedCreates(kube.list_failed_creates, clock=lambda: self.clock().timestamp())
         self._rechecks: Rechecks[RunRef] = Rechecks(self._recheck)
         self._creators = ThreadPoolExecutor(JOB_CREATORS, thread_name_prefix="job-create")
         self._quiet_rechecks: dict[tuple[str, str], int] = {}
@@ -279,7 +282,8 @@ class RunEngine:
 
     def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
         """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended or whose pods
-        do not start, Events only for Jobs without pods (:func:`~headwater.runs.jobs.probe`)."""
+        do not start, FailedCreate Events (one read per namespace: :mod:`~headwater.runs.failed_creates`) only
+        for Jobs without pods (:func:`~headwater.runs.jobs.probe`)."""
         settled = {s.name for s in status.steps if s.phase.final}
         observed: dict[str, JobObservation] = {}
         now = self.clock()
@@ -291,7 +295,7 @@ class RunEngine:
             look = probe(job, seen, now)
             if seen.phase.final or look.pods or look.events:
                 pods = self.kube.list_job_pods(ref.namespace, seen.job) if seen.phase.final or look.pods else []
-                events = self.kube.list_job_events(ref.namespace, job) if look.events else []
+                events = self.failed_creates.of(ref.namespace, job) if look.events else []
                 seen = observe_job(job, pods, events)
             observed[step] = seen
         return observed
