@@ -37,7 +37,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.GROUP)
     settings.execution.max_workers = 32
-    settings.batching.batch_window = 0.05
     settings.scanning.disabled = True  # our resources are known: no CRD or namespace discovery needed
     # The first listing of each resource a page at a time: one answer with every PipelineRun (each with its
     # pipeline snapshot) was the operator's largest allocation, and the heap stayed near that size after.
