@@ -531,6 +531,11 @@ class FakeKube(KubeHelpers):
             return jobs
         return [j for j in jobs if any(o.get("uid") == uid for o in j["metadata"].get("ownerReferences") or [])]
 
+    def list_pending_step_pods(self, namespace: str) -> tuple[list[Obj], bool]:
+        self._enter("list_pending_step_pods", namespace)
+        return [p for p in self.select(PODS, namespace, f"{c.LABEL_MANAGED_BY}={c.MANAGER}")
+                if (p.get("status") or {}).get("phase") == "Pending"], True
+
     def list_failed_creates(self, namespace: str) -> list[Obj]:
         self._enter("list_failed_creates", namespace)
         return [e for e in self.select(EVENTS, namespace)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from fakekube import JOBS, RUNS, FakeKube, ManualClock
+from fakekube import JOBS, PODS, RUNS, FakeKube, ManualClock
 from headwater.spec import constants as c
 from headwater.spec.names import job_name
 from manifests import pipeline, run, step
@@ -145,5 +145,33 @@ def test_jobs_refused_their_pods_are_told_apart_with_one_read_of_the_namespace_e
     operator.engine.reconcile(NS, "fanout-1")
     steps = {s["name"]: s for s in kube.read(RUNS, NS, "fanout-1")["status"]["steps"]}
     assert steps["b"]["reason"] == "FailedCreate" and "exceeded quota" in steps["b"]["message"]
-    assert steps["a"]["reason"] != "FailedCreate" and steps["c"]["reason"] != "FailedCreate"
+    assert "FailedCreate" not in (steps["a"].get("reason"), steps["c"].get("reason"))
     assert kube.count("list_failed_creates") == 1  # one read for the three Jobs
+
+
+def _pending_pod(kube: FakeKube, job: str, waiting: str) -> None:
+    """The Job controller made ``job``'s pod, which waits (``waiting``) and is counted active, not ready."""
+    made = kube.read(JOBS, NS, job)
+    pod = f"{job}-x1y2z"
+    kube.create(PODS, NS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "labels": {
+        **made["spec"]["template"]["metadata"]["labels"], "batch.kubernetes.io/job-name": job,
+        "batch.kubernetes.io/controller-uid": made["metadata"]["uid"]}}, "spec": made["spec"]["template"]["spec"]})
+    kube.write_status(PODS, NS, pod, {"phase": "Pending", "containerStatuses": [{
+        "name": "step", "ready": False, "state": {"waiting": {"reason": waiting, "message": f"{waiting}: step"}}}]})
+    kube.write_status(JOBS, NS, job, {**made.get("status", {}), "active": 1, "ready": 0})
+
+
+def test_pods_that_do_not_start_are_told_apart_with_one_read_of_the_namespace_pending_pods(
+        kube: FakeKube, operator: Operator, clock: ManualClock) -> None:
+    kube.seed(pipeline("fanout", [step("a"), step("b"), step("c")]), NS)
+    kube.seed(run("fanout-1", "fanout"), NS)
+    operator.deliver()
+    for name, waiting in (("a", "ContainerCreating"), ("b", "ImagePullBackOff"), ("c", "ContainerCreating")):
+        _pending_pod(kube, job_name("fanout-1", name), waiting)
+    operator.deliver()
+    clock.advance(5)  # no pod is ready: each Job's pods are looked into
+    operator.engine.reconcile(NS, "fanout-1")
+    steps = {s["name"]: s for s in kube.read(RUNS, NS, "fanout-1")["status"]["steps"]}
+    assert steps["b"]["reason"] == "ImagePullBackOff"
+    assert "ImagePullBackOff" not in (steps["a"].get("reason"), steps["c"].get("reason"))
+    assert kube.count("list_pending_step_pods") == 1 and kube.count("list_job_pods") == 0  # one read for three

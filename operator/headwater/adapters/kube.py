@@ -77,6 +77,8 @@ class Kube(Protocol):
 
     def list_failed_creates(self, namespace: str) -> list[dict[str, Any]]: ...
 
+    def list_pending_step_pods(self, namespace: str) -> tuple[list[dict[str, Any]], bool]: ...
+
     def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]: ...
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any] | None: ...
@@ -309,17 +311,27 @@ class KubeClient(KubeHelpers):
 
     def list_failed_creates(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's Events that say the Job controller could not create a Job's pods (``FailedCreate``),
-        selected by the apiserver; at most :data:`FAILED_CREATES_LIMIT`."""
-        events: list[dict[str, Any]] = []
-        query = {"fieldSelector": "involvedObject.kind=Job,reason=FailedCreate", "limit": str(FAILED_CREATES_PAGE)}
-        while len(events) < FAILED_CREATES_LIMIT:
-            answer = rest.request(self.api_client, "GET", _EVENTS, params={"namespace": namespace}, query=query) or {}
-            events += answer.get("items") or []
+        selected by the apiserver; at most :data:`NAMESPACE_READ_LIMIT`."""
+        return self._pages(_EVENTS, namespace, {"fieldSelector": "involvedObject.kind=Job,reason=FailedCreate"})[0]
+
+    def list_pending_step_pods(self, namespace: str) -> tuple[list[dict[str, Any]], bool]:
+        """The namespace's step pods still Pending, selected by the apiserver, and whether that is all of them
+        (at most :data:`NAMESPACE_READ_LIMIT` are read)."""
+        return self._pages(_PODS, namespace, {"labelSelector": f"{c.LABEL_MANAGED_BY}={c.MANAGER}",
+                                              "fieldSelector": "status.phase=Pending"})
+
+    def _pages(self, path: str, namespace: str, query: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
+        """A list read a page at a time, up to :data:`NAMESPACE_READ_LIMIT` items; and whether it was all."""
+        items: list[dict[str, Any]] = []
+        query = {**query, "limit": str(NAMESPACE_READ_PAGE)}
+        while len(items) < NAMESPACE_READ_LIMIT:
+            answer = rest.request(self.api_client, "GET", path, params={"namespace": namespace}, query=query) or {}
+            items += answer.get("items") or []
             more = (answer.get("metadata") or {}).get("continue")
             if not more:
-                break
+                return items, True
             query = {**query, "continue": more}
-        return events[:FAILED_CREATES_LIMIT]
+        return items[:NAMESPACE_READ_LIMIT], False
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Create a Job: the Job created, or None when it already exists (a deterministic name makes that the
@@ -352,9 +364,10 @@ class KubeClient(KubeHelpers):
         return items
 
 
-FAILED_CREATES_PAGE = 500
-FAILED_CREATES_LIMIT = 5000
-"""FailedCreate Events read per namespace at most (Events expire after an hour, and repeats are counted in one)."""
+NAMESPACE_READ_PAGE = 500
+NAMESPACE_READ_LIMIT = 2000
+"""Items read at most by one namespace-wide read (FailedCreate Events, pending step pods); pods beyond it are read
+Job by Job."""
 
 # Built-in resources, called as plain JSON (adapters.rest): the typed API classes are large and slow.
 _JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"

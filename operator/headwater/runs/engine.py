@@ -39,10 +39,10 @@ from headwater.lineage.run_records import (
 )
 from headwater.runs import checks, history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
-from headwater.runs.failed_creates import FailedCreates
 from headwater.runs.jobindex import JobIndex
-from headwater.runs.jobs import JobObservation, JobSettings, RunRef, observe_job, probe
+from headwater.runs.jobs import JobObservation, JobSettings, RunRef, events_about, observe_job, pods_of, probe
 from headwater.runs.latest import LatestRuns
+from headwater.runs.namespace_reads import NamespaceReads
 from headwater.runs.rechecks import Rechecks
 from headwater.runs.settling import (
     CONDITION_SETTLED,
@@ -121,8 +121,9 @@ class RunEngine:
         self.memory = RunMemory()
         self.latest = LatestRuns()  # the newest version seen of each run: a pass starts from it, not a GET
         self.jobs = JobIndex()  # the Jobs seen of each run in flight: a pass plans from them, not a LIST
-        # one read per namespace for all its Jobs, on the engine's clock
-        self.failed_creates = FailedCreates(kube.list_failed_creates, clock=lambda: self.clock().timestamp())
+        # why Jobs have no pod, or pods that do not start: one read per namespace for all its Jobs
+        self.failed_creates = NamespaceReads(kube.list_failed_creates, clock=lambda: self.clock().timestamp())
+        self.pending_pods = NamespaceReads(kube.list_pending_step_pods, clock=lambda: self.clock().timestamp())
         self._rechecks: Rechecks[RunRef] = Rechecks(self._recheck)
         self._creators = ThreadPoolExecutor(JOB_CREATORS, thread_name_prefix="job-create")
         self._quiet_rechecks: dict[tuple[str, str], int] = {}
@@ -294,11 +295,20 @@ class RunEngine:
             seen = observe_job(job, [])
             look = probe(job, seen, now)
             if seen.phase.final or look.pods or look.events:
-                pods = self.kube.list_job_pods(ref.namespace, seen.job) if seen.phase.final or look.pods else []
-                events = self.failed_creates.of(ref.namespace, job) if look.events else []
+                pods = self._pods(ref.namespace, job, seen.phase.final) if seen.phase.final or look.pods else []
+                events = events_about(self.failed_creates.get(ref.namespace), job) if look.events else []
                 seen = observe_job(job, pods, events)
             observed[step] = seen
         return observed
+
+    def _pods(self, namespace: str, job: dict[str, Any], final: bool) -> list[dict[str, Any]]:
+        """A Job's pods: all of them for a Job that ended (its result); for one whose pod does not start, its
+        pending pods from the namespace's shared read (Job by Job when that read could not hold them all)."""
+        if not final:
+            pending, complete = self.pending_pods.get(namespace)
+            if complete:
+                return pods_of(pending, job)
+        return self.kube.list_job_pods(namespace, job["metadata"]["name"])
 
     def _jobs(self, ref: RunRef) -> list[dict[str, Any]]:
         """The run's Jobs as last seen (:mod:`headwater.runs.jobindex`), listed when not known."""

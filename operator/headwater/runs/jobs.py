@@ -104,6 +104,10 @@ class Probe:
     pods: bool = False
 
 
+_JOB_NAME = "batch.kubernetes.io/job-name"
+_CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
+
+
 def _labels(run: RunRef, step: str) -> dict[str, str]:
     return {
         c.LABEL_PIPELINE: label_value(run.pipeline),
@@ -323,6 +327,20 @@ def probe(job: dict[str, Any], seen: JobObservation, now: datetime) -> Probe:
     if seen.phase == StepPhase.PENDING:
         return Probe(events=True)
     return Probe(pods=seen.phase == StepPhase.RUNNING and seen.starting)
+
+
+def events_about(events: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Of a namespace's Events, those about ``job`` (by name, and by UID where the Event names one)."""
+    meta = job["metadata"]
+    return [e for e in events if (e.get("involvedObject") or {}).get("name") == meta["name"]
+            and (e.get("involvedObject") or {}).get("uid") in (meta.get("uid"), None)]
+
+
+def pods_of(pods: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Of a namespace's pods, those of ``job`` (the Job controller's labels: the Job's name and UID)."""
+    meta = job["metadata"]
+    return [p for p in pods if (labels := (p.get("metadata") or {}).get("labels") or {}).get(_JOB_NAME) == meta["name"]
+            and labels.get(_CONTROLLER_UID, meta.get("uid")) == meta.get("uid")]
 
 
 def _failed_create(events: list[dict[str, Any]]) -> str | None:
