@@ -283,7 +283,7 @@ class RunEngine:
 
     def _observe(self, ref: RunRef, status: PipelineRunStatus) -> dict[str, JobObservation]:
         """Each step's Job as the cluster shows it; pods are read only for Jobs that just ended or whose pods
-        do not start, FailedCreate Events (one read per namespace: :mod:`~headwater.runs.failed_creates`) only
+        do not start, FailedCreate Events (one read per namespace: :mod:`~headwater.runs.namespace_reads`) only
         for Jobs without pods (:func:`~headwater.runs.jobs.probe`)."""
         settled = {s.name for s in status.steps if s.phase.final}
         observed: dict[str, JobObservation] = {}
