@@ -307,7 +307,7 @@ class KubeClient(KubeHelpers):
         return [j for j in jobs if any(o.get("uid") == uid for o in j["metadata"].get("ownerReferences") or [])]
 
     def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        return self._list(_PODS, namespace, labelSelector=f"batch.kubernetes.io/job-name={job}")
+        return self._list(_PODS, namespace, labelSelector=f"{c.LABEL_JOB_NAME}={job}")
 
     def list_failed_creates(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's Events that say the Job controller could not create a Job's pods (``FailedCreate``),

@@ -81,9 +81,10 @@ def run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
                when=_owned)
 def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    namespace, owner, deleted = body["metadata"]["namespace"], owning_run(dict(body)), event["type"] == "DELETED"
-    runtime.engine.jobs.saw(dict(body), deleted=deleted)  # the run's next pass plans from it
-    if owner and runtime.engine.memory.job_changes_run(namespace, owner["name"], dict(body), deleted=deleted):
+    job, deleted = dict(body), event["type"] == "DELETED"
+    namespace, owner = job["metadata"]["namespace"], owning_run(job)
+    runtime.engine.jobs.saw(job, deleted=deleted)  # the run's next pass plans from it
+    if owner and runtime.engine.memory.job_changes_run(namespace, owner["name"], job, deleted=deleted):
         runtime.reconcile({"metadata": {"namespace": namespace, "name": owner["name"], "uid": owner.get("uid")}})
 
 

@@ -104,10 +104,6 @@ class Probe:
     pods: bool = False
 
 
-_JOB_NAME = "batch.kubernetes.io/job-name"
-_CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
-
-
 def _labels(run: RunRef, step: str) -> dict[str, str]:
     return {
         c.LABEL_PIPELINE: label_value(run.pipeline),
@@ -339,8 +335,9 @@ def events_about(events: list[dict[str, Any]], job: dict[str, Any]) -> list[dict
 def pods_of(pods: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
     """Of a namespace's pods, those of ``job`` (the Job controller's labels: the Job's name and UID)."""
     meta = job["metadata"]
-    return [p for p in pods if (labels := (p.get("metadata") or {}).get("labels") or {}).get(_JOB_NAME) == meta["name"]
-            and labels.get(_CONTROLLER_UID, meta.get("uid")) == meta.get("uid")]
+    labels = [(p, (p.get("metadata") or {}).get("labels") or {}) for p in pods]
+    return [p for p, kept in labels if kept.get(c.LABEL_JOB_NAME) == meta["name"]
+            and kept.get(c.LABEL_JOB_CONTROLLER_UID, meta.get("uid")) == meta.get("uid")]
 
 
 def _failed_create(events: list[dict[str, Any]]) -> str | None:

@@ -22,6 +22,9 @@ LABEL_SETTLED: Final = f"{GROUP}/settled"
 """On a finished PipelineRun that owes nothing more (``Settled``, and recorded or let go): the operator's
 watch selects runs without it, so thousands of finished runs are not kept in its memory."""
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_JOB_NAME: Final = "batch.kubernetes.io/job-name"
+LABEL_JOB_CONTROLLER_UID: Final = "batch.kubernetes.io/controller-uid"
+"""Labels the Job controller puts on a Job's pods: the Job's name and UID."""
 MANAGER: Final = "headwater"
 
 FIELD_MANAGER: Final = "headwater-operator"
