@@ -531,6 +531,15 @@ class FakeKube(KubeHelpers):
             return jobs
         return [j for j in jobs if any(o.get("uid") == uid for o in j["metadata"].get("ownerReferences") or [])]
 
+    def iter_step_jobs(self, namespace: str | None, page: int = 500) -> Iterator[Obj]:
+        """Step Jobs in pages of ``page``, each page a request, all as of the first one."""
+        self._enter("iter_step_jobs", namespace)
+        items = self.select(JOBS, namespace, f"{c.LABEL_MANAGED_BY}={c.MANAGER},{c.LABEL_RUN}")
+        for start in range(0, len(items), page):
+            if start:
+                self._enter("iter_step_jobs", namespace)
+            yield from items[start:start + page]
+
     def list_pending_step_pods(self, namespace: str) -> tuple[list[Obj], bool]:
         self._enter("list_pending_step_pods", namespace)
         return [p for p in self.select(PODS, namespace, f"{c.LABEL_MANAGED_BY}={c.MANAGER}")

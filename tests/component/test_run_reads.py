@@ -1,6 +1,7 @@
 """A reconcile pass starts from the newest version of the run seen (its watch events, the answers to the
 engine's own writes), not from a GET, and from its Jobs as seen, not from a LIST; a pass planned on a version
-the apiserver has moved past conflicts, reads the run afresh and plans again; the resync lists a run's Jobs."""
+the apiserver has moved past conflicts, reads the run afresh and plans again; the resync lists the namespace's
+Jobs once for every run."""
 
 from __future__ import annotations
 
@@ -105,9 +106,33 @@ def test_a_job_deletion_the_watch_never_delivered_is_found_by_the_resync(kube: F
     assert kube.count("list_jobs") == 0 and phase(kube) == "Running"  # planned on the Jobs seen
     operator.resync()
     operator.deliver()
-    assert kube.count("list_jobs") == 1
+    assert (kube.count("iter_step_jobs"), kube.count("list_jobs")) == (1, 0)  # the namespace's Jobs, listed once
     extract = kube.read(RUNS, NS, "orders-1")["status"]["steps"][0]
     assert (extract["phase"], extract["reason"]) == ("Failed", "JobDeleted")
+    assert operator.errors == []
+
+
+def test_the_resync_corrects_every_run_in_flight_with_one_list_of_the_jobs_not_one_per_run(
+        kube: FakeKube, operator: Operator) -> None:
+    kube.seed(pipeline("orders", [step("extract"), step("transform", "extract")]), NS)
+    runs = [f"orders-{i}" for i in range(1, 6)]
+    for name in runs:
+        kube.seed(run(name, "orders"), NS)
+    operator.deliver()
+    for name in runs[:2]:  # their Jobs deleted, the deletions lost
+        kube.delete(JOBS, NS, job_name(name, "extract"))
+    kube.take_changes()
+    kube.complete_job(NS, job_name("orders-3", "extract"))  # its event lost too
+    kube.take_changes()
+    operator.resync()
+    operator.deliver()
+    assert (kube.count("iter_step_jobs"), kube.count("list_jobs")) == (1, 0)
+    steps = {name: kube.read(RUNS, NS, name)["status"]["steps"] for name in runs}
+    assert [(s[0]["phase"], s[0].get("reason")) for s in (steps["orders-1"], steps["orders-2"])] == \
+        [("Failed", "JobDeleted")] * 2
+    assert steps["orders-3"][0]["phase"] == "Succeeded" and job_name("orders-3", "transform") in kube.names(JOBS, NS)
+    assert [kube.read(RUNS, NS, name)["status"]["phase"] for name in runs[3:]] == ["Running", "Running"]
+    assert [steps[name][0]["phase"] for name in runs[3:]] == ["Pending", "Pending"]  # as they were
     assert operator.errors == []
 
 

@@ -111,3 +111,52 @@ def test_once_the_index_holds_its_bound_new_runs_are_not_tracked_and_are_listed_
     assert index.size == 0 and len(index) == 0
     index.started(NS, "orders-2", "run-uid")
     assert index.jobs(NS, "orders-2", "run-uid") == []
+
+
+def test_a_relist_of_the_namespace_drops_a_job_whose_deletion_the_watch_never_showed() -> None:
+    index = JobIndex()
+    _tracked(index, [_job("extract", "5", succeeded=1), _job("transform", "6")])
+    relist = index.relist_begin(NS)
+    index.relisted(relist, [_job("extract", "5", succeeded=1)])  # transform was deleted, unseen
+    index.relist_end(relist)
+    assert _succeeded(index) == {"extract": 1}
+    assert index.size == 1
+
+
+def test_a_relist_keeps_what_the_watch_showed_while_it_was_made_and_passes_plan_meanwhile() -> None:
+    index = JobIndex()
+    _tracked(index, [_job("extract", "5"), _job("transform", "6")])
+    relist = index.relist_begin(NS)
+    index.saw(_job("load", "9"))  # made after the list's snapshot: not in it
+    index.saw(_job("transform", "8"), deleted=True)  # deleted after the snapshot: in it, older
+    index.saw(_job("extract", "10", succeeded=1))  # newer than the list's
+    assert _succeeded(index) == {"extract": 1, "load": 0}  # a pass meanwhile plans from the Jobs kept
+    index.relisted(relist, [_job("extract", "7"), _job("transform", "6")])
+    index.relist_end(relist)
+    assert _succeeded(index) == {"extract": 1, "load": 0}
+    assert index.size == 2
+
+
+def test_a_relist_leaves_runs_of_other_namespaces_other_owners_and_those_listed_again_meanwhile() -> None:
+    index = JobIndex()
+    _tracked(index, [_job("extract", "5")])
+    _tracked(index, [_job("extract-2", "5", run="orders-2")], run="orders-2")
+    relist = index.relist_begin("elsewhere")
+    assert relist.runs == {}
+    relist = index.relist_begin(NS)
+    _tracked(index, [_job("extract-2", "5", run="orders-2")], run="orders-2")  # listed again meanwhile
+    index.relisted(relist, [_job("extract", "5", uid="another-run-uid")])  # a Job of another run of that name
+    index.relist_end(relist)
+    assert _succeeded(index) == {}
+    assert _succeeded(index, "orders-2") == {"extract-2": 0}
+    assert index.size == 1
+
+
+def test_a_relist_that_failed_leaves_the_jobs_kept_and_the_watch_keeps_them_as_before() -> None:
+    index = JobIndex()
+    _tracked(index, [_job("extract", "5")])
+    relist = index.relist_begin(NS)
+    index.relist_end(relist)  # its list failed
+    index.saw(_job("extract", "6", succeeded=1))
+    assert _succeeded(index) == {"extract": 1}
+    assert all(listing.next is None for listing in relist.runs.values())

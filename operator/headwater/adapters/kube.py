@@ -75,6 +75,8 @@ class Kube(Protocol):
 
     def list_jobs(self, namespace: str, run: str, uid: str | None = None) -> list[dict[str, Any]]: ...
 
+    def iter_step_jobs(self, namespace: str | None) -> Iterator[dict[str, Any]]: ...
+
     def list_failed_creates(self, namespace: str) -> list[dict[str, Any]]: ...
 
     def list_pending_step_pods(self, namespace: str) -> tuple[list[dict[str, Any]], bool]: ...
@@ -306,6 +308,20 @@ class KubeClient(KubeHelpers):
             return jobs
         return [j for j in jobs if any(o.get("uid") == uid for o in j["metadata"].get("ownerReferences") or [])]
 
+    def iter_step_jobs(self, namespace: str | None) -> Iterator[dict[str, Any]]:
+        """Every step Job (of any run) in ``namespace`` (None: every namespace), read a page at a time; all
+        pages show the Jobs as of the first one."""
+        path = _JOBS if namespace else _ALL_JOBS
+        query = {"labelSelector": f"{c.LABEL_MANAGED_BY}={c.MANAGER},{c.LABEL_RUN}", "limit": str(NAMESPACE_READ_PAGE)}
+        while True:
+            answer = rest.request(self.api_client, "GET", path, params={"namespace": namespace} if namespace else {},
+                                  query=query) or {}
+            yield from self._owned(answer.get("items") or [])
+            more = (answer.get("metadata") or {}).get("continue")
+            if not more:
+                return
+            query = {**query, "continue": more}
+
     def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         return self._list(_PODS, namespace, labelSelector=f"{c.LABEL_JOB_NAME}={job}")
 
@@ -371,6 +387,7 @@ Job by Job."""
 
 # Built-in resources, called as plain JSON (adapters.rest): the typed API classes are large and slow.
 _JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+_ALL_JOBS = "/apis/batch/v1/jobs"
 _PODS = "/api/v1/namespaces/{namespace}/pods"
 _EVENTS = "/api/v1/namespaces/{namespace}/events"
 

@@ -153,15 +153,14 @@ class Runtime:
         release_free_memory()  # what the pass (and the watch events since the last) parsed and let go
 
     def _resync_scope(self, scope: str | None) -> None:
+        # whatever Job events the watch may have missed: one list of the scope's step Jobs corrects the Jobs kept
+        self.engine.relist_jobs(scope)
         for run in self.kube.iter_runs(scope, UNSETTLED_SELECTOR):  # labelled settled: nothing left to do
             self.engine.saw(run)
             ended = RunPhase.ended((run.get("status") or {}).get("phase"))
             # let go without a store (with one, the recorder scans for its own work), or labelled settled
             if ended and (self.recorder is None or needs_settled_label(run)):
                 self.finished(run)
-            if not ended:  # whatever Job events the watch may have missed: this pass lists the run's Jobs
-                meta = run["metadata"]
-                self.engine.jobs.drop(meta["namespace"], meta["name"])
             if not ended or needs_settling(run):
                 self.reconcile(run)
 

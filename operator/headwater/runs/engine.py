@@ -140,6 +140,16 @@ class RunEngine:
         self._succeeded_at.pop((namespace, name), None)
         self._quiet_rechecks.pop((namespace, name), None)
 
+    def relist_jobs(self, namespace: str | None) -> None:
+        """Correct the Jobs kept of the runs tracked in ``namespace`` (None: everywhere) by one list of the
+        namespace's step Jobs, for the events the watch may have missed (the resync's, before its passes)."""
+        relist = self.jobs.relist_begin(namespace)
+        try:
+            if relist.runs:
+                self.jobs.relisted(relist, self.kube.iter_step_jobs(namespace))
+        finally:
+            self.jobs.relist_end(relist)
+
     def reconcile(self, namespace: str, name: str) -> planning.Plan | None:
         """Bring one run up to date with its Jobs; returns the last plan applied.
 

@@ -11,8 +11,10 @@ What keeps it right:
   first, so nothing seen during the list is lost; a Job deleted meanwhile stays deleted (its tombstone).
 - A create that answers 409 (the Job exists, and this process did not see it made) drops the run: its next pass
   lists again.  So a Job that a pass believes missing is one the apiserver did not have when listed or since.
-- The resync loop drops each run before its pass (:meth:`JobIndex.drop`): a deletion the watch never delivered
-  (a watch restarted after the object was gone) is corrected by a real list within one resync.
+- The resync lists the Jobs of its namespace once, a page at a time (:meth:`JobIndex.relist_begin`, then
+  :meth:`JobIndex.relisted`), and every run tracked there takes its Jobs from that list, merged with the events
+  seen since the list began: a deletion the watch never delivered (a watch restarted after the object was
+  gone) is corrected within one resync, with one list per namespace, not one per run.
 - A finished, forgotten or deleted run is dropped; so is everything when the index holds :data:`MAX_JOBS` Jobs:
   a run not tracked is listed on every pass, as before the index existed.
 
@@ -23,13 +25,14 @@ status; their pod templates, which can be large, are not kept.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from headwater.runs.latest import is_newer
 from headwater.spec import constants as c
 
-__all__ = ["MAX_JOBS", "JobIndex", "Listing", "owning_run", "slim"]
+__all__ = ["MAX_JOBS", "JobIndex", "Listing", "Relist", "owning_run", "slim"]
 
 MAX_JOBS = 100_000
 """Jobs kept at most, over all runs; a run that would pass it is not tracked (its passes list its Jobs)."""
@@ -63,6 +66,13 @@ class Listing:
     complete: bool = False
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     gone: dict[str, str] = field(default_factory=dict)  # name → resourceVersion of its deletion
+    next: Listing | None = None  # while a relist runs: what the watch showed since it began
+
+    def see(self, job: dict[str, Any], deleted: bool = False) -> int:
+        """:meth:`merge`, and the same into the relist under way, if any."""
+        if self.next is not None:
+            self.next.merge(job, deleted)
+        return self.merge(job, deleted)
 
     def merge(self, job: dict[str, Any], deleted: bool = False) -> int:
         """Keep ``job`` unless a newer version of it (or of its deletion) is kept; returns the change in the
@@ -135,13 +145,51 @@ class JobIndex:
         with self._guard:
             listing = self._runs.get((meta.get("namespace", ""), owner.get("name", "")))
             if listing is not None and listing.uid == owner.get("uid"):
-                self._count += listing.merge(job, deleted)
+                self._count += listing.see(job, deleted)
 
     def drop(self, namespace: str, run: str) -> None:
         """Stop tracking the run: its next pass lists its Jobs again."""
         with self._guard:
             dropped = self._runs.pop((namespace, run), None)
             self._count -= len(dropped.jobs) if dropped is not None else 0
+
+    def relist_begin(self, namespace: str | None) -> Relist:
+        """About to list every Job of ``namespace`` (None: of every namespace): from now on, what the watch shows
+        of the runs tracked there is also kept for :meth:`relisted`, while their passes go on with what is kept."""
+        with self._guard:
+            relist = Relist(namespace)
+            for (ns, run), listing in self._runs.items():
+                if listing.complete and namespace in (None, ns):
+                    listing.next = Listing(listing.uid)
+                    relist.runs[ns, run] = listing
+            return relist
+
+    def relisted(self, relist: Relist, jobs: Iterable[dict[str, Any]]) -> None:
+        """The list begun with ``relist`` answered ``jobs``: each run it tracked now has the Jobs of that list,
+        merged with what the watch showed since it began (so a Job missing from both is gone).  Runs dropped,
+        listed again or started again meanwhile are left as they are."""
+        listed: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for job in jobs:
+            owner, meta = owning_run(job), job.get("metadata") or {}
+            key = (meta.get("namespace", ""), (owner or {}).get("name", ""))
+            if owner is not None and key in relist.runs and relist.runs[key].uid == owner.get("uid"):
+                listed.setdefault(key, []).append(slim(job))
+        with self._guard:
+            for key, listing in relist.runs.items():
+                fresh = listing.next
+                if self._runs.get(key) is not listing or fresh is None:
+                    continue
+                for job in listed.get(key, []):
+                    fresh.merge(job)
+                self._count += len(fresh.jobs) - len(listing.jobs)
+                listing.jobs, listing.gone, listing.next = fresh.jobs, fresh.gone, None
+
+    def relist_end(self, relist: Relist) -> None:
+        """The list begun with ``relist`` is over (after :meth:`relisted`, or instead of it when the list failed):
+        stop keeping events for it."""
+        with self._guard:
+            for listing in relist.runs.values():
+                listing.next = None
 
     @property
     def size(self) -> int:
@@ -151,3 +199,11 @@ class JobIndex:
     def __len__(self) -> int:
         """Runs tracked."""
         return len(self._runs)
+
+
+@dataclass(eq=False)
+class Relist:
+    """A list of every Job of a namespace (None: every namespace) under way, and the runs it corrects."""
+
+    namespace: str | None
+    runs: dict[tuple[str, str], Listing] = field(default_factory=dict)
