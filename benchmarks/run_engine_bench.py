@@ -117,9 +117,11 @@ def single() -> Shape:
 SHAPES: dict[str, Callable[[], Shape]] = {"diamond4": diamond, "layered20": layered, "single1": single}
 
 
-def pipeline_spec(shape: Shape, step_duration: str | None, history: int, image: str = "busybox") -> dict[str, Any]:
+def pipeline_spec(shape: Shape, step_duration: str | None, history: int, image: str = "busybox",
+                  step_timeout: int | None = None) -> dict[str, Any]:
     pod = {"podMetadata": {"annotations": {"headwater.dev/test-duration": step_duration}}} if step_duration else {}
-    steps = [{"id": s, "type": "container", "image": image, "command": ["true"], "dependsOn": d, **pod}
+    timeout = {"timeoutSeconds": step_timeout} if step_timeout else {}
+    steps = [{"id": s, "type": "container", "image": image, "command": ["true"], "dependsOn": d, **pod, **timeout}
              for s, d in shape.deps.items()]
     return {"owner": "bench@example.com", "steps": steps,
             "successfulRunsHistoryLimit": history, "failedRunsHistoryLimit": history}
@@ -576,6 +578,7 @@ class Options:
     argo_requeue: str | None = None  # set: Argo's workflow-controller with this DEFAULT_REQUEUE_TIME
     argo_qps: float | None = None
     teardown_timeout: float = 300.0
+    step_timeout: int | None = None  # the steps' timeoutSeconds (None: the default, 300)
 
 @dataclass
 class ScenarioResult:
@@ -680,7 +683,7 @@ def create_pipeline(api: Api, opts: Options, namespace: str, shape: Shape) -> No
     """Create the scenario's Pipeline and wait until the operator has marked it Ready (so it is watching)."""
     api.custom.create_namespaced_custom_object(
         c.GROUP, c.VERSION, namespace, c.PIPELINE_PLURAL,
-        pipeline_body(PIPELINE, pipeline_spec(shape, opts.step_duration, opts.history, opts.image)))
+        pipeline_body(PIPELINE, pipeline_spec(shape, opts.step_duration, opts.history, opts.image, opts.step_timeout)))
     if not wait_until(lambda: pipeline_ready(api, namespace, PIPELINE), 60):
         raise RuntimeError(f"the operator did not mark Pipeline {PIPELINE} Ready in 60s")
 
@@ -928,8 +931,8 @@ def report(args: argparse.Namespace, results: list[ScenarioResult], memory: list
     head = (f"Run engine benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs "
             f"({platform.machine()}), Kubernetes {kubernetes_version()} ({nodes(args)}), "
             f"Python {platform.python_version()}, "
-            f"step duration {args.step_duration or default_duration}, control plane client rate limits "
-            f"{limits}")
+            f"step duration {args.step_duration or default_duration}, step timeoutSeconds {args.step_timeout or 300}, "
+            f"control plane client rate limits {limits}")
     parts = [head]
     ours = [r for r in results if not r.operator.startswith("argo")]
     if any(r.operator.startswith("argo") for r in results):
@@ -957,6 +960,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     p.add_argument("--no-latency", action="store_true", help="skip the handoff and throughput scenarios")
     p.add_argument("--step-duration", default=None, help="kwok container run time, e.g. 0s (default 1s)")
+    p.add_argument("--step-timeout", type=int, default=None,
+                   help="the steps' timeoutSeconds (default 300); it counts from when the Job controller starts the "
+                        "Job, so thousands of Jobs queued at the default control-plane limits need more")
     p.add_argument("--history", type=int, default=1000, help="successful/failedRunsHistoryLimit of the pipeline")
     p.add_argument("--timeout", type=float, default=900.0, help="bound of one scenario, seconds")
     p.add_argument("--cluster", default=None,
@@ -994,7 +1000,8 @@ def bench(args: argparse.Namespace, kubeconfig: str) -> tuple[list[ScenarioResul
     api = connect(kubeconfig)
     apply_crds(api)
     opts = Options(kubeconfig, Path(tempfile.mkdtemp(prefix="run-engine-bench-")), args.timeout,
-                   args.step_duration, args.history, image=args.image, teardown_timeout=args.teardown_timeout)
+                   args.step_duration, args.history, image=args.image, teardown_timeout=args.teardown_timeout,
+                   step_timeout=args.step_timeout)
     log(f"operator logs in {opts.log_dir}")
     operators = [] if args.no_headwater else [opts]
     if args.argo:
