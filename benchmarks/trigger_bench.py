@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
 
 from headwater.lineage.store import LineageStore  # noqa: E402
+from run_engine_bench import Api, api_counters, counters_delta  # noqa: E402
 
 WH = "postgres://bench"
 
@@ -192,6 +193,7 @@ def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig
                 missing = sum(e["run"]["runId"] not in runs.seen for e in warm)
                 raise SystemExit(f"the warm-up completions did not all trigger a run: {missing} of {len(warm)} "
                                  f"not seen ({len(runs.by_run)} triggered runs watched)")
+            before = api_counters(Api(custom.api_client))
             for number in range(rounds):
                 events = [event(d) for d in datasets]
                 committed: dict[str, float] = {}
@@ -211,6 +213,11 @@ def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig
                 latencies += [runs.seen[r] - at for r, at in committed.items()]
                 log(f"K={k} round {number + 1}/{rounds}: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
                     f"max {max(latencies) * 1000:.0f} ms")
+            requests = counters_delta(before, api_counters(Api(custom.api_client)))
+            top = sorted(requests.items(), key=lambda kv: -kv[1][0])[:8]
+            log(f"K={k}: API requests in the measured rounds, per triggered run: " + ", ".join(
+                f"{verb} {resource} {counts[0] / (k * rounds):.1f} ({counts[1] * 1000 / counts[0]:.0f} ms each)"
+                for (verb, resource), counts in top))
         created = len(runs.by_run)
         if created != k * (rounds + 1):
             raise SystemExit(f"expected {k * (rounds + 1)} triggered runs, saw {created}")
