@@ -46,7 +46,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     for (group, plural), selector in WATCH_SELECTORS.items():
         settings.watching.label_selectors[group, plural] = selector
     own: Settings = memo.settings  # put there by controller.main
-    runtime = Runtime(own, api_client(64), memo.metrics)
+    # connections kept: the handler threads (32), the Job creators, the trigger's creates (up to 100) and the loops
+    runtime = Runtime(own, api_client(160), memo.metrics)
     await runtime.start()
     memo.runtime = runtime
 
