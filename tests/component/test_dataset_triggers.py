@@ -480,3 +480,33 @@ def test_one_pipelines_runs_claimed_by_overlapping_passes_are_created_once_each_
     assert [name for call, name in kube.calls if call == "create_run"] == order
     assert [r["metadata"]["name"] for r in sorted(kube.select(RUNS, NS),
                                                   key=lambda r: int(r["metadata"]["resourceVersion"]))] == order
+
+
+def test_a_run_its_triggers_created_starts_from_the_pipeline_the_watch_showed_without_reading_it_again(
+        kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    downstream(kube, operator, "any", REVENUE)
+    write(store, REVENUE, "revenue-1")
+    [name] = fire(kube, store)
+    reads = kube.count("get_pipeline", "reporting")
+    operator.deliver()
+    assert kube.read(RUNS, NS, name)["status"]["phase"] == "Running"
+    assert kube.count("get_pipeline", "reporting") == reads  # the version whose triggers fired it
+    kube.seed({"apiVersion": "headwater.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": "by-hand"},
+               "spec": {"pipelineRef": {"name": "reporting"}}}, NS)
+    operator.deliver()
+    assert kube.read(RUNS, NS, "by-hand")["status"]["phase"] == "Running"
+    assert kube.count("get_pipeline", "reporting") == reads + 1  # a run made by hand reads its Pipeline
+    assert operator.errors == []
+
+
+def test_a_triggered_run_whose_pipeline_was_made_again_under_its_name_reads_the_new_one(
+        kube: FakeKube, operator: Operator, store: LineageStore) -> None:
+    downstream(kube, operator, "any", REVENUE)
+    write(store, REVENUE, "revenue-1")
+    [name] = fire(kube, store)
+    operator.watched_pipelines.saw({**kube.read(PIPELINES, NS, "reporting"), "metadata": {
+        **kube.read(PIPELINES, NS, "reporting")["metadata"], "uid": "another-uid"}})  # as the watch shows it now
+    reads = kube.count("get_pipeline", "reporting")
+    operator.deliver()
+    assert kube.read(RUNS, NS, name)["status"]["phase"] == "Running"
+    assert kube.count("get_pipeline", "reporting") == reads + 1  # not the run's owner: read from the apiserver

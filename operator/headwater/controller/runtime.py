@@ -70,11 +70,11 @@ class Runtime:
             if settings.database_url else None
         jobs = JobSettings(settings.step_image, settings.job_ttl_seconds,
                            frozenset(settings.allowed_service_accounts))
+        self.watched_pipelines = WatchedPipelines()
         self.engine = RunEngine(self.kube, jobs,
                                 self.events, recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation,
-                                baselines=self.baselines)
-        self.watched_pipelines = WatchedPipelines()
+                                baselines=self.baselines, watched_pipeline=self.watched_pipelines.get)
         self.triggerer = Triggerer(settings.database_url,
                                    partial(LineageStore.open, settings.database_url, max_size=2),
                                    self.kube, self.scopes(), self.isolation, self.events,

@@ -93,6 +93,12 @@ class WatchedPipelines:
         with self._lock:
             return list(self._items.values())
 
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Pipeline as last seen (kept, never changed in place: read it, do not change it), if it has dataset
+        triggers."""
+        with self._lock:
+            return self._items.get((namespace, name))
+
 
 @dataclass(frozen=True)
 class ToCreate:
