@@ -52,7 +52,7 @@ class Operator:
         self.sla = SlaMonitor(kube, self.metrics, self.events, alerts, self.scopes(), isolation=self.isolation)
         self.engine = RunEngine(kube, JobSettings(STEP_IMAGE), self.events, clock=clock, recorder=recorder,
                                 metrics=self.metrics, on_finish=self.sla.run_finished, isolation=self.isolation,
-                                baselines=baselines, watched_pipeline=self.watched_pipelines.get)
+                                baselines=baselines, triggering_pipeline=self.watched_pipelines.triggering)
 
     reconcile = Runtime.reconcile
     resync = Runtime.resync

@@ -74,7 +74,7 @@ class Runtime:
         self.engine = RunEngine(self.kube, jobs,
                                 self.events, recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation,
-                                baselines=self.baselines, watched_pipeline=self.watched_pipelines.get)
+                                baselines=self.baselines, triggering_pipeline=self.watched_pipelines.triggering)
         self.triggerer = Triggerer(settings.database_url,
                                    partial(LineageStore.open, settings.database_url, max_size=2),
                                    self.kube, self.scopes(), self.isolation, self.events,

@@ -50,7 +50,7 @@ from headwater.pipelines import triggering
 from headwater.pipelines.loop_conditions import set_loop_condition
 from headwater.spec import constants as c
 from headwater.spec.conditions import is_ready
-from headwater.spec.models import PipelineSpec, TriggerVersion
+from headwater.spec.models import PipelineSpec, Trigger, TriggerVersion
 from headwater.spec.redaction import redact
 from headwater.spec.text import clean
 from headwater.spec.times import parse_time
@@ -93,11 +93,17 @@ class WatchedPipelines:
         with self._lock:
             return list(self._items.values())
 
-    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Pipeline as last seen (kept, never changed in place: read it, do not change it), if it has dataset
-        triggers."""
+    def triggering(self, run: Mapping[str, Any]) -> dict[str, Any] | None:
+        """For a run that dataset triggers created, its Pipeline as last seen (the version whose triggers fired
+        it; kept, never changed in place: read it, do not change it) while that is still the run's owner; else
+        None."""
+        spec, meta = run.get("spec") or {}, run["metadata"]
+        if spec.get("trigger") != Trigger.DATASET.value:
+            return None
         with self._lock:
-            return self._items.get((namespace, name))
+            pipeline = self._items.get((meta["namespace"], (spec.get("pipelineRef") or {}).get("name", "")))
+        owners = {o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")}
+        return pipeline if pipeline is not None and pipeline["metadata"].get("uid") in owners else None
 
 
 @dataclass(frozen=True)

@@ -55,15 +55,7 @@ from headwater.runs.settling import (
 )
 from headwater.spec import constants as c
 from headwater.spec.conditions import set_condition, with_condition
-from headwater.spec.models import (
-    PipelineRunSpec,
-    PipelineRunStatus,
-    PipelineSpec,
-    RunPhase,
-    StepPhase,
-    StepReason,
-    Trigger,
-)
+from headwater.spec.models import PipelineRunSpec, PipelineRunStatus, PipelineSpec, RunPhase, StepPhase, StepReason
 from headwater.spec.names import label_value
 from headwater.spec.times import parse_time
 
@@ -113,10 +105,10 @@ class RunEngine:
                  emitter: EventFeed | None = None,
                  on_finish: Callable[[RunRef, PipelineRunStatus, bool], None] | None = None,
                  isolation: Isolation | None = None, baselines: Baselines | None = None,
-                 watched_pipeline: Callable[[str, str], dict[str, Any] | None] | None = None) -> None:
+                 triggering_pipeline: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> None:
         self.kube = kube
-        # a Pipeline with dataset triggers as the operator's watch shows it: what a run it triggered starts from
-        self.watched_pipeline = watched_pipeline
+        # for a run dataset triggers created, the Pipeline that fired it as the watch showed it (None: read it)
+        self.triggering_pipeline = triggering_pipeline
         self.baselines = baselines
         self.isolation = isolation or Isolation(post_event)
         self.on_finish = on_finish
@@ -272,8 +264,9 @@ class RunEngine:
     def _start(self, run: dict[str, Any], spec: PipelineRunSpec) -> PipelineRunStatus | None:
         """The first status of a run, or None while its Pipeline does not exist yet."""
         meta = run["metadata"]
-        pipeline = self._triggering_pipeline(run, spec) or self.kube.get_pipeline(meta["namespace"],
-                                                                                   spec.pipeline_ref.name)
+        # a triggered run snapshots the version whose triggers fired it (no GET as a burst of them start)
+        pipeline = (self.triggering_pipeline and self.triggering_pipeline(run)) or \
+            self.kube.get_pipeline(meta["namespace"], spec.pipeline_ref.name)
         if pipeline is None:
             self.post_event(run, "Warning", "PipelineNotFound",
                             f"Pipeline {spec.pipeline_ref.name} does not exist; the run waits for it")
@@ -285,15 +278,6 @@ class RunEngine:
                 earlier = PipelineRunStatus.model_validate(other.get("status") or {})
         pipeline_spec = PipelineSpec.model_validate(pipeline["spec"])
         return planning.start(spec, pipeline_spec, self.clock(), earlier, meta.get("generation"))
-
-    def _triggering_pipeline(self, run: dict[str, Any], spec: PipelineRunSpec) -> dict[str, Any] | None:
-        """For a run its dataset triggers created, the Pipeline as the watch showed it (the version whose triggers
-        fired: no GET as a burst of triggered runs start), when it is the run's owner; else None."""
-        if spec.trigger != Trigger.DATASET or self.watched_pipeline is None:
-            return None
-        pipeline = self.watched_pipeline(run["metadata"]["namespace"], spec.pipeline_ref.name)
-        owners = {o.get("uid") for o in run["metadata"].get("ownerReferences") or [] if o.get("controller")}
-        return pipeline if pipeline is not None and pipeline["metadata"].get("uid") in owners else None
 
     def let_go(self, run: dict[str, Any]) -> dict[str, Any] | None:
         """Remove the lineage finalizer of a run that has nothing to record, or when no store is configured;
