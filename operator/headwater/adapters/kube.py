@@ -311,16 +311,10 @@ class KubeClient(KubeHelpers):
     def iter_step_jobs(self, namespace: str | None) -> Iterator[dict[str, Any]]:
         """Every step Job (of any run) in ``namespace`` (None: every namespace), read a page at a time; all
         pages show the Jobs as of the first one."""
-        path = _JOBS if namespace else _ALL_JOBS
-        query = {"labelSelector": f"{c.LABEL_MANAGED_BY}={c.MANAGER},{c.LABEL_RUN}", "limit": str(NAMESPACE_READ_PAGE)}
-        while True:
-            answer = rest.request(self.api_client, "GET", path, params={"namespace": namespace} if namespace else {},
-                                  query=query) or {}
-            yield from self._owned(answer.get("items") or [])
-            more = (answer.get("metadata") or {}).get("continue")
-            if not more:
-                return
-            query = {**query, "continue": more}
+        query = {"labelSelector": f"{c.LABEL_MANAGED_BY}={c.MANAGER},{c.LABEL_RUN}"}
+        for page, _ in self._paged(_JOBS if namespace else _ALL_JOBS, {"namespace": namespace} if namespace else {},
+                                   query):
+            yield from self._owned(page)
 
     def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         return self._list(_PODS, namespace, labelSelector=f"{c.LABEL_JOB_NAME}={job}")
@@ -339,15 +333,24 @@ class KubeClient(KubeHelpers):
     def _pages(self, path: str, namespace: str, query: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
         """A list read a page at a time, up to :data:`NAMESPACE_READ_LIMIT` items; and whether it was all."""
         items: list[dict[str, Any]] = []
+        for page, more in self._paged(path, {"namespace": namespace}, query):
+            items += page
+            if len(items) >= NAMESPACE_READ_LIMIT or not more:
+                return items[:NAMESPACE_READ_LIMIT], not more and len(items) <= NAMESPACE_READ_LIMIT
+        return items, True
+
+    def _paged(self, path: str, params: dict[str, str],
+               query: dict[str, str]) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """A list's pages of :data:`NAMESPACE_READ_PAGE` items, each a request, all as of the first one; with
+        whether more pages follow."""
         query = {**query, "limit": str(NAMESPACE_READ_PAGE)}
-        while len(items) < NAMESPACE_READ_LIMIT:
-            answer = rest.request(self.api_client, "GET", path, params={"namespace": namespace}, query=query) or {}
-            items += answer.get("items") or []
+        while True:
+            answer = rest.request(self.api_client, "GET", path, params=params, query=query) or {}
             more = (answer.get("metadata") or {}).get("continue")
+            yield answer.get("items") or [], bool(more)
             if not more:
-                return items, True
+                return
             query = {**query, "continue": more}
-        return items[:NAMESPACE_READ_LIMIT], False
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Create a Job: the Job created, or None when it already exists (a deterministic name makes that the

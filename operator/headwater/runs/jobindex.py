@@ -157,7 +157,7 @@ class JobIndex:
         """About to list every Job of ``namespace`` (None: of every namespace): from now on, what the watch shows
         of the runs tracked there is also kept for :meth:`relisted`, while their passes go on with what is kept."""
         with self._guard:
-            relist = Relist(namespace)
+            relist = Relist()
             for (ns, run), listing in self._runs.items():
                 if listing.complete and namespace in (None, ns):
                     listing.next = Listing(listing.uid)
@@ -203,7 +203,6 @@ class JobIndex:
 
 @dataclass(eq=False)
 class Relist:
-    """A list of every Job of a namespace (None: every namespace) under way, and the runs it corrects."""
+    """A list of every Job of a namespace (or of every namespace) under way: the runs it corrects."""
 
-    namespace: str | None
     runs: dict[tuple[str, str], Listing] = field(default_factory=dict)
