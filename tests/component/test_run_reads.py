@@ -200,3 +200,15 @@ def test_pods_that_do_not_start_are_told_apart_with_one_read_of_the_namespace_pe
     assert steps["b"]["reason"] == "ImagePullBackOff"
     assert "ImagePullBackOff" not in (steps["a"].get("reason"), steps["c"].get("reason"))
     assert kube.count("list_pending_step_pods") == 1 and kube.count("list_job_pods") == 0  # one read for three
+
+
+@pytest.mark.usefixtures("orders")
+def test_a_resync_whose_list_of_jobs_fails_still_plans_every_run(kube: FakeKube, operator: Operator) -> None:
+    kube.patch(RUNS, NS, "orders-1", {"spec": {"cancel": True}})
+    kube.take_changes()  # its event lost: only the resync's pass can see the cancel
+    kube.fail("iter_step_jobs", 503)
+    operator.resync()
+    operator.deliver()
+    assert kube.count("iter_step_jobs") == 1
+    assert phase(kube) == "Cancelled"  # planned on the Jobs seen, the list's failure kept to itself
+    assert "ListFailed" in [reason for _, reason, _ in kube.events_about("(all namespaces)")]

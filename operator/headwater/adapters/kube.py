@@ -400,16 +400,19 @@ def _event_name(obj: dict[str, Any]) -> str:
 
 
 def post_event(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    """Post a Kubernetes Event about ``obj``; a failure to post is logged, never raised."""
+    """Post a Kubernetes Event about ``obj``; a failure to post is logged, never raised.  An Event about an
+    object without a namespace (a Namespace: a scope the operator could not list) goes to ``default``, as
+    Kubernetes puts those about cluster-scoped objects."""
     meta = obj["metadata"]
+    namespace = meta.get("namespace") or "default"
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": _event_name(obj), "namespace": meta["namespace"]},
+        "metadata": {"name": _event_name(obj), "namespace": namespace},
         "involvedObject": {
             "apiVersion": obj.get("apiVersion", c.API_VERSION), "kind": obj.get("kind", c.PIPELINERUN_KIND),
-            "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid"),
+            "name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
         },
         "type": type_, "reason": reason, "message": message[:1024],
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,
@@ -417,6 +420,6 @@ def post_event(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message
         "reportingComponent": c.FIELD_MANAGER, "reportingInstance": c.FIELD_MANAGER,
     }
     try:
-        kube.create_event(meta["namespace"], body)
+        kube.create_event(namespace, body)
     except ApiException as exc:
-        log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)
+        log.warning("could not post Event %s on %s/%s: %s", reason, namespace, meta["name"], exc.reason)

@@ -149,12 +149,13 @@ class Runtime:
         for scope in self.scopes():
             # Streamed a page at a time: thousands of finished runs never sit in memory together (a list of
             # them all, every resync, kept the process' memory at the size of that list).
+            # whatever Job events the watch may have missed: one list of the scope's step Jobs corrects the Jobs
+            # kept; its failure is its own (the runs are planned on the Jobs seen, and the next resync lists again)
+            self._in_scope(scope, "Jobs", self.engine.relist_jobs)
             self._in_scope(scope, "PipelineRuns", self._resync_scope)
         release_free_memory()  # what the pass (and the watch events since the last) parsed and let go
 
     def _resync_scope(self, scope: str | None) -> None:
-        # whatever Job events the watch may have missed: one list of the scope's step Jobs corrects the Jobs kept
-        self.engine.relist_jobs(scope)
         for run in self.kube.iter_runs(scope, UNSETTLED_SELECTOR):  # labelled settled: nothing left to do
             self.engine.saw(run)
             ended = RunPhase.ended((run.get("status") or {}).get("phase"))
