@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest_e2e import OperatorProcess, held_pod, release, wait_run
+from control_plane import ControlPlane
+from headwater.spec.times import parse_time
 from helpers import Cluster, wait_for
 from manifests import failing_pods, held_pods, pipeline, run, step
 
@@ -102,6 +106,49 @@ def test_a_step_exceeding_its_timeout_fails_with_deadline_exceeded(cluster: Clus
     wait_step = steps_by_name(done)["wait"]
     assert (done["status"]["phase"], wait_step["phase"], wait_step["reason"]) == (
         "Failed", "Failed", "DeadlineExceeded")
+
+
+def test_a_step_whose_pod_succeeded_succeeds_though_the_job_controller_counted_it_after_the_deadline(
+        cluster: Cluster, namespace: str, operator: Any) -> None:
+    control_plane = ControlPlane(cluster)
+    if not control_plane.available():
+        pytest.skip("needs the local kwok control plane (its kube-controller-manager is paused)")
+    timeout = 10
+    cluster.apply(pipeline("late", [step("a", timeoutSeconds=timeout, retries=0, podMetadata=held_pods())]),
+                  run("late-1", "late"), namespace=namespace)
+    pod = held_pod(cluster, namespace, "headwater.dev/run=late-1")
+
+    def started_job() -> dict[str, Any] | None:
+        job = run_jobs(cluster, namespace, "late-1").get("a")
+        return job if job and (job.get("status") or {}).get("startTime") else None
+
+    job = wait_for(started_job, timeout=60, message="the Job controller to start the step's Job")
+    deadline = parse_time(job["status"]["startTime"]) + timedelta(seconds=job["spec"]["activeDeadlineSeconds"])
+    # The controller-manager stops (as one far behind its queue would be) just before the Job's deadline;
+    # the pod succeeds meanwhile, and the controller sees it only after the deadline has passed.
+    wait_for(lambda: datetime.now(UTC) >= deadline - timedelta(seconds=2), timeout=timeout + 60, interval=0.1,
+             message="two seconds before the Job's deadline")
+    # The Job controller deletes the pod it finds past the deadline: a finalizer keeps it for the operator to read.
+    keep = {"metadata": {"finalizers": ["headwater.dev/test-keep"]}}
+    cluster.kubectl("-n", namespace, "patch", "pod", pod, "--type=merge", "-p", json.dumps(keep))
+    try:
+        with control_plane.paused("kube-controller-manager"):
+            release(cluster, namespace, pod)
+            wait_for(lambda: cluster.get("pod", pod, namespace)["status"].get("phase") == "Succeeded", timeout=5,
+                     interval=0.1, message="the released pod to succeed")
+            wait_for(lambda: datetime.now(UTC) >= deadline + timedelta(seconds=1), timeout=10, interval=0.1,
+                     message="the Job's deadline to pass")
+        done = wait_run(cluster, namespace, "late-1")
+        job = run_jobs(cluster, namespace, "late-1")["a"]
+        # the Job controller judged the Job as it does: by its deadline, though the pod had succeeded
+        assert {c["reason"] for c in job["status"]["conditions"] if c["type"] in ("FailureTarget", "Failed")} == {
+            "DeadlineExceeded"}, job["status"]
+        assert cluster.get("pod", pod, namespace)["status"]["phase"] == "Succeeded"
+        assert (done["status"]["phase"], steps_by_name(done)["a"]["phase"]) == ("Succeeded", "Succeeded"), \
+            done["status"]
+    finally:
+        cluster.kubectl("-n", namespace, "patch", "pod", pod, "--type=json",
+                        "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]', check=False)
 
 
 def test_cancel_mid_run_deletes_running_jobs_and_ends_cancelled(cluster: Cluster, namespace: str,

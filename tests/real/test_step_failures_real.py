@@ -60,6 +60,19 @@ def test_sql_step_over_its_timeout_is_killed_with_deadline_exceeded(release: Rel
     assert sleeping == (0,)
 
 
+def test_each_attempt_of_a_step_gets_its_own_timeout_and_the_step_fails_with_deadline_exceeded(
+        release: Release, namespace: str) -> None:
+    run = start(release, namespace, "overrun", sql_step("SELECT pg_sleep(300)", timeoutSeconds=4, retries=1))
+    step = steps_by_name(run)["query"]
+    assert run["status"]["phase"] == "Failed"
+    # the first attempt's overrun did not use up the second's time: the kubelet ended each at 4 s
+    assert (step["reason"], step["attempts"]) == ("DeadlineExceeded", 2), step
+    assert "the last attempt ran out of its time" in step["message"], step
+    pods = step_pods(release.real, namespace, "overrun-1")
+    assert [(p["status"]["phase"], p["status"].get("reason")) for p in pods] == [
+        ("Failed", "DeadlineExceeded")] * 2, json.dumps([p["status"] for p in pods])
+
+
 def test_container_step_exiting_non_zero_is_retried_and_reports_its_message(release: Release, namespace: str
                                                                             ) -> None:
     script = 'echo \'{"error": "upstream file missing"}\' >/dev/termination-log; exit 3'

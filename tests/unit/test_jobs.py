@@ -17,6 +17,7 @@ from headwater.runs.jobs import (
     Probe,
     RunRef,
     build_job,
+    job_deadline,
     job_name,
     observe_job,
     probe,
@@ -67,7 +68,10 @@ def test_a_container_step_becomes_a_job_with_retries_timeout_and_owner() -> None
         "apiVersion": "headwater.dev/v1alpha1", "kind": "PipelineRun", "name": RUN.name, "uid": "u-1",
         "controller": True, "blockOwnerDeletion": True}
     assert job["spec"]["backoffLimit"] == 3
-    assert job["spec"]["activeDeadlineSeconds"] == 120
+    # each attempt may run 120 s; the Job has room for 4 attempts, each with 10 s to get its pod started,
+    # and the 10, 20 and 40 s between them
+    assert job["spec"]["template"]["spec"]["activeDeadlineSeconds"] == 120
+    assert job["spec"]["activeDeadlineSeconds"] == 4 * (120 + 10) + 10 + 20 + 40
     assert job["spec"]["ttlSecondsAfterFinished"] == 600
     assert job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"] == [{"type": "DisruptionTarget"}]
     pod = job["spec"]["template"]
@@ -255,6 +259,52 @@ def test_a_job_that_hits_its_deadline_without_ever_creating_a_pod_names_why() ->
     assert seen.message is not None
     assert seen.message.startswith("Job was active longer than specified deadline (DeadlineExceeded)")
     assert "violates PodSecurity" in seen.message
+
+
+def test_the_jobs_deadline_leaves_every_attempt_its_timeout_and_the_delays_between_attempts() -> None:
+    def deadline(retries: int, timeout: int) -> int:
+        return job_deadline(StepSpec.model_validate(step("s", retries=retries, timeoutSeconds=timeout)))
+    # each attempt: 10 s to get its pod started, then its timeout
+    assert deadline(0, 300) == 310
+    assert deadline(1, 5) == 2 * 15 + 10
+    # the Job controller's delay doubles from 10 s and stops at 6 minutes
+    assert deadline(8, 60) == 9 * 70 + 10 + 20 + 40 + 80 + 160 + 320 + 360 + 360
+
+
+def test_a_pod_that_succeeded_makes_the_step_succeed_though_the_job_controller_counted_it_past_the_deadline() -> None:
+    # The Job controller checks the Job's deadline before it counts pods: one far behind its queue marks a
+    # Job whose pod ran for a second DeadlineExceeded, with the pod's success counted beside it.
+    job = _job([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                 "message": "Job was active longer than specified deadline",
+                 "lastTransitionTime": "2026-11-23T06:10:00Z"}], succeeded=1, startTime="2026-11-23T06:00:00Z")
+    pod = _pod("Succeeded", json.dumps({"rowsAffected": 7}))
+    pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = "2026-11-23T06:00:02Z"
+    seen = observe_job(job, [pod])
+    assert (seen.phase, seen.reason, seen.result) == (StepPhase.SUCCEEDED, "Completed", {"rowsAffected": 7})
+    assert seen.finished_at == "2026-11-23T06:00:02Z"
+    # before its pods are read, the counts already say so
+    assert observe_job(job, []).phase == StepPhase.SUCCEEDED
+    interim = _job([{"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"}],
+                   uncountedTerminatedPods={"succeeded": ["p-1"]})
+    assert observe_job(interim, []).phase == StepPhase.SUCCEEDED
+
+
+def test_an_attempt_ended_at_its_own_deadline_fails_the_step_with_deadline_exceeded() -> None:
+    job = _job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit"}], failed=2)
+    first, last = (_pod("Failed", json.dumps({"error": "terminated by SIGTERM"}), f"2026-11-23T06:00:0{i}Z")
+                   for i in (0, 5))
+    for pod in (first, last):
+        pod["status"].update(reason="DeadlineExceeded",
+                             message="Pod was active on the node longer than the specified deadline")
+    seen = observe_job(job, [first, last])
+    assert (seen.phase, seen.reason, seen.attempts) == (StepPhase.FAILED, "DeadlineExceeded", 2)
+    assert seen.message == ("Job has reached the specified backoff limit (BackoffLimitExceeded); the last attempt "
+                            "ran out of its time: Pod was active on the node longer than the specified deadline; "
+                            "last attempt: terminated by SIGTERM")
+    # an attempt that failed on its own keeps the Job's reason
+    last["status"].pop("reason")
+    assert observe_job(job, [first, last]).reason == "BackoffLimitExceeded"
 
 
 def _aged(seconds: float, **status: Any) -> dict[str, Any]:

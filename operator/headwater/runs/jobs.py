@@ -36,6 +36,7 @@ __all__ = [
     "RunRef",
     "build_job",
     "container_security_context",
+    "job_deadline",
     "job_name",
     "observe_job",
     "probe",
@@ -211,9 +212,31 @@ def _container(step: StepSpec, settings: JobSettings, pipeline_context: Security
     return container
 
 
+RETRY_DELAY_SECONDS = 10
+"""The Job controller's delay before a pod's first retry; it doubles for each retry after that ..."""
+RETRY_DELAY_CAP_SECONDS = 360
+"""... up to this."""
+START_ALLOWANCE_SECONDS = 10
+"""Per attempt, the time from the Job controller's creating its pod to the node's starting it, which the
+pod's own deadline does not count."""
+
+
+def job_deadline(step: StepSpec) -> int:
+    """The Job's ``activeDeadlineSeconds``: room for every attempt to get its pod started and run its full
+    ``timeoutSeconds``, with the Job controller's delays between attempts.
+
+    Each attempt's own limit is its pod's ``activeDeadlineSeconds``, which the kubelet counts from the
+    pod's start.  The Job's is the bound on a step whose pods never start (refused, unschedulable): it
+    fails once all its attempts would have had their time.
+    """
+    delays = sum(min(RETRY_DELAY_SECONDS << i, RETRY_DELAY_CAP_SECONDS) for i in range(step.retries))
+    return (step.retries + 1) * (step.timeout_seconds + START_ALLOWANCE_SECONDS) + delays
+
+
 def build_job(run: RunRef, step: StepSpec, settings: JobSettings,
               pipeline_context: SecurityContext | None = None, *, logical_time: str | None = None) -> dict[str, Any]:
-    """The Job that runs ``step`` of ``run``: retries as backoffLimit, timeout as activeDeadlineSeconds.
+    """The Job that runs ``step`` of ``run``: retries as backoffLimit, the timeout as each pod's
+    activeDeadlineSeconds (per attempt), and all attempts' time as the Job's (:func:`job_deadline`).
 
     ``pipeline_context`` is the pipeline's securityContext, under the step's own.
     """
@@ -223,6 +246,7 @@ def build_job(run: RunRef, step: StepSpec, settings: JobSettings,
     pod_annotations = dict(pod_meta.annotations) if pod_meta else {}
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "activeDeadlineSeconds": step.timeout_seconds,
         "automountServiceAccountToken": step.automount_service_account_token,
         "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "containers": [_container(step, settings, pipeline_context, logical_time)],
@@ -231,7 +255,7 @@ def build_job(run: RunRef, step: StepSpec, settings: JobSettings,
         pod_spec["serviceAccountName"] = step.service_account_name
     spec: dict[str, Any] = {
         "backoffLimit": step.retries,
-        "activeDeadlineSeconds": step.timeout_seconds,
+        "activeDeadlineSeconds": job_deadline(step),
         # A pod evicted or lost with its node is retried without using up a retry.
         "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
         "template": {"metadata": {"labels": pod_labels, "annotations": pod_annotations}, "spec": pod_spec},
@@ -376,19 +400,30 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]],
     failed, succeeded, active = _counts(status, pods)
     started = status.get("startTime")
     done = _condition(job, "Complete", "SuccessCriteriaMet")
-    if done:
-        finished = status.get("completionTime") or done.get("lastTransitionTime")
+    broken = _condition(job, "Failed", "FailureTarget")
+    if done or (broken and succeeded):
+        # A pod that succeeded did the step's work, even when the Job controller counted it only after the
+        # Job's deadline had passed (it checks the deadline first): a Job controller behind its queue must
+        # not fail a step that ran to its end.
         term = next((t for p in reversed(_pods_by_phase(pods, "Succeeded")) if (t := _termination(p))), None)
+        finished = status.get("completionTime") or (term or {}).get("finishedAt") \
+            or (done or broken or {}).get("lastTransitionTime")
         result, text = _parse_message(term.get("message") if term else None)
         return JobObservation(name, StepPhase.SUCCEEDED, failed + max(succeeded, 1), started, finished,
                               "Completed", text, result)
-    broken = _condition(job, "Failed", "FailureTarget")
     if broken:
+        last = next(reversed(_pods_by_phase(pods, "Failed")), None)
         term = next((t for p in reversed(_pods_by_phase(pods, "Failed")) if (t := _termination(p))), None)
         result, text = _parse_message(term.get("message") if term else None)
         detail = (result or {}).get("error") or text
         message = clean(str(broken.get("message") or ""))
         reason = clean(str(broken.get("reason") or "Failed"), 256)
+        killed = (last or {}).get("status") or {}
+        if killed.get("reason") == "DeadlineExceeded":
+            # the kubelet ended the last attempt at its own deadline (the pod's activeDeadlineSeconds)
+            message = f"{message} ({reason}); the last attempt ran out of its time: " \
+                      f"{clean(str(killed.get('message') or 'the pod passed its deadline'))}"
+            reason = "DeadlineExceeded"
         if detail:
             message = f"{message}; last attempt: {clean(str(detail))}" if message else clean(str(detail))
         cannot_create = _failed_create(events or []) if not failed else None
