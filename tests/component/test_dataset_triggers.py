@@ -17,6 +17,7 @@ from fakekube import PIPELINES, RUNS, FakeKube, ManualClock
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.metrics import Metrics
 from headwater.controller import triggerer
+from headwater.controller.start_gate import StartGate
 from headwater.controller.triggerer import Triggerer, WatchedPipelines, trigger_pipeline
 from headwater.lineage import triggers as outbox
 from headwater.lineage.records import DatasetRef, DatasetVersionRecord
@@ -452,6 +453,35 @@ def test_a_pass_woken_while_an_earlier_one_still_creates_its_runs_creates_its_ow
             thread.stop()
     assert sorted(run["spec"]["pipelineRef"]["name"] for run in kube.select(RUNS, NS)) == ["reader-0", "reader-1"]
     assert kube.count("create_run") == 2
+
+
+def test_a_run_arriving_while_a_trigger_pass_creates_runs_starts_once_those_creates_are_done(
+        kube: FakeKube, operator: Operator, database_url: str) -> None:
+    operator.start_gate = StartGate(operator.reconcile, max_hold=60)
+    with fresh_database(database_url) as url, LineageStore.open(url) as store:
+        downstream(kube, operator, "any", REVENUE)
+        thread = Triggerer(url, lambda: LineageStore.open(url, apply_migrations=False), kube, [NS], Isolation(),
+                           rescan_seconds=3600, gate=operator.start_gate)
+        thread.start()
+        wait_for(lambda: thread.passes >= 1, timeout=30, message="the first (full) pass")
+        held = held_create(kube)
+        try:
+            write(store, REVENUE, "revenue-1")
+            wait_for(lambda: kube.count("create_run") == 1, timeout=30, message="the pass's create, held")
+            kube.seed({"apiVersion": "headwater.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": "by-hand"},
+                       "spec": {"pipelineRef": {"name": "reporting"}}}, NS)
+            operator.deliver()
+            assert "status" not in kube.read(RUNS, NS, "by-hand")  # not started among the pass's creates
+            assert operator.start_gate.held == 1
+            held.set()
+            wait_for(lambda: (kube.read(RUNS, NS, "by-hand").get("status") or {}).get("phase") == "Running",
+                     timeout=30, message="the held run to start once the pass's creates are done")
+        finally:
+            held.set()
+            thread.stop()
+            operator.start_gate.close()
+    assert len(triggered(kube)) == 1
+    assert operator.errors == []
 
 
 def test_one_pipelines_runs_claimed_by_overlapping_passes_are_created_once_each_in_claim_order(

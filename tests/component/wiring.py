@@ -20,6 +20,7 @@ from headwater.adapters.kube import post_event
 from headwater.adapters.metrics import Metrics
 from headwater.controller import handlers
 from headwater.controller.runtime import Runtime
+from headwater.controller.start_gate import StartGate
 from headwater.controller.triggerer import WatchedPipelines
 from headwater.lineage.recorder import Recorder
 from headwater.runs.engine import Baselines, RunEngine
@@ -53,7 +54,9 @@ class Operator:
         self.engine = RunEngine(kube, JobSettings(STEP_IMAGE), self.events, clock=clock, recorder=recorder,
                                 metrics=self.metrics, on_finish=self.sla.run_finished, isolation=self.isolation,
                                 baselines=baselines, triggering_pipeline=self.watched_pipelines.triggering)
+        self.start_gate = StartGate(self.reconcile)
 
+    arrived = Runtime.arrived
     reconcile = Runtime.reconcile
     resync = Runtime.resync
     _resync_scope = Runtime._resync_scope

@@ -75,7 +75,7 @@ def run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) 
     if RunPhase.ended((body.get("status") or {}).get("phase")):
         runtime.finished(dict(body))
     elif not runtime.engine.memory.is_known(meta["namespace"], meta["name"], meta.get("resourceVersion", "")):
-        runtime.reconcile(dict(body))
+        runtime.arrived(dict(body))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_RUN: kopf.PRESENT},

@@ -24,6 +24,7 @@ from headwater.adapters.kube import Kube, KubeClient
 from headwater.adapters.metrics import Metrics
 from headwater.controller.config import Settings
 from headwater.controller.heap import release_free_memory
+from headwater.controller.start_gate import StartGate
 from headwater.controller.triggerer import Triggerer, WatchedPipelines
 from headwater.lineage.baselines import StoreBaselines
 from headwater.lineage.recorder import Recorder
@@ -75,11 +76,13 @@ class Runtime:
                                 self.events, recorder=self.recorder, metrics=self.metrics,
                                 emitter=self.emitter, on_finish=self.sla.run_finished, isolation=self.isolation,
                                 baselines=self.baselines, triggering_pipeline=self.watched_pipelines.triggering)
+        # new runs start after a burst of trigger creates, not among them
+        self.start_gate = StartGate(self.reconcile)
         self.triggerer = Triggerer(settings.database_url,
                                    partial(LineageStore.open, settings.database_url, max_size=2),
                                    self.kube, self.scopes(), self.isolation, self.events,
                                    settings.trigger_rescan_seconds, metrics=self.metrics,
-                                   watched=self.watched_pipelines) \
+                                   watched=self.watched_pipelines, gate=self.start_gate) \
             if settings.database_url else None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -119,6 +122,7 @@ class Runtime:
         self._tasks.clear()
         if self.triggerer is not None:
             await asyncio.to_thread(self.triggerer.stop)
+        await asyncio.to_thread(self.start_gate.close)
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.stop)
         if self.baselines is not None:
@@ -164,6 +168,13 @@ class Runtime:
                 self.finished(run)
             if not ended or needs_settling(run):
                 self.reconcile(run)
+
+    def arrived(self, run: dict[str, Any]) -> None:
+        """A run the watch shows with something new: reconciled now, or, when it has not started and dataset
+        triggers are creating a burst of runs, once the burst's creates are done (:mod:`.start_gate`)."""
+        if not (run.get("status") or {}).get("phase") and self.start_gate.hold(run):
+            return
+        self.reconcile(run)
 
     def reconcile(self, run: dict[str, Any]) -> None:
         """Reconcile one run, its failure kept to it (the run event handlers come here too)."""

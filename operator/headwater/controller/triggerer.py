@@ -43,6 +43,7 @@ import psycopg
 from headwater.adapters.isolation import Isolation
 from headwater.adapters.kube import Kube
 from headwater.adapters.metrics import Metrics
+from headwater.controller.start_gate import StartGate
 from headwater.lineage import triggers as outbox
 from headwater.lineage.recorder import outage
 from headwater.lineage.store import LineageStore
@@ -235,6 +236,8 @@ class Pass:
     started: float
     listed: float
     claimed: float
+    bursting: bool = False
+    """Whether the pass creates runs (the start gate holds new runs meanwhile)."""
 
 
 class Triggerer:
@@ -248,11 +251,12 @@ class Triggerer:
     def __init__(self, database_url: str, open_store: Callable[[], LineageStore], kube: Kube,
                  scopes: list[str | None], isolation: Isolation, post_event: EventSink | None = None,
                  rescan_seconds: float = 2.0, workers: int = WORKERS, metrics: Metrics | None = None,
-                 watched: WatchedPipelines | None = None) -> None:
+                 watched: WatchedPipelines | None = None, gate: StartGate | None = None) -> None:
         self.database_url, self._open_store, self.kube, self.scopes = database_url, open_store, kube, scopes
         self.isolation, self.post_event, self.rescan_seconds = isolation, post_event, rescan_seconds
         self.metrics = metrics or Metrics()
         self.watched = watched
+        self.gate = gate  # new runs start after a pass's creates, not among them
         self.store: LineageStore | None = None
         self.passes = 0  # passes ended (their runs created and confirmed)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset-trigger")
@@ -367,6 +371,9 @@ class Triggerer:
             self._in_flight |= ids
         self._tails = {consumer: tail for consumer, tail in self._tails.items() if not tail.done()}
         creations: list[Future[None]] = []
+        bursting = self.gate is not None and any(e.todo for e in evaluations)
+        if bursting and self.gate is not None:
+            self.gate.burst_begins()
         try:
             # Pipelines are independent: their runs are created side by side, each Pipeline's in order.
             for e in evaluations:
@@ -379,8 +386,10 @@ class Triggerer:
             wait(creations)
             with self._lock:
                 self._in_flight -= ids
+            if bursting and self.gate is not None:
+                self.gate.burst_ends()
             raise
-        return Pass(evaluations, creations, started, listed, claimed)
+        return Pass(evaluations, creations, started, listed, claimed, bursting)
 
     def _create_after(self, before: Future[None] | None, e: Evaluation) -> None:
         # ``before`` went into the pool's queue first, so it runs or ran already: waiting for it never deadlocks
@@ -394,7 +403,11 @@ class Triggerer:
         assert store is not None
         evaluations = begun.evaluations
         try:
-            wait(begun.creations)
+            try:
+                wait(begun.creations)
+            finally:
+                if begun.bursting and self.gate is not None:
+                    self.gate.burst_ends()
             created = time.monotonic()
             confirm_pass(store, evaluations, self.post_event, self.metrics)
         finally:
