@@ -58,8 +58,8 @@ class StartGate:
         """A trigger pass's creates are done: when no other pass creates, the held runs start."""
         with self._lock:
             self._bursts = max(0, self._bursts - 1)
-            runs = self._take() if not self._bursts else []
-        self._release(runs)
+            if not self._bursts:
+                self._release()
 
     def hold(self, run: dict[str, Any]) -> bool:
         """Whether ``run`` (one not started yet) waits for the burst under way; False: start it now."""
@@ -78,26 +78,21 @@ class StartGate:
         """Start what is held (before the operator stops, so that nothing waits for a resync) and stop."""
         with self._lock:
             self._closed = True
-            runs = self._take()
-        self._release(runs)
+            self._release()
         self._pool.shutdown(wait=True)
 
     def _expire(self) -> None:
         with self._lock:
-            runs = self._take()
-        if runs:
-            log.info("starting %d new run(s) held %.1f s behind trigger creates that go on", len(runs),
-                     self._max_hold)
-        self._release(runs)
+            if self._held:
+                log.info("starting %d new run(s) held %.1f s behind trigger creates that go on", len(self._held),
+                         self._max_hold)
+            self._release()
 
-    def _take(self) -> list[dict[str, Any]]:
-        runs = list(self._held.values())
+    def _release(self) -> None:
+        """Start every held run (under the lock: nothing is handed to the pool once it is shut down)."""
+        for run in self._held.values():
+            self._pool.submit(self._start, run)
         self._held.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        return runs
-
-    def _release(self, runs: list[dict[str, Any]]) -> None:
-        for run in runs:
-            self._pool.submit(self._start, run)
