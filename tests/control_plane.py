@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +14,9 @@ from pathlib import Path
 import yaml
 
 from helpers import CLUSTER_NAME, HACK, Cluster, wait_for
+
+_SAFE_PAUSE_SECONDS = 7.0
+"""Paused longer, the controller-manager or the scheduler may have missed its 10 s lease renewal deadline."""
 
 
 class ControlPlane:
@@ -74,8 +79,14 @@ class ControlPlane:
         cannot renew their leader lease for that long.
         """
         pid = int(self._pid_file(name).read_text())
+        stopped = time.monotonic()
         os.kill(pid, signal.SIGSTOP)
         try:
             yield
         finally:
             os.kill(pid, signal.SIGCONT)
+            if time.monotonic() - stopped > _SAFE_PAUSE_SECONDS:
+                # it may have lost its lease and exit now: start it again, so later tests have it
+                with contextlib.suppress(AssertionError):
+                    wait_for(lambda: not self.alive(name), timeout=15, interval=0.5, message=f"{name} to exit")
+                self.heal()
