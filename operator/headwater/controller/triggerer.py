@@ -236,8 +236,8 @@ class Pass:
     started: float
     listed: float
     claimed: float
-    bursting: bool = False
-    """Whether the pass creates runs (the start gate holds new runs meanwhile)."""
+    gate: StartGate | None = None
+    """The start gate holding new runs while this pass creates its runs (None: it creates none)."""
 
 
 class Triggerer:
@@ -371,9 +371,9 @@ class Triggerer:
             self._in_flight |= ids
         self._tails = {consumer: tail for consumer, tail in self._tails.items() if not tail.done()}
         creations: list[Future[None]] = []
-        bursting = self.gate is not None and any(e.todo for e in evaluations)
-        if bursting and self.gate is not None:
-            self.gate.burst_begins()
+        gate = self.gate if any(e.todo for e in evaluations) else None
+        if gate is not None:
+            gate.burst_begins()
         try:
             # Pipelines are independent: their runs are created side by side, each Pipeline's in order.
             for e in evaluations:
@@ -386,10 +386,10 @@ class Triggerer:
             wait(creations)
             with self._lock:
                 self._in_flight -= ids
-            if bursting and self.gate is not None:
-                self.gate.burst_ends()
+            if gate is not None:
+                gate.burst_ends()
             raise
-        return Pass(evaluations, creations, started, listed, claimed, bursting)
+        return Pass(evaluations, creations, started, listed, claimed, gate)
 
     def _create_after(self, before: Future[None] | None, e: Evaluation) -> None:
         # ``before`` went into the pool's queue first, so it runs or ran already: waiting for it never deadlocks
@@ -406,8 +406,8 @@ class Triggerer:
             try:
                 wait(begun.creations)
             finally:
-                if begun.bursting and self.gate is not None:
-                    self.gate.burst_ends()
+                if begun.gate is not None:
+                    begun.gate.burst_ends()
             created = time.monotonic()
             confirm_pass(store, evaluations, self.post_event, self.metrics)
         finally:

@@ -412,8 +412,9 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]],
         return JobObservation(name, StepPhase.SUCCEEDED, failed + max(succeeded, 1), started, finished,
                               "Completed", text, result)
     if broken:
-        last = next(reversed(_pods_by_phase(pods, "Failed")), None)
-        term = next((t for p in reversed(_pods_by_phase(pods, "Failed")) if (t := _termination(p))), None)
+        failed_pods = _pods_by_phase(pods, "Failed")
+        last = failed_pods[-1] if failed_pods else None
+        term = next((t for p in reversed(failed_pods) if (t := _termination(p))), None)
         result, text = _parse_message(term.get("message") if term else None)
         detail = (result or {}).get("error") or text
         message = clean(str(broken.get("message") or ""))
