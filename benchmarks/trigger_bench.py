@@ -21,6 +21,7 @@ phase), which a round also waits for.  Markdown goes to stdout, progress to stde
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -121,8 +122,15 @@ def load() -> str:
 
 
 def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of ``values`` (nan when there are none)."""
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def ms(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1000:,.0f} ms"
 
 
 # ``headwater`` through the interpreter, so that a --baseline checkout's package is the one run.
@@ -156,15 +164,21 @@ def new_namespace(core: client.CoreV1Api, namespace: str) -> str:
     return namespace
 
 
+FLOOR = Path("floor")
+"""The variant run by ``benchmarks/trigger_floor.py`` instead of an operator: the least any trigger can do here."""
+
+
 def start_operator(kubeconfig: str, url: str, namespace: str, log_path: Path,
                    source: Path | None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KUBECONFIG": kubeconfig, "HEADWATER_DATABASE_URL": url, "HEADWATER_METRICS_PORT": "0",
            "HEADWATER_API_PORT": "0"}
-    if source is not None:  # the baseline checkout's operator/ shadows the installed package
+    command = [*_HEADWATER_COMMAND, "operator", "-n", namespace]
+    if source == FLOOR:
+        command = [sys.executable, str(ROOT / "benchmarks" / "trigger_floor.py"), url, namespace]
+    elif source is not None:  # the baseline checkout's operator/ shadows the installed package
         env["PYTHONPATH"] = os.pathsep.join([str(source / "operator"), os.environ.get("PYTHONPATH", "")])
     with log_path.open("wb") as out:
-        return subprocess.Popen([*_HEADWATER_COMMAND, "operator", "-n", namespace], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig: str, url: str, k: int,
@@ -174,8 +188,9 @@ def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig
     for i, dataset in enumerate(datasets):
         custom.create_namespaced_custom_object("headwater.dev", "v1alpha1", namespace, "pipelines",
                                                pipeline(f"down-{i:03d}", dataset))
-    operator = start_operator(kubeconfig, url, namespace,
-                              workdir / f"operator-{k}-{'baseline' if source else 'current'}.log", source)
+    label = "floor" if source == FLOOR else "baseline" if source else "current"
+    operator = start_operator(kubeconfig, url, namespace, workdir / f"operator-{k}-{label}.log", source)
+    starts_runs = source != FLOOR  # the floor only creates runs
     runs = RunWatch(custom, namespace)
     runs.start()
     runs.ready.wait(10)
@@ -186,7 +201,7 @@ def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig
             items = custom.list_namespaced_custom_object("headwater.dev", "v1alpha1", namespace, "pipelines")["items"]
             return all(any(c["type"] == "Ready" and c["status"] == "True"
                            for c in (p.get("status") or {}).get("conditions") or []) for p in items)
-        if not wait_until(ready, 120):
+        if starts_runs and not wait_until(ready, 120):
             raise SystemExit("the Pipelines did not become Ready")
         with LineageStore.open(url, max_size=max(4, k), apply_migrations=False) as store:
             # warm-up: one completion per dataset, so every Pipeline has registered and every connection is open
@@ -215,13 +230,13 @@ def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig
                     t.join(60)
                 if not wait_until(lambda c=committed: all(r in runs.seen for r in c), 600):
                     raise SystemExit(f"round {number}: not every completion triggered a run within 600s")
-                if not wait_until(lambda c=committed: all(r in runs.started for r in c), 600):
+                if starts_runs and not wait_until(lambda c=committed: all(r in runs.started for r in c), 600):
                     raise SystemExit(f"round {number}: not every triggered run started within 600s")
                 latencies += [runs.seen[r] - at for r, at in committed.items()]
-                starts += [runs.started[r] - at for r, at in committed.items()]
+                starts += [runs.started[r] - at for r, at in committed.items() if r in runs.started]
                 log(f"K={k} round {number + 1}/{rounds}: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
                     f"max {max(latencies) * 1000:.0f} ms; started p50 {percentile(starts, 0.5) * 1000:.0f} ms, "
-                    f"max {max(starts) * 1000:.0f} ms")
+                    f"max {max(starts, default=float('nan')) * 1000:.0f} ms")
             requests = counters_delta(before, api_counters(Api(custom.api_client)))
             top = sorted(requests.items(), key=lambda kv: -kv[1][0])[:8]
             log(f"K={k}: API requests in the measured rounds, per triggered run: " + ", ".join(
@@ -250,6 +265,9 @@ def main() -> int:
     parser.add_argument("--keep-cluster", action="store_true")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout: each K also runs with its operator/, just before this one's")
+    parser.add_argument("--floor", action="store_true",
+                        help="each K also runs, first, benchmarks/trigger_floor.py instead of an operator: the least "
+                             "any trigger can do on this machine (it creates runs, it does not start them)")
     args = parser.parse_args()
     name = args.cluster
     kubeconfig = args.kubeconfig or sh("bash", str(ROOT / "hack" / "cluster.sh"), "up", name)
@@ -270,9 +288,12 @@ def main() -> int:
         variants: list[tuple[str, Path | None]] = [("current", None)]
         if args.baseline is not None:
             variants.insert(0, (f"baseline ({args.baseline})", args.baseline.resolve()))
+        if args.floor:
+            variants.insert(0, ("floor (trigger_floor.py)", FLOOR))
         for k in (int(x) for x in args.concurrency.split(",")):
             for label, source in variants:
-                apply_crds(ext, (source or ROOT) / "crds")  # each checkout's own (their schemas cost the apiserver)
+                # each checkout's own CRDs (their schemas cost the apiserver)
+                apply_crds(ext, (ROOT if source in (None, FLOOR) else source) / "crds")
                 log(f"K={k}, {label}: {k} Pipeline(s), {args.rounds} round(s); load average {load()}")
                 samples, starts = scenario(custom, core, kubeconfig, url, k, args.rounds, workdir, source)
                 rows.append((k, label, len(samples), percentile(samples, 0.5), percentile(samples, 0.99),
@@ -284,8 +305,8 @@ def main() -> int:
               "| load average after |")
         print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for k, label, n, p50, p99, top, mean, s50, s99, after in rows:
-            print(f"| {k} | {label} | {n} | {p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms | {top * 1000:.0f} ms | "
-                  f"{mean * 1000:.0f} ms | {s50 * 1000:.0f} ms | {s99 * 1000:.0f} ms | {after} |")
+            print(f"| {k} | {label} | {n} | {ms(p50)} | {ms(p99)} | {ms(top)} | {ms(mean)} | {ms(s50)} | {ms(s99)} "
+                  f"| {after} |")
     finally:
         sh("bash", str(ROOT / "hack" / "postgres.sh"), "destroy", str(pg_dir))
         if args.kubeconfig is None and not args.keep_cluster:
