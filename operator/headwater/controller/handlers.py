@@ -9,6 +9,7 @@ write, a Job update that leaves its step as it was) are dropped here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -31,11 +32,30 @@ WATCH_SELECTORS = {(c.GROUP, c.PIPELINERUN_PLURAL): UNSETTLED_SELECTOR, ("batch"
 """The label selector of each watch that does not take every object of its resource."""
 
 
+class NoEssence(kopf.DiffBaseStorage):
+    """kopf's diff base, for an operator with event handlers only.
+
+    kopf compares an object's "essence" with the one it last handled to find the changes that change
+    handlers (``on.create``, ``on.update``, ...) react to, and daemons' idle timers. Headwater registers
+    neither, yet kopf builds the essence on every event it receives: a deep copy of the whole object, status
+    included, for each status write, Job update and pod count the operator sees. Here the essence is empty,
+    and none is ever stored."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False  # we post our own Events, with our own reasons
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.GROUP)
+    settings.persistence.diffbase_storage = NoEssence()  # no change handlers: nothing to compare
     settings.execution.max_workers = 32
     settings.scanning.disabled = True  # our resources are known: no CRD or namespace discovery needed
     # The first listing of each resource a page at a time: one answer with every PipelineRun (each with its
