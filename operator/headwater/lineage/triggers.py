@@ -291,15 +291,17 @@ def confirm_all(conn: Conn, firing_ids: Sequence[int]) -> dict[int, float | None
     return found
 
 
-GATHER_SECONDS = 0.025
-"""How long a woken trigger pass waits for more versions after the first notification."""
+GATHER_SECONDS = 0.0
+"""How long a woken trigger pass waits for more versions after the first notification: none, since a pass
+takes what already arrived and the next pass starts while this one's runs are created (a 25 ms wait added
+that to every firing, and measured slower at 100 completions at once: docs/benchmarks.md)."""
 
 
 def wait_for_versions(conn: Conn, timeout: float, gather: float = GATHER_SECONDS) -> set[str]:
     """Block until new versions are committed (notifications on ``NOTIFY_CHANNEL``) or ``timeout`` seconds
     pass; the datasets that got them, as :func:`dataset_hex` keys (empty after a timeout).  Once the first
-    arrives, what else commits within ``gather`` seconds joins it, so that upstream completions that land
-    together make one pass.  ``conn`` is an autocommit connection that has run ``LISTEN``."""
+    arrives, what else has arrived joins it, and what commits within ``gather`` seconds.  ``conn`` is an
+    autocommit connection that has run ``LISTEN``."""
     changed = {n.payload for n in conn.notifies(timeout=timeout, stop_after=1)}
     deadline = time.monotonic() + gather
     while changed and (left := deadline - time.monotonic()) > 0:
