@@ -108,3 +108,40 @@ def test_a_failed_run_reads_only_the_pipelines_that_declare_a_dataset_it_puts_at
     read = {name: kube.count("get_pipeline", name) - n for name, n in before.items()}
     assert read["revenue"] >= 1
     assert {name for name, n in read.items() if n and name.startswith("other-")} == set()
+
+
+def test_runs_finishing_together_share_one_listing_of_the_pipelines_made_after_they_finished(
+        kube: FakeKube, operator: Operator) -> None:
+    runs = finished_runs(kube, operator)
+    revenue = pipeline("revenue", [step("build", inputs=[{"namespace": WH, "name": "raw.orders"}],
+                                        outputs=[{"namespace": WH, "name": "analytics.revenue"}])])
+    revenue["status"] = {"datasets": [{"namespace": WH, "name": "analytics.revenue", "atRisk": "orders failed",
+                                       "atRiskSource": f"{NS}/orders"}]}
+    monitor = operator.sla
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # the first listing is under way when the others finish
+        inside.set()
+        assert release.wait(10)
+
+    listings_before = kube.count("list_pipelines")
+    kube.before("list_pipelines", hold)
+    first = threading.Thread(target=monitor.run_finished, args=runs["orders-1"])
+    first.start()
+    assert inside.wait(10)
+    kube.seed(revenue, NS)  # put at risk after the first listing was read: only a later listing shows it
+    others = [threading.Thread(target=monitor.run_finished, args=runs[f"orders-{i}"]) for i in (2, 3, 4)]
+    for thread in others:
+        thread.start()
+
+    def others_arrived() -> bool:  # waiting for the next listing, or (one per run) listing on their own
+        waiting = len(monitor._lists._pending.get("pipelines", [])) if hasattr(monitor, "_lists") else 0
+        return waiting == 3 or kube.count("list_pipelines") - listings_before == 4
+    wait_for(others_arrived, timeout=10, message="the three other runs to ask for the Pipelines")
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    # one listing under way and one for every run that finished meanwhile, not one per run
+    assert kube.count("list_pipelines") - listings_before == 2
+    assert kube.read(PIPELINES, NS, "revenue")["status"]["datasets"][0].get("atRisk") is None  # seen, cleared
+    assert operator.errors == []

@@ -75,6 +75,7 @@ class SlaMonitor:
         self.kube, self.metrics, self.post_event, self.alerts, self.scopes = kube, metrics, post_event, alerts, scopes
         self.isolation = isolation or Isolation(post_event)
         self._writes: GroupCommit[tuple[Mutation, datetime], PipelineStatus | None] = GroupCommit()
+        self._lists: GroupCommit[None, list[dict[str, Any]]] = GroupCommit()
         self._flight_guard = threading.Lock()
         self._in_flight: set[AlertKey] = set()
         self._acknowledged: OrderedDict[AlertKey, None] = OrderedDict()
@@ -278,6 +279,12 @@ class SlaMonitor:
             self._in_flight.discard(key)
 
     def _pipelines(self) -> list[dict[str, Any]]:
+        """Every Pipeline whose spec the operator can read, listed after the call: the callers that arrive
+        while a listing is under way (runs finishing together) share the next one, so a burst of finished
+        runs costs two listings, not one per run.  Shared: read it, never change it."""
+        return list(self._lists.submit("pipelines", None, self._list_pipelines) or [])
+
+    def _list_pipelines(self, _callers: list[None]) -> list[dict[str, Any]]:
         """Every Pipeline whose spec the operator can read: the others are not Ready, and their condition
         says why; a namespace that cannot be listed is skipped (and logged) without stopping the rest."""
         found: list[dict[str, Any]] = []
