@@ -213,6 +213,9 @@ def scenario(custom: client.CustomObjectsApi, core: client.CoreV1Api, kubeconfig
                 missing = sum(e["run"]["runId"] not in runs.seen for e in warm)
                 raise SystemExit(f"the warm-up completions did not all trigger a run: {missing} of {len(warm)} "
                                  f"not seen ({len(runs.by_run)} triggered runs watched)")
+            # and started, as each round waits for its starts: the first round never meets the warm-up's
+            if starts_runs and not wait_until(lambda: all(e["run"]["runId"] in runs.started for e in warm), 600):
+                raise SystemExit("the warm-up's triggered runs did not all start within 600s")
             before = api_counters(Api(custom.api_client))
             for number in range(rounds):
                 events = [event(d) for d in datasets]
