@@ -43,4 +43,4 @@ def test_every_step_transition_reaches_the_openlineage_endpoint_with_stable_run_
     ids = {(e["job"]["name"], e["run"]["runId"]) for e in receiver.events}
     lineage_id = run_id(namespace, "ol-1", cluster.get("pipelinerun", "ol-1", namespace)["metadata"]["uid"])
     assert ids == {("extract", step_run_uuid(lineage_id, "extract")), ("load", step_run_uuid(lineage_id, "load"))}
-    assert all(e["job"]["namespace"] == "ol" for e in receiver.events)
+    assert all(e["job"]["namespace"] == f"{namespace}/ol" for e in receiver.events)  # namespace/pipeline

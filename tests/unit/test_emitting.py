@@ -29,13 +29,13 @@ def test_a_step_emits_start_when_its_job_is_created_and_complete_with_its_row_co
     first = start(SPEC, PIPELINE, NOW)
     created = plan(RUN, SPEC, first, {}, NOW, JobSettings("img")).status
     assert created is not None
-    events = step_events(RUN_ID, "rev", first, created, NOW)
+    events = step_events(RUN, first, created, NOW)
     assert [(e["eventType"], e["job"]["name"]) for e in events] == [("START", "extract")]
     assert events[0]["run"]["runId"] == step_run_uuid("data/rev-1/0f3c9a1e", "extract")
     done = JobObservation("rev-1-extract", StepPhase.SUCCEEDED, 1, result={"rowsAffected": 42})
     after = plan(RUN, SPEC, created, {"extract": done}, NOW, JobSettings("img")).status
     assert after is not None
-    events = step_events(RUN_ID, "rev", created, after, NOW)
+    events = step_events(RUN, created, after, NOW)
     assert [(e["eventType"], e["job"]["name"]) for e in events] == [("COMPLETE", "extract"), ("START", "load")]
     complete = parse_run_event(events[0])  # a valid OpenLineage event by our own strict parser
     assert complete.event_type == "COMPLETE"
@@ -49,7 +49,7 @@ def test_a_failed_step_emits_fail_with_its_message_and_skipped_steps_emit_nothin
     broken = JobObservation("rev-1-extract", StepPhase.FAILED, 3, reason="BackoffLimitExceeded", message="boom")
     after = plan(RUN, SPEC, created, {"extract": broken}, NOW, JobSettings("img")).status
     assert after is not None
-    events = step_events(RUN_ID, "rev", created, after, NOW)
+    events = step_events(RUN, created, after, NOW)
     assert [(e["eventType"], e["job"]["name"]) for e in events] == [("FAIL", "extract")]
     assert events[0]["run"]["facets"]["errorMessage"]["message"] == "boom"
 
@@ -58,12 +58,12 @@ def test_a_run_created_again_under_the_same_name_gets_other_openlineage_run_ids(
     first = start(SPEC, PIPELINE, NOW)
     created = plan(RUN, SPEC, first, {}, NOW, JobSettings("img")).status
     assert created is not None
-    again = run_id("data", "rev-1", "7d41e0b2-0000-4000-8000-000000000000")
-    before = step_events(RUN_ID, "rev", first, created, NOW)
-    after = step_events(again, "rev", first, created, NOW)
+    again = RunRef("rev-1", "data", "7d41e0b2-0000-4000-8000-000000000000", "rev")
+    before = step_events(RUN, first, created, NOW)
+    after = step_events(again, first, created, NOW)
     assert before[0]["run"]["runId"] != after[0]["run"]["runId"]
     assert before[0]["run"]["facets"]["parent"]["run"]["runId"] != after[0]["run"]["facets"]["parent"]["run"]["runId"]
-    assert step_events(RUN_ID, "rev", first, created, NOW)[0]["run"]["runId"] == before[0]["run"]["runId"]
+    assert step_events(RUN, first, created, NOW)[0]["run"]["runId"] == before[0]["run"]["runId"]
 
 
 def test_check_verdicts_travel_as_data_quality_assertions_on_the_output_of_a_fail_event() -> None:
@@ -77,9 +77,22 @@ def test_check_verdicts_travel_as_data_quality_assertions_on_the_output_of_a_fai
     done = JobObservation("rev-1-extract", StepPhase.SUCCEEDED, 1, result={"rowsAffected": 42})
     after = plan(RUN, SPEC, created, {"extract": done}, NOW, JobSettings("img")).status
     assert after is not None
-    [fail] = [e for e in step_events(RUN_ID, "rev", created, after, NOW) if e["job"]["name"] == "extract"]
+    [fail] = [e for e in step_events(RUN, created, after, NOW) if e["job"]["name"] == "extract"]
     assert fail["eventType"] == "FAIL"
     facet = fail["outputs"][0]["facets"]["dataQualityAssertions"]
     assert facet["assertions"] == [{"assertion": "enough", "success": False}]  # no-drop: no baseline, no assertion
     assert facet["_schemaURL"].endswith("DataQualityAssertionsDatasetFacet")
     parse_run_event(fail)
+
+
+def test_two_pipelines_of_one_name_in_two_namespaces_emit_jobs_that_never_meet() -> None:
+    first = start(SPEC, PIPELINE, NOW)
+    created = plan(RUN, SPEC, first, {}, NOW, JobSettings("img")).status
+    assert created is not None
+    other = RunRef("rev-1", "team-b", RUN.uid.replace("0f3c", "1f3c"), "rev")
+    ours, theirs = step_events(RUN, first, created, NOW)[0], step_events(other, first, created, NOW)[0]
+    assert (ours["job"]["namespace"], ours["job"]["name"]) == ("data/rev", "extract")
+    assert (theirs["job"]["namespace"], theirs["job"]["name"]) == ("team-b/rev", "extract")
+    assert ours["run"]["facets"]["parent"]["job"] == {"namespace": "data/rev", "name": "rev"}
+    assert theirs["run"]["facets"]["parent"]["job"] == {"namespace": "team-b/rev", "name": "rev"}
+    parse_run_event(theirs)

@@ -16,7 +16,9 @@ from typing import Any
 
 from headwater.lineage.openlineage import build_run_event
 from headwater.lineage.records import DatasetRef
+from headwater.lineage.run_records import run_id
 from headwater.runs.checks import split_label
+from headwater.runs.jobs import RunRef
 from headwater.spec.models import CheckOutcome, PipelineRunStatus, StepPhase, StepReason, StepStatus
 
 __all__ = ["step_events"]
@@ -38,10 +40,10 @@ def _assertions(step: StepStatus) -> dict[DatasetRef, list[tuple[str, bool]]]:
     return out
 
 
-def step_events(run_id: str, pipeline: str, old: PipelineRunStatus, new: PipelineRunStatus,
-                now: datetime) -> list[dict[str, Any]]:
-    """The RunEvents for the step transitions from ``old`` to ``new`` of the run ``run_id``
-    (:func:`headwater.lineage.run_records.run_id`)."""
+def step_events(run: RunRef, old: PipelineRunStatus, new: PipelineRunStatus, now: datetime) -> list[dict[str, Any]]:
+    """The RunEvents for the step transitions from ``old`` to ``new`` of ``run``: run ids from its lineage id
+    (:func:`headwater.lineage.run_records.run_id`), jobs in the namespace ``<namespace>/<pipeline>``."""
+    lineage_id = run_id(run.namespace, run.name, run.uid)
     before = {s.name: s for s in old.steps}
     declared = {s.id: s for s in (new.pipeline_spec.steps if new.pipeline_spec else [])}
     events = []
@@ -49,8 +51,8 @@ def step_events(run_id: str, pipeline: str, old: PipelineRunStatus, new: Pipelin
         prev, spec = before.get(step.name), declared.get(step.name)
         inputs = [DatasetRef(d.namespace, d.name) for d in (spec.inputs if spec else [])]
         outputs = [DatasetRef(d.namespace, d.name) for d in (spec.outputs if spec else [])]
-        event = partial(build_run_event, run_id=run_id, pipeline=pipeline, step=step.name,
-                        event_time=now, inputs=inputs, outputs=outputs)
+        event = partial(build_run_event, run_id=lineage_id, pipeline=run.pipeline, namespace=run.namespace,
+                        step=step.name, event_time=now, inputs=inputs, outputs=outputs)
         if _started(step) and not _started(prev):
             events.append(event("START"))
         kind = _EVENT_TYPES.get(step.phase)

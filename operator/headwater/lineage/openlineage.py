@@ -33,7 +33,8 @@ from headwater.lineage.validation import Checker, InvalidEventError
 
 __all__ = [
     "EVENT_TYPES", "MAX_EDGES", "MAX_EVENT_AHEAD", "PRODUCER", "InvalidEventError", "OutputDataset",
-    "ParsedEvent", "build_run_event", "parse_run_event", "schema_fingerprint", "step_run_uuid",
+    "ParsedEvent", "build_run_event", "parse_run_event", "pipeline_job_namespace", "schema_fingerprint",
+    "step_run_uuid",
 ]
 
 EVENT_TYPES: Final = ("START", "RUNNING", "COMPLETE", "FAIL", "ABORT", "OTHER")
@@ -240,6 +241,12 @@ def _output_json(dataset: DatasetRef, row_count: int | None,
     return out
 
 
+def pipeline_job_namespace(namespace: str | None, pipeline: str) -> str:
+    """The OpenLineage job namespace of a Pipeline's steps: its Kubernetes namespace and name, so that two
+    Pipelines of one name in two namespaces (two teams' ``revenue``) never share a job in a receiver."""
+    return f"{namespace}/{pipeline}" if namespace else pipeline
+
+
 def build_run_event(
     event_type: str,
     *,
@@ -252,15 +259,19 @@ def build_run_event(
     row_counts: Mapping[DatasetRef, int] | None = None,
     error: str | None = None,
     assertions: Mapping[DatasetRef, Sequence[tuple[str, bool]]] | None = None,
+    namespace: str | None = None,
 ) -> dict[str, Any]:
-    """An OpenLineage RunEvent for ``step`` of Headwater run ``run_id`` (job namespace = pipeline);
-    ``assertions``: check verdicts (name, passed) per output, as data-quality assertion facets."""
+    """An OpenLineage RunEvent for ``step`` of Headwater run ``run_id``, the job ``step`` in the job namespace
+    :func:`pipeline_job_namespace` (``<namespace>/<pipeline>``; ``pipeline`` without a Kubernetes ``namespace``), its
+    parent the job ``pipeline`` there; ``assertions``: check verdicts (name, passed) per output, as data-quality
+    assertion facets."""
     if event_type not in _PHASES:
         raise ValueError(f"event type {event_type!r} is not one of {', '.join(_PHASES)}")
     if event_time.tzinfo is None:
         raise ValueError("event_time must carry a time zone")
+    jobs = pipeline_job_namespace(namespace, pipeline)
     parent = _facet("1-1-0/ParentRunFacet.json#/$defs/ParentRunFacet",
-                    run={"runId": step_run_uuid(run_id)}, job={"namespace": pipeline, "name": pipeline})
+                    run={"runId": step_run_uuid(run_id)}, job={"namespace": jobs, "name": pipeline})
     run_facets: dict[str, Any] = {"parent": parent}
     if event_type == "FAIL" and error is not None:
         run_facets["errorMessage"] = _facet("1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet",
@@ -272,7 +283,7 @@ def build_run_event(
         "producer": PRODUCER,
         "schemaURL": _RUN_EVENT_SCHEMA,
         "run": {"runId": step_run_uuid(run_id, step), "facets": run_facets},
-        "job": {"namespace": pipeline, "name": step, "facets": {}},
+        "job": {"namespace": jobs, "name": step, "facets": {}},
         "inputs": [{"namespace": d.namespace, "name": d.name, "facets": {}} for d in inputs],
         "outputs": [_output_json(d, counts.get(d) if event_type == "COMPLETE" else None,
                                  (assertions or {}).get(d, ())) for d in outputs],

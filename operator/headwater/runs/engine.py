@@ -35,7 +35,6 @@ from headwater.lineage.run_records import (
     has_finalizer,
     is_deleting,
     is_recorded,
-    run_id,
 )
 from headwater.runs import checks, history, planning
 from headwater.runs.dedup import Coalescer, RunMemory
@@ -247,8 +246,7 @@ class RunEngine:
         self._measure(ref, status, out)
         self._plan_recheck(ref, out)
         if self.emitter is not None and out.status is not None:
-            for event in step_events(run_id(ref.namespace, ref.name, ref.uid), ref.pipeline, status, out.status,
-                                     self.clock()):
+            for event in step_events(ref, status, out.status, self.clock()):
                 self.emitter.send(event)
         return out
 
