@@ -4,6 +4,7 @@ seeded with the demo's data: day 1, then day 2 when Stripe's extract writes 40 %
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -26,6 +27,7 @@ from browser_support import (
     wait_ready,
     wait_text,
 )
+from headwater.lineage import DatasetRef, EdgeRecord, RunRecord
 from headwater.lineage.store import LineageStore
 from helpers import ROOT, wait_for
 
@@ -114,6 +116,26 @@ def test_the_runs_listing_leads_to_a_run(store: LineageStore, driver: WebDriver)
         sign_in(driver, base, "#/runs")
         wait_text(driver, "table.list", ids["day3"]).find_element(By.LINK_TEXT, ids["day3"]).click()
         wait_text(driver, "h1", "Failed")
+
+
+def test_searching_a_pipeline_name_two_teams_share_lists_each_and_opens_only_its_runs(
+        store: LineageStore, driver: WebDriver) -> None:
+    at = datetime(2026, 11, 23, 6, tzinfo=UTC)
+    for namespace in ("team-a", "team-b"):
+        run_id = f"{namespace}/etl-1/0000"
+        store.record(RunRecord(run_id, "etl", namespace, "Succeeded", trigger="schedule", started_at=at, name="etl-1"),
+                     EdgeRecord(run_id, "etl", "load", (DatasetRef("postgres://wh", "raw.x"),),
+                                (DatasetRef("postgres://wh", f"{namespace}.y"),), seen_at=at, namespace=namespace))
+    with served(store) as base:
+        sign_in(driver, base, "#/search?q=etl")
+        hits = wait_text(driver, "#hits-pipelines", "team-b")
+        assert [li.text for li in hits.find_elements(By.TAG_NAME, "li")] == ["etl (team-a)", "etl (team-b)"]
+        hits.find_elements(By.TAG_NAME, "a")[1].click()
+        wait_text(driver, "h1", "Runs of etl in team-b")
+        wait_ready(driver)
+        rows = driver.find_elements(By.CSS_SELECTOR, "table.list tbody tr")
+        assert [row.find_element(By.TAG_NAME, "a").get_attribute("href").split("id=")[1] for row in rows] == \
+            ["team-b%2Fetl-1%2F0000"]
 
 
 def test_column_lineage_toggles_on_and_off(store: LineageStore, driver: WebDriver) -> None:

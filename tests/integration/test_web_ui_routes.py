@@ -126,6 +126,22 @@ def test_search_finds_datasets_pipelines_and_runs_and_escapes_wildcards(demo: Li
     assert get(demo, "/v1/search?q=" + "x" * 201)[0] == 400
 
 
+def test_search_finds_two_teams_pipelines_of_one_name_as_two_hits_each_in_its_namespace(
+        store: LineageStore) -> None:
+    at = datetime(2026, 11, 23, 6, tzinfo=UTC)
+    for namespace in ("team-b", "team-a"):
+        run_id = f"{namespace}/etl-1/0000"
+        store.record(RunRecord(run_id, "etl", namespace, "Succeeded", trigger="schedule", started_at=at),
+                     EdgeRecord(run_id, "etl", "load", (wh("raw.x"),), (wh(f"{namespace}.y"),), seen_at=at,
+                                namespace=namespace))
+    store.record(EdgeRecord("0f3c9a1e-5d2b-4c8e-9f10-2a3b4c5d6e7f", "etl", "load", (wh("raw.x"),), (wh("dbt.y"),),
+                            seen_at=at))  # the same name from an OpenLineage event: no namespace
+    hits = get(store, "/v1/search?q=etl")[1]
+    assert hits["pipelineRefs"] == [{"namespace": "", "name": "etl"}, {"namespace": "team-a", "name": "etl"},
+                                    {"namespace": "team-b", "name": "etl"}]
+    assert hits["pipelines"] == ["etl"]
+
+
 def test_the_graph_gives_each_node_its_latest_write_and_row_change(demo: LineageStore) -> None:
     status, graph = get(demo, "/v1/graph/analytics.daily_revenue?depth=1")
     assert status == 200

@@ -143,14 +143,19 @@ function runsTable(runs) {
       h("td", {}, duration(r.startedAt, r.finishedAt))))));
 }
 
+// the runs of one pipeline, in one Kubernetes namespace when given (same-named Pipelines of two teams apart)
+const pipelineQuery = (pipeline, namespace) =>
+  `${pipeline ? `&pipeline=${enc(pipeline)}` : ""}${namespace ? `&namespace=${enc(namespace)}` : ""}`;
+
 async function runsPage(params) {
   const pipeline = params.get("pipeline");
+  const namespace = params.get("namespace");
   const offset = Number(params.get("offset") || 0);
-  const q = `/v1/runs?limit=50&offset=${offset}${pipeline ? `&pipeline=${enc(pipeline)}` : ""}`;
-  const page = await api(q);
+  const page = await api(`/v1/runs?limit=50&offset=${offset}${pipelineQuery(pipeline, namespace)}`);
   const more = page.runs.length === 50;
-  setPage(h("h1", {}, pipeline ? `Runs of ${pipeline}` : "Runs"), runsTable(page.runs),
-    more ? h("a", { href: `#/runs?offset=${offset + 50}${pipeline ? `&pipeline=${enc(pipeline)}` : ""}` }, "Older runs")
+  const title = pipeline ? `Runs of ${pipeline}${namespace ? ` in ${namespace}` : ""}` : "Runs";
+  setPage(h("h1", {}, title), runsTable(page.runs),
+    more ? h("a", { href: `#/runs?offset=${offset + 50}${pipelineQuery(pipeline, namespace)}` }, "Older runs")
       : null);
 }
 
@@ -168,8 +173,9 @@ async function searchPage(params) {
     hits.datasets.length ? h("ul", { id: "hits-datasets" }, hits.datasets.map((d) =>
       h("li", {}, h("a", { href: datasetLink(d) }, d.name), ` (${d.namespace})`))) : h("p", {}, "No dataset."),
     h("h2", {}, "Pipelines"),
-    hits.pipelines.length ? h("ul", {}, hits.pipelines.map((p) =>
-      h("li", {}, h("a", { href: `#/runs?pipeline=${enc(p)}` }, p)))) : h("p", {}, "No pipeline."),
+    hits.pipelineRefs.length ? h("ul", { id: "hits-pipelines" }, hits.pipelineRefs.map((p) =>
+      h("li", {}, h("a", { href: `#/runs?${pipelineQuery(p.name, p.namespace).slice(1)}` }, p.name),
+        ` (${p.namespace || "OpenLineage"})`))) : h("p", {}, "No pipeline."),
     h("h2", {}, "Runs"), hits.runs.length ? runsTable(hits.runs) : h("p", {}, "No run."));
 }
 

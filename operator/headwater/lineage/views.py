@@ -31,7 +31,8 @@ from headwater.lineage.records import DatasetRef
 
 __all__ = [
     "MAX_CHECK_TEXT", "MAX_NODE_CHECKS", "MAX_PAGE", "MAX_SEARCH", "ColumnLink", "Columns", "FailedCheck", "GraphNode",
-    "Neighbourhood", "RunSummary", "SearchHits", "columns", "neighbourhood", "runs", "search", "step_flow",
+    "Neighbourhood", "PipelineHit", "RunSummary", "SearchHits", "columns", "neighbourhood", "runs", "search",
+    "step_flow",
 ]
 
 Conn = psycopg.Connection[Any]
@@ -185,11 +186,22 @@ def runs(conn: Conn, *, pipeline: str | None = None, namespace: str | None = Non
 
 
 @dataclass(frozen=True)
+class PipelineHit:
+    """A pipeline found by name, in its Kubernetes namespace ('' for one known only from OpenLineage)."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
 class SearchHits:
     query: str
     datasets: tuple[DatasetRef, ...]
     pipelines: tuple[str, ...]
+    """The names of ``pipeline_refs``, each once."""
     runs: tuple[RunSummary, ...]
+    pipeline_refs: tuple[PipelineHit, ...] = ()
+    """Each pipeline found, in its namespace: two teams' same-named Pipelines are two hits."""
 
 
 def _like(text: str) -> str:
@@ -199,19 +211,20 @@ def _like(text: str) -> str:
 def search(conn: Conn, text: str, *, limit: int = 20) -> SearchHits:
     """Datasets, pipelines and runs whose name contains ``text`` (any case); exact names first."""
     if not storable(text):
-        return SearchHits(text, (), (), ())
+        return SearchHits(text, (), (), (), ())
     pattern = {"like": _like(text), "exact": text, "limit": limit}
     found = conn.execute(
         "SELECT namespace, name FROM datasets WHERE name ILIKE %(like)s "
         "ORDER BY name <> %(exact)s, length(name), name, namespace LIMIT %(limit)s", pattern).fetchall()
     pipelines = conn.execute(
-        "SELECT DISTINCT pipeline, pipeline <> %(exact)s, length(pipeline) FROM jobs WHERE pipeline ILIKE %(like)s "
-        "ORDER BY 2, 3, 1 LIMIT %(limit)s", pattern).fetchall()
+        "SELECT DISTINCT pipeline, namespace, pipeline <> %(exact)s, length(pipeline) FROM jobs "
+        "WHERE pipeline ILIKE %(like)s ORDER BY 3, 4, 1, 2 LIMIT %(limit)s", pattern).fetchall()
     matched = conn.execute(
         f"SELECT {_RUN_COLUMNS} FROM pipeline_runs WHERE id ILIKE %(like)s OR name ILIKE %(like)s "
         "ORDER BY coalesce(started_at, created_at) DESC, id LIMIT %(limit)s", pattern).fetchall()
+    refs = tuple(PipelineHit(str(p[1]), str(p[0])) for p in pipelines)
     return SearchHits(text, tuple(DatasetRef(str(ns), str(n)) for ns, n in found),
-                      tuple(str(p[0]) for p in pipelines), tuple(RunSummary(*row) for row in matched))
+                      tuple(dict.fromkeys(r.name for r in refs)), tuple(RunSummary(*row) for row in matched), refs)
 
 
 @dataclass(frozen=True)
